@@ -1,0 +1,192 @@
+/* The qcow2 format library: one reader and writer of qcow2 images for the
+ * qcow2 plugin, nbdcbt-img and nbdcbt-backup.  Images are read and written
+ * as qemu-img 7.2 does (docs/interop/qcow2.txt), including the bitmaps
+ * extension.
+ *
+ * Errors: functions returning int give 0 on success and -1 on failure with
+ * errno set and a human-readable message available from
+ * qcow2_last_error() (thread-local, valid until the next call in the same
+ * thread).  Functions returning pointers give NULL on failure, likewise.
+ *
+ * Thread safety: one struct qcow2 may be used from many threads at once;
+ * data I/O to different clusters proceeds in parallel, metadata updates
+ * are serialized internally.
+ */
+#ifndef NBDCBT_QCOW2_H
+#define NBDCBT_QCOW2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct qcow2;
+struct hbitmap;
+
+extern const char *qcow2_last_error (void);
+
+/* Is FD / PATH a qcow2 image (magic check only)? */
+extern bool qcow2_probe_fd (int fd);
+
+/* --- Creating --------------------------------------------------------- */
+
+struct qcow2_create_opts {
+  uint64_t size;            /* virtual size in bytes (may be 0 with backing) */
+  uint32_t cluster_size;    /* default 65536 */
+  int version;              /* 2 or 3, default 3 */
+  int refcount_bits;        /* default 16 */
+  bool lazy_refcounts;
+  bool extended_l2;
+  int compression_type;     /* 0 zlib (default), 1 zstd */
+  const char *backing_file; /* NULL for none; stored as given */
+  const char *backing_format; /* "qcow2", "raw" or NULL (probe) */
+};
+/* Creates (truncates) PATH.  With a backing file and size 0, the size is
+ * the backing file's.
+ */
+extern int qcow2_create (const char *path,
+                         const struct qcow2_create_opts *opts);
+
+/* --- Opening ---------------------------------------------------------- */
+
+#define QCOW2_OPEN_RDONLY (1 << 0)
+#define QCOW2_OPEN_NO_BACKING (1 << 1) /* do not open the backing chain */
+/* Do not load or mark bitmaps (offline tools that manage them directly). */
+#define QCOW2_OPEN_NO_BITMAP_IN_USE (1 << 2)
+
+extern struct qcow2 *qcow2_open (const char *path, int flags);
+/* Flushes and closes; the image (and its backing chain) is freed even on
+ * error.
+ */
+extern int qcow2_close (struct qcow2 *q);
+
+struct qcow2_info {
+  int version;
+  uint64_t size;
+  uint32_t cluster_size;
+  int refcount_bits;
+  bool lazy_refcounts;
+  bool extended_l2;
+  bool dirty;       /* incompatible bit 0 set at open */
+  bool corrupt;
+  int compression_type;
+  const char *backing_file;   /* as stored, or NULL */
+  const char *backing_format; /* or NULL */
+  uint64_t nb_bitmaps;
+};
+extern void qcow2_get_info (struct qcow2 *q, struct qcow2_info *info);
+extern uint64_t qcow2_get_size (struct qcow2 *q);
+/* The backing image (opened with the same flags), or NULL. */
+extern struct qcow2 *qcow2_backing (struct qcow2 *q);
+
+/* --- Data ------------------------------------------------------------- */
+
+/* Reads from the image, its backing chain or zeroes. */
+extern int qcow2_pread (struct qcow2 *q, void *buf, uint64_t count,
+                        uint64_t offset);
+#define QCOW2_WRITE_FUA (1 << 0)
+extern int qcow2_pwrite (struct qcow2 *q, const void *buf, uint64_t count,
+                         uint64_t offset, int flags);
+/* Reads as zero afterwards.  MAY_UNMAP lets whole clusters lose their
+ * allocation (zero flag without an offset); otherwise they stay
+ * allocated and read as zero.
+ */
+#define QCOW2_ZERO_MAY_UNMAP (1 << 1)
+extern int qcow2_zero (struct qcow2 *q, uint64_t count, uint64_t offset,
+                       int flags);
+/* Discard whole clusters within the range (the rest is left alone).  With
+ * a backing file discarded clusters read as zero (v3 zero flag), as QEMU
+ * does for discard on an image with a backing file.
+ */
+extern int qcow2_discard (struct qcow2 *q, uint64_t count, uint64_t offset,
+                          int flags);
+extern int qcow2_flush (struct qcow2 *q);
+
+/* Block status at OFFSET for at most COUNT bytes: *pnum bytes from OFFSET
+ * share the same status.  *status is a mix of QCOW2_STATUS_*; *depth is 0
+ * for unallocated in the whole chain, 1 for this image, 2 for its backing
+ * file, ...
+ */
+#define QCOW2_STATUS_DATA (1 << 0)  /* reads from a host cluster */
+#define QCOW2_STATUS_ZERO (1 << 1)  /* reads as zeroes */
+#define QCOW2_STATUS_ALLOCATED (1 << 2) /* decided at this layer */
+extern int qcow2_block_status (struct qcow2 *q, uint64_t offset,
+                               uint64_t count, uint64_t *pnum, int *status,
+                               int *depth);
+
+/* Grow (or shrink, if no data lies past the new end) the virtual size. */
+extern int qcow2_resize (struct qcow2 *q, uint64_t new_size);
+
+/* --- Persistent bitmaps (the bitmaps extension) ------------------------ */
+
+#define QCOW2_BME_IN_USE (1 << 0)
+#define QCOW2_BME_AUTO (1 << 1)
+
+struct qcow2_bitmap_info {
+  char *name;
+  uint64_t granularity;
+  uint32_t flags; /* QCOW2_BME_* as on disk when the image was opened */
+};
+/* The bitmaps in the directory.  Caller frees with
+ * qcow2_bitmap_list_free.
+ */
+extern int qcow2_bitmap_list (struct qcow2 *q, struct qcow2_bitmap_info **list,
+                              size_t *n);
+extern void qcow2_bitmap_list_free (struct qcow2_bitmap_info *list, size_t n);
+
+/* Load NAME's data into a new hbitmap sized to the image.  Fails for an
+ * in_use (inconsistent) bitmap unless it is ours (marked by
+ * qcow2_bitmaps_mark_in_use on this handle).
+ */
+extern struct hbitmap *qcow2_bitmap_load (struct qcow2 *q, const char *name);
+
+/* Set in_use on every bitmap on disk, as QEMU does on a read-write open
+ * (autoclear bit cleared, directory rewritten in place, bit set again).
+ */
+extern int qcow2_bitmaps_mark_in_use (struct qcow2 *q);
+
+/* Replace the whole set of persistent bitmaps: each entry is written
+ * (data clusters, table, new directory) with flags AUTO if recording and
+ * in_use clear, then the header switched and the old clusters freed, as
+ * qcow2_store_persistent_dirty_bitmaps.  Bitmaps on disk that are not in
+ * the set and not listed in KEEP are removed.  Entries in KEEP (for
+ * example inconsistent bitmaps) are copied from the old directory as they
+ * are.
+ */
+struct qcow2_bitmap_store_entry {
+  const char *name;
+  const struct hbitmap *bitmap; /* granularity taken from it */
+  bool recording;               /* AUTO */
+  bool in_use;                  /* keep in_use set (still running) */
+};
+extern int qcow2_bitmaps_store (struct qcow2 *q,
+                                const struct qcow2_bitmap_store_entry *set,
+                                size_t n, const char *const *keep,
+                                size_t nkeep);
+
+/* Offline edits (nbdcbt-img bitmap), each one a complete store:
+ * QEMU's constraints apply (name 1..1023 bytes, granularity 512..2^31,
+ * at most 65535 bitmaps, v3 only).
+ */
+extern int qcow2_bitmap_add (struct qcow2 *q, const char *name,
+                             uint64_t granularity, bool recording);
+extern int qcow2_bitmap_remove (struct qcow2 *q, const char *name);
+
+/* --- Checking --------------------------------------------------------- */
+
+struct qcow2_check_result {
+  uint64_t corruptions;
+  uint64_t leaks;
+  uint64_t leaks_fixed;
+  uint64_t corruptions_fixed;
+  uint64_t allocated_clusters;
+  uint64_t image_end_offset;
+};
+#define QCOW2_CHECK_REPAIR_LEAKS (1 << 0)
+/* Rebuilds refcounts from L1/L2, bitmaps and header structures and
+ * compares.  Messages for each problem go to the MSG callback if not NULL.
+ */
+extern int qcow2_check (struct qcow2 *q, int flags,
+                        struct qcow2_check_result *result,
+                        void (*msg) (void *opaque, const char *text),
+                        void *opaque);
+
+#endif /* NBDCBT_QCOW2_H */

@@ -1,0 +1,2 @@
+/* placeholder: the server lands here */
+int main (void) { return 0; }

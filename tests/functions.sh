@@ -1,0 +1,73 @@
+# Shared helpers for shell tests (source it: . "$top_srcdir/tests/functions.sh").
+# Modelled on nbdkit's tests/functions.sh.  Exit 77 = skip.
+
+set -e
+set -u
+
+: "${top_builddir:?run tests through make check}"
+: "${NBDCBT:=$top_builddir/nbdcbt}"
+
+# Each test gets its own scratch directory, removed on exit.
+tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/nbdcbt-test.XXXXXX")
+_cleanup_fns=()
+cleanup_fn () { _cleanup_fns+=("$*"); }
+_run_cleanup ()
+{
+  local status=$? i
+  for (( i = ${#_cleanup_fns[@]} - 1; i >= 0; i-- )); do
+    eval "${_cleanup_fns[$i]}" || :
+  done
+  rm -rf "$tmpdir"
+  exit $status
+}
+trap _run_cleanup EXIT INT TERM
+
+# requires CMD [ARGS]: skip the test unless CMD ARGS succeeds.
+requires ()
+{
+  if ! "$@" >/dev/null 2>&1; then
+    echo "$0: skipped: '$*' failed"
+    exit 77
+  fi
+}
+
+# The libnbd Python module belongs to Debian's python3.
+PYTHON=/usr/bin/python3
+
+# wait_for_file FILE [SECONDS]
+wait_for_file ()
+{
+  local i n=$(( ${2:-30} * 10 ))
+  for (( i = 0; i < n; i++ )); do
+    [ -e "$1" ] && return 0
+    sleep 0.1
+  done
+  echo "$0: timed out waiting for $1" >&2
+  return 1
+}
+
+# start_server PIDFILE SOCKET ARGS...: start nbdcbt on a Unix socket in the
+# background and wait until it serves (the pid file appears only once the
+# socket accepts).  Killed at exit.
+start_server ()
+{
+  local pidfile=$1 sock=$2; shift 2
+  "$NBDCBT" -f -P "$pidfile" -U "$sock" "$@" &
+  local bgpid=$!
+  cleanup_fn "kill $bgpid 2>/dev/null; wait $bgpid 2>/dev/null"
+  wait_for_file "$pidfile" 30
+}
+
+# stop_server PIDFILE: SIGTERM and wait for the process to go away.
+stop_server ()
+{
+  local pid i
+  pid=$(cat "$1")
+  kill "$pid"
+  for (( i = 0; i < 300; i++ )); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  echo "$0: server $pid did not stop" >&2
+  return 1
+}

@@ -1,0 +1,77 @@
+/* Unit tests for common/utils: size parsing, rounding, byte order. */
+#include <config.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byte-order.h"
+#include "rounding.h"
+#include "utils.h"
+
+static int failures;
+
+#define CHECK(cond)                                                           \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      fprintf (stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,       \
+               #cond);                                                        \
+      failures++;                                                             \
+    }                                                                         \
+  } while (0)
+
+static void
+check_size (const char *s, int64_t want)
+{
+  const char *err = NULL;
+  int64_t r = parse_human_size (s, &err);
+  if (r != want) {
+    fprintf (stderr, "parse_human_size (\"%s\") = %lld, want %lld (%s)\n", s,
+             (long long) r, (long long) want, err ? err : "");
+    failures++;
+  }
+  if (want == -1)
+    CHECK (err != NULL);
+}
+
+int
+main (void)
+{
+  check_size ("0", 0);
+  check_size ("512", 512);
+  check_size ("4k", 4096);
+  check_size ("4K", 4096);
+  check_size ("1M", 1048576);
+  check_size ("1MiB", 1048576);
+  check_size ("2G", INT64_C (2147483648));
+  check_size ("1T", INT64_C (1099511627776));
+  check_size ("8E", -1);   /* 2^63 overflows int64 */
+  check_size ("", -1);
+  check_size ("-1", -1);
+  check_size ("1X", -1);
+  check_size ("1Mfoo", -1);
+  check_size ("99999999999999999999999", -1);
+
+  CHECK (ROUND_UP (5, 4) == 8);
+  CHECK (ROUND_DOWN (5, 4) == 4);
+  CHECK (DIV_ROUND_UP (9, 4) == 3);
+  CHECK (is_power_of_2 (4096));
+  CHECK (!is_power_of_2 (0));
+  CHECK (!is_power_of_2 (6));
+  CHECK (log_2_bits (65536) == 16);
+
+  uint8_t b[8];
+  store_be64 (b, UINT64_C (0x0102030405060708));
+  CHECK (b[0] == 1 && b[7] == 8);
+  CHECK (load_be64 (b) == UINT64_C (0x0102030405060708));
+  store_be32 (b, 0xdeadbeef);
+  CHECK (load_be32 (b) == 0xdeadbeef && b[0] == 0xde);
+  store_be16 (b, 0x1234);
+  CHECK (load_be16 (b) == 0x1234 && b[1] == 0x34);
+
+  if (failures) {
+    fprintf (stderr, "%d failures\n", failures);
+    exit (EXIT_FAILURE);
+  }
+  return 0;
+}
