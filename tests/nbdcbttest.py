@@ -1,0 +1,160 @@
+"""Shared helpers for Python tests (run with Debian's /usr/bin/python3,
+which owns the libnbd module).
+
+    from nbdcbttest import Server, scratch_dir
+    with Server.nbdcbt(["memory", "size=1M"]) as srv:
+        h = srv.connect()            # a connected nbd.NBD handle
+        ...
+    with Server.qemu_nbd(["-f", "qcow2", "-B", "b0", img]) as srv: ...
+    with Server.nbdkit(["file", "disk.raw"]) as srv: ...
+
+Every server listens on a fresh Unix socket; srv.uri is its NBD URI.
+A test exits 77 to be reported as skipped.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import nbd
+
+TOP_BUILDDIR = os.environ.get("top_builddir", "")
+NBDCBT = os.environ.get("NBDCBT") or os.path.join(TOP_BUILDDIR, "nbdcbt")
+
+_scratch = None
+
+
+def scratch_dir():
+    """A temporary directory removed when the test process exits."""
+    global _scratch
+    if _scratch is None:
+        _scratch = tempfile.mkdtemp(prefix="nbdcbt-test.")
+        import atexit
+        atexit.register(shutil.rmtree, _scratch, True)
+    return _scratch
+
+
+def skip(why):
+    print("SKIP:", why)
+    sys.exit(77)
+
+
+def require(prog):
+    if shutil.which(prog) is None:
+        skip(prog + " is not installed")
+
+
+def _wait_for(path, proc, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError("server exited with status %d before serving"
+                               % proc.returncode)
+        time.sleep(0.02)
+    raise RuntimeError("timed out waiting for " + path)
+
+
+class Server:
+    """A server process on a Unix socket, stopped (SIGTERM) on exit."""
+
+    def __init__(self, argv, sock, ready_file, export=""):
+        self.sock = sock
+        self.export = export
+        self.uri = "nbd+unix:///%s?socket=%s" % (export, sock)
+        self.proc = subprocess.Popen(argv)
+        _wait_for(ready_file, self.proc)
+
+    @classmethod
+    def nbdcbt(cls, args, export="", extra=()):
+        d = tempfile.mkdtemp(dir=scratch_dir())
+        sock, pid = os.path.join(d, "sock"), os.path.join(d, "pid")
+        argv = [NBDCBT, "-f", "-U", sock, "-P", pid] + list(extra) + list(args)
+        return cls(argv, sock, pid, export)
+
+    @classmethod
+    def nbdkit(cls, args, export=""):
+        require("nbdkit")
+        d = tempfile.mkdtemp(dir=scratch_dir())
+        sock, pid = os.path.join(d, "sock"), os.path.join(d, "pid")
+        argv = ["nbdkit", "-f", "-U", sock, "-P", pid] + list(args)
+        return cls(argv, sock, pid, export)
+
+    @classmethod
+    def qemu_nbd(cls, args, export=""):
+        require("qemu-nbd")
+        d = tempfile.mkdtemp(dir=scratch_dir())
+        sock, pid = os.path.join(d, "sock"), os.path.join(d, "pid")
+        argv = ["qemu-nbd", "-k", sock, "--pid-file", pid] + list(args)
+        return cls(argv, sock, pid, export)
+
+    @classmethod
+    def by_name(cls, name, nbdcbt_args, qemu_nbd_args, export=""):
+        """The server the interop suite was asked for: 'nbdcbt' or
+        'qemu-nbd'."""
+        if name == "qemu-nbd":
+            return cls.qemu_nbd(qemu_nbd_args, export)
+        return cls.nbdcbt(nbdcbt_args, export)
+
+    def connect(self, meta_contexts=(), structured=True, opt_mode=False):
+        h = nbd.NBD()
+        h.set_request_structured_replies(structured)
+        for c in meta_contexts:
+            h.add_meta_context(c)
+        if opt_mode:
+            h.set_opt_mode(True)
+        h.set_export_name(self.export)
+        h.connect_unix(self.sock)
+        return h
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError("server did not stop on signal %d" % sig)
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def extents(h, context, offset=0, length=None, flags=0):
+    """All extents of CONTEXT from OFFSET as [(offset, length, flags)],
+    walking block status requests to the end (or LENGTH)."""
+    size = h.get_size()
+    end = size if length is None else offset + length
+    out = []
+    while offset < end:
+        got = []
+
+        def cb(meta, off, ents, err):
+            if meta == context:
+                got.extend(ents)
+            return 0
+        h.block_status(min(end - offset, 2**31), offset, cb, flags)
+        if not got:
+            raise RuntimeError("no extents for " + context)
+        for i in range(0, len(got), 2):
+            ln, fl = got[i], got[i + 1]
+            ln = min(ln, end - offset)
+            if out and out[-1][2] == fl and out[-1][0] + out[-1][1] == offset:
+                out[-1] = (out[-1][0], out[-1][1] + ln, fl)
+            else:
+                out.append((offset, ln, fl))
+            offset += ln
+            if offset >= end:
+                break
+    return out
