@@ -1,0 +1,3 @@
+/* The bitmap model of an export (owner: change tracking).  Placeholder. */
+#include <config.h>
+#include "dirty-bitmap.h"
