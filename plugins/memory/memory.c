@@ -1,0 +1,246 @@
+/* nbdcbt memory plugin: a sparse disk in RAM, shared by all connections
+ * and lost when the server exits.
+ *
+ * Reads, writes and block status share a read-write lock in read mode
+ * (page allocation is lock-free, see sparse.c); trim and write zeroes free
+ * pages and so take it in write mode.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nbdcbt-plugin.h"
+
+#include "cleanup.h"
+#include "sparse.h"
+
+static int64_t size = -1;
+static struct sparse *sa;
+static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
+
+/* Any handle will do: all the state is global. */
+static int handle_token;
+
+static void
+memory_unload (void)
+{
+  sparse_free (sa);
+  sa = NULL;
+}
+
+static int
+memory_config (const char *key, const char *value)
+{
+  if (strcmp (key, "size") == 0) {
+    size = nbdcbt_parse_size (value);
+    if (size == -1)
+      return -1;
+    return 0;
+  }
+  nbdcbt_error ("memory: unknown parameter '%s' (try size=SIZE)", key);
+  return -1;
+}
+
+static int
+memory_config_complete (void)
+{
+  if (size == -1) {
+    nbdcbt_error ("memory: the size parameter is required, "
+                  "for example: memory size=1G");
+    return -1;
+  }
+  sa = sparse_new (size);
+  if (sa == NULL) {
+    nbdcbt_error ("memory: cannot allocate the page table: %m");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+memory_thread_model (void)
+{
+  return NBDCBT_THREAD_MODEL_PARALLEL;
+}
+
+static void *
+memory_open (int readonly)
+{
+  return &handle_token;
+}
+
+static int64_t
+memory_get_size (void *handle)
+{
+  return size;
+}
+
+static int
+memory_can_write (void *handle)
+{
+  return 1;
+}
+
+static int
+memory_can_flush (void *handle)
+{
+  return 1;
+}
+
+static int
+memory_can_trim (void *handle)
+{
+  return 1;
+}
+
+static int
+memory_can_zero (void *handle)
+{
+  return NBDCBT_ZERO_NATIVE;
+}
+
+static int
+memory_can_fast_zero (void *handle)
+{
+  return 1;
+}
+
+static int
+memory_can_extents (void *handle)
+{
+  return 1;
+}
+
+/* RAM has nothing to make durable: FUA and flush are free. */
+static int
+memory_can_fua (void *handle)
+{
+  return NBDCBT_FUA_NATIVE;
+}
+
+/* All connections see the same pages. */
+static int
+memory_can_multi_conn (void *handle)
+{
+  return 1;
+}
+
+static int
+memory_can_cache (void *handle)
+{
+  return NBDCBT_CACHE_NATIVE;
+}
+
+static int
+memory_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+              uint32_t flags)
+{
+  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&lock);
+  sparse_read (sa, buf, count, offset);
+  return 0;
+}
+
+static int
+memory_pwrite (void *handle, const void *buf, uint32_t count,
+               uint64_t offset, uint32_t flags)
+{
+  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&lock);
+  return sparse_write (sa, buf, count, offset);
+}
+
+static int
+memory_flush (void *handle, uint32_t flags)
+{
+  return 0;
+}
+
+static int
+memory_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&lock);
+  sparse_zero (sa, count, offset);
+  return 0;
+}
+
+/* Zeroing frees whole pages and so is always fast. */
+static int
+memory_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&lock);
+  sparse_zero (sa, count, offset);
+  return 0;
+}
+
+static int
+memory_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return 0;
+}
+
+static int
+add_extent (void *opaque, uint64_t offset, uint64_t length, bool allocated)
+{
+  struct nbdcbt_extents *extents = opaque;
+
+  if (nbdcbt_add_extent (extents, offset, length,
+                         allocated ? 0
+                         : NBDCBT_EXTENT_HOLE | NBDCBT_EXTENT_ZERO) == -1)
+    return -1;
+  return nbdcbt_extents_full (extents) ? 1 : 0;
+}
+
+static int
+memory_extents (void *handle, uint32_t count, uint64_t offset,
+                uint32_t flags, struct nbdcbt_extents *extents)
+{
+  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&lock);
+  return sparse_extents (sa, count, offset, add_extent, extents) == -1
+         ? -1 : 0;
+}
+
+static int
+memory_dump_plugin (void)
+{
+  printf ("memory_page_size=%" PRIu64 "\n", SPARSE_PAGE_SIZE);
+  return 0;
+}
+
+static struct nbdcbt_plugin plugin = {
+  .name = "memory",
+  .longname = "nbdcbt memory plugin",
+  .version = PACKAGE_VERSION,
+  .description = "A sparse RAM disk, shared by all clients, lost at exit",
+  .config_help = "size=SIZE (required)  Virtual size, e.g. 1G, 512k",
+  .magic_config_key = "size",
+  .unload = memory_unload,
+  .config = memory_config,
+  .config_complete = memory_config_complete,
+  .thread_model = memory_thread_model,
+  .dump_plugin = memory_dump_plugin,
+  .open = memory_open,
+  .get_size = memory_get_size,
+  .can_write = memory_can_write,
+  .can_flush = memory_can_flush,
+  .can_trim = memory_can_trim,
+  .can_zero = memory_can_zero,
+  .can_fast_zero = memory_can_fast_zero,
+  .can_extents = memory_can_extents,
+  .can_fua = memory_can_fua,
+  .can_multi_conn = memory_can_multi_conn,
+  .can_cache = memory_can_cache,
+  .pread = memory_pread,
+  .pwrite = memory_pwrite,
+  .flush = memory_flush,
+  .trim = memory_trim,
+  .zero = memory_zero,
+  .extents = memory_extents,
+  .cache = memory_cache,
+};
+
+NBDCBT_REGISTER_PLUGIN (plugin)
