@@ -121,6 +121,11 @@ ERRNAMES = {0: "OK", 1: "EPERM", 5: "EIO", 12: "ENOMEM", 22: "EINVAL",
 _failures = 0
 
 
+def _short(v, limit=300):
+    s = repr(v)
+    return s if len(s) <= limit else s[:limit] + "... (%d chars)" % len(s)
+
+
 def check(cond, what, expected=None, got=None):
     """Record a failed expectation (the test goes on, and exits 1 at
     the end via finish())."""
@@ -129,7 +134,8 @@ def check(cond, what, expected=None, got=None):
         _failures += 1
         msg = "FAIL: " + what
         if expected is not None or got is not None:
-            msg += "\n  expected: %r\n  got:      %r" % (expected, got)
+            msg += "\n  expected: %s\n  got:      %s" % (_short(expected),
+                                                      _short(got))
         print(msg, flush=True)
     return cond
 

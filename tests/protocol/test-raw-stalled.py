@@ -1,0 +1,65 @@
+#!/usr/bin/python3
+# Clients that stop half-way: a WRITE header claiming 1 GiB (or a valid
+# 1 MiB) whose payload never arrives, truncated request headers, a client
+# that closes mid-payload.  The stalled connection may be dropped or wait,
+# but a SECOND connection must keep being served meanwhile, and the
+# server survives when the stalled one goes away.
+import struct
+import time
+from nbdproto import *
+
+with memory("4M") as srv:
+    other = srv.connect()
+    other.pwrite(b"before", 0)
+
+    for length, what in ((1 << 30, "1 GiB"), (1 << 20, "1 MiB")):
+        st = Raw(srv.sock)
+        st.handshake()
+        st.request(CMD_WRITE, 0, 1, 65536, length, b"s" * 4096)
+        time.sleep(0.2)
+        # The other connection goes on while the WRITE is stuck.
+        t0 = time.time()
+        for i in range(20):
+            other.pwrite(struct.pack(">I", i) * 128, 512 * i)
+            check_eq(other.pread(512, 512 * i), struct.pack(">I", i) * 128,
+                     "other connection during a stalled %s WRITE" % what)
+        check(time.time() - t0 < 10, "other connection not held up",
+              "< 10 s", time.time() - t0)
+        still_serving(srv, "during a stalled %s WRITE" % what)
+        # For 1 GiB (beyond the 32 MiB maximum) an error reply or a drop
+        # are fine; either way nothing is written.
+        if length > 32 << 20:
+            st.s.settimeout(2)
+            try:
+                kind, c, err, _ = st.reply()
+                check(err != 0, "1 GiB WRITE not acknowledged", "an error",
+                      ERRNAMES.get(err, err))
+            except (Closed, OSError):
+                pass
+        st.close()
+        still_serving(srv, "after closing a stalled %s WRITE" % what)
+
+    # Truncated requests, then close.
+    for what, data in (("10 bytes of a header",
+                        struct.pack(">IHHQ", REQUEST_MAGIC, 0, CMD_READ, 1)[:10]),
+                       ("a header without its length",
+                        struct.pack(">IHHQQ", REQUEST_MAGIC, 0, CMD_WRITE, 1,
+                                    0)),
+                       ("a WRITE with 100 of 512 bytes",
+                        struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_WRITE, 1,
+                                    0, 512) + b"t" * 100),
+                       ("a READ, then close at once",
+                        struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_READ, 1,
+                                    0, 1 << 20))):
+        with Raw(srv.sock) as r:
+            r.handshake()
+            r.send(data)
+        still_serving(srv, "after " + what)
+
+    # Nothing from the half-written requests reached the disk.
+    check_eq(other.pread(6, 0), b"\0\0\0\0\0\0",
+             "data at 0 (written by the other connection)")
+    check_eq(other.pread(4096, 65536), bytes(4096),
+             "stalled WRITEs wrote nothing")
+    other.shutdown()
+finish()
