@@ -1,0 +1,203 @@
+/* nbdcbt-img check: messages and exit codes of qemu-img check
+ * (0 clean, 1 check failed, 2 corruptions, 3 leaks only, 63 not supported).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+#include "nbdcbt-img.h"
+
+static void
+print_message (void *opaque, const char *text)
+{
+  bool quiet = *(bool *) opaque;
+  size_t len = strlen (text);
+
+  if (quiet)
+    return;
+  fprintf (stderr, "%s%s", text, len && text[len-1] == '\n' ? "" : "\n");
+}
+
+static void
+print_human (const struct qcow2_check_result *r,
+             const struct qcow2_check_result *fixed)
+{
+  if (fixed && (fixed->leaks_fixed || fixed->corruptions_fixed))
+    printf ("The following inconsistencies were found and repaired:\n\n"
+            "    %" PRIu64 " leaked clusters\n"
+            "    %" PRIu64 " corruptions\n\n"
+            "Double checking the fixed image now...\n",
+            fixed->leaks_fixed, fixed->corruptions_fixed);
+
+  if (r->corruptions == 0 && r->leaks == 0)
+    printf ("No errors were found on the image.\n");
+  else {
+    if (r->corruptions)
+      printf ("\n%" PRIu64 " errors were found on the image.\n"
+              "Data may be corrupted, or further writes to the image "
+              "may corrupt it.\n", r->corruptions);
+    if (r->leaks)
+      printf ("\n%" PRIu64 " leaked clusters were found on the image.\n"
+              "This means waste of disk space, but no harm to data.\n",
+              r->leaks);
+  }
+  if (r->image_end_offset)
+    printf ("Image end offset: %" PRIu64 "\n", r->image_end_offset);
+}
+
+static void
+print_json (const char *filename, const struct qcow2_check_result *r,
+            const struct qcow2_check_result *fixed, uint64_t total_clusters)
+{
+  printf ("{\n");
+  if (r->image_end_offset)
+    printf ("    \"image-end-offset\": %" PRIu64 ",\n", r->image_end_offset);
+  printf ("    \"total-clusters\": %" PRIu64 ",\n", total_clusters);
+  printf ("    \"check-errors\": 0,\n");
+  if (r->corruptions)
+    printf ("    \"corruptions\": %" PRIu64 ",\n", r->corruptions);
+  if (r->leaks)
+    printf ("    \"leaks\": %" PRIu64 ",\n", r->leaks);
+  if (fixed && fixed->corruptions_fixed)
+    printf ("    \"corruptions-fixed\": %" PRIu64 ",\n",
+            fixed->corruptions_fixed);
+  if (fixed && fixed->leaks_fixed)
+    printf ("    \"leaks-fixed\": %" PRIu64 ",\n", fixed->leaks_fixed);
+  if (r->allocated_clusters)
+    printf ("    \"allocated-clusters\": %" PRIu64 ",\n",
+            r->allocated_clusters);
+  printf ("    \"filename\": ");
+  json_print_string (filename);
+  printf (",\n");
+  printf ("    \"format\": \"qcow2\"\n");
+  printf ("}\n");
+}
+
+int
+cmd_check (int argc, char *argv[])
+{
+  static const struct option long_options[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "output", required_argument, NULL, 'O' },
+    { "format", required_argument, NULL, 'f' },
+    { "repair", required_argument, NULL, 'r' },
+    { NULL }
+  };
+  enum img_format fmt = FMT_UNKNOWN;
+  bool json = false, quiet = false, repair = false;
+  struct qcow2_check_result first = { 0 }, result = { 0 };
+  struct qcow2_info info;
+  const char *filename;
+  struct qcow2 *q;
+  int c, ret;
+
+  while ((c = getopt_long (argc, argv, "+f:r:qhU", long_options,
+                           NULL)) != -1) {
+    switch (c) {
+    case 'f':
+      fmt = parse_format (optarg);
+      if (fmt == FMT_UNKNOWN)
+        return 1;
+      break;
+    case 'O':
+      if (strcmp (optarg, "json") == 0)
+        json = true;
+      else if (strcmp (optarg, "human") == 0)
+        json = false;
+      else {
+        img_error ("--output must be used with human or json as argument.");
+        return 1;
+      }
+      break;
+    case 'r':
+      if (strcmp (optarg, "leaks") == 0)
+        repair = true;
+      else if (strcmp (optarg, "all") == 0) {
+        img_error ("Repairing corruptions is not supported; "
+                   "only '-r leaks' is");
+        return 1;
+      }
+      else {
+        img_error ("Unknown option value for -r "
+                   "(expecting 'leaks' or 'all'): %s", optarg);
+        return 1;
+      }
+      break;
+    case 'q': quiet = true; break;
+    case 'U': break;
+    case 'h':
+      printf ("usage: %s check [-q] [-f FMT] [--output=human|json] "
+              "[-r leaks] FILENAME\n", PROGNAME);
+      return 0;
+    default:
+      return 1;
+    }
+  }
+  if (optind != argc - 1) {
+    img_error ("Expecting one image file name");
+    return 1;
+  }
+  filename = argv[optind];
+  fmt = probe_format (filename, fmt);
+  if (fmt == FMT_UNKNOWN)
+    return 1;
+  if (fmt != FMT_QCOW2) {
+    img_error ("This image format does not support checks");
+    return 63;
+  }
+
+  /* The backing chain is opened too (as qemu-img check does), so a
+   * missing backing file or a loop in the chain is reported.
+   */
+  q = qcow2_open (filename, QCOW2_OPEN_NO_BITMAP_IN_USE |
+                  (repair ? 0 : QCOW2_OPEN_RDONLY));
+  if (q == NULL) {
+    img_error ("Could not open '%s': %s", filename, qcow2_last_error ());
+    return 1;
+  }
+
+  if (qcow2_check (q, repair ? QCOW2_CHECK_REPAIR_LEAKS : 0, &first,
+                   print_message, &quiet) == -1) {
+    img_error ("Check failed: %s", qcow2_last_error ());
+    qcow2_close (q);
+    return 1;
+  }
+  result = first;
+  if (repair && (first.leaks_fixed || first.corruptions_fixed)) {
+    /* Double check, and report what is left. */
+    if (qcow2_check (q, 0, &result, print_message, &quiet) == -1) {
+      img_error ("Check failed: %s", qcow2_last_error ());
+      qcow2_close (q);
+      return 1;
+    }
+  }
+  qcow2_get_info (q, &info);
+  if (qcow2_close (q) == -1) {
+    img_error ("%s: %s", filename, qcow2_last_error ());
+    return 1;
+  }
+
+  if (!quiet) {
+    if (json) {
+      uint64_t total = info.cluster_size
+        ? (info.size + info.cluster_size - 1) / info.cluster_size : 0;
+      print_json (filename, &result, repair ? &first : NULL, total);
+    }
+    else
+      print_human (&result, repair ? &first : NULL);
+  }
+
+  if (result.corruptions)
+    ret = 2;
+  else if (result.leaks)
+    ret = 3;
+  else
+    ret = 0;
+  return ret;
+}

@@ -1,0 +1,321 @@
+/* nbdcbt-img info: the layout and JSON keys of qemu-img 7.2's info. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cleanup.h"
+#include "hbitmap.h"
+#include "qcow2.h"
+#include "nbdcbt-img.h"
+
+struct image_info {
+  const char *filename;
+  enum img_format fmt;
+  uint64_t virtual_size;
+  uint64_t actual_size;
+  struct qcow2_info q;          /* qcow2 only */
+  char *full_backing;           /* qcow2 with backing only */
+  struct qcow2_bitmap_info *bitmaps;
+  size_t nbitmaps;
+  int64_t *counts;              /* dirty bytes, or -1 if not loadable */
+};
+
+/* The backing file's name relative to the image, as QEMU's
+ * bdrv_get_full_backing_filename does it.
+ */
+static char *
+full_backing_filename (const char *filename, const char *backing)
+{
+  CLEANUP_FREE char *copy = strdup (filename);
+  char *r;
+
+  if (copy == NULL)
+    return NULL;
+  if (backing[0] == '/' || strchr (filename, '/') == NULL)
+    return strdup (backing);
+  if (asprintf (&r, "%s/%s", dirname (copy), backing) == -1)
+    return NULL;
+  return r;
+}
+
+static const char *
+compression_name (int type)
+{
+  return type == 1 ? "zstd" : "zlib";
+}
+
+static void
+print_human (const struct image_info *ii)
+{
+  char buf[64];
+  size_t i;
+
+  printf ("image: %s\n", ii->filename);
+  printf ("file format: %s\n", format_name (ii->fmt));
+  size_to_str (ii->virtual_size, buf, sizeof buf);
+  printf ("virtual size: %s (%" PRIu64 " bytes)\n", buf, ii->virtual_size);
+  size_to_str (ii->actual_size, buf, sizeof buf);
+  printf ("disk size: %s\n", buf);
+  if (ii->fmt != FMT_QCOW2)
+    return;
+
+  printf ("cluster_size: %" PRIu32 "\n", ii->q.cluster_size);
+  if (ii->q.dirty)
+    printf ("dirty flag: yes\n");
+  if (ii->q.backing_file) {
+    printf ("backing file: %s", ii->q.backing_file);
+    if (ii->full_backing && strcmp (ii->full_backing, ii->q.backing_file))
+      printf (" (actual path: %s)", ii->full_backing);
+    printf ("\n");
+    if (ii->q.backing_format)
+      printf ("backing file format: %s\n", ii->q.backing_format);
+  }
+
+  printf ("Format specific information:\n");
+  printf ("    compat: %s\n", ii->q.version >= 3 ? "1.1" : "0.10");
+  printf ("    compression type: %s\n",
+          compression_name (ii->q.compression_type));
+  if (ii->q.version >= 3)
+    printf ("    lazy refcounts: %s\n", ii->q.lazy_refcounts ? "true" : "false");
+  if (ii->nbitmaps > 0) {
+    printf ("    bitmaps:\n");
+    for (i = 0; i < ii->nbitmaps; i++) {
+      const struct qcow2_bitmap_info *b = &ii->bitmaps[i];
+      int n = 0;
+
+      printf ("        [%zu]:\n", i);
+      printf ("            flags:\n");
+      if (b->flags & QCOW2_BME_IN_USE)
+        printf ("                [%d]: in-use\n", n++);
+      if (b->flags & QCOW2_BME_AUTO)
+        printf ("                [%d]: auto\n", n++);
+      printf ("            name: %s\n", b->name);
+      printf ("            granularity: %" PRIu64 "\n", b->granularity);
+      /* Not in qemu-img's output: the dirty bytes of each bitmap. */
+      if (ii->counts[i] >= 0)
+        printf ("            count: %" PRIi64 "\n", ii->counts[i]);
+    }
+  }
+  printf ("    refcount bits: %d\n", ii->q.refcount_bits);
+  if (ii->q.version >= 3) {
+    printf ("    corrupt: %s\n", ii->q.corrupt ? "true" : "false");
+    printf ("    extended l2: %s\n", ii->q.extended_l2 ? "true" : "false");
+  }
+}
+
+static const char *
+json_bool (bool b)
+{
+  return b ? "true" : "false";
+}
+
+/* Pretty-printed as QEMU's qobject_to_json_pretty: 4-space indents, keys
+ * in the order QEMU's dictionaries print them.
+ */
+static void
+print_json (const struct image_info *ii)
+{
+  size_t i;
+
+  printf ("{\n");
+  if (ii->fmt == FMT_QCOW2 && ii->q.backing_file && ii->q.backing_format) {
+    printf ("    \"backing-filename-format\": ");
+    json_print_string (ii->q.backing_format);
+    printf (",\n");
+  }
+  printf ("    \"virtual-size\": %" PRIu64 ",\n", ii->virtual_size);
+  printf ("    \"filename\": ");
+  json_print_string (ii->filename);
+  printf (",\n");
+  if (ii->fmt == FMT_QCOW2)
+    printf ("    \"cluster-size\": %" PRIu32 ",\n", ii->q.cluster_size);
+  printf ("    \"format\": \"%s\",\n", format_name (ii->fmt));
+  printf ("    \"actual-size\": %" PRIu64 ",\n", ii->actual_size);
+
+  if (ii->fmt == FMT_QCOW2) {
+    bool v3 = ii->q.version >= 3;
+
+    printf ("    \"format-specific\": {\n");
+    printf ("        \"type\": \"qcow2\",\n");
+    printf ("        \"data\": {\n");
+    printf ("            \"compat\": \"%s\",\n", v3 ? "1.1" : "0.10");
+    printf ("            \"compression-type\": \"%s\",\n",
+            compression_name (ii->q.compression_type));
+    if (v3)
+      printf ("            \"lazy-refcounts\": %s,\n",
+              json_bool (ii->q.lazy_refcounts));
+    if (ii->nbitmaps > 0) {
+      printf ("            \"bitmaps\": [\n");
+      for (i = 0; i < ii->nbitmaps; i++) {
+        const struct qcow2_bitmap_info *b = &ii->bitmaps[i];
+        bool first = true;
+
+        printf ("                {\n");
+        printf ("                    \"flags\": [\n");
+        if (b->flags & QCOW2_BME_IN_USE) {
+          printf ("                        \"in-use\"");
+          first = false;
+        }
+        if (b->flags & QCOW2_BME_AUTO) {
+          printf ("%s                        \"auto\"", first ? "" : ",\n");
+          first = false;
+        }
+        if (!first)
+          printf ("\n");
+        printf ("                    ],\n");
+        printf ("                    \"name\": ");
+        json_print_string (b->name);
+        printf (",\n");
+        if (ii->counts[i] >= 0)
+          printf ("                    \"count\": %" PRIi64 ",\n",
+                  ii->counts[i]);
+        printf ("                    \"granularity\": %" PRIu64 "\n",
+                b->granularity);
+        printf ("                }%s\n", i + 1 < ii->nbitmaps ? "," : "");
+      }
+      printf ("            ],\n");
+    }
+    printf ("            \"refcount-bits\": %d%s\n", ii->q.refcount_bits,
+            v3 ? "," : "");
+    if (v3) {
+      printf ("            \"corrupt\": %s,\n", json_bool (ii->q.corrupt));
+      printf ("            \"extended-l2\": %s\n",
+              json_bool (ii->q.extended_l2));
+    }
+    printf ("        }\n");
+    printf ("    },\n");
+    if (ii->q.backing_file) {
+      printf ("    \"full-backing-filename\": ");
+      json_print_string (ii->full_backing ? ii->full_backing
+                         : ii->q.backing_file);
+      printf (",\n");
+      printf ("    \"backing-filename\": ");
+      json_print_string (ii->q.backing_file);
+      printf (",\n");
+    }
+  }
+  printf ("    \"dirty-flag\": %s\n",
+          json_bool (ii->fmt == FMT_QCOW2 && ii->q.dirty));
+  printf ("}\n");
+}
+
+int
+cmd_info (int argc, char *argv[])
+{
+  static const struct option long_options[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "output", required_argument, NULL, 'O' },
+    { "format", required_argument, NULL, 'f' },
+    { NULL }
+  };
+  struct image_info ii = { 0 };
+  enum img_format fmt = FMT_UNKNOWN;
+  bool json = false;
+  struct qcow2 *q = NULL;
+  struct stat st;
+  int c, ret = 1;
+  size_t i;
+
+  while ((c = getopt_long (argc, argv, "+f:hU", long_options, NULL)) != -1) {
+    switch (c) {
+    case 'f':
+      fmt = parse_format (optarg);
+      if (fmt == FMT_UNKNOWN)
+        return 1;
+      break;
+    case 'O':
+      if (strcmp (optarg, "json") == 0)
+        json = true;
+      else if (strcmp (optarg, "human") == 0)
+        json = false;
+      else {
+        img_error ("--output must be used with human or json as argument.");
+        return 1;
+      }
+      break;
+    case 'U': break; /* no locks to share */
+    case 'h':
+      printf ("usage: %s info [-f FMT] [--output=human|json] FILENAME\n",
+              PROGNAME);
+      return 0;
+    default:
+      return 1;
+    }
+  }
+  if (optind != argc - 1) {
+    img_error ("Expecting one image file name");
+    return 1;
+  }
+  ii.filename = argv[optind];
+  ii.fmt = probe_format (ii.filename, fmt);
+  if (ii.fmt == FMT_UNKNOWN)
+    return 1;
+  if (stat (ii.filename, &st) == -1) {
+    img_error ("Could not open '%s': %m", ii.filename);
+    return 1;
+  }
+  ii.actual_size = (uint64_t) st.st_blocks * 512;
+
+  if (ii.fmt == FMT_RAW)
+    ii.virtual_size = st.st_size;
+  else {
+    q = qcow2_open (ii.filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
+                    QCOW2_OPEN_NO_BITMAP_IN_USE);
+    if (q == NULL) {
+      img_error ("Could not open '%s': %s", ii.filename, qcow2_last_error ());
+      return 1;
+    }
+    qcow2_get_info (q, &ii.q);
+    ii.virtual_size = ii.q.size;
+    if (ii.q.backing_file) {
+      ii.full_backing = full_backing_filename (ii.filename, ii.q.backing_file);
+      if (ii.full_backing == NULL) {
+        img_error ("%m");
+        goto out;
+      }
+    }
+    if (qcow2_bitmap_list (q, &ii.bitmaps, &ii.nbitmaps) == -1) {
+      img_error ("Could not read the bitmaps of '%s': %s", ii.filename,
+                 qcow2_last_error ());
+      goto out;
+    }
+    ii.counts = calloc (ii.nbitmaps ? ii.nbitmaps : 1, sizeof *ii.counts);
+    if (ii.counts == NULL) {
+      img_error ("%m");
+      goto out;
+    }
+    for (i = 0; i < ii.nbitmaps; i++) {
+      struct hbitmap *hb = NULL;
+
+      ii.counts[i] = -1;
+      if (!(ii.bitmaps[i].flags & QCOW2_BME_IN_USE))
+        hb = qcow2_bitmap_load (q, ii.bitmaps[i].name);
+      if (hb) {
+        ii.counts[i] = hbitmap_count (hb);
+        hbitmap_free (hb);
+      }
+    }
+  }
+
+  if (json)
+    print_json (&ii);
+  else
+    print_human (&ii);
+  ret = 0;
+
+ out:
+  if (ii.bitmaps)
+    qcow2_bitmap_list_free (ii.bitmaps, ii.nbitmaps);
+  free (ii.counts);
+  free (ii.full_backing);
+  if (q)
+    qcow2_close (q);
+  return ret;
+}
