@@ -1,4 +1,99 @@
-/* The bitmap store interface (owner: change tracking).  Placeholder. */
+/* The bitmap store interface: where persistent bitmaps live between runs.
+ *
+ * A plugin (qcow2: the image's bitmaps extension) or a sidecar (qbm: a
+ * JSON-described set of files beside a raw image) implements it and hands
+ * it out as the service BITMAP_STORE_SERVICE from its get_service callback:
+ *
+ *   static const struct bitmap_store my_store = { ... };
+ *   static const void *
+ *   my_get_service (const char *name)
+ *   {
+ *     if (strcmp (name, BITMAP_STORE_SERVICE) == 0)
+ *       return &my_store;
+ *     return NULL;
+ *   }
+ *
+ * The dirty filter finds it with nbdcbt_next_service (nxdata,
+ * BITMAP_STORE_SERVICE) in its get_ready and then:
+ *
+ *   1. get_ready:   list () and load () each consistent bitmap; those
+ *                   with in_use set on disk are inconsistent (listed in
+ *                   the model, never exported, only removable).
+ *   2. first read-write connection (prepare with readonly = 0):
+ *                   mark_in_use () once, before the first write goes down.
+ *                   On a read-only server nothing is ever written.
+ *   3. flush (if the filter's store-on-flush=true) and cleanup (clean
+ *                   shutdown): store () with every persistent bitmap;
+ *                   in_use is cleared at cleanup and kept on flush.
+ *   4. remove ():   a persistent bitmap was removed (control socket).
+ *
+ * All calls come from the server's threads; a store must be thread-safe
+ * against the plugin's own I/O.  The filter never calls two store
+ * functions at once.
+ *
+ * Errors: -1 (or NULL) with errno set; last_error () then returns a
+ * message for the user (may be NULL).
+ */
 #ifndef NBDCBT_BITMAP_STORE_H
 #define NBDCBT_BITMAP_STORE_H
-#endif
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hbitmap;
+
+#define BITMAP_STORE_SERVICE "bitmap-store"
+
+/* One stored bitmap, as list () reports it. */
+struct bitmap_store_info {
+  char *name;
+  uint64_t granularity;
+  bool recording;   /* qcow2: the "auto" flag */
+  bool in_use;      /* qcow2: "in_use" when opened: inconsistent */
+};
+
+/* One bitmap to store. */
+struct bitmap_store_entry {
+  const char *name;
+  const struct hbitmap *bitmap; /* granularity and size taken from it */
+  bool recording;               /* stored as "auto" */
+  bool in_use;                  /* keep in_use set (still running) */
+};
+
+struct bitmap_store {
+  /* Short name for messages ("qcow2", "qbm"). */
+  const char *name;
+  /* Passed back to every call. */
+  void *opaque;
+
+  /* The stored bitmaps.  *LIST is malloc'd; free it with list_free. */
+  int (*list) (void *opaque, struct bitmap_store_info **list, size_t *n);
+  void (*list_free) (void *opaque, struct bitmap_store_info *list,
+                     size_t n);
+
+  /* NAME's data in a new hbitmap sized to the disk.  Fails for an in_use
+   * bitmap unless this store marked it in use itself.
+   */
+  struct hbitmap *(*load) (void *opaque, const char *name);
+
+  /* Set in_use on every stored bitmap (a read-write start), durably. */
+  int (*mark_in_use) (void *opaque);
+
+  /* Replace the stored set by ENTRIES.  Stored bitmaps neither in ENTRIES
+   * nor named in KEEP (inconsistent bitmaps, kept as they are) are
+   * removed.
+   */
+  int (*store) (void *opaque, const struct bitmap_store_entry *entries,
+                size_t n, const char *const *keep, size_t nkeep);
+
+  /* Remove NAME from the store now.  May be NULL: then the next store ()
+   * drops it.
+   */
+  int (*remove) (void *opaque, const char *name);
+
+  /* A message for the last failure in this thread, or NULL. */
+  const char *(*last_error) (void *opaque);
+};
+
+#endif /* NBDCBT_BITMAP_STORE_H */

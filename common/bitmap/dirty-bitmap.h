@@ -1,4 +1,171 @@
-/* The bitmap model of an export (owner: change tracking).  Placeholder. */
+/* The bitmap model of an export: every named dirty bitmap of one export
+ * in a thread-safe set, with QEMU's rules and error messages
+ * (block/dirty-bitmap.c, block/monitor/bitmap-qmp-cmds.c).
+ *
+ * A bitmap has a name (1..1023 bytes), a granularity (power of two,
+ * 512 B .. 2 GiB), and the states QEMU's query-block shows: recording
+ * (enabled), persistent (kept in a store across restarts), busy (owned by
+ * a job or a point-in-time export; frozen), inconsistent (loaded from a
+ * store that did not close cleanly: it may only be removed), and
+ * readonly (loaded from a read-only store).
+ *
+ * Jobs use successors: bitmap_set_create_successor freezes a bitmap (it
+ * becomes disabled and busy) and starts an anonymous child with the same
+ * granularity that records the writes made meanwhile.  When the job ends,
+ * either abdicate (the successor takes the name: the bitmap now holds only
+ * the writes made during the job) or reclaim (the successor is ORed back
+ * into the parent, which recovers its recording state).
+ *
+ * Errors: functions returning int give 0 or -1 with errno set and, when
+ * ERRP is not NULL, *ERRP set to a malloc'd message (QEMU's wording) the
+ * caller frees.  Nothing is changed on error.
+ *
+ * Locking: one read-write lock guards the set's structure; the data of
+ * each bitmap is guarded by its hbitmap's own lock.  bitmap_set_mark takes
+ * the set's read lock and touches only the bitmaps that record.
+ */
 #ifndef NBDCBT_DIRTY_BITMAP_H
 #define NBDCBT_DIRTY_BITMAP_H
-#endif
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hbitmap;
+struct bitmap_set;
+
+#define DIRTY_BITMAP_NAME_MAX 1023
+#define DIRTY_BITMAP_GRANULARITY_MIN UINT64_C(512)
+#define DIRTY_BITMAP_GRANULARITY_MAX (UINT64_C(1) << 31)
+#define DIRTY_BITMAP_GRANULARITY_DEFAULT UINT64_C(65536)
+#define DIRTY_BITMAP_COUNT_MAX 65535
+
+/* Check a name / a granularity against QEMU's limits.  0 or -1 (EINVAL)
+ * with *ERRP as for the other functions.
+ */
+extern int dirty_bitmap_check_name (const char *name, char **errp);
+extern int dirty_bitmap_check_granularity (uint64_t granularity,
+                                           char **errp);
+
+/* A new empty set for an export of SIZE bytes. */
+extern struct bitmap_set *bitmap_set_new (uint64_t size);
+/* Frees every bitmap (successors too). */
+extern void bitmap_set_free (struct bitmap_set *set);
+extern uint64_t bitmap_set_size (struct bitmap_set *set);
+
+/* Options for bitmap_set_add. */
+struct dirty_bitmap_opts {
+  uint64_t granularity;  /* 0 = DIRTY_BITMAP_GRANULARITY_DEFAULT */
+  bool disabled;         /* created not recording */
+  bool persistent;
+  bool inconsistent;     /* loaded from a store with in_use set */
+  bool readonly;         /* loaded from a read-only store */
+};
+
+/* Add a bitmap.  With DATA (not NULL) the set takes ownership of it (it
+ * must match the set's size and OPTS' granularity, 0 meaning "DATA's");
+ * without, a new clean one is allocated.  Errors: "Bitmap name cannot be
+ * empty", "Bitmap name too long: NAME", "Bitmap already exists: NAME",
+ * granularity errors, too many bitmaps.  On error DATA is not taken.
+ */
+extern int bitmap_set_add (struct bitmap_set *set, const char *name,
+                           const struct dirty_bitmap_opts *opts,
+                           struct hbitmap *data, char **errp);
+/* Remove NAME (refused while busy or readonly; inconsistent ones can be
+ * removed).  Returns whether it was persistent in *WAS_PERSISTENT (may be
+ * NULL) so the caller can drop it from the store.
+ */
+extern int bitmap_set_remove (struct bitmap_set *set, const char *name,
+                              bool *was_persistent, char **errp);
+extern int bitmap_set_clear (struct bitmap_set *set, const char *name,
+                             char **errp);
+extern int bitmap_set_enable (struct bitmap_set *set, const char *name,
+                              char **errp);
+extern int bitmap_set_disable (struct bitmap_set *set, const char *name,
+                               char **errp);
+/* TARGET |= every SOURCE.  Sources must exist, be consistent, and have
+ * the set's size; granularities may differ (each dirty granule of a
+ * source marks every target granule it touches).
+ */
+extern int bitmap_set_merge (struct bitmap_set *set, const char *target,
+                             const char *const *sources, size_t nsources,
+                             char **errp);
+/* Change the persistent flag (a store decides what "persistent" may
+ * mean; the model only records it).
+ */
+extern int bitmap_set_set_persistent (struct bitmap_set *set,
+                                      const char *name, bool persistent,
+                                      char **errp);
+
+/* Successors (jobs).  create: NAME must be consistent, not busy, not
+ * readonly and without a successor; it becomes busy and disabled, and a
+ * successor inherits its recording state.  abdicate (job succeeded): the
+ * successor takes the name, persistence and state, the frozen data is
+ * dropped.  reclaim (job failed): the successor's bits are ORed into the
+ * parent, which takes the successor's recording state and is no longer
+ * busy.
+ */
+extern int bitmap_set_create_successor (struct bitmap_set *set,
+                                        const char *name, char **errp);
+extern int bitmap_set_abdicate (struct bitmap_set *set, const char *name,
+                                char **errp);
+extern int bitmap_set_reclaim (struct bitmap_set *set, const char *name,
+                               char **errp);
+/* Busy without a successor (a read-only export of the bitmap, say). */
+extern int bitmap_set_set_busy (struct bitmap_set *set, const char *name,
+                                bool busy, char **errp);
+
+/* The write path: mark every granule [offset, offset+len) touches in
+ * every recording bitmap and successor.  No allocation; the set's read
+ * lock and one hbitmap lock per recording bitmap.
+ */
+extern void bitmap_set_mark (struct bitmap_set *set, uint64_t offset,
+                             uint64_t len);
+/* Number of bitmaps bitmap_set_mark writes to (0 = writes are free). */
+extern size_t bitmap_set_recording_count (struct bitmap_set *set);
+
+/* Resize every bitmap (successors too).  When MARK_GROWTH and the size
+ * grows, the new area is marked in every recording bitmap: it is new data
+ * a backup has not seen.  On error nothing changes.
+ */
+extern int bitmap_set_resize (struct bitmap_set *set, uint64_t new_size,
+                              bool mark_growth, char **errp);
+
+/* A snapshot of one bitmap's state (query-block's BlockDirtyInfo). */
+struct dirty_bitmap_info {
+  char *name;
+  uint64_t granularity;
+  uint64_t count;        /* dirty bytes */
+  bool recording;
+  bool busy;
+  bool persistent;
+  bool inconsistent;
+  bool readonly;
+  bool has_successor;
+};
+/* All bitmaps in creation order.  Caller frees with
+ * dirty_bitmap_info_free.
+ */
+extern int bitmap_set_list (struct bitmap_set *set,
+                            struct dirty_bitmap_info **list, size_t *n);
+extern int bitmap_set_query (struct bitmap_set *set, const char *name,
+                             struct dirty_bitmap_info *info, char **errp);
+extern void dirty_bitmap_info_free (struct dirty_bitmap_info *list,
+                                    size_t n);
+
+/* Reading a bitmap's data (block status, backup, store).  bitmap_set_get
+ * returns a reference to NAME that keeps its data alive even if the bitmap
+ * is removed or abdicated meanwhile; release it with dirty_bitmap_put.
+ * NULL with *ERRP if NAME is missing or inconsistent.  The hbitmap's own
+ * lock makes each call on it atomic; it keeps changing while it records.
+ */
+struct dirty_bitmap;
+extern struct dirty_bitmap *bitmap_set_get (struct bitmap_set *set,
+                                            const char *name, char **errp);
+extern struct hbitmap *dirty_bitmap_data (struct dirty_bitmap *bm);
+extern void dirty_bitmap_put (struct dirty_bitmap *bm);
+
+/* Does a consistent bitmap called NAME exist? */
+extern bool bitmap_set_exists (struct bitmap_set *set, const char *name);
+
+#endif /* NBDCBT_DIRTY_BITMAP_H */
