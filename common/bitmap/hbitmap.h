@@ -18,7 +18,9 @@
 
 struct hbitmap;
 
-/* GRANULARITY: power of two, 512 B .. 2 GiB.  NULL with errno on error. */
+/* GRANULARITY: power of two, 512 B .. 2 GiB; SIZE at most INT64_MAX.
+ * NULL with errno EINVAL (bad argument) or ENOMEM.
+ */
 extern struct hbitmap *hbitmap_new (uint64_t size, uint64_t granularity);
 extern void hbitmap_free (struct hbitmap *hb);
 extern struct hbitmap *hbitmap_copy (const struct hbitmap *hb);
@@ -37,9 +39,10 @@ extern void hbitmap_set_all (struct hbitmap *hb);
 extern void hbitmap_reset_all (struct hbitmap *hb);
 extern bool hbitmap_get (const struct hbitmap *hb, uint64_t offset);
 
-/* Dirty bytes, exact: dirty granules times the granularity, the last
- * granule counted only up to SIZE (as QEMU's bdrv_get_dirty_count reports
- * for the bitmaps it serves).
+/* Dirty bytes: dirty granules times the granularity, exact.  Like QEMU's
+ * hbitmap_count / bdrv_get_dirty_count (and the "count" of query-block),
+ * a dirty last granule counts as a FULL granule even when SIZE ends inside
+ * it, so the result can exceed SIZE by less than one granule.
  */
 extern uint64_t hbitmap_count (const struct hbitmap *hb);
 /* Number of dirty granules. */
@@ -53,27 +56,41 @@ extern int64_t hbitmap_next_dirty (const struct hbitmap *hb, uint64_t offset,
 extern int64_t hbitmap_next_clean (const struct hbitmap *hb, uint64_t offset,
                                    uint64_t len);
 /* First dirty area in [offset, end): true and *area_start, *area_len
- * (clipped to [offset, end) and to MAX_LEN) if there is one.
+ * (clipped to [offset, end) and to MAX_LEN) if there is one.  MAX_LEN 0
+ * means no limit.  END past the size is clipped to it.
  */
 extern bool hbitmap_next_dirty_area (const struct hbitmap *hb,
                                      uint64_t offset, uint64_t end,
                                      uint64_t max_len, uint64_t *area_start,
                                      uint64_t *area_len);
 
-/* dst |= src.  Same size and granularity, else -1 with errno EINVAL. */
+/* dst |= src.  Same size and granularity, else -1 with errno EINVAL
+ * (dst unchanged).  Merging a bitmap into itself does nothing.
+ */
 extern int hbitmap_merge (struct hbitmap *dst, const struct hbitmap *src);
 
-/* Grow or shrink to NEW_SIZE bytes.  Bits past a shrink are gone; new
- * space is clean.  -1 with errno on allocation failure (bitmap unchanged).
+/* Grow or shrink to NEW_SIZE bytes.  Bits past a shrink are gone (the
+ * granule holding the new end keeps its bit); new space is clean.  -1 with
+ * errno ENOMEM on allocation failure or EINVAL if NEW_SIZE > INT64_MAX
+ * (bitmap unchanged).
  */
 extern int hbitmap_resize (struct hbitmap *hb, uint64_t new_size);
 
 /* Serialization in the qcow2 on-disk order: bit n of the bitmap is bit
  * (n & 7) of byte n >> 3 (LSB first).  START and COUNT are in bytes of the
- * disk; START must be a multiple of granularity * 8 (one serialized byte),
- * COUNT too unless START + COUNT reaches the end.  Tail bits past the last
- * granule serialize as 0.
+ * disk; the part is the granules [START, START+COUNT) touches, clipped to
+ * the end.  Byte 0 of the buffer holds the part's first granule in bit 0.
+ * START should be a multiple of hbitmap_serialization_align (one
+ * serialized byte) so that parts tile the on-disk bitmap, and COUNT too
+ * unless START + COUNT reaches the end; other values work but then the
+ * parts do not line up with the bytes of a whole serialization.  Tail bits
+ * past the part serialize as 0 and are ignored when deserializing.
+ *
+ * Unlike QEMU, which serializes whole 64-bit words (8-byte multiples),
+ * the size is ceil(granules / 8) bytes: a qcow2 writer zero-fills the rest
+ * of the cluster anyway.
  */
+extern uint64_t hbitmap_serialization_align (const struct hbitmap *hb);
 extern uint64_t hbitmap_serialization_size (const struct hbitmap *hb,
                                             uint64_t start, uint64_t count);
 extern void hbitmap_serialize_part (const struct hbitmap *hb, uint8_t *buf,
@@ -86,8 +103,10 @@ extern bool hbitmap_is_zero_part (const struct hbitmap *hb, uint64_t start,
                                   uint64_t count);
 
 /* The digest QEMU's x-debug-block-dirty-bitmap-sha256 returns for the same
- * bitmap: SHA-256 over the lowest level as ceil(nbits/64) 64-bit
- * little-endian words, as 64 lowercase hex digits plus NUL.
+ * bitmap: SHA-256 over the lowest level as max(1, ceil(nbits/64)) 64-bit
+ * little-endian words (QEMU hashes its whole lowest-level array, which has
+ * at least one word; padding bits past nbits are 0), as 64 lowercase hex
+ * digits plus NUL.  0, or -1 with errno if gnutls fails.
  */
 extern int hbitmap_sha256 (const struct hbitmap *hb, char out[65]);
 

@@ -1,0 +1,920 @@
+/* Hierarchical dirty bitmap.
+ *
+ * Layout.  Level 0 is the bitmap itself: one bit per granule, packed LSB
+ * first into 64-bit words.  Two summary hierarchies sit above it, each
+ * level one bit per 64-bit word of the level below:
+ *
+ *   any[k+1] bit i  ==  (any[k] word i != 0)          "something dirty"
+ *   full[k+1] bit i ==  (full[k] word i == all ones)   "everything dirty"
+ *
+ * with any[0] == full[0] == the level-0 array.  A search for a dirty bit
+ * climbs the "any" levels until a word has a set bit at or after the
+ * position, then descends following the lowest set bit: at most two
+ * passes over about log64(nbits) levels.  A search for a clean bit does
+ * the same on the "full" levels looking for clear bits.  The summaries
+ * cost 2/63 of level 0 (about 3.2%).
+ *
+ * Bits of level 0 past NBITS (padding in the last word) are always 0, so
+ * the last word is never "full" unless NBITS fills it; summary bits for
+ * words that do not exist are 0 too.  Searches therefore may land on
+ * padding, which is past END and reported as "none".
+ *
+ * Level 0 has at least one word even for an empty bitmap, because QEMU's
+ * x-debug-block-dirty-bitmap-sha256 hashes at least one word.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <endian.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
+
+#include "hbitmap.h"
+
+#define MAX_LEVELS 12           /* 2^64 bits need 11 levels */
+#define NONE UINT64_MAX
+
+struct hbitmap {
+  pthread_mutex_t lock;
+  uint64_t size;                /* bytes */
+  uint64_t nbits;               /* granules */
+  unsigned shift;               /* log2 (granularity) */
+  unsigned nlevels;             /* level 0 .. nlevels-1; top has one word */
+  uint64_t count;               /* set bits at level 0 */
+  uint64_t nwords[MAX_LEVELS];  /* words per level (same in both) */
+  uint64_t *any[MAX_LEVELS];    /* any[0] is the bitmap */
+  uint64_t *full[MAX_LEVELS];   /* full[0] == any[0] */
+};
+
+/* Reads take the lock too: the structure is logically const but the lock
+ * is not.
+ */
+static inline void
+lock_hb (const struct hbitmap *hb)
+{
+  pthread_mutex_lock ((pthread_mutex_t *) &hb->lock);
+}
+
+static inline void
+unlock_hb (const struct hbitmap *hb)
+{
+  pthread_mutex_unlock ((pthread_mutex_t *) &hb->lock);
+}
+
+static inline uint64_t
+div_round_up (uint64_t a, uint64_t b)
+{
+  return a / b + (a % b != 0);
+}
+
+/* Mask of bits [lo, hi] within one word, 0 <= lo <= hi <= 63. */
+static inline uint64_t
+word_mask (unsigned lo, unsigned hi)
+{
+  return (UINT64_MAX << lo) & (UINT64_MAX >> (63 - hi));
+}
+
+/* Words per level for NBITS bits.  Returns the number of levels. */
+static unsigned
+compute_geometry (uint64_t nbits, uint64_t nwords[MAX_LEVELS])
+{
+  unsigned n = 0;
+  uint64_t w = div_round_up (nbits, 64);
+
+  if (w == 0)
+    w = 1;
+  nwords[n++] = w;
+  while (w > 1) {
+    w = div_round_up (w, 64);
+    nwords[n++] = w;
+  }
+  return n;
+}
+
+static void
+free_summaries (uint64_t *any[MAX_LEVELS], uint64_t *full[MAX_LEVELS],
+                unsigned nlevels)
+{
+  unsigned k;
+
+  for (k = 1; k < nlevels; ++k) {
+    free (any[k]);
+    free (full[k]);
+    any[k] = full[k] = NULL;
+  }
+}
+
+/* Allocate zeroed summary levels 1..nlevels-1. */
+static int
+alloc_summaries (uint64_t *any[MAX_LEVELS], uint64_t *full[MAX_LEVELS],
+                 const uint64_t nwords[MAX_LEVELS], unsigned nlevels)
+{
+  unsigned k;
+
+  for (k = 1; k < nlevels; ++k) {
+    any[k] = calloc (nwords[k], sizeof (uint64_t));
+    full[k] = calloc (nwords[k], sizeof (uint64_t));
+    if (any[k] == NULL || full[k] == NULL) {
+      free (any[k]);
+      free (full[k]);
+      any[k] = full[k] = NULL;
+      free_summaries (any, full, k);
+      errno = ENOMEM;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Recompute summary bits of both hierarchies for level-0 words [WA, WB]. */
+static void
+refresh_summaries (struct hbitmap *hb, uint64_t wa, uint64_t wb)
+{
+  unsigned k;
+  uint64_t i;
+
+  for (k = 0; k + 1 < hb->nlevels; ++k) {
+    for (i = wa; i <= wb; ++i) {
+      uint64_t bit = UINT64_C (1) << (i & 63);
+      uint64_t *a = &hb->any[k + 1][i >> 6];
+      uint64_t *f = &hb->full[k + 1][i >> 6];
+
+      if (hb->any[k][i] != 0)
+        *a |= bit;
+      else
+        *a &= ~bit;
+      if (hb->full[k][i] == UINT64_MAX)
+        *f |= bit;
+      else
+        *f &= ~bit;
+    }
+    wa >>= 6;
+    wb >>= 6;
+  }
+}
+
+/* Set (VALUE) or clear bits [FIRST, LAST] of ARR.  Returns whether any
+ * word changed; adds the number of flipped bits to *FLIPPED if not NULL.
+ */
+static bool
+write_range (uint64_t *arr, uint64_t first, uint64_t last, bool value,
+             uint64_t *flipped)
+{
+  uint64_t wa = first >> 6, wb = last >> 6, i;
+  uint64_t nflipped = 0;
+  bool changed = false;
+
+  for (i = wa; i <= wb; ++i) {
+    unsigned lo = i == wa ? first & 63 : 0;
+    unsigned hi = i == wb ? last & 63 : 63;
+    uint64_t mask = word_mask (lo, hi);
+    uint64_t old = arr[i];
+    uint64_t new = value ? old | mask : old & ~mask;
+
+    if (new != old) {
+      arr[i] = new;
+      changed = true;
+      if (flipped)
+        nflipped += __builtin_popcountll (old ^ new);
+    }
+  }
+  if (flipped)
+    *flipped += nflipped;
+  return changed;
+}
+
+/* After bits of level-0 words [WA, WB] were all written with VALUE,
+ * update the levels above in one hierarchy (FULL_SUMMARY says which).
+ * Each level's range shrinks 64 times; we stop as soon as a level does not
+ * change.
+ *
+ * When the summary bit follows the written value directly (setting bits
+ * makes a word nonzero; clearing bits makes it not full) every touched
+ * word gets the new summary bit.  Otherwise only words wholly inside the
+ * range are known to have flipped, and the two edge words are checked.
+ */
+static void
+propagate (struct hbitmap *hb, bool full_summary,
+           uint64_t wa, uint64_t wb, bool value)
+{
+  uint64_t **lv = full_summary ? hb->full : hb->any;
+  const uint64_t match = full_summary ? UINT64_MAX : 0;
+  const bool direct = full_summary != value;
+  unsigned k;
+
+  for (k = 0; k + 1 < hb->nlevels; ++k) {
+    uint64_t lo = wa, hi = wb;
+
+    if (!direct) {
+      /* any && !value: summary bit becomes 0 for words now 0.
+       * full && value: summary bit becomes 1 for words now full.
+       */
+      bool lo_flips = lv[k][wa] == match;
+      bool hi_flips = lv[k][wb] == match;
+
+      if (wa == wb) {
+        if (!lo_flips)
+          return;
+      }
+      else {
+        lo += !lo_flips;
+        hi -= !hi_flips;
+        if (lo > hi)
+          return;
+      }
+    }
+    if (!write_range (lv[k + 1], lo, hi, value, NULL))
+      return;
+    wa = lo >> 6;
+    wb = hi >> 6;
+  }
+}
+
+/* Write VALUE to level-0 bits [FIRST, LAST] and keep count and summaries
+ * exact.  Lock held.
+ */
+static void
+write_bits (struct hbitmap *hb, uint64_t first, uint64_t last, bool value)
+{
+  uint64_t flipped = 0;
+
+  if (!write_range (hb->any[0], first, last, value, &flipped))
+    return;
+  if (value)
+    hb->count += flipped;
+  else
+    hb->count -= flipped;
+  propagate (hb, false, first >> 6, last >> 6, value);
+  propagate (hb, true, first >> 6, last >> 6, value);
+}
+
+/* First level-0 bit in [P, E) that is set (DIRTY) or clear (!DIRTY), or
+ * NONE.  Lock held.
+ */
+static uint64_t
+find_bit (const struct hbitmap *hb, bool dirty, uint64_t p, uint64_t e)
+{
+  uint64_t *const *lv = dirty ? hb->any : hb->full;
+  const uint64_t flip = dirty ? 0 : UINT64_MAX;
+  unsigned k = 0;
+  uint64_t pos = p;
+
+  if (p >= e)
+    return NONE;
+
+  /* Climb until a word has a candidate at or after POS. */
+  for (;;) {
+    uint64_t wi = pos >> 6;
+    uint64_t w;
+
+    if (wi >= hb->nwords[k])
+      return NONE;
+    w = (lv[k][wi] ^ flip) & (UINT64_MAX << (pos & 63));
+    if (w) {
+      pos = (wi << 6) | __builtin_ctzll (w);
+      break;
+    }
+    if (k + 1 == hb->nlevels)
+      return NONE;
+    /* Next word of level K is bit WI+1 of level K+1. */
+    pos = wi + 1;
+    ++k;
+    if ((pos << (6 * k)) >= e)
+      return NONE;
+  }
+
+  /* Descend along the lowest candidate. */
+  while (k > 0) {
+    uint64_t w;
+
+    --k;
+    if (pos >= hb->nwords[k])
+      return NONE;              /* padding of a "full" summary */
+    w = lv[k][pos] ^ flip;
+    if (w == 0)                 /* cannot happen: summaries are exact */
+      abort ();
+    pos = (pos << 6) | __builtin_ctzll (w);
+  }
+  return pos < e ? pos : NONE;
+}
+
+static bool
+valid_granularity (uint64_t g)
+{
+  return g >= 512 && g <= (UINT64_C (1) << 31) && (g & (g - 1)) == 0;
+}
+
+struct hbitmap *
+hbitmap_new (uint64_t size, uint64_t granularity)
+{
+  struct hbitmap *hb;
+  int err;
+
+  if (!valid_granularity (granularity) || size > INT64_MAX) {
+    errno = EINVAL;
+    return NULL;
+  }
+
+  hb = calloc (1, sizeof *hb);
+  if (hb == NULL)
+    return NULL;
+  hb->size = size;
+  hb->shift = __builtin_ctzll (granularity);
+  hb->nbits = div_round_up (size, granularity);
+  hb->nlevels = compute_geometry (hb->nbits, hb->nwords);
+  hb->any[0] = hb->full[0] = calloc (hb->nwords[0], sizeof (uint64_t));
+  if (hb->any[0] == NULL) {
+    free (hb);
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (alloc_summaries (hb->any, hb->full, hb->nwords, hb->nlevels) == -1) {
+    free (hb->any[0]);
+    free (hb);
+    errno = ENOMEM;
+    return NULL;
+  }
+  err = pthread_mutex_init (&hb->lock, NULL);
+  if (err) {
+    hbitmap_free (hb);
+    errno = err;
+    return NULL;
+  }
+  return hb;
+}
+
+void
+hbitmap_free (struct hbitmap *hb)
+{
+  if (hb == NULL)
+    return;
+  free_summaries (hb->any, hb->full, hb->nlevels);
+  free (hb->any[0]);
+  pthread_mutex_destroy (&hb->lock);
+  free (hb);
+}
+
+struct hbitmap *
+hbitmap_copy (const struct hbitmap *src)
+{
+  struct hbitmap *hb;
+  unsigned k;
+
+  lock_hb (src);
+  hb = hbitmap_new (src->size, UINT64_C (1) << src->shift);
+  if (hb != NULL) {
+    for (k = 0; k < src->nlevels; ++k) {
+      memcpy (hb->any[k], src->any[k], src->nwords[k] * sizeof (uint64_t));
+      if (k > 0)
+        memcpy (hb->full[k], src->full[k],
+                src->nwords[k] * sizeof (uint64_t));
+    }
+    hb->count = src->count;
+  }
+  unlock_hb (src);
+  return hb;
+}
+
+uint64_t
+hbitmap_size (const struct hbitmap *hb)
+{
+  uint64_t r;
+
+  lock_hb (hb);
+  r = hb->size;
+  unlock_hb (hb);
+  return r;
+}
+
+uint64_t
+hbitmap_granularity (const struct hbitmap *hb)
+{
+  return UINT64_C (1) << hb->shift; /* never changes */
+}
+
+uint64_t
+hbitmap_nbits (const struct hbitmap *hb)
+{
+  uint64_t r;
+
+  lock_hb (hb);
+  r = hb->nbits;
+  unlock_hb (hb);
+  return r;
+}
+
+/* Granules touched by [offset, offset+len) clipped to the bitmap: false if
+ * none.  Lock held.
+ */
+static bool
+byte_range_to_bits (const struct hbitmap *hb, uint64_t offset, uint64_t len,
+                    uint64_t *first, uint64_t *last)
+{
+  uint64_t end;
+
+  if (len == 0 || offset >= hb->size)
+    return false;
+  end = len > hb->size - offset ? hb->size : offset + len;
+  *first = offset >> hb->shift;
+  *last = (end - 1) >> hb->shift;
+  return true;
+}
+
+void
+hbitmap_set (struct hbitmap *hb, uint64_t offset, uint64_t len)
+{
+  uint64_t first, last;
+
+  lock_hb (hb);
+  if (byte_range_to_bits (hb, offset, len, &first, &last))
+    write_bits (hb, first, last, true);
+  unlock_hb (hb);
+}
+
+void
+hbitmap_reset (struct hbitmap *hb, uint64_t offset, uint64_t len)
+{
+  uint64_t first, last;
+
+  lock_hb (hb);
+  if (byte_range_to_bits (hb, offset, len, &first, &last))
+    write_bits (hb, first, last, false);
+  unlock_hb (hb);
+}
+
+void
+hbitmap_set_all (struct hbitmap *hb)
+{
+  lock_hb (hb);
+  if (hb->nbits > 0)
+    write_bits (hb, 0, hb->nbits - 1, true);
+  unlock_hb (hb);
+}
+
+void
+hbitmap_reset_all (struct hbitmap *hb)
+{
+  unsigned k;
+
+  lock_hb (hb);
+  for (k = 0; k < hb->nlevels; ++k) {
+    memset (hb->any[k], 0, hb->nwords[k] * sizeof (uint64_t));
+    if (k > 0)
+      memset (hb->full[k], 0, hb->nwords[k] * sizeof (uint64_t));
+  }
+  hb->count = 0;
+  unlock_hb (hb);
+}
+
+bool
+hbitmap_get (const struct hbitmap *hb, uint64_t offset)
+{
+  bool r = false;
+
+  lock_hb (hb);
+  if (offset < hb->size) {
+    uint64_t bit = offset >> hb->shift;
+    r = (hb->any[0][bit >> 6] >> (bit & 63)) & 1;
+  }
+  unlock_hb (hb);
+  return r;
+}
+
+uint64_t
+hbitmap_count (const struct hbitmap *hb)
+{
+  uint64_t r;
+
+  lock_hb (hb);
+  r = hb->count << hb->shift;
+  unlock_hb (hb);
+  return r;
+}
+
+uint64_t
+hbitmap_count_bits (const struct hbitmap *hb)
+{
+  uint64_t r;
+
+  lock_hb (hb);
+  r = hb->count;
+  unlock_hb (hb);
+  return r;
+}
+
+/* Shared by next_dirty and next_clean.  Lock held. */
+static int64_t
+next_locked (const struct hbitmap *hb, bool dirty, uint64_t offset,
+             uint64_t len)
+{
+  uint64_t first, last, bit, r;
+
+  if (!byte_range_to_bits (hb, offset, len, &first, &last))
+    return -1;
+  bit = find_bit (hb, dirty, first, last + 1);
+  if (bit == NONE)
+    return -1;
+  r = bit << hb->shift;
+  return r < offset ? (int64_t) offset : (int64_t) r;
+}
+
+int64_t
+hbitmap_next_dirty (const struct hbitmap *hb, uint64_t offset, uint64_t len)
+{
+  int64_t r;
+
+  lock_hb (hb);
+  r = next_locked (hb, true, offset, len);
+  unlock_hb (hb);
+  return r;
+}
+
+int64_t
+hbitmap_next_clean (const struct hbitmap *hb, uint64_t offset, uint64_t len)
+{
+  int64_t r;
+
+  lock_hb (hb);
+  r = next_locked (hb, false, offset, len);
+  unlock_hb (hb);
+  return r;
+}
+
+bool
+hbitmap_next_dirty_area (const struct hbitmap *hb,
+                         uint64_t offset, uint64_t end,
+                         uint64_t max_len, uint64_t *area_start,
+                         uint64_t *area_len)
+{
+  int64_t start, clean;
+  bool r = false;
+
+  lock_hb (hb);
+  if (end > hb->size)
+    end = hb->size;
+  if (offset >= end)
+    goto out;
+  start = next_locked (hb, true, offset, end - offset);
+  if (start == -1)
+    goto out;
+  if (max_len > 0 && max_len < end - start)
+    end = start + max_len;
+  clean = next_locked (hb, false, start, end - start);
+  if (clean != -1)
+    end = clean;
+  *area_start = start;
+  *area_len = end - start;
+  r = true;
+ out:
+  unlock_hb (hb);
+  return r;
+}
+
+/* OR SRC's level-0 word WI into DST.  DST locked. */
+static void
+merge_word (struct hbitmap *dst, uint64_t wi, uint64_t v)
+{
+  uint64_t old = dst->any[0][wi];
+  uint64_t new = old | v;
+
+  if (new == old)
+    return;
+  dst->any[0][wi] = new;
+  dst->count += __builtin_popcountll (old ^ new);
+  if (old == 0)
+    propagate (dst, false, wi, wi, true);
+  if (new == UINT64_MAX)
+    propagate (dst, true, wi, wi, true);
+}
+
+int
+hbitmap_merge (struct hbitmap *dst, const struct hbitmap *src)
+{
+  const struct hbitmap *first, *second;
+  uint64_t i;
+  int r = 0;
+
+  if (dst == src)
+    return 0;
+  /* Lock in address order so that a->b and b->a merges cannot deadlock. */
+  if ((uintptr_t) dst < (uintptr_t) src)
+    first = dst, second = src;
+  else
+    first = src, second = dst;
+  lock_hb (first);
+  lock_hb (second);
+
+  if (dst->size != src->size || dst->shift != src->shift) {
+    errno = EINVAL;
+    r = -1;
+    goto out;
+  }
+
+  if (src->count > src->nwords[0] * 4) {
+    /* Dense: one linear pass, then rebuild the summaries. */
+    uint64_t count = 0;
+
+    for (i = 0; i < dst->nwords[0]; ++i) {
+      dst->any[0][i] |= src->any[0][i];
+      count += __builtin_popcountll (dst->any[0][i]);
+    }
+    dst->count = count;
+    refresh_summaries (dst, 0, dst->nwords[0] - 1);
+  }
+  else {
+    /* Sparse: visit only SRC's nonzero words. */
+    uint64_t bit = 0;
+
+    while ((bit = find_bit (src, true, bit, src->nbits)) != NONE) {
+      uint64_t wi = bit >> 6;
+
+      merge_word (dst, wi, src->any[0][wi]);
+      bit = (wi + 1) << 6;
+    }
+  }
+
+ out:
+  unlock_hb (second);
+  unlock_hb (first);
+  return r;
+}
+
+int
+hbitmap_resize (struct hbitmap *hb, uint64_t new_size)
+{
+  uint64_t nwords[MAX_LEVELS];
+  uint64_t *any[MAX_LEVELS] = { NULL }, *full[MAX_LEVELS] = { NULL };
+  uint64_t nbits, removed = 0, i;
+  unsigned nlevels, k;
+  int r = -1;
+
+  if (new_size > INT64_MAX) {
+    errno = EINVAL;
+    return -1;
+  }
+
+  lock_hb (hb);
+  nbits = div_round_up (new_size, UINT64_C (1) << hb->shift);
+  if (nbits == hb->nbits) {
+    hb->size = new_size;
+    r = 0;
+    goto out;
+  }
+  nlevels = compute_geometry (nbits, nwords);
+  if (alloc_summaries (any, full, nwords, nlevels) == -1)
+    goto out;
+
+  /* Count the bits a shrink drops before they go. */
+  if (nbits < hb->nbits) {
+    for (i = nbits >> 6; i < hb->nwords[0]; ++i) {
+      uint64_t w = hb->any[0][i];
+
+      if (i == nbits >> 6 && (nbits & 63))
+        w &= ~word_mask (0, (nbits & 63) - 1);
+      removed += __builtin_popcountll (w);
+    }
+  }
+
+  if (nwords[0] != hb->nwords[0]) {
+    uint64_t *p = realloc (hb->any[0], nwords[0] * sizeof (uint64_t));
+
+    if (p == NULL) {
+      free_summaries (any, full, nlevels);
+      errno = ENOMEM;
+      goto out;
+    }
+    if (nwords[0] > hb->nwords[0])
+      memset (&p[hb->nwords[0]], 0,
+              (nwords[0] - hb->nwords[0]) * sizeof (uint64_t));
+    hb->any[0] = hb->full[0] = p;
+  }
+  /* Clear the padding past the new end (a shrink inside the last word). */
+  if (nbits & 63)
+    hb->any[0][nbits >> 6] &= word_mask (0, (nbits & 63) - 1);
+  else if (nbits == 0)
+    hb->any[0][0] = 0;
+
+  free_summaries (hb->any, hb->full, hb->nlevels);
+  for (k = 1; k < nlevels; ++k) {
+    hb->any[k] = any[k];
+    hb->full[k] = full[k];
+  }
+  memcpy (hb->nwords, nwords, sizeof nwords);
+  hb->nlevels = nlevels;
+  hb->nbits = nbits;
+  hb->size = new_size;
+  hb->count -= removed;
+  refresh_summaries (hb, 0, nwords[0] - 1);
+  r = 0;
+ out:
+  unlock_hb (hb);
+  return r;
+}
+
+/* Serialization. */
+
+uint64_t
+hbitmap_serialization_align (const struct hbitmap *hb)
+{
+  return UINT64_C (8) << hb->shift;
+}
+
+/* Granules [*SB, *EB) of the part [start, start+count).  False if empty. */
+static bool
+part_bits (const struct hbitmap *hb, uint64_t start, uint64_t count,
+           uint64_t *sb, uint64_t *eb)
+{
+  uint64_t first, last;
+
+  if (!byte_range_to_bits (hb, start, count, &first, &last))
+    return false;
+  *sb = first;
+  *eb = last + 1;
+  return true;
+}
+
+/* N <= 64 bits of level 0 starting at bit P (past the end reads 0). */
+static uint64_t
+load_bits (const struct hbitmap *hb, uint64_t p, unsigned n)
+{
+  uint64_t wi = p >> 6;
+  unsigned off = p & 63;
+  uint64_t v = hb->any[0][wi] >> off;
+
+  if (off && wi + 1 < hb->nwords[0])
+    v |= hb->any[0][wi + 1] << (64 - off);
+  if (n < 64)
+    v &= (UINT64_C (1) << n) - 1;
+  return v;
+}
+
+/* Replace N <= 64 bits of level 0 starting at bit P by V's low bits,
+ * counting the change.  Summaries are refreshed by the caller.
+ */
+static void
+store_bits (struct hbitmap *hb, uint64_t p, unsigned n, uint64_t v)
+{
+  uint64_t wi = p >> 6;
+  unsigned off = p & 63;
+  uint64_t mask = n < 64 ? (UINT64_C (1) << n) - 1 : UINT64_MAX;
+  uint64_t old, new;
+
+  v &= mask;
+  old = hb->any[0][wi];
+  new = (old & ~(mask << off)) | (v << off);
+  hb->any[0][wi] = new;
+  hb->count += __builtin_popcountll (new);
+  hb->count -= __builtin_popcountll (old);
+  if (off && off + n > 64) {
+    unsigned rest = off + n - 64;
+    uint64_t m2 = (UINT64_C (1) << rest) - 1;
+
+    old = hb->any[0][wi + 1];
+    new = (old & ~m2) | (v >> (64 - off));
+    hb->any[0][wi + 1] = new;
+    hb->count += __builtin_popcountll (new);
+    hb->count -= __builtin_popcountll (old);
+  }
+}
+
+static inline void
+put_le64 (uint8_t *p, uint64_t v)
+{
+  v = htole64 (v);
+  memcpy (p, &v, 8);
+}
+
+static inline uint64_t
+get_le64 (const uint8_t *p)
+{
+  uint64_t v;
+
+  memcpy (&v, p, 8);
+  return le64toh (v);
+}
+
+uint64_t
+hbitmap_serialization_size (const struct hbitmap *hb,
+                            uint64_t start, uint64_t count)
+{
+  uint64_t sb, eb, r = 0;
+
+  lock_hb (hb);
+  if (part_bits (hb, start, count, &sb, &eb))
+    r = div_round_up (eb - sb, 8);
+  unlock_hb (hb);
+  return r;
+}
+
+void
+hbitmap_serialize_part (const struct hbitmap *hb, uint8_t *buf,
+                        uint64_t start, uint64_t count)
+{
+  uint64_t sb, eb, p;
+
+  lock_hb (hb);
+  if (!part_bits (hb, start, count, &sb, &eb))
+    goto out;
+  for (p = sb; eb - p >= 64; p += 64, buf += 8)
+    put_le64 (buf, load_bits (hb, p, 64));
+  if (p < eb) {
+    unsigned n = eb - p;
+    uint8_t tmp[8];
+
+    put_le64 (tmp, load_bits (hb, p, n));
+    memcpy (buf, tmp, (n + 7) / 8);
+  }
+ out:
+  unlock_hb (hb);
+}
+
+void
+hbitmap_deserialize_part (struct hbitmap *hb, const uint8_t *buf,
+                          uint64_t start, uint64_t count)
+{
+  uint64_t sb, eb, p;
+
+  lock_hb (hb);
+  if (!part_bits (hb, start, count, &sb, &eb))
+    goto out;
+  for (p = sb; eb - p >= 64; p += 64, buf += 8)
+    store_bits (hb, p, 64, get_le64 (buf));
+  if (p < eb) {
+    unsigned n = eb - p;
+    uint8_t tmp[8] = { 0 };
+
+    memcpy (tmp, buf, (n + 7) / 8);
+    store_bits (hb, p, n, get_le64 (tmp));
+  }
+  refresh_summaries (hb, sb >> 6, (eb - 1) >> 6);
+ out:
+  unlock_hb (hb);
+}
+
+bool
+hbitmap_is_zero_part (const struct hbitmap *hb, uint64_t start,
+                      uint64_t count)
+{
+  return hbitmap_next_dirty (hb, start, count) == -1;
+}
+
+int
+hbitmap_sha256 (const struct hbitmap *hb, char out[65])
+{
+  unsigned char digest[32];
+  int err, i;
+
+  lock_hb (hb);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  err = gnutls_hash_fast (GNUTLS_DIG_SHA256, hb->any[0],
+                          hb->nwords[0] * sizeof (uint64_t), digest);
+#else
+  {
+    gnutls_hash_hd_t h;
+    uint64_t tmp[512];
+    size_t w, n;
+
+    err = gnutls_hash_init (&h, GNUTLS_DIG_SHA256);
+    for (w = 0; err == 0 && w < hb->nwords[0]; w += n) {
+      size_t j;
+
+      n = hb->nwords[0] - w < 512 ? hb->nwords[0] - w : 512;
+      for (j = 0; j < n; ++j)
+        tmp[j] = htole64 (hb->any[0][w + j]);
+      err = gnutls_hash (h, tmp, n * sizeof (uint64_t));
+    }
+    if (err == 0)
+      gnutls_hash_deinit (h, digest);
+  }
+#endif
+  unlock_hb (hb);
+  if (err < 0) {
+    errno = EIO;
+    return -1;
+  }
+  for (i = 0; i < 32; ++i)
+    snprintf (&out[2 * i], 3, "%02x", digest[i]);
+  return 0;
+}
+
+size_t
+hbitmap_memory_usage (const struct hbitmap *hb)
+{
+  size_t r = sizeof *hb;
+  unsigned k;
+
+  lock_hb (hb);
+  r += hb->nwords[0] * sizeof (uint64_t);
+  for (k = 1; k < hb->nlevels; ++k)
+    r += 2 * hb->nwords[k] * sizeof (uint64_t);
+  unlock_hb (hb);
+  return r;
+}
