@@ -1,0 +1,49 @@
+#!/usr/bin/python3
+# 64 requests in flight on one connection (aio_pwrite, then aio_pread
+# mixed with more writes), replies matched by cookie, data verified.
+import nbd
+from nbdproto import *
+
+N = 64
+BS = 65536
+with memory("8M") as srv:
+    h = srv.connect()
+
+    def drain(cookies):
+        while cookies:
+            h.poll(-1)
+            for c in list(cookies):
+                if h.aio_command_completed(c):
+                    cookies.remove(c)
+
+    cookies = []
+    for i in range(N):
+        cookies.append(h.aio_pwrite(bytes([i]) * BS, i * BS))
+    check_eq(h.aio_in_flight() > 1, True, "several requests in flight")
+    drain(cookies)
+
+    bufs = [nbd.Buffer(BS) for _ in range(N)]
+    cookies = [h.aio_pread(bufs[i], i * BS) for i in range(N)]
+    # Writes to other areas in flight alongside the reads.
+    cookies += [h.aio_pwrite(b"\xee" * 4096, (N * BS) + i * 4096)
+                for i in range(N)]
+    drain(cookies)
+    for i in range(N):
+        check(bufs[i].to_bytearray() == bytes([i]) * BS,
+              "aio_pread %d returned what aio_pwrite %d wrote" % (i, i))
+    check_eq(h.pread(N * 4096, N * BS), b"\xee" * (N * 4096),
+             "the writes issued alongside the reads")
+
+    # A burst of small unaligned requests of every kind.
+    cookies = []
+    for i in range(N):
+        cookies.append(h.aio_pwrite(b"%05d" % i, 7 * i + 3))
+    if h.can_flush():
+        cookies.append(h.aio_flush())
+    drain(cookies)
+    want = bytearray(h.pread(7 * N + 3, 0))
+    for i in range(N):
+        check_eq(bytes(want[7 * i + 3:7 * i + 8]), b"%05d" % i,
+                 "small write %d" % i)
+    h.shutdown()
+finish()
