@@ -1,0 +1,464 @@
+/* nbdcbt file plugin: serve a raw file or block device.
+ *
+ * This file holds configuration, opening and the capability answers; the
+ * data path is in rw.c, zero.c and extents.c.  Every connection opens the
+ * file itself, so there is no shared state and no lock on the hot path.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "nbdcbt-plugin.h"
+
+#include "file.h"
+#include "minmax.h"
+#include "rounding.h"
+
+static char *filename;
+static bool cache_none;          /* cache=none: O_DIRECT */
+static int fadvise_mode = POSIX_FADV_NORMAL;
+
+static bool load_failed;
+
+static void
+file_load (void)
+{
+  if (file_rw_load () == -1)
+    load_failed = true;
+}
+
+static void
+file_unload (void)
+{
+  file_rw_unload ();
+  free (filename);
+}
+
+static int
+file_config (const char *key, const char *value)
+{
+  if (strcmp (key, "file") == 0) {
+    free (filename);
+    filename = nbdcbt_absolute_path (value);
+    if (filename == NULL)
+      return -1;
+  }
+  else if (strcmp (key, "cache") == 0) {
+    if (strcmp (value, "default") == 0)
+      cache_none = false;
+    else if (strcmp (value, "none") == 0)
+      cache_none = true;
+    else {
+      nbdcbt_error ("file: cache=%s: expected cache=default or cache=none",
+                    value);
+      return -1;
+    }
+  }
+  else if (strcmp (key, "fadvise") == 0) {
+    if (strcmp (value, "normal") == 0)
+      fadvise_mode = POSIX_FADV_NORMAL;
+    else if (strcmp (value, "random") == 0)
+      fadvise_mode = POSIX_FADV_RANDOM;
+    else if (strcmp (value, "sequential") == 0)
+      fadvise_mode = POSIX_FADV_SEQUENTIAL;
+    else {
+      nbdcbt_error ("file: fadvise=%s: expected normal, random "
+                    "or sequential", value);
+      return -1;
+    }
+  }
+  else {
+    nbdcbt_error ("file: unknown parameter '%s' "
+                  "(known: file, cache, fadvise)", key);
+    return -1;
+  }
+  return 0;
+}
+
+/* Check the file at startup so that a typo fails now, with a short
+ * message, rather than on every connection.
+ */
+static int
+file_config_complete (void)
+{
+  struct stat st;
+  int fd;
+
+  if (load_failed) {
+    nbdcbt_error ("file: cannot create the bounce buffer key");
+    return -1;
+  }
+  if (filename == NULL) {
+    nbdcbt_error ("file: no file given, for example: nbdcbt file disk.img");
+    return -1;
+  }
+  if (stat (filename, &st) == -1) {
+    nbdcbt_error ("file: %s: %m", filename);
+    return -1;
+  }
+  if (S_ISDIR (st.st_mode)) {
+    nbdcbt_error ("file: %s: is a directory, not a file or block device",
+                  filename);
+    return -1;
+  }
+  if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode)) {
+    nbdcbt_error ("file: %s: not a regular file or block device", filename);
+    return -1;
+  }
+  fd = open (filename, O_RDONLY | O_CLOEXEC | (cache_none ? O_DIRECT : 0));
+  if (fd == -1) {
+    if (errno == EINVAL && cache_none)
+      nbdcbt_error ("file: %s: cache=none needs O_DIRECT, which this "
+                    "file system does not support", filename);
+    else
+      nbdcbt_error ("file: cannot open %s: %m", filename);
+    return -1;
+  }
+  close (fd);
+  return 0;
+}
+
+static int
+file_thread_model (void)
+{
+  return NBDCBT_THREAD_MODEL_PARALLEL;
+}
+
+static int
+file_dump_plugin (void)
+{
+  printf ("file_cache_none=yes\n");
+  printf ("file_fadvise=yes\n");
+  printf ("file_extents=yes\n");
+  return 0;
+}
+
+/* Read a small integer from a block device's sysfs queue directory (for
+ * a partition, its parent's).  -1 if not found.
+ */
+static int64_t
+read_sysfs_queue (dev_t dev, const char *attr)
+{
+  static const char *const where[] = { "queue", "../queue" };
+  char path[128];
+  size_t i;
+
+  for (i = 0; i < sizeof where / sizeof where[0]; ++i) {
+    FILE *fp;
+    long long v;
+    int ok;
+
+    snprintf (path, sizeof path, "/sys/dev/block/%u:%u/%s/%s",
+              major (dev), minor (dev), where[i], attr);
+    fp = fopen (path, "re");
+    if (fp == NULL)
+      continue;
+    ok = fscanf (fp, "%lld", &v) == 1;
+    fclose (fp);
+    if (ok)
+      return v;
+  }
+  return -1;
+}
+
+/* The O_DIRECT alignments: statx when the kernel knows them, the logical
+ * sector size for devices, else a safe 4096.
+ */
+static int
+find_direct_alignment (struct handle *h)
+{
+  uint32_t offset_align = 0, mem_align = 0;
+#ifdef STATX_DIOALIGN
+  struct statx stx;
+
+  if (statx (h->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0
+      && (stx.stx_mask & STATX_DIOALIGN)) {
+    offset_align = stx.stx_dio_offset_align;
+    mem_align = stx.stx_dio_mem_align;
+  }
+#endif
+  if (h->is_block_device)
+    offset_align = MAX (offset_align, h->sector_size);
+  if (offset_align == 0)
+    offset_align = 4096;
+  if (mem_align == 0)
+    mem_align = 4096;
+  if (!is_power_of_2 (offset_align) || !is_power_of_2 (mem_align)
+      || offset_align > MAX_DIRECT_ALIGN || mem_align > MAX_DIRECT_ALIGN) {
+    nbdcbt_error ("file: %s: unsupported O_DIRECT alignment "
+                  "(offset %" PRIu32 ", memory %" PRIu32 ")",
+                  filename, offset_align, mem_align);
+    return -1;
+  }
+  h->align = offset_align;
+  h->mem_align = mem_align;
+  return 0;
+}
+
+/* Can we punch holes?  Probing past the end of the file (the size is
+ * kept) touches no data.
+ */
+static bool
+probe_punch_hole (int fd, off_t size)
+{
+  if (fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                 size, 1) == 0)
+    return true;
+  return errno != EOPNOTSUPP && errno != ENOSYS;
+}
+
+static void *
+file_open (int readonly)
+{
+  struct handle *h;
+  struct stat st;
+  int flags = O_CLOEXEC | (cache_none ? O_DIRECT : 0);
+
+  h = calloc (1, sizeof *h);
+  if (h == NULL) {
+    nbdcbt_error ("file: calloc: %m");
+    return NULL;
+  }
+  h->can_write = !readonly;
+  h->direct = cache_none;
+  h->align = h->mem_align = h->sector_size = 1;
+  h->fd_buffered = -1;
+  h->fd = open (filename, flags | (readonly ? O_RDONLY : O_RDWR));
+  if (h->fd == -1 && !readonly
+      && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+    nbdcbt_debug ("file: %s: cannot open for writing (%m), "
+                  "serving it read-only", filename);
+    h->can_write = false;
+    h->fd = open (filename, flags | O_RDONLY);
+  }
+  if (h->fd == -1) {
+    nbdcbt_error ("file: cannot open %s: %m", filename);
+    goto err;
+  }
+  if (fstat (h->fd, &st) == -1) {
+    nbdcbt_error ("file: fstat: %s: %m", filename);
+    goto err;
+  }
+  h->is_block_device = S_ISBLK (st.st_mode);
+
+  if (h->is_block_device) {
+    int ss;
+
+    if (ioctl (h->fd, BLKSSZGET, &ss) == 0 && ss > 0)
+      h->sector_size = ss;
+    else
+      h->sector_size = 512;
+    h->rotational = read_sysfs_queue (st.st_rdev, "rotational") == 1;
+    h->can_extents = false;
+    h->can_trim = h->can_write
+      && read_sysfs_queue (st.st_rdev, "discard_max_bytes") > 0;
+  }
+  else {
+    h->rotational = read_sysfs_queue (st.st_dev, "rotational") == 1;
+    h->can_extents = lseek (h->fd, 0, SEEK_DATA) >= 0 || errno == ENXIO;
+    h->can_trim = h->can_write && probe_punch_hole (h->fd, st.st_size);
+  }
+  h->can_punch_hole = h->can_trim;
+  h->can_zero_range = true;
+  h->can_fallocate = true;
+  h->can_blkzeroout = h->is_block_device;
+  h->can_rwf_dsync = true;
+
+  h->fd_buffered = h->fd;
+  if (h->direct) {
+    if (find_direct_alignment (h) == -1)
+      goto err;
+    h->fd_buffered = open (filename, O_CLOEXEC
+                           | (h->can_write ? O_RDWR : O_RDONLY));
+    if (h->fd_buffered == -1) {
+      nbdcbt_error ("file: cannot open %s: %m", filename);
+      goto err;
+    }
+  }
+
+  if (fadvise_mode != POSIX_FADV_NORMAL)
+    posix_fadvise (h->fd, 0, 0, fadvise_mode); /* advice only */
+
+  return h;
+
+ err:
+  if (h->fd_buffered >= 0 && h->fd_buffered != h->fd)
+    close (h->fd_buffered);
+  if (h->fd >= 0)
+    close (h->fd);
+  free (h);
+  return NULL;
+}
+
+static void
+file_close (void *handle)
+{
+  struct handle *h = handle;
+
+  if (h->fd_buffered != h->fd)
+    close (h->fd_buffered);
+  close (h->fd);
+  free (h);
+}
+
+static int64_t
+file_get_size (void *handle)
+{
+  struct handle *h = handle;
+  struct stat st;
+
+  if (h->is_block_device) {
+    uint64_t size;
+
+    if (ioctl (h->fd, BLKGETSIZE64, &size) == -1) {
+      nbdcbt_error ("file: %s: BLKGETSIZE64: %m", filename);
+      return -1;
+    }
+    return size;
+  }
+  if (fstat (h->fd, &st) == -1) {
+    nbdcbt_error ("file: fstat: %s: %m", filename);
+    return -1;
+  }
+  return st.st_size;
+}
+
+static int
+file_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+                 uint32_t *maximum)
+{
+  struct handle *h = handle;
+  uint32_t pref = MAX (h->sector_size, (uint32_t) 4096);
+
+  *minimum = h->align;
+  *preferred = MAX (h->align, pref);
+  *maximum = 0xffffffff;
+  return 0;
+}
+
+static int
+file_can_write (void *handle)
+{
+  struct handle *h = handle;
+
+  return h->can_write;
+}
+
+static int
+file_can_flush (void *handle)
+{
+  return 1;
+}
+
+static int
+file_is_rotational (void *handle)
+{
+  struct handle *h = handle;
+
+  return h->rotational;
+}
+
+static int
+file_can_trim (void *handle)
+{
+  struct handle *h = handle;
+
+  return h->can_trim;
+}
+
+/* Zeroing always works: when the file system cannot do it quickly we
+ * write zeroes ourselves (or refuse a fast zero).
+ */
+static int
+file_can_zero (void *handle)
+{
+  return NBDCBT_ZERO_NATIVE;
+}
+
+static int
+file_can_fast_zero (void *handle)
+{
+  return 1;
+}
+
+static int
+file_can_extents (void *handle)
+{
+  struct handle *h = handle;
+
+  return h->can_extents;
+}
+
+static int
+file_can_fua (void *handle)
+{
+  return NBDCBT_FUA_NATIVE;
+}
+
+/* Every connection's file descriptor reaches the same page cache, and
+ * fdatasync on one flushes the writes of all.
+ */
+static int
+file_can_multi_conn (void *handle)
+{
+  return 1;
+}
+
+static int
+file_can_cache (void *handle)
+{
+  struct handle *h = handle;
+
+  return h->direct ? NBDCBT_CACHE_NONE : NBDCBT_CACHE_NATIVE;
+}
+
+static struct nbdcbt_plugin plugin = {
+  .name = "file",
+  .longname = "nbdcbt file plugin",
+  .version = PACKAGE_VERSION,
+  .description = "Serve a raw file or block device",
+  .config_help =
+    "[file=]FILENAME             The file or block device to serve.\n"
+    "cache=default|none          none: bypass the page cache (O_DIRECT).\n"
+    "fadvise=normal|random|sequential  Access pattern hint.",
+  .magic_config_key = "file",
+  .load = file_load,
+  .unload = file_unload,
+  .config = file_config,
+  .config_complete = file_config_complete,
+  .thread_model = file_thread_model,
+  .dump_plugin = file_dump_plugin,
+  .open = file_open,
+  .close = file_close,
+  .get_size = file_get_size,
+  .block_size = file_block_size,
+  .can_write = file_can_write,
+  .can_flush = file_can_flush,
+  .is_rotational = file_is_rotational,
+  .can_trim = file_can_trim,
+  .can_zero = file_can_zero,
+  .can_fast_zero = file_can_fast_zero,
+  .can_extents = file_can_extents,
+  .can_fua = file_can_fua,
+  .can_multi_conn = file_can_multi_conn,
+  .can_cache = file_can_cache,
+  .pread = file_pread,
+  .pwrite = file_pwrite,
+  .flush = file_flush,
+  .trim = file_trim,
+  .zero = file_zero,
+  .extents = file_extents,
+  .cache = file_cache,
+};
+
+NBDCBT_REGISTER_PLUGIN (plugin)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# file plugin: clear errors and a non-zero exit for a missing file, a
+# directory, an unreadable file and bad parameters.
+source "$top_srcdir/tests/functions.sh"
+
+# expect_error WHAT PATTERN ARGS...: the server must exit non-zero before
+# serving and say PATTERN.
+expect_error ()
+{
+  local what=$1 pattern=$2; shift 2
+  if timeout 30 "$@" >"$tmpdir/out" 2>&1 </dev/null; then
+    echo "$0: $what: the server started" >&2
+    exit 1
+  fi
+  if ! grep -q -- "$pattern" "$tmpdir/out"; then
+    echo "$0: $what: expected '$pattern' in:" >&2
+    cat "$tmpdir/out" >&2
+    exit 1
+  fi
+  echo "$what: $(head -n1 "$tmpdir/out")"
+}
+
+sock=$tmpdir/sock
+expect_error "missing file" "No such file or directory" \
+  "$NBDCBT" -U "$sock" file "$tmpdir/nonexistent"
+expect_error "shorthand, missing file" "No such file or directory" \
+  "$NBDCBT" -U "$sock" "$tmpdir/nonexistent.img"
+expect_error "directory" "is a directory" \
+  "$NBDCBT" -U "$sock" file "$tmpdir"
+expect_error "no file" "no file given" \
+  "$NBDCBT" -U "$sock" file
+truncate -s 1M "$tmpdir/disk.img"
+expect_error "bad cache" "cache=sometimes" \
+  "$NBDCBT" -U "$sock" file "$tmpdir/disk.img" cache=sometimes
+expect_error "bad fadvise" "fadvise=fast" \
+  "$NBDCBT" -U "$sock" file "$tmpdir/disk.img" fadvise=fast
+expect_error "unknown parameter" "unknown parameter 'colour'" \
+  "$NBDCBT" -U "$sock" file "$tmpdir/disk.img" colour=blue
+
+# Permission denied: root ignores file modes unless it drops the
+# capabilities that let it.
+chmod 000 "$tmpdir/disk.img"
+if [ "$(id -u)" -ne 0 ]; then
+  expect_error "unreadable" "Permission denied" \
+    "$NBDCBT" -U "$sock" file "$tmpdir/disk.img"
+elif setpriv --bounding-set=-dac_override,-dac_read_search \
+       --inh-caps=-dac_override,-dac_read_search true 2>/dev/null; then
+  expect_error "unreadable" "Permission denied" \
+    setpriv --bounding-set=-dac_override,-dac_read_search \
+      --inh-caps=-dac_override,-dac_read_search \
+      "$NBDCBT" -U "$sock" file "$tmpdir/disk.img"
+else
+  echo "cannot drop root's file access override: permission test skipped"
+fi

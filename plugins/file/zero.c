@@ -1,0 +1,204 @@
+/* nbdcbt file plugin: trim and write zeroes.
+ *
+ * Trim punches a hole (files) or discards (block devices); it is advisory,
+ * so a method that turns out unsupported makes it a no-op.  Write zeroes
+ * tries the fast methods in order and falls back to writing zeroes,
+ * except with NBDCBT_FLAG_FAST_ZERO where it fails with ENOTSUP instead.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "file.h"
+#include "rounding.h"
+
+/* Errors meaning "this method is not available here" (as opposed to an
+ * I/O error worth reporting).
+ */
+static inline bool
+is_unsupported (int err)
+{
+  return err == EOPNOTSUPP || err == ENOSYS || err == ENOTTY;
+}
+
+static int
+sync_if_fua (struct handle *h, uint32_t flags)
+{
+  if ((flags & NBDCBT_FLAG_FUA) && fdatasync (h->fd) == -1) {
+    nbdcbt_error ("file: fdatasync: %m");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+do_fallocate (struct handle *h, int mode, uint64_t count, uint64_t offset)
+{
+  int r;
+
+  do
+    r = fallocate (h->fd, mode, offset, count);
+  while (r == -1 && errno == EINTR);
+  return r;
+}
+
+int
+file_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  struct handle *h = handle;
+
+  if (h->is_block_device) {
+    /* Discard whole sectors only; the rest is left alone. */
+    uint64_t start = ROUND_UP (offset, h->sector_size);
+    uint64_t end = ROUND_DOWN (offset + count, h->sector_size);
+    uint64_t range[2] = { start, end - start };
+
+    if (start < end && ioctl (h->fd, BLKDISCARD, range) == -1
+        && !is_unsupported (errno)) {
+      nbdcbt_error ("file: BLKDISCARD: %m");
+      return -1;
+    }
+  }
+  else if (FEATURE_ON (h, can_punch_hole)) {
+    if (do_fallocate (h, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      count, offset) == -1) {
+      if (!is_unsupported (errno)) {
+        nbdcbt_error ("file: fallocate: punch hole: %m");
+        return -1;
+      }
+      FEATURE_OFF (h, can_punch_hole);
+    }
+  }
+  return sync_if_fua (h, flags);
+}
+
+/* Try METHOD (a fallocate mode) guarded by the feature flag *FEATURE.
+ * 1 = done, 0 = not available (try something else), -1 = error.
+ */
+static int
+try_fallocate (struct handle *h, bool *feature, int mode,
+               uint64_t count, uint64_t offset, const char *what)
+{
+  if (!__atomic_load_n (feature, __ATOMIC_RELAXED))
+    return 0;
+  if (do_fallocate (h, mode, count, offset) == 0)
+    return 1;
+  if (is_unsupported (errno)) {
+    __atomic_store_n (feature, false, __ATOMIC_RELAXED);
+    return 0;
+  }
+  /* EINVAL: e.g. a range the device cannot handle; not fatal. */
+  if (errno == EINVAL)
+    return 0;
+  nbdcbt_error ("file: fallocate: %s: %m", what);
+  return -1;
+}
+
+static int
+zero_block_device (struct handle *h, uint32_t count, uint64_t offset,
+                   uint32_t flags)
+{
+  int r;
+
+  /* On block devices these fallocate modes only succeed where the
+   * device zeroes without writing (the kernel never falls back).
+   */
+  if (flags & NBDCBT_FLAG_MAY_TRIM) {
+    r = try_fallocate (h, &h->can_punch_hole,
+                       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                       count, offset, "punch hole");
+    if (r)
+      return r;
+  }
+  r = try_fallocate (h, &h->can_zero_range,
+                     FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                     count, offset, "zero range");
+  if (r)
+    return r;
+
+  if (flags & NBDCBT_FLAG_FAST_ZERO)
+    return 0;
+
+  /* BLKZEROOUT may write zeroes itself: correct but not fast. */
+  if (FEATURE_ON (h, can_blkzeroout)
+      && IS_ALIGNED (offset | count, h->sector_size)) {
+    uint64_t range[2] = { offset, count };
+
+    if (ioctl (h->fd, BLKZEROOUT, range) == 0)
+      return 1;
+    if (!is_unsupported (errno) && errno != EINVAL) {
+      nbdcbt_error ("file: BLKZEROOUT: %m");
+      return -1;
+    }
+    if (errno != EINVAL)
+      FEATURE_OFF (h, can_blkzeroout);
+  }
+  return 0;
+}
+
+static int
+zero_file (struct handle *h, uint32_t count, uint64_t offset,
+           uint32_t flags)
+{
+  int r;
+
+  /* A hole reads as zeroes and is the cheapest of all. */
+  if (flags & NBDCBT_FLAG_MAY_TRIM) {
+    r = try_fallocate (h, &h->can_punch_hole,
+                       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                       count, offset, "punch hole");
+    if (r)
+      return r;
+  }
+
+  r = try_fallocate (h, &h->can_zero_range,
+                     FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                     count, offset, "zero range");
+  if (r)
+    return r;
+
+  /* Without ZERO_RANGE (tmpfs, for one): punch a hole, then allocate it
+   * again since the client did not allow trimming.  If the allocation
+   * fails the range is still zero, merely sparse.
+   */
+  r = try_fallocate (h, &h->can_punch_hole,
+                     FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                     count, offset, "punch hole");
+  if (r == 1 && FEATURE_ON (h, can_fallocate)
+      && do_fallocate (h, FALLOC_FL_KEEP_SIZE, count, offset) == -1
+      && is_unsupported (errno))
+    FEATURE_OFF (h, can_fallocate);
+  return r;
+}
+
+int
+file_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  struct handle *h = handle;
+  int r;
+
+  if (!h->can_write) {
+    errno = EROFS;
+    return -1;
+  }
+  if (h->is_block_device)
+    r = zero_block_device (h, count, offset, flags);
+  else
+    r = zero_file (h, count, offset, flags);
+  if (r == -1)
+    return -1;
+  if (r == 0) {
+    if (flags & NBDCBT_FLAG_FAST_ZERO) {
+      errno = ENOTSUP;
+      return -1;
+    }
+    if (file_write_zeroes (h, count, offset) == -1)
+      return -1;
+  }
+  return sync_if_fua (h, flags);
+}
