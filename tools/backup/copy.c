@@ -1,0 +1,301 @@
+/* nbdcbt-backup: the copy engine.
+ *
+ * The DATA extents are cut into requests of at most --request-size bytes
+ * (cut at multiples of the request size, so that writes into the target
+ * are large and cluster aligned).  One thread per NBD connection keeps up
+ * to --requests reads in flight with nbd_aio_pread; as each completes its
+ * buffer is written to the sink and the slot is reused.  Several
+ * connections are used only when the server advertises multi-conn.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backup.h"
+
+struct request {
+  uint64_t offset;
+  uint32_t length;
+};
+DEFINE_VECTOR_TYPE (request_list, struct request);
+
+struct engine {
+  const char *uri;
+  struct nbd_handle *first;
+  request_list reqs;
+  struct sink *sink;
+  bool skip_zero_data;
+  _Atomic size_t next;
+  atomic_bool failed;
+  _Atomic uint64_t done_bytes;
+  _Atomic uint64_t data_bytes;
+  _Atomic uint64_t zero_bytes;
+  _Atomic int finished_threads;
+};
+
+enum slot_state { SLOT_FREE, SLOT_BUSY, SLOT_DONE };
+
+struct slot {
+  enum slot_state state;
+  int err;
+  struct request req;
+  char *buf;
+};
+
+struct worker {
+  struct engine *e;
+  int index;
+  pthread_t thread;
+};
+
+static bool
+is_zero (const char *buf, size_t len)
+{
+  if (len < 16)
+    return len == 0 || (buf[0] == 0 && memcmp (buf, buf + 1, len - 1) == 0);
+  for (size_t i = 0; i < 16; ++i)
+    if (buf[i])
+      return false;
+  return memcmp (buf, buf + 16, len - 16) == 0;
+}
+
+static int
+read_done (void *opaque, int *err)
+{
+  struct slot *s = opaque;
+
+  s->err = *err;
+  s->state = SLOT_DONE;
+  return 1;                     /* retire the command */
+}
+
+/* Write one completed read to the sink. */
+static int
+store (struct engine *e, struct slot *s)
+{
+  const struct request *r = &s->req;
+
+  if (s->err) {
+    error ("read at offset %" PRIu64 " (%" PRIu32 " bytes) failed: %s",
+           r->offset, r->length, strerror (s->err));
+    return -1;
+  }
+  if (is_zero (s->buf, r->length)) {
+    if (!e->skip_zero_data) {
+      if (e->sink->ops->zero (e->sink, r->length, r->offset) == -1)
+        return -1;
+      e->zero_bytes += r->length;
+    }
+  }
+  else {
+    if (e->sink->ops->pwrite (e->sink, s->buf, r->length, r->offset) == -1)
+      return -1;
+    e->data_bytes += r->length;
+  }
+  e->done_bytes += r->length;
+  return 0;
+}
+
+static void *
+worker_run (void *opaque)
+{
+  struct worker *w = opaque;
+  struct engine *e = w->e;
+  struct nbd_handle *h = NULL;
+  struct slot *slots = NULL;
+  int nslots = opts.requests, i, in_flight = 0;
+
+  if (w->index == 0)
+    h = e->first;
+  else {
+    h = nbd_create ();
+    if (h == NULL || nbd_connect_uri (h, e->uri) == -1) {
+      error ("connection %d: %s", w->index + 1, nbd_get_error ());
+      goto fail;
+    }
+  }
+
+  slots = calloc (nslots, sizeof *slots);
+  if (slots == NULL) {
+    error_errno ("calloc");
+    goto fail;
+  }
+  for (i = 0; i < nslots; ++i) {
+    if (posix_memalign ((void **) &slots[i].buf, 4096,
+                        opts.request_size) != 0) {
+      error ("out of memory for %d buffers of %" PRIu32 " bytes",
+             nslots, opts.request_size);
+      goto fail;
+    }
+  }
+
+  for (;;) {
+    /* Fill the free slots. */
+    for (i = 0; i < nslots && !e->failed; ++i) {
+      size_t idx;
+
+      if (slots[i].state != SLOT_FREE)
+        continue;
+      idx = atomic_fetch_add (&e->next, 1);
+      if (idx >= e->reqs.len)
+        break;
+      slots[i].req = e->reqs.ptr[idx];
+      slots[i].state = SLOT_BUSY;
+      slots[i].err = 0;
+      if (nbd_aio_pread (h, slots[i].buf, slots[i].req.length,
+                         slots[i].req.offset,
+                         (nbd_completion_callback) {
+                           .callback = read_done, .user_data = &slots[i] },
+                         0) == -1) {
+        error ("read at offset %" PRIu64 ": %s", slots[i].req.offset,
+               nbd_get_error ());
+        slots[i].state = SLOT_FREE;
+        goto fail;
+      }
+      in_flight++;
+    }
+    if (in_flight == 0 || e->failed)
+      break;
+
+    if (nbd_poll (h, -1) == -1) {
+      error ("%s", nbd_get_error ());
+      goto fail;
+    }
+
+    for (i = 0; i < nslots; ++i) {
+      if (slots[i].state != SLOT_DONE)
+        continue;
+      in_flight--;
+      if (store (e, &slots[i]) == -1)
+        goto fail;
+      slots[i].state = SLOT_FREE;
+    }
+  }
+  goto out;
+
+ fail:
+  e->failed = true;
+ out:
+  /* Never free a buffer the library may still read into. */
+  if (h && in_flight > 0) {
+    while (nbd_aio_in_flight (h) > 0 && nbd_poll (h, -1) != -1)
+      ;
+  }
+  if (h && h != e->first)
+    nbd_close (h);
+  if (slots) {
+    for (i = 0; i < nslots; ++i)
+      free (slots[i].buf);
+    free (slots);
+  }
+  e->finished_threads++;
+  return NULL;
+}
+
+int
+copy_extents (const char *uri, struct nbd_handle *first,
+              const extent_list *list, struct sink *sink,
+              bool skip_zero_data, struct copy_stats *stats)
+{
+  struct engine e = {
+    .uri = uri, .first = first, .sink = sink,
+    .skip_zero_data = skip_zero_data,
+  };
+  struct worker *workers = NULL;
+  uint64_t total = 0, zero_total = 0, rs = opts.request_size;
+  size_t i;
+  int n, started = 0, ret = -1;
+
+  /* Requests, cut at multiples of the request size. */
+  for (i = 0; i < list->len; ++i) {
+    const struct extent *x = &list->ptr[i];
+    uint64_t pos = x->offset, end = x->offset + x->length;
+
+    if (x->kind == EXTENT_ZERO && !skip_zero_data)
+      zero_total += x->length;
+    if (x->kind != EXTENT_DATA)
+      continue;
+    while (pos < end) {
+      uint64_t next = (pos / rs + 1) * rs;
+      if (next > end)
+        next = end;
+      if (request_list_append (&e.reqs,
+                               (struct request) { pos, next - pos }) == -1) {
+        error_errno ("malloc");
+        goto out;
+      }
+      total += next - pos;
+      pos = next;
+    }
+  }
+
+  progress_start ("copying", total + zero_total);
+
+  /* Zero extents are metadata updates in the target: do them first. */
+  if (!skip_zero_data) {
+    for (i = 0; i < list->len; ++i) {
+      const struct extent *x = &list->ptr[i];
+      if (x->kind != EXTENT_ZERO)
+        continue;
+      if (sink->ops->zero (sink, x->length, x->offset) == -1)
+        goto out;
+      e.zero_bytes += x->length;
+      e.done_bytes += x->length;
+    }
+  }
+
+  if (e.reqs.len > 0) {
+    n = nbd_can_multi_conn (first) == 1 ? opts.connections : 1;
+    /* Extra connections only pay off when there is work for them. */
+    if ((size_t) n > (e.reqs.len + opts.requests - 1) / opts.requests)
+      n = (e.reqs.len + opts.requests - 1) / opts.requests;
+    if (n < 1)
+      n = 1;
+    workers = calloc (n, sizeof *workers);
+    if (workers == NULL) {
+      error_errno ("calloc");
+      goto out;
+    }
+    for (started = 0; started < n; ++started) {
+      int err;
+
+      workers[started].e = &e;
+      workers[started].index = started;
+      err = pthread_create (&workers[started].thread, NULL, worker_run,
+                            &workers[started]);
+      if (err) {
+        errno = err;
+        error_errno ("pthread_create");
+        e.failed = true;
+        break;
+      }
+    }
+    while (opts.progress && e.finished_threads < started) {
+      progress_update (e.done_bytes);
+      usleep (100000);
+    }
+    for (i = 0; i < (size_t) started; ++i)
+      pthread_join (workers[i].thread, NULL);
+    if (e.failed)
+      goto out;
+  }
+
+  progress_update (e.done_bytes);
+  progress_end ();
+  stats->data_bytes = e.data_bytes;
+  stats->zero_bytes = e.zero_bytes;
+  ret = 0;
+
+ out:
+  if (ret == -1)
+    progress_end ();
+  free (workers);
+  free (e.reqs.ptr);
+  return ret;
+}

@@ -1,0 +1,273 @@
+/* nbdcbt-backup: command line. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backup.h"
+#include "utils.h"
+
+struct options opts = {
+  .until = -1,
+};
+
+void
+error (const char *fs, ...)
+{
+  va_list args;
+
+  fprintf (stderr, PROG ": ");
+  va_start (args, fs);
+  vfprintf (stderr, fs, args);
+  va_end (args);
+  fprintf (stderr, "\n");
+}
+
+void
+error_errno (const char *fs, ...)
+{
+  int err = errno;
+  va_list args;
+
+  fprintf (stderr, PROG ": ");
+  va_start (args, fs);
+  vfprintf (stderr, fs, args);
+  va_end (args);
+  fprintf (stderr, ": %s\n", strerror (err));
+}
+
+void
+info (const char *fs, ...)
+{
+  va_list args;
+
+  if (opts.quiet)
+    return;
+  va_start (args, fs);
+  vprintf (fs, args);
+  va_end (args);
+  printf ("\n");
+  fflush (stdout);
+}
+
+static void
+usage (FILE *fp)
+{
+  fprintf (fp,
+"Usage:\n"
+"  " PROG " full URI -o DIR [--bitmap NAME] [-p]\n"
+"  " PROG " inc URI -o DIR --bitmap NAME [-p]\n"
+"  " PROG " auto URI -o DIR --bitmap NAME [-p]    (also: inc --auto)\n"
+"  " PROG " verify DIR\n"
+"  " PROG " restore DIR [--until N] -o FILE|URI [-O raw|qcow2] [-p]\n"
+"  " PROG " list DIR\n"
+"\n"
+"Pull backups from an NBD server into a chain of qcow2 files: a full\n"
+"backup, then incrementals holding only the extents reported dirty in\n"
+"the metadata context qemu:dirty-bitmap:NAME, each backed by the\n"
+"previous one.\n"
+"\n"
+"Options:\n"
+"  -o, --output DIR|FILE|URI  backup directory, or restore target\n"
+"  -b, --bitmap NAME          dirty bitmap exported by the server\n"
+"      --auto                 with inc: full backup when DIR holds no\n"
+"                             usable chain\n"
+"  -n, --until N              restore the image as of backup N (0 = full)\n"
+"  -O, --output-format FMT    restore as raw (default for files) or qcow2\n"
+"  -C, --connections N        NBD connections if the server allows\n"
+"                             multi-conn (default 4)\n"
+"  -R, --requests N           requests in flight per connection (default 32)\n"
+"  -S, --request-size SIZE    bytes per read request (default 1M)\n"
+"  -p, --progress             show a progress bar\n"
+"  -q, --quiet                print nothing but errors\n"
+"      --help                 show this help\n"
+"  -V, --version              show the version\n"
+"\n"
+"See " PROG "(1).\n");
+}
+
+enum { HELP_OPTION = CHAR_MAX + 1, AUTO_OPTION };
+
+static const struct option long_options[] = {
+  { "output", required_argument, NULL, 'o' },
+  { "bitmap", required_argument, NULL, 'b' },
+  { "auto", no_argument, NULL, AUTO_OPTION },
+  { "until", required_argument, NULL, 'n' },
+  { "output-format", required_argument, NULL, 'O' },
+  { "connections", required_argument, NULL, 'C' },
+  { "requests", required_argument, NULL, 'R' },
+  { "request-size", required_argument, NULL, 'S' },
+  { "progress", no_argument, NULL, 'p' },
+  { "quiet", no_argument, NULL, 'q' },
+  { "help", no_argument, NULL, HELP_OPTION },
+  { "version", no_argument, NULL, 'V' },
+  { NULL },
+};
+
+static int
+parse_int (const char *opt, const char *arg, long min, long max, long *ret)
+{
+  char *end;
+  long v;
+
+  errno = 0;
+  v = strtol (arg, &end, 10);
+  if (errno || end == arg || *end || v < min || v > max) {
+    error ("%s: '%s' is not a number between %ld and %ld", opt, arg, min, max);
+    return -1;
+  }
+  *ret = v;
+  return 0;
+}
+
+int
+main (int argc, char *argv[])
+{
+  bool auto_flag = false;
+  const char *cmd, *arg;
+  long v;
+  int c;
+
+  /* Options may come before or after the command and its argument. */
+  while ((c = getopt_long (argc, argv, "o:b:n:O:C:R:S:pqV",
+                           long_options, NULL)) != -1) {
+    switch (c) {
+    case 'o': opts.output = optarg; break;
+    case 'b':
+      if (*optarg == '\0' || strlen (optarg) > 1023) {
+        error ("--bitmap: a bitmap name is 1 to 1023 bytes");
+        exit (EXIT_FAILURE);
+      }
+      opts.bitmap = optarg;
+      break;
+    case AUTO_OPTION: auto_flag = true; break;
+    case 'n':
+      if (parse_int ("--until", optarg, 0, INT_MAX, &v) == -1)
+        exit (EXIT_FAILURE);
+      opts.until = v;
+      break;
+    case 'O':
+      if (strcmp (optarg, "raw") != 0 && strcmp (optarg, "qcow2") != 0) {
+        error ("-O: output format must be 'raw' or 'qcow2', not '%s'",
+               optarg);
+        exit (EXIT_FAILURE);
+      }
+      opts.out_format = optarg;
+      break;
+    case 'C':
+      if (parse_int ("--connections", optarg, 1, 64, &v) == -1)
+        exit (EXIT_FAILURE);
+      opts.connections = v;
+      break;
+    case 'R':
+      if (parse_int ("--requests", optarg, 1, 1024, &v) == -1)
+        exit (EXIT_FAILURE);
+      opts.requests = v;
+      break;
+    case 'S': {
+      const char *err;
+      int64_t s = parse_human_size (optarg, &err);
+      if (s == -1) {
+        error ("--request-size: '%s': %s", optarg, err);
+        exit (EXIT_FAILURE);
+      }
+      if (s < 4096 || s > 32 * 1024 * 1024 || (s & (s - 1)) != 0) {
+        error ("--request-size: must be a power of two from 4K to 32M");
+        exit (EXIT_FAILURE);
+      }
+      opts.request_size = s;
+      break;
+    }
+    case 'p': opts.progress = true; break;
+    case 'q': opts.quiet = true; break;
+    case HELP_OPTION: usage (stdout); exit (EXIT_SUCCESS);
+    case 'V': printf ("%s %s\n", PROG, PACKAGE_VERSION); exit (EXIT_SUCCESS);
+    default:
+      usage (stderr);
+      exit (EXIT_FAILURE);
+    }
+  }
+
+  if (argc - optind != 2) {
+    if (argc - optind < 1)
+      error ("missing command (full, inc, auto, verify, restore, list); "
+             "try --help");
+    else if (argc - optind < 2)
+      error ("%s: missing argument; try --help", argv[optind]);
+    else
+      error ("unexpected argument '%s'; try --help", argv[optind + 2]);
+    exit (EXIT_FAILURE);
+  }
+  cmd = argv[optind];
+  arg = argv[optind + 1];
+
+  if (opts.connections == 0) opts.connections = 4;
+  if (opts.requests == 0) opts.requests = 32;
+  if (opts.request_size == 0) opts.request_size = 1024 * 1024;
+  if (opts.progress && !isatty (STDERR_FILENO))
+    opts.progress = false;
+
+  if (strcmp (cmd, "full") == 0 || strcmp (cmd, "inc") == 0 ||
+      strcmp (cmd, "auto") == 0) {
+    enum backup_mode mode;
+
+    if (strcmp (cmd, "full") == 0) {
+      if (auto_flag) {
+        error ("--auto goes with 'inc', not 'full'");
+        exit (EXIT_FAILURE);
+      }
+      mode = MODE_FULL;
+    }
+    else if (strcmp (cmd, "auto") == 0 || auto_flag)
+      mode = MODE_AUTO;
+    else
+      mode = MODE_INC;
+    if (!opts.output) {
+      error ("%s: the backup directory is missing (-o DIR)", cmd);
+      exit (EXIT_FAILURE);
+    }
+    if (mode != MODE_FULL && !opts.bitmap) {
+      error ("%s: an incremental backup needs --bitmap NAME", cmd);
+      exit (EXIT_FAILURE);
+    }
+    if (opts.until != -1 || opts.out_format) {
+      error ("%s: --until and -O are options of 'restore'", cmd);
+      exit (EXIT_FAILURE);
+    }
+    exit (do_backup (mode, arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+  }
+  else if (strcmp (cmd, "verify") == 0)
+    exit (do_verify (arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+  else if (strcmp (cmd, "restore") == 0) {
+    if (!opts.output) {
+      error ("restore: the target is missing (-o FILE|URI)");
+      exit (EXIT_FAILURE);
+    }
+    exit (do_restore (arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+  }
+  else if (strcmp (cmd, "list") == 0)
+    exit (do_list (arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+  else if (strcmp (cmd, "copy-raw") == 0) {
+    /* Undocumented: the copy engine into a raw file, for testing and
+     * benchmarking it alone.
+     */
+    if (!opts.output) {
+      error ("copy-raw: -o FILE is missing");
+      exit (EXIT_FAILURE);
+    }
+    exit (do_copy_raw (arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+  }
+
+  else if (strcmp (cmd, "extents") == 0)      /* undocumented, tests */
+    exit (do_print_extents (arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+
+  error ("unknown command '%s' (full, inc, auto, verify, restore, list); "
+         "try --help", cmd);
+  exit (EXIT_FAILURE);
+}

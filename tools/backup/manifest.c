@@ -1,0 +1,410 @@
+/* nbdcbt-backup: the chain manifest (DIR/manifest.json).
+ *
+ * {
+ *   "format": "nbdcbt-backup", "version": 1,
+ *   "chain-id": "UUID", "virtual-size": N, "export-name": "...",
+ *   "bitmap": "NAME" or null,
+ *   "backups": [
+ *     { "index": 0, "type": "full", "file": "backup-0000.qcow2",
+ *       "backing": null, "started": "...", "finished": "...",
+ *       "data-bytes": N, "zero-bytes": N, "file-size": N,
+ *       "sha256": "HEX" }, ...
+ *   ]
+ * }
+ *
+ * It is replaced atomically: written to a temporary file, fsync'd, and
+ * renamed over the old one, then the directory is fsync'd.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
+
+#include "backup.h"
+#include "cleanup.h"
+#include "utils.h"
+
+#define FORMAT_NAME "nbdcbt-backup"
+#define FORMAT_VERSION 1
+
+char *
+new_uuid (void)
+{
+  unsigned char b[16];
+  char *s;
+
+  if (gnutls_rnd (GNUTLS_RND_NONCE, b, sizeof b) < 0) {
+    error ("gnutls_rnd failed");
+    return NULL;
+  }
+  b[6] = (b[6] & 0x0f) | 0x40;  /* version 4 */
+  b[8] = (b[8] & 0x3f) | 0x80;  /* RFC 4122 variant */
+  if (asprintf (&s, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+                "%02x%02x%02x%02x%02x%02x",
+                b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+                b[10], b[11], b[12], b[13], b[14], b[15]) == -1) {
+    error_errno ("asprintf");
+    return NULL;
+  }
+  return s;
+}
+
+char *
+now_iso8601 (void)
+{
+  time_t t = time (NULL);
+  struct tm tm;
+  char buf[64];
+
+  gmtime_r (&t, &tm);
+  strftime (buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return strdup (buf);
+}
+
+void
+manifest_free (struct manifest *m)
+{
+  size_t i;
+
+  free (m->chain_id);
+  free (m->export_name);
+  free (m->bitmap);
+  for (i = 0; i < m->backups.len; ++i) {
+    struct backup_entry *b = &m->backups.ptr[i];
+    free (b->file);
+    free (b->backing);
+    free (b->started);
+    free (b->finished);
+    free (b->sha256);
+  }
+  free (m->backups.ptr);
+  memset (m, 0, sizeof *m);
+}
+
+/* --- Loading ---------------------------------------------------------- */
+
+static const char *where;       /* path for messages */
+
+static json_object *
+get (json_object *o, const char *key, json_type type, bool nullable)
+{
+  json_object *v;
+
+  if (!json_object_object_get_ex (o, key, &v) ||
+      (v == NULL && !nullable) ||
+      (v != NULL && !json_object_is_type (v, type))) {
+    error ("%s: damaged manifest: \"%s\" is missing or not a%s %s", where,
+           key, type == json_type_int || type == json_type_object ||
+           type == json_type_array ? "n" : "",
+           json_type_to_name (type));
+    errno = EINVAL;
+    return NULL;
+  }
+  return v;
+}
+
+static int
+get_u64 (json_object *o, const char *key, uint64_t *ret)
+{
+  json_object *v = get (o, key, json_type_int, false);
+  int64_t i;
+
+  if (!v)
+    return -1;
+  i = json_object_get_int64 (v);
+  if (i < 0) {
+    error ("%s: damaged manifest: \"%s\" is negative", where, key);
+    return -1;
+  }
+  *ret = i;
+  return 0;
+}
+
+static int
+get_str (json_object *o, const char *key, bool nullable, char **ret)
+{
+  json_object *v = get (o, key, json_type_string, nullable);
+
+  if (!v) {
+    *ret = NULL;
+    if (nullable && json_object_object_get_ex (o, key, &v) && v == NULL)
+      return 0;
+    return -1;
+  }
+  *ret = strdup (json_object_get_string (v));
+  if (*ret == NULL) {
+    error_errno ("strdup");
+    return -1;
+  }
+  return 0;
+}
+
+/* Backup files live directly in the directory. */
+static bool
+safe_file_name (const char *s)
+{
+  return s[0] != '\0' && s[0] != '.' && strchr (s, '/') == NULL &&
+    strlen (s) < 256;
+}
+
+static bool
+is_hex64 (const char *s)
+{
+  size_t i;
+
+  for (i = 0; i < 64; ++i)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return false;
+  return s[64] == '\0';
+}
+
+static int
+load_entry (json_object *o, int64_t expect_index, struct manifest *m)
+{
+  struct backup_entry b = { 0 };
+  json_object *v;
+  const char *type;
+  uint64_t index;
+
+  if (!json_object_is_type (o, json_type_object)) {
+    error ("%s: damaged manifest: backup %" PRIi64 " is not an object",
+           where, expect_index);
+    return -1;
+  }
+  if (get_u64 (o, "index", &index) == -1)
+    return -1;
+  if (index != (uint64_t) expect_index) {
+    error ("%s: damaged manifest: backup %" PRIi64 " has index %" PRIu64,
+           where, expect_index, index);
+    return -1;
+  }
+  b.index = index;
+  if ((v = get (o, "type", json_type_string, false)) == NULL)
+    return -1;
+  type = json_object_get_string (v);
+  if (strcmp (type, "full") == 0)
+    b.full = true;
+  else if (strcmp (type, "incremental") != 0) {
+    error ("%s: damaged manifest: backup %" PRIi64 " has unknown type "
+           "\"%s\"", where, expect_index, type);
+    return -1;
+  }
+  if (b.full != (expect_index == 0)) {
+    error ("%s: damaged manifest: backup %" PRIi64 " must be %s", where,
+           expect_index, expect_index == 0 ? "full" : "incremental");
+    return -1;
+  }
+  if (backup_list_append (&m->backups, b) == -1) {
+    error_errno ("malloc");
+    return -1;
+  }
+  /* From here on the entry is owned by M (freed by manifest_free). */
+  struct backup_entry *e = &m->backups.ptr[m->backups.len - 1];
+  if (get_str (o, "file", false, &e->file) == -1 ||
+      get_str (o, "backing", true, &e->backing) == -1 ||
+      get_str (o, "started", false, &e->started) == -1 ||
+      get_str (o, "finished", false, &e->finished) == -1 ||
+      get_str (o, "sha256", false, &e->sha256) == -1 ||
+      get_u64 (o, "data-bytes", &e->data_bytes) == -1 ||
+      get_u64 (o, "zero-bytes", &e->zero_bytes) == -1 ||
+      get_u64 (o, "file-size", &e->file_size) == -1)
+    return -1;
+  if (!safe_file_name (e->file) ||
+      (e->backing && !safe_file_name (e->backing))) {
+    error ("%s: damaged manifest: backup %" PRIi64 " has a bad file name",
+           where, expect_index);
+    return -1;
+  }
+  if (!is_hex64 (e->sha256)) {
+    error ("%s: damaged manifest: backup %" PRIi64 " has a bad sha256",
+           where, expect_index);
+    return -1;
+  }
+  if (expect_index == 0 ? e->backing != NULL
+      : (e->backing == NULL ||
+         strcmp (e->backing, m->backups.ptr[expect_index - 1].file) != 0)) {
+    error ("%s: damaged manifest: backup %" PRIi64 " is not backed by the "
+           "previous one", where, expect_index);
+    return -1;
+  }
+  return 0;
+}
+
+int
+manifest_load (const char *dir, struct manifest *m)
+{
+  CLEANUP_FREE char *path = dir_file (dir, MANIFEST_NAME);
+  json_object *root = NULL, *v, *list;
+  uint64_t version;
+  size_t i, n;
+  int ret = -1;
+
+  memset (m, 0, sizeof *m);
+  if (path == NULL)
+    return -1;
+  where = path;
+  if (access (path, F_OK) == -1 && errno == ENOENT)
+    return 1;
+
+  root = json_object_from_file (path);
+  if (root == NULL) {
+    error ("%s: damaged manifest: %s", path, json_util_get_last_err ());
+    return -1;
+  }
+  if (!json_object_is_type (root, json_type_object)) {
+    error ("%s: damaged manifest: not a JSON object", path);
+    goto out;
+  }
+  if ((v = get (root, "format", json_type_string, false)) == NULL)
+    goto out;
+  if (strcmp (json_object_get_string (v), FORMAT_NAME) != 0) {
+    error ("%s: not an %s manifest", path, PROG);
+    goto out;
+  }
+  if (get_u64 (root, "version", &version) == -1)
+    goto out;
+  if (version != FORMAT_VERSION) {
+    error ("%s: manifest version %" PRIu64 " is not supported (this is "
+           "version %d)", path, version, FORMAT_VERSION);
+    goto out;
+  }
+  if (get_str (root, "chain-id", false, &m->chain_id) == -1 ||
+      get_u64 (root, "virtual-size", &m->virtual_size) == -1 ||
+      get_str (root, "export-name", false, &m->export_name) == -1 ||
+      get_str (root, "bitmap", true, &m->bitmap) == -1)
+    goto out;
+  if ((list = get (root, "backups", json_type_array, false)) == NULL)
+    goto out;
+  n = json_object_array_length (list);
+  if (n == 0) {
+    error ("%s: damaged manifest: the chain holds no backup", path);
+    goto out;
+  }
+  for (i = 0; i < n; ++i)
+    if (load_entry (json_object_array_get_idx (list, i), i, m) == -1)
+      goto out;
+  ret = 0;
+
+ out:
+  json_object_put (root);
+  if (ret == -1)
+    manifest_free (m);
+  return ret;
+}
+
+/* --- Saving ----------------------------------------------------------- */
+
+static json_object *
+str_or_null (const char *s)
+{
+  return s ? json_object_new_string (s) : NULL;
+}
+
+static int
+fsync_dir (const char *dir)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd == -1 || fsync (fd) == -1) {
+    error_errno ("%s: fsync", dir);
+    if (fd >= 0)
+      close (fd);
+    return -1;
+  }
+  close (fd);
+  return 0;
+}
+
+int
+manifest_save (const char *dir, const struct manifest *m)
+{
+  CLEANUP_FREE char *path = dir_file (dir, MANIFEST_NAME);
+  CLEANUP_FREE char *tmp = dir_file (dir, "." MANIFEST_NAME ".tmp");
+  json_object *root, *list;
+  const char *text;
+  size_t i;
+  int fd = -1, ret = -1;
+
+  if (path == NULL || tmp == NULL)
+    return -1;
+  root = json_object_new_object ();
+  json_object_object_add (root, "format",
+                          json_object_new_string (FORMAT_NAME));
+  json_object_object_add (root, "version",
+                          json_object_new_int (FORMAT_VERSION));
+  json_object_object_add (root, "chain-id",
+                          json_object_new_string (m->chain_id));
+  json_object_object_add (root, "virtual-size",
+                          json_object_new_int64 (m->virtual_size));
+  json_object_object_add (root, "export-name",
+                          json_object_new_string (m->export_name
+                                                  ? m->export_name : ""));
+  json_object_object_add (root, "bitmap", str_or_null (m->bitmap));
+  list = json_object_new_array ();
+  for (i = 0; i < m->backups.len; ++i) {
+    const struct backup_entry *b = &m->backups.ptr[i];
+    json_object *o = json_object_new_object ();
+
+    json_object_object_add (o, "index", json_object_new_int64 (b->index));
+    json_object_object_add (o, "type", json_object_new_string
+                            (b->full ? "full" : "incremental"));
+    json_object_object_add (o, "file", json_object_new_string (b->file));
+    json_object_object_add (o, "backing", str_or_null (b->backing));
+    json_object_object_add (o, "started", json_object_new_string (b->started));
+    json_object_object_add (o, "finished",
+                            json_object_new_string (b->finished));
+    json_object_object_add (o, "data-bytes",
+                            json_object_new_int64 (b->data_bytes));
+    json_object_object_add (o, "zero-bytes",
+                            json_object_new_int64 (b->zero_bytes));
+    json_object_object_add (o, "file-size",
+                            json_object_new_int64 (b->file_size));
+    json_object_object_add (o, "sha256", json_object_new_string (b->sha256));
+    json_object_array_add (list, o);
+  }
+  json_object_object_add (root, "backups", list);
+
+  text = json_object_to_json_string_ext (root, JSON_C_TO_STRING_PRETTY |
+                                         JSON_C_TO_STRING_SPACED);
+  fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd == -1) {
+    error_errno ("%s", tmp);
+    goto out;
+  }
+  if (full_write (fd, text, strlen (text)) == -1 ||
+      full_write (fd, "\n", 1) == -1 || fsync (fd) == -1) {
+    error_errno ("%s: write", tmp);
+    goto out;
+  }
+  if (close (fd) == -1) {
+    fd = -1;
+    error_errno ("%s: close", tmp);
+    goto out;
+  }
+  fd = -1;
+  if (rename (tmp, path) == -1) {
+    error_errno ("rename %s to %s", tmp, path);
+    goto out;
+  }
+  if (fsync_dir (dir) == -1)
+    goto out;
+  ret = 0;
+
+ out:
+  if (fd >= 0)
+    close (fd);
+  if (ret == -1)
+    unlink (tmp);
+  json_object_put (root);
+  return ret;
+}

@@ -1,0 +1,192 @@
+/* nbdcbt-backup restore: write the image as of backup N (0 = the full
+ * one) to a raw or qcow2 file, or to an NBD export.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup.h"
+#include "cleanup.h"
+#include "qcow2.h"
+
+#define CHUNK (4 * 1024 * 1024)
+
+static bool
+is_uri (const char *s)
+{
+  return strncmp (s, "nbd://", 6) == 0 || strncmp (s, "nbds://", 7) == 0 ||
+    strncmp (s, "nbd+unix://", 11) == 0 ||
+    strncmp (s, "nbds+unix://", 12) == 0 ||
+    strncmp (s, "nbd+vsock://", 12) == 0;
+}
+
+/* Restoring from a damaged file would silently give wrong data. */
+static int
+check_file (const char *dir, const struct backup_entry *b)
+{
+  CLEANUP_FREE char *path = dir_file (dir, b->file);
+  char hex[65];
+  int fd, r;
+
+  if (path == NULL)
+    return -1;
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1) {
+    error_errno ("restore: backup %" PRIi64 ": %s", b->index, path);
+    return -1;
+  }
+  r = sha256_fd (fd, hex);
+  close (fd);
+  if (r == -1)
+    return -1;
+  if (strcmp (hex, b->sha256) != 0) {
+    error ("restore: %s: checksum mismatch, the file is damaged "
+           "(run '" PROG " verify')", path);
+    return -1;
+  }
+  return 0;
+}
+
+int
+do_restore (const char *dir)
+{
+  struct manifest m;
+  CLEANUP_FREE char *top = NULL;
+  CLEANUP_FREE char *buf = NULL;
+  struct qcow2 *q = NULL, *outq = NULL;
+  struct sink *sink = NULL;
+  const char *target = opts.output;
+  uint64_t size, offset, done = 0;
+  int64_t n, i;
+  int r, ret = -1;
+
+  r = manifest_load (dir, &m);
+  if (r == -1)
+    return -1;
+  if (r == 1) {
+    error ("restore: %s holds no backup chain", dir);
+    return -1;
+  }
+  n = opts.until == -1 ? (int64_t) m.backups.len - 1 : opts.until;
+  if (n >= (int64_t) m.backups.len) {
+    error ("restore: there is no backup %" PRIi64 " (the chain has 0 to %zu)",
+           n, m.backups.len - 1);
+    goto out;
+  }
+  for (i = 0; i <= n; ++i)
+    if (check_file (dir, &m.backups.ptr[i]) == -1)
+      goto out;
+
+  top = dir_file (dir, m.backups.ptr[n].file);
+  if (top == NULL)
+    goto out;
+  q = qcow2_open (top, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BITMAP_IN_USE);
+  if (q == NULL) {
+    error ("restore: %s: %s", top, qcow2_last_error ());
+    goto out;
+  }
+  size = qcow2_get_size (q);
+  if (size != m.virtual_size) {
+    error ("restore: %s: virtual size %" PRIu64 " differs from the chain's "
+           "%" PRIu64, top, size, m.virtual_size);
+    goto out;
+  }
+
+  if (is_uri (target)) {
+    if (opts.out_format) {
+      error ("restore: -O does not apply to an NBD target");
+      goto out;
+    }
+    sink = sink_nbd_open (target, size);
+  }
+  else if (opts.out_format && strcmp (opts.out_format, "qcow2") == 0) {
+    struct qcow2_create_opts copts = { .size = size };
+    if (qcow2_create (target, &copts) == -1 ||
+        (outq = qcow2_open (target, QCOW2_OPEN_NO_BITMAP_IN_USE)) == NULL) {
+      error ("restore: %s: %s", target, qcow2_last_error ());
+      goto out;
+    }
+    sink = sink_qcow2_wrap (outq);
+    if (sink)
+      outq = NULL;
+  }
+  else
+    sink = sink_raw_create (target, size);
+  if (sink == NULL)
+    goto out;
+
+  buf = malloc (CHUNK);
+  if (buf == NULL) {
+    error_errno ("malloc");
+    goto out;
+  }
+  progress_start ("restoring", size);
+  for (offset = 0; offset < size; ) {
+    uint64_t pnum, count = size - offset;
+    int status, depth;
+
+    if (count > (UINT64_C (1) << 30))
+      count = UINT64_C (1) << 30;
+    if (qcow2_block_status (q, offset, count, &pnum, &status, &depth) == -1) {
+      error ("restore: %s: block status at %" PRIu64 ": %s", top, offset,
+             qcow2_last_error ());
+      goto out;
+    }
+    if (pnum == 0 || pnum > count) {
+      error ("restore: %s: bad block status at %" PRIu64, top, offset);
+      goto out;
+    }
+    if ((status & QCOW2_STATUS_ZERO) || depth == 0 ||
+        !(status & QCOW2_STATUS_DATA)) {
+      if (!sink->reads_zero &&
+          sink->ops->zero (sink, pnum, offset) == -1)
+        goto out;
+    }
+    else {
+      uint64_t pos, end = offset + pnum;
+      for (pos = offset; pos < end; ) {
+        uint64_t len = end - pos < CHUNK ? end - pos : CHUNK;
+        if (qcow2_pread (q, buf, len, pos) == -1) {
+          error ("restore: %s: read at %" PRIu64 ": %s", top, pos,
+                 qcow2_last_error ());
+          goto out;
+        }
+        if (sink->ops->pwrite (sink, buf, len, pos) == -1)
+          goto out;
+        pos += len;
+        progress_update (done + (pos - offset));
+      }
+    }
+    offset += pnum;
+    done += pnum;
+    progress_update (done);
+  }
+  progress_end ();
+  if (sink->ops->flush (sink) == -1)
+    goto out;
+  r = sink->ops->close (sink);
+  sink = NULL;
+  if (r == -1)
+    goto out;
+  info ("restored backup %" PRIi64 " of chain %s to %s", n, m.chain_id,
+        target);
+  ret = 0;
+
+ out:
+  progress_end ();
+  if (sink)
+    sink->ops->close (sink);
+  if (outq)
+    qcow2_close (outq);
+  if (q)
+    qcow2_close (q);
+  manifest_free (&m);
+  return ret;
+}

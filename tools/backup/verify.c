@@ -1,0 +1,148 @@
+/* nbdcbt-backup verify: check the chain's structure and checksums.
+ *
+ * For each backup in the manifest: the file exists with the recorded
+ * size and SHA-256, it is a qcow2 image of the chain's virtual size,
+ * backed by the previous file (format qcow2) or by nothing for the full
+ * one, and its metadata pass a consistency check (refcounts vs L1/L2).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup.h"
+#include "cleanup.h"
+#include "qcow2.h"
+
+static const char *current_file;
+
+static void
+check_msg (void *opaque, const char *text)
+{
+  error ("verify: %s: %s", current_file, text);
+}
+
+/* Returns the number of problems found in one backup. */
+static int
+verify_one (const char *dir, const struct manifest *m,
+            const struct backup_entry *b)
+{
+  CLEANUP_FREE char *path = dir_file (dir, b->file);
+  struct qcow2 *q = NULL;
+  struct qcow2_info qi;
+  struct qcow2_check_result cr;
+  struct stat st;
+  char hex[65];
+  int fd, bad = 0;
+
+  if (path == NULL)
+    return 1;
+  current_file = path;
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1) {
+    error ("verify: backup %" PRIi64 ": %s: %s", b->index, path,
+           strerror (errno));
+    return 1;
+  }
+  if (fstat (fd, &st) == -1) {
+    error_errno ("verify: %s: fstat", path);
+    close (fd);
+    return 1;
+  }
+  if ((uint64_t) st.st_size != b->file_size) {
+    error ("verify: %s: the file has %" PRIu64 " bytes, the manifest says %"
+           PRIu64 " (truncated or damaged)", path, (uint64_t) st.st_size,
+           b->file_size);
+    bad++;
+  }
+  if (sha256_fd (fd, hex) == -1) {
+    close (fd);
+    return bad + 1;
+  }
+  close (fd);
+  if (strcmp (hex, b->sha256) != 0) {
+    error ("verify: %s: checksum mismatch, the file is damaged "
+           "(SHA-256 %s, the manifest says %s)", path, hex, b->sha256);
+    bad++;
+  }
+
+  q = qcow2_open (path, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
+                  QCOW2_OPEN_NO_BITMAP_IN_USE);
+  if (q == NULL) {
+    error ("verify: %s: not a valid qcow2 image: %s", path,
+           qcow2_last_error ());
+    return bad + 1;
+  }
+  qcow2_get_info (q, &qi);
+  if (qi.size != m->virtual_size) {
+    error ("verify: %s: virtual size %" PRIu64 ", the chain's is %" PRIu64,
+           path, qi.size, m->virtual_size);
+    bad++;
+  }
+  if (b->backing == NULL && qi.backing_file != NULL) {
+    error ("verify: %s: the full backup has a backing file (%s)", path,
+           qi.backing_file);
+    bad++;
+  }
+  if (b->backing != NULL &&
+      (qi.backing_file == NULL || strcmp (qi.backing_file, b->backing) != 0 ||
+       qi.backing_format == NULL ||
+       strcmp (qi.backing_format, "qcow2") != 0)) {
+    error ("verify: %s: the backing file is %s (%s), expected %s (qcow2)",
+           path, qi.backing_file ? qi.backing_file : "none",
+           qi.backing_format ? qi.backing_format : "no format", b->backing);
+    bad++;
+  }
+  if (qcow2_check (q, 0, &cr, check_msg, NULL) == -1) {
+    error ("verify: %s: check failed: %s", path, qcow2_last_error ());
+    bad++;
+  }
+  else if (cr.corruptions > 0) {
+    error ("verify: %s: %" PRIu64 " corruptions in the qcow2 metadata",
+           path, cr.corruptions);
+    bad++;
+  }
+  else if (cr.leaks > 0)
+    info ("%s: %" PRIu64 " leaked clusters (harmless)", path, cr.leaks);
+  qcow2_close (q);
+
+  if (bad == 0)
+    info ("backup %" PRIi64 " %s: ok", b->index, b->file);
+  return bad;
+}
+
+int
+do_verify (const char *dir)
+{
+  struct manifest m;
+  size_t i;
+  int r, bad = 0;
+
+  r = manifest_load (dir, &m);
+  if (r == -1) {
+    error ("verify: %s: FAILED (damaged manifest)", dir);
+    return -1;
+  }
+  if (r == 1) {
+    error ("verify: %s holds no backup chain (no %s)", dir, MANIFEST_NAME);
+    return -1;
+  }
+  for (i = 0; i < m.backups.len; ++i)
+    bad += verify_one (dir, &m, &m.backups.ptr[i]);
+  if (bad) {
+    error ("verify: %s: FAILED, %d problem%s found", dir, bad,
+           bad == 1 ? "" : "s");
+    manifest_free (&m);
+    return -1;
+  }
+  info ("chain %s: %zu backup%s verified", m.chain_id, m.backups.len,
+        m.backups.len == 1 ? "" : "s");
+  manifest_free (&m);
+  return 0;
+}
