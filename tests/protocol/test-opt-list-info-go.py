@@ -28,6 +28,8 @@ with memory("1M") as srv:
     h.opt_info()
     check_eq(h.get_size(), SIZE, "INFO: size of the default export")
     check(not h.is_read_only(), "INFO: writable export", False, True)
+    check(h.can_flush() and h.can_trim() and h.can_zero(),
+          "INFO: flush/trim/zero flags known before GO", True, False)
     h.opt_go()
     check(h.aio_is_ready(), "GO: in transmission", True,
           h.connection_state())
@@ -93,6 +95,23 @@ with memory("2M", export="disk1") as srv:
         h.opt_go()
         check_eq(h.get_size(), 2 * SIZE, "GO 'disk1' after the failures")
         h.shutdown()
+    # The same by hand: INFO/GO of an unknown name -> NBD_REP_ERR_UNKNOWN,
+    # EXPORT_NAME of an unknown name -> the server hangs up.
+    if SERVER != "nbdkit":
+        with Raw(srv.sock) as r:
+            r.start()
+            for opt in (OPT_INFO, OPT_GO):
+                got = r.option(opt, Raw.info_data(b"nosuch"))[-1][0]
+                check_eq(hex(got), hex(ERR_UNKNOWN),
+                         "raw %s of an unknown export" % opt)
+            reps = r.option(OPT_GO, Raw.info_data(b"disk1"))
+            check_eq(reps[-1][0], REP_ACK, "raw GO 'disk1' after that")
+            r.disc()
+        with Raw(srv.sock) as r:
+            r.start()
+            r.send_option(OPT_EXPORT_NAME, b"nosuch")
+            check(r.closed_by_server(), "EXPORT_NAME of an unknown export "
+                  "-> disconnect", "EOF", "still open")
     still_serving(srv)
 
 finish()

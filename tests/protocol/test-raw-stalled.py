@@ -39,6 +39,27 @@ with memory("4M") as srv:
         st.close()
         still_serving(srv, "after closing a stalled %s WRITE" % what)
 
+    # Clients idle in the handshake (greeting read, nothing sent; client
+    # flags sent, no option; half an option) do not hold anyone up.
+    idle = []
+    for stage in range(3):
+        for _ in range(3):
+            c = Raw(srv.sock)
+            c.greeting()
+            if stage >= 1:
+                c.client_flags(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)
+            if stage >= 2:
+                c.send(struct.pack(">QI", IHAVEOPT, OPT_GO))
+            idle.append(c)
+    t0 = time.time()
+    still_serving(srv, "while 9 clients idle in the handshake")
+    check_eq(other.pread(6, 0), b"\0\0\0\0\0\0", "other connection while "
+             "clients idle in the handshake")
+    check(time.time() - t0 < 10, "not held up by idle handshakes", "< 10 s",
+          time.time() - t0)
+    for c in idle:
+        c.close()
+
     # Truncated requests, then close.
     for what, data in (("10 bytes of a header",
                         struct.pack(">IHHQ", REQUEST_MAGIC, 0, CMD_READ, 1)[:10]),
