@@ -18,6 +18,7 @@
 #include "nbdcbt-plugin.h"
 
 #include "cleanup.h"
+#include "utils.h"
 #include "sparse.h"
 
 static int64_t size = -1;
@@ -38,9 +39,14 @@ static int
 memory_config (const char *key, const char *value)
 {
   if (strcmp (key, "size") == 0) {
-    size = nbdcbt_parse_size (value);
-    if (size == -1)
+    const char *err;
+    int64_t r = parse_human_size (value, &err);
+
+    if (r == -1) {
+      nbdcbt_error ("memory: size=%s: %s", value, err);
       return -1;
+    }
+    size = r;
     return 0;
   }
   nbdcbt_error ("memory: unknown parameter '%s' (try size=SIZE)", key);
