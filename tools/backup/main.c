@@ -82,7 +82,7 @@ usage (FILE *fp)
 "  -O, --output-format FMT    restore as raw (default for files) or qcow2\n"
 "  -C, --connections N        NBD connections if the server allows\n"
 "                             multi-conn (default 4)\n"
-"  -R, --requests N           requests in flight per connection (default 32)\n"
+"  -R, --requests N           requests in flight per connection (default 16)\n"
 "  -S, --request-size SIZE    bytes per read request (default 1M)\n"
 "  -p, --progress             show a progress bar\n"
 "  -q, --quiet                print nothing but errors\n"
@@ -208,7 +208,7 @@ main (int argc, char *argv[])
   arg = argv[optind + 1];
 
   if (opts.connections == 0) opts.connections = 4;
-  if (opts.requests == 0) opts.requests = 32;
+  if (opts.requests == 0) opts.requests = 16;
   if (opts.request_size == 0) opts.request_size = 1024 * 1024;
   if (opts.progress && !isatty (STDERR_FILENO))
     opts.progress = false;
