@@ -1,2 +1,506 @@
-/* placeholder: the server lands here */
-int main (void) { return 0; }
+/* nbdcbt: command line, startup, signals and shutdown. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+bool verbose;
+bool read_only;
+bool foreground;
+const char *export_name_setting = "";
+unsigned threads = 16;
+unsigned max_connections = 100;
+int thread_model;
+struct nbdcbt_backend *top;
+const char *program_name = "nbdcbt";
+
+volatile int quit;
+int quit_fd = -1;
+static int quit_write_fd = -1;
+
+void
+set_quit (void)
+{
+  char c = 0;
+  ssize_t r;
+
+  quit = 1;
+  r = write (quit_write_fd, &c, 1);   /* async-signal-safe */
+  (void) r;
+}
+
+static void
+handle_quit_signal (int sig)
+{
+  (void) sig;
+  set_quit ();
+}
+
+void
+quit_init (void)
+{
+  int fds[2];
+  struct sigaction sa = { .sa_handler = handle_quit_signal };
+
+  if (pipe2 (fds, O_CLOEXEC | O_NONBLOCK) == -1) {
+    perror ("nbdcbt: pipe2");
+    exit (EXIT_FAILURE);
+  }
+  quit_fd = fds[0];
+  quit_write_fd = fds[1];
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGQUIT, &sa, NULL);
+  signal (SIGPIPE, SIG_IGN);
+}
+
+enum {
+  OPT_FILTER = 256,
+  OPT_DUMP_PLUGIN,
+  OPT_MAX_CONNECTIONS,
+  OPT_EXIT_WITH_PARENT,
+};
+
+static const char short_options[] = "e:fhi:p:P:rst:U:vV";
+static const struct option long_options[] = {
+  { "dump-plugin", no_argument, NULL, OPT_DUMP_PLUGIN },
+  { "exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT },
+  { "exportname", required_argument, NULL, 'e' },
+  { "export-name", required_argument, NULL, 'e' },
+  { "filter", required_argument, NULL, OPT_FILTER },
+  { "foreground", no_argument, NULL, 'f' },
+  { "no-fork", no_argument, NULL, 'f' },
+  { "help", no_argument, NULL, 'h' },
+  { "ipaddr", required_argument, NULL, 'i' },
+  { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+  { "port", required_argument, NULL, 'p' },
+  { "pidfile", required_argument, NULL, 'P' },
+  { "readonly", no_argument, NULL, 'r' },
+  { "read-only", no_argument, NULL, 'r' },
+  { "single", no_argument, NULL, 's' },
+  { "stdin", no_argument, NULL, 's' },
+  { "threads", required_argument, NULL, 't' },
+  { "unix", required_argument, NULL, 'U' },
+  { "verbose", no_argument, NULL, 'v' },
+  { "version", no_argument, NULL, 'V' },
+  { NULL, 0, NULL, 0 },
+};
+
+static void
+usage (void)
+{
+  printf ("nbdcbt: an NBD server with persistent changed-block tracking\n"
+          "\n"
+          "usage:\n"
+          "  nbdcbt [-U SOCKET | -p PORT [-i ADDR] | -s] [-r] [-f] [-P PIDFILE]\n"
+          "         [-e EXPORTNAME] [-t THREADS] [-v] [--filter=NAME]...\n"
+          "         PLUGIN [[KEY=]VALUE]...\n"
+          "  nbdcbt [OPTIONS] FILE     (probe FILE and pick the plugin)\n"
+          "  nbdcbt PLUGIN --help | --dump-plugin PLUGIN | --version\n"
+          "\n"
+          "options:\n"
+          "  -U, --unix=SOCKET       listen on a Unix domain socket\n"
+          "  -p, --port=PORT         listen on TCP PORT (default 10809)\n"
+          "  -i, --ipaddr=ADDR       listen only on ADDR\n"
+          "  -s, --single            serve one client on stdin/stdout\n"
+          "  -r, --readonly          read-only export\n"
+          "  -f, --foreground        do not fork into the background\n"
+          "  -P, --pidfile=FILE      write the pid once the server accepts\n"
+          "  -e, --exportname=NAME   export name besides \"\" (default \"\")\n"
+          "  -t, --threads=N         worker threads per connection (16)\n"
+          "      --filter=NAME       add a filter (first is outermost)\n"
+          "      --max-connections=N at most N clients at once (100)\n"
+          "      --exit-with-parent  exit when the parent process exits\n"
+          "      --dump-plugin       print facts about PLUGIN and exit\n"
+          "  -v, --verbose           debug messages\n"
+          "  -V, --version           print the version and exit\n"
+          "  -h, --help              this help, or PLUGIN's with a plugin\n"
+          "\n"
+          "See nbdcbt(1).\n");
+}
+
+DEFINE_VECTOR_TYPE (const_string_vector, const char *);
+
+/* KEY in KEY=VALUE: a letter, then letters, digits, '_', '-', '.'. */
+static bool
+is_config_key (const char *s, size_t n)
+{
+  size_t i;
+
+  if (n == 0 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+    return false;
+  for (i = 1; i < n; ++i)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')
+          || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'
+          || s[i] == '.'))
+      return false;
+  return true;
+}
+
+static bool
+ends_with (const char *s, const char *suffix)
+{
+  size_t n = strlen (s), m = strlen (suffix);
+  return n >= m && strcmp (s + n - m, suffix) == 0;
+}
+
+/* nbdcbt FILE: look at the image and choose the plugin (and filters). */
+static const char *
+probe_file (const char *file, const_string_vector *filters,
+            const char **extra_key)
+{
+  unsigned char magic[4] = { 0 };
+  ssize_t r;
+  size_t i;
+  int fd;
+
+  fd = open (file, O_RDONLY | O_CLOEXEC);
+  if (fd == -1) {
+    nbdcbt_error ("%s: %m", file);
+    return NULL;
+  }
+  r = read (fd, magic, sizeof magic);
+  close (fd);
+  if (r == -1) {
+    nbdcbt_error ("%s: read: %m", file);
+    return NULL;
+  }
+  *extra_key = "file";
+  if (r == 4 && memcmp (magic, "QFI\xfb", 4) == 0) {
+    char *p = module_find ("qcow2", true);
+    char *f;
+    if (p == NULL) {
+      nbdcbt_error ("%s is a qcow2 image, but the qcow2 plugin is not "
+                    "installed", file);
+      return NULL;
+    }
+    free (p);
+    /* Track changes: the dirty filter goes right above the plugin. */
+    f = module_find ("dirty", false);
+    if (f) {
+      bool have = false;
+      for (i = 0; i < filters->len; ++i)
+        have |= strcmp (filters->ptr[i], "dirty") == 0;
+      if (!have && const_string_vector_append (filters, "dirty") == -1)
+        return NULL;
+      free (f);
+    }
+    nbdcbt_debug ("%s: qcow2 image: using the qcow2 plugin", file);
+    return "qcow2";
+  }
+  nbdcbt_debug ("%s: raw image: using the file plugin", file);
+  return "file";
+}
+
+static bool
+module_exists (const char *name)
+{
+  char *p = module_find (name, true);
+  free (p);
+  return p != NULL;
+}
+
+static char *
+absolute_or_exit (const char *path)
+{
+  char *r = nbdcbt_absolute_path (path);
+  if (r == NULL)
+    exit (EXIT_FAILURE);
+  return r;
+}
+
+static int
+write_pidfile (const char *pidfile)
+{
+  char *tmp = NULL;
+  FILE *fp;
+
+  if (asprintf (&tmp, "%s.%ld~", pidfile, (long) getpid ()) == -1)
+    return -1;
+  fp = fopen (tmp, "w");
+  if (fp == NULL) {
+    nbdcbt_error ("%s: %m", tmp);
+    free (tmp);
+    return -1;
+  }
+  fprintf (fp, "%ld\n", (long) getpid ());
+  if (fclose (fp) == EOF || rename (tmp, pidfile) == -1) {
+    nbdcbt_error ("%s: %m", pidfile);
+    unlink (tmp);
+    free (tmp);
+    return -1;
+  }
+  free (tmp);
+  return 0;
+}
+
+static void
+daemonize (void)
+{
+  pid_t pid = fork ();
+  int fd;
+
+  if (pid == -1) {
+    nbdcbt_error ("fork: %m");
+    exit (EXIT_FAILURE);
+  }
+  if (pid > 0)
+    _exit (EXIT_SUCCESS);
+  setsid ();
+  if (chdir ("/") == -1)
+    nbdcbt_debug ("chdir /: %m");
+  fd = open ("/dev/null", O_RDWR);
+  if (fd >= 0) {
+    dup2 (fd, 0);
+    dup2 (fd, 1);
+    dup2 (fd, 2);
+    if (fd > 2)
+      close (fd);
+  }
+  log_to_syslog = true;
+}
+
+int
+main (int argc, char *argv[])
+{
+  const_string_vector filters = empty_vector;
+  const char *unix_socket = NULL, *port = NULL, *ipaddr = NULL;
+  const char *pidfile_arg = NULL, *plugin_arg, *extra_key = NULL;
+  char *unix_path = NULL, *pidfile = NULL;
+  bool single = false, help = false, dump = false, exit_with_parent = false;
+  bool activated = false, is_file = false;
+  struct nbdcbt_backend *b;
+  struct stat st;
+  uint32_t u;
+  int c, i;
+  size_t k;
+
+  while ((c = getopt_long (argc, argv, short_options, long_options,
+                           NULL)) != -1) {
+    switch (c) {
+    case 'e':
+      if (strlen (optarg) > NBD_MAX_STRING) {
+        nbdcbt_error ("-e: export name longer than %d bytes",
+                      NBD_MAX_STRING);
+        exit (EXIT_FAILURE);
+      }
+      export_name_setting = optarg;
+      break;
+    case 'f': foreground = true; break;
+    case 'h': help = true; break;
+    case 'i': ipaddr = optarg; break;
+    case 'p': port = optarg; break;
+    case 'P': pidfile_arg = optarg; break;
+    case 'r': read_only = true; break;
+    case 's': single = true; break;
+    case 't':
+      if (nbdcbt_parse_uint32 ("-t", optarg, &u) == -1)
+        exit (EXIT_FAILURE);
+      if (u < 1 || u > 1024) {
+        nbdcbt_error ("-t: threads must be between 1 and 1024");
+        exit (EXIT_FAILURE);
+      }
+      threads = u;
+      break;
+    case 'U': unix_socket = optarg; break;
+    case 'v': verbose = true; break;
+    case 'V':
+      printf ("nbdcbt %s\n", PACKAGE_VERSION);
+      exit (EXIT_SUCCESS);
+    case OPT_FILTER:
+      if (const_string_vector_append (&filters, optarg) == -1) {
+        perror ("nbdcbt");
+        exit (EXIT_FAILURE);
+      }
+      break;
+    case OPT_DUMP_PLUGIN: dump = true; break;
+    case OPT_EXIT_WITH_PARENT: exit_with_parent = true; break;
+    case OPT_MAX_CONNECTIONS:
+      if (nbdcbt_parse_uint32 ("--max-connections", optarg, &u) == -1)
+        exit (EXIT_FAILURE);
+      if (u < 1) {
+        nbdcbt_error ("--max-connections must be at least 1");
+        exit (EXIT_FAILURE);
+      }
+      max_connections = u;
+      break;
+    default:
+      fprintf (stderr, "Try 'nbdcbt --help' for more information.\n");
+      exit (EXIT_FAILURE);
+    }
+  }
+
+  if (optind >= argc) {
+    if (help) {
+      usage ();
+      exit (EXIT_SUCCESS);
+    }
+    nbdcbt_error ("no plugin or file given; try 'nbdcbt --help'");
+    exit (EXIT_FAILURE);
+  }
+  if ((unix_socket != NULL) + (port != NULL || ipaddr != NULL) + single > 1) {
+    nbdcbt_error ("-U, -p/-i and -s cannot be used together");
+    exit (EXIT_FAILURE);
+  }
+
+  /* PLUGIN, path to a plugin .so, or an image FILE. */
+  plugin_arg = argv[optind++];
+  if (ends_with (plugin_arg, ".so") && strchr (plugin_arg, '/'))
+    ;
+  else if (is_module_name (plugin_arg) && module_exists (plugin_arg))
+    ;
+  else if (stat (plugin_arg, &st) == 0
+           && (S_ISREG (st.st_mode) || S_ISBLK (st.st_mode))) {
+    const char *file = plugin_arg;
+    plugin_arg = probe_file (file, &filters, &extra_key);
+    if (plugin_arg == NULL)
+      exit (EXIT_FAILURE);
+    is_file = true;
+    optind--;                   /* FILE becomes file=FILE below */
+    argv[optind] = (char *) file;
+  }
+  b = plugin_load (plugin_arg, false);
+  if (b == NULL)
+    exit (EXIT_FAILURE);
+  for (k = filters.len; k > 0; --k) {
+    struct nbdcbt_backend *f = filter_load (filters.ptr[k - 1], b);
+    if (f == NULL)
+      exit (EXIT_FAILURE);
+    b = f;
+  }
+  top = b;
+  free (filters.ptr);
+
+  if (help) {
+    struct nbdcbt_backend *p = top;
+    while (p->next)
+      p = p->next;
+    plugin_usage (p);
+    exit (EXIT_SUCCESS);
+  }
+  if (dump) {
+    struct nbdcbt_backend *p = top;
+    while (p->next)
+      p = p->next;
+    printf ("nbdcbt_version=%s\n", PACKAGE_VERSION);
+    plugin_dump (p);
+    exit (EXIT_SUCCESS);
+  }
+
+  /* Parameters. */
+  for (i = optind; i < argc; ++i) {
+    const char *eq = strchr (argv[i], '=');
+    const char *key;
+    char *keybuf = NULL;
+    int r;
+
+    if (is_file && i == optind)
+      key = extra_key, eq = NULL;
+    else if (eq && is_config_key (argv[i], eq - argv[i])) {
+      keybuf = strndup (argv[i], eq - argv[i]);
+      if (keybuf == NULL) {
+        perror ("nbdcbt");
+        exit (EXIT_FAILURE);
+      }
+      key = keybuf;
+    }
+    else {
+      key = backend_magic_config_key (top);
+      eq = NULL;
+      if (key == NULL) {
+        nbdcbt_error ("parameter '%s' is not KEY=VALUE, and plugin '%s' "
+                      "takes no bare VALUE", argv[i], plugin_arg);
+        exit (EXIT_FAILURE);
+      }
+    }
+    r = backend_config (top, key, eq ? eq + 1 : argv[i]);
+    free (keybuf);
+    if (r == -1)
+      exit (EXIT_FAILURE);
+  }
+  if (backend_config_complete (top) == -1)
+    exit (EXIT_FAILURE);
+  thread_model = backend_thread_model (top);
+  if (thread_model == -1)
+    exit (EXIT_FAILURE);
+  nbdcbt_debug ("thread model: %d", thread_model);
+
+  if (exit_with_parent && prctl (PR_SET_PDEATHSIG, SIGTERM) == -1) {
+    nbdcbt_error ("--exit-with-parent: %m");
+    exit (EXIT_FAILURE);
+  }
+  quit_init ();
+
+  /* Where to listen. */
+  if (!single) {
+    int n = sockets_socket_activation ();
+    if (n == -1)
+      exit (EXIT_FAILURE);
+    if (n > 0) {
+      activated = true;
+      if (unix_socket || port || ipaddr) {
+        nbdcbt_error ("socket activation: -U, -p and -i cannot be used");
+        exit (EXIT_FAILURE);
+      }
+    }
+  }
+  if (pidfile_arg)
+    pidfile = absolute_or_exit (pidfile_arg);
+
+  if (backend_get_ready (top) == -1)
+    exit (EXIT_FAILURE);
+
+  if (single) {
+    if (pidfile && write_pidfile (pidfile) == -1)
+      exit (EXIT_FAILURE);
+    handle_single_connection (0, 1);
+  }
+  else {
+    if (activated)
+      ;
+    else if (unix_socket) {
+      unix_path = absolute_or_exit (unix_socket);
+      if (sockets_unix (unix_path) == -1)
+        exit (EXIT_FAILURE);
+    }
+    else if (sockets_tcp (ipaddr, port ? port : "10809") == -1)
+      exit (EXIT_FAILURE);
+
+    if (!foreground && !activated)
+      daemonize ();
+    if (pidfile && write_pidfile (pidfile) == -1) {
+      if (unix_path)
+        unlink (unix_path);
+      exit (EXIT_FAILURE);
+    }
+    sockets_accept_loop ();
+    /* Stop accepting, then let every connection finish. */
+    sockets_close ();
+    if (unix_path)
+      unlink (unix_path);
+    set_quit ();
+    connections_shutdown ();
+    connections_wait ();
+  }
+  nbdcbt_debug ("shutting down");
+
+  backend_cleanup (top);
+  backend_unload (top);
+  if (pidfile)
+    unlink (pidfile);
+  free (pidfile);
+  free (unix_path);
+  return EXIT_SUCCESS;
+}

@@ -1,0 +1,125 @@
+/* Extent lists handed to extents and meta_extents callbacks.
+ *
+ * A list covers [start, end).  Producers add extents in ascending order;
+ * the list keeps only the part inside [start, end), merges neighbours of
+ * the same type, and stops accepting extents once it reaches end or holds
+ * its maximum number of entries.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+DEFINE_VECTOR_TYPE (extent_vector, struct nbdcbt_extent);
+
+struct nbdcbt_extents {
+  extent_vector v;
+  uint64_t start, end;
+  uint64_t next;          /* where the next extent must begin */
+  size_t max;
+};
+
+struct nbdcbt_extents *
+extents_new_limited (uint64_t start, uint64_t end, size_t max)
+{
+  struct nbdcbt_extents *e;
+
+  if (start > end || max == 0) {
+    nbdcbt_error ("nbdcbt_extents_new: invalid range");
+    errno = EINVAL;
+    return NULL;
+  }
+  e = calloc (1, sizeof *e);
+  if (e == NULL) {
+    nbdcbt_error ("calloc: %m");
+    return NULL;
+  }
+  e->start = e->next = start;
+  e->end = end;
+  e->max = max;
+  return e;
+}
+
+struct nbdcbt_extents *
+nbdcbt_extents_new (uint64_t start, uint64_t end)
+{
+  return extents_new_limited (start, end, MAX_EXTENTS);
+}
+
+void
+nbdcbt_extents_free (struct nbdcbt_extents *e)
+{
+  if (e) {
+    free (e->v.ptr);
+    free (e);
+  }
+}
+
+size_t
+nbdcbt_extents_count (const struct nbdcbt_extents *e)
+{
+  return e->v.len;
+}
+
+struct nbdcbt_extent
+nbdcbt_get_extent (const struct nbdcbt_extents *e, size_t i)
+{
+  return e->v.ptr[i];
+}
+
+bool
+nbdcbt_extents_full (const struct nbdcbt_extents *e)
+{
+  return e->next >= e->end || e->v.len >= e->max;
+}
+
+int
+nbdcbt_add_extent (struct nbdcbt_extents *e, uint64_t offset,
+                   uint64_t length, uint32_t type)
+{
+  uint64_t end;
+
+  if (length == 0)
+    return 0;
+  if (offset + length < offset) {
+    nbdcbt_error ("nbdcbt_add_extent: offset + length overflows");
+    errno = ERANGE;
+    return -1;
+  }
+  end = offset + length;
+
+  /* Before what the list still needs: ignore, or keep the new part. */
+  if (end <= e->next)
+    return 0;
+  if (offset < e->next)
+    offset = e->next;
+  if (offset > e->next) {
+    nbdcbt_error ("nbdcbt_add_extent: extents must be contiguous "
+                  "(expected offset %" PRIu64 ", got %" PRIu64 ")",
+                  e->next, offset);
+    errno = ERANGE;
+    return -1;
+  }
+  if (offset >= e->end)
+    return 0;
+  if (end > e->end)
+    end = e->end;
+
+  if (e->v.len > 0 && e->v.ptr[e->v.len - 1].type == type) {
+    e->v.ptr[e->v.len - 1].length += end - offset;
+    e->next = end;
+    return 0;
+  }
+  if (e->v.len >= e->max)
+    return 0;            /* full: silently dropped */
+  if (extent_vector_append (&e->v, (struct nbdcbt_extent) {
+        .offset = offset, .length = end - offset, .type = type }) == -1) {
+    nbdcbt_error ("realloc: %m");
+    return -1;
+  }
+  e->next = end;
+  return 0;
+}

@@ -1,0 +1,508 @@
+/* Fixed newstyle handshake: option haggling up to GO or EXPORT_NAME. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "byte-order.h"
+#include "minmax.h"
+
+#define MAX_PAYLOAD_ADVERTISED (32 * 1024 * 1024)
+
+static int
+send_option_reply (struct connection *conn, uint32_t option, uint32_t reply,
+                   const void *data, uint32_t len)
+{
+  char hdr[20];
+  struct iovec iov[2] = {
+    { .iov_base = hdr, .iov_len = sizeof hdr },
+    { .iov_base = (void *) data, .iov_len = len },
+  };
+
+  store_be64 (hdr, NBD_REP_MAGIC);
+  store_be32 (hdr + 8, option);
+  store_be32 (hdr + 12, reply);
+  store_be32 (hdr + 16, len);
+  return conn_sendv (conn, iov, len ? 2 : 1);
+}
+
+static int
+send_error (struct connection *conn, uint32_t option, uint32_t reply,
+            const char *msg)
+{
+  nbdcbt_debug ("option %" PRIu32 ": replying 0x%" PRIx32 ": %s",
+                option, reply, msg);
+  return send_option_reply (conn, option, reply, msg, strlen (msg));
+}
+
+static int
+send_ack (struct connection *conn, uint32_t option)
+{
+  return send_option_reply (conn, option, NBD_REP_ACK, NULL, 0);
+}
+
+/* The exports we serve: "" and the -e name. */
+static bool
+export_exists (const char *name, uint32_t len)
+{
+  return len == 0
+    || (strlen (export_name_setting) == len
+        && memcmp (export_name_setting, name, len) == 0);
+}
+
+static bool
+has_nul (const char *s, uint32_t len)
+{
+  return memchr (s, '\0', len) != NULL;
+}
+
+/* Open the chain and work out what to advertise. */
+static int
+open_export (struct connection *conn)
+{
+  struct nbdcbt_context *c;
+  uint16_t eflags = NBD_FLAG_HAS_FLAGS;
+  uint32_t min;
+
+  c = backend_open (top, read_only);
+  if (c == NULL)
+    return -1;
+  if (read_only || !c->can_write)
+    eflags |= NBD_FLAG_READ_ONLY;
+  else {
+    if (c->can_trim)
+      eflags |= NBD_FLAG_SEND_TRIM;
+    if (c->can_zero != NBDCBT_ZERO_NONE) {
+      eflags |= NBD_FLAG_SEND_WRITE_ZEROES;
+      if (c->can_fast_zero)
+        eflags |= NBD_FLAG_SEND_FAST_ZERO;
+    }
+    if (c->can_fua != NBDCBT_FUA_NONE)
+      eflags |= NBD_FLAG_SEND_FUA;
+  }
+  if (c->can_flush)
+    eflags |= NBD_FLAG_SEND_FLUSH;
+  if (c->is_rotational)
+    eflags |= NBD_FLAG_ROTATIONAL;
+  if (c->can_multi_conn)
+    eflags |= NBD_FLAG_CAN_MULTI_CONN;
+  if (c->can_cache != NBDCBT_CACHE_NONE)
+    eflags |= NBD_FLAG_SEND_CACHE;
+  if (conn->structured)
+    eflags |= NBD_FLAG_SEND_DF;
+
+  min = c->minimum;
+  if (min == 0 || min > 65536 || (min & (min - 1)) != 0) {
+    nbdcbt_error ("%s: invalid minimum block size %" PRIu32 ", using 1",
+                  c->b->name, min);
+    min = 1;
+  }
+  conn->minimum = min;
+  conn->eflags = eflags;
+  conn->size = c->size;
+  conn->top = c;
+  return 0;
+}
+
+static void
+close_export (struct connection *conn)
+{
+  if (conn->top) {
+    backend_close (conn->top);
+    conn->top = NULL;
+  }
+}
+
+static int
+send_info_export (struct connection *conn, uint32_t option)
+{
+  char buf[12];
+
+  store_be16 (buf, NBD_INFO_EXPORT);
+  store_be64 (buf + 2, conn->size);
+  store_be16 (buf + 10, conn->eflags);
+  return send_option_reply (conn, option, NBD_REP_INFO, buf, sizeof buf);
+}
+
+static int
+send_info_block_size (struct connection *conn, uint32_t option)
+{
+  char buf[14];
+  uint32_t min = conn->minimum;
+  uint32_t preferred = MAX (4096u, min);
+  uint32_t max = MAX_PAYLOAD_ADVERTISED;
+
+  if (conn->top->maximum < max && conn->top->maximum >= preferred)
+    max = conn->top->maximum / min * min;
+  store_be16 (buf, NBD_INFO_BLOCK_SIZE);
+  store_be32 (buf + 2, min);
+  store_be32 (buf + 6, preferred);
+  store_be32 (buf + 10, max);
+  return send_option_reply (conn, option, NBD_REP_INFO, buf, sizeof buf);
+}
+
+static int
+send_info_name (struct connection *conn, uint32_t option, const char *name,
+                uint32_t len)
+{
+  char buf[2 + NBD_MAX_STRING];
+
+  store_be16 (buf, NBD_INFO_NAME);
+  memcpy (buf + 2, name, len);
+  return send_option_reply (conn, option, NBD_REP_INFO, buf, 2 + len);
+}
+
+/* The selection of meta contexts belongs to the export of the last SET. */
+static void
+check_meta_export (struct connection *conn, const char *name, uint32_t len)
+{
+  if (conn->meta_set
+      && (strlen (conn->meta_export) != len
+          || memcmp (conn->meta_export, name, len) != 0)) {
+    nbdcbt_debug ("meta contexts were set for another export: dropped");
+    selected_reset (&conn->selected);
+  }
+}
+
+/* INFO and GO.  Returns 1 for "go to transmission", 0 to keep haggling,
+ * -1 to drop the connection.
+ */
+static int
+opt_info_go (struct connection *conn, uint32_t option, const char *data,
+             uint32_t len)
+{
+  uint32_t namelen, i;
+  uint16_t nreq;
+  const char *name;
+  bool want_name = false;
+
+  if (len < 6)
+    return send_error (conn, option, NBD_REP_ERR_INVALID, "option too short");
+  namelen = load_be32 (data);
+  if (namelen > len - 6)
+    return send_error (conn, option, NBD_REP_ERR_INVALID,
+                       "export name length exceeds the option");
+  name = data + 4;
+  nreq = load_be16 (data + 4 + namelen);
+  if (len != 4 + namelen + 2 + 2 * (uint32_t) nreq)
+    return send_error (conn, option, NBD_REP_ERR_INVALID,
+                       "information request count does not match the "
+                       "option length");
+  if (namelen > NBD_MAX_STRING)
+    return send_error (conn, option, NBD_REP_ERR_INVALID,
+                       "export name too long");
+  if (has_nul (name, namelen))
+    return send_error (conn, option, NBD_REP_ERR_INVALID,
+                       "export name contains NUL");
+  for (i = 0; i < nreq; ++i)
+    if (load_be16 (data + 4 + namelen + 2 + 2 * i) == NBD_INFO_NAME)
+      want_name = true;
+
+  if (!export_exists (name, namelen))
+    return send_error (conn, option, NBD_REP_ERR_UNKNOWN, "unknown export");
+  if (quit)
+    return send_error (conn, option, NBD_REP_ERR_SHUTDOWN,
+                       "server is shutting down");
+  if (open_export (conn) == -1)
+    return send_error (conn, option, NBD_REP_ERR_UNKNOWN,
+                       "export could not be opened");
+
+  if (send_info_export (conn, option) == -1
+      || (want_name && send_info_name (conn, option, name, namelen) == -1)
+      || send_info_block_size (conn, option) == -1
+      || send_ack (conn, option) == -1) {
+    close_export (conn);
+    return -1;
+  }
+  if (option == NBD_OPT_INFO) {
+    close_export (conn);
+    return 0;
+  }
+  conn->export_name = strndup (name, namelen);
+  if (conn->export_name == NULL)
+    return -1;
+  check_meta_export (conn, name, namelen);
+  return 1;
+}
+
+static int
+opt_export_name (struct connection *conn, const char *data, uint32_t len,
+                 bool no_zeroes)
+{
+  char buf[8 + 2 + 124];
+
+  if (len > NBD_MAX_STRING || has_nul (data, len)) {
+    nbdcbt_error ("NBD_OPT_EXPORT_NAME: invalid export name");
+    return -1;
+  }
+  if (!export_exists (data, len)) {
+    nbdcbt_error ("NBD_OPT_EXPORT_NAME: unknown export '%.*s'",
+                  (int) len, data);
+    return -1;
+  }
+  if (quit || open_export (conn) == -1)
+    return -1;
+  conn->export_name = strndup (data, len);
+  if (conn->export_name == NULL)
+    return -1;
+  check_meta_export (conn, data, len);
+  memset (buf, 0, sizeof buf);
+  store_be64 (buf, conn->size);
+  store_be16 (buf + 8, conn->eflags);
+  return conn_send (conn, buf, no_zeroes ? 10 : sizeof buf);
+}
+
+static int
+opt_list (struct connection *conn, uint32_t len)
+{
+  char buf[4 + NBD_MAX_STRING];
+  uint32_t n = strlen (export_name_setting);
+
+  if (len != 0)
+    return send_error (conn, NBD_OPT_LIST, NBD_REP_ERR_INVALID,
+                       "NBD_OPT_LIST takes no data");
+  store_be32 (buf, n);
+  memcpy (buf + 4, export_name_setting, n);
+  if (send_option_reply (conn, NBD_OPT_LIST, NBD_REP_SERVER, buf,
+                         4 + n) == -1)
+    return -1;
+  return send_ack (conn, NBD_OPT_LIST);
+}
+
+static int
+send_meta_context (struct connection *conn, uint32_t option, uint32_t id,
+                   const char *name)
+{
+  size_t n = strlen (name);
+  char buf[4 + NBD_MAX_STRING];
+
+  if (n > NBD_MAX_STRING)
+    return 0;
+  store_be32 (buf, id);
+  memcpy (buf + 4, name, n);
+  return send_option_reply (conn, option, NBD_REP_META_CONTEXT, buf, 4 + n);
+}
+
+static int
+opt_meta_context (struct connection *conn, uint32_t option, const char *data,
+                  uint32_t len)
+{
+  bool set = option == NBD_OPT_SET_META_CONTEXT;
+  struct nbdcbt_meta_contexts mc = { .names = empty_vector };
+  uint32_t namelen, nq, pos, qlen, i;
+  const char *name;
+  bool *sent = NULL;
+  size_t j;
+  int r = -1;
+
+  if (set) {
+    /* SET replaces the selection, even when it fails. */
+    selected_reset (&conn->selected);
+    free (conn->meta_export);
+    conn->meta_export = NULL;
+    conn->meta_set = false;
+  }
+  if (!conn->structured)
+    return send_error (conn, option, NBD_REP_ERR_INVALID,
+                       "structured replies were not negotiated");
+  if (len < 8)
+    return send_error (conn, option, NBD_REP_ERR_INVALID, "option too short");
+  namelen = load_be32 (data);
+  if (namelen > len - 8)
+    return send_error (conn, option, NBD_REP_ERR_INVALID,
+                       "export name length exceeds the option");
+  name = data + 4;
+  nq = load_be32 (data + 4 + namelen);
+  for (pos = 8 + namelen, i = 0; i < nq; ++i) {
+    if (len - pos < 4)
+      return send_error (conn, option, NBD_REP_ERR_INVALID,
+                         "query count exceeds the option");
+    qlen = load_be32 (data + pos);
+    if (qlen > len - pos - 4)
+      return send_error (conn, option, NBD_REP_ERR_INVALID,
+                         "query length exceeds the option");
+    if (qlen > NBD_MAX_STRING)
+      return send_error (conn, option, NBD_REP_ERR_INVALID,
+                         "query too long");
+    pos += 4 + qlen;
+  }
+  if (pos != len)
+    return send_error (conn, option, NBD_REP_ERR_INVALID,
+                       "trailing data after the queries");
+  if (namelen > NBD_MAX_STRING || has_nul (name, namelen))
+    return send_error (conn, option, NBD_REP_ERR_INVALID,
+                       "invalid export name");
+  if (!export_exists (name, namelen))
+    return send_error (conn, option, NBD_REP_ERR_UNKNOWN, "unknown export");
+
+  {
+    char *ename = strndup (name, namelen);
+    if (ename == NULL)
+      return -1;
+    r = meta_contexts_for_export (ename, &mc);
+    if (set && r == 0) {
+      conn->meta_export = ename;
+      conn->meta_set = true;
+    }
+    else
+      free (ename);
+  }
+  if (r == -1) {
+    meta_contexts_free (&mc);
+    return send_error (conn, option, NBD_REP_ERR_PLATFORM,
+                       "could not list metadata contexts");
+  }
+  sent = calloc (mc.names.len + 1, sizeof *sent);
+  if (sent == NULL) {
+    meta_contexts_free (&mc);
+    return -1;
+  }
+
+  r = 0;
+  if (!set && nq == 0) {
+    for (j = 0; r == 0 && j < mc.names.len; ++j)
+      r = send_meta_context (conn, option, 0, mc.names.ptr[j]);
+  }
+  for (pos = 8 + namelen, i = 0; r == 0 && i < nq; ++i) {
+    const char *q = data + pos + 4;
+    qlen = load_be32 (data + pos);
+    pos += 4 + qlen;
+    for (j = 0; r == 0 && j < mc.names.len; ++j) {
+      if (sent[j] || !meta_query_matches (q, qlen, mc.names.ptr[j], !set))
+        continue;
+      sent[j] = true;
+      if (set) {
+        struct selected_context sc = { .id = j, .name = NULL };
+        if (j > 0 && (sc.name = strdup (mc.names.ptr[j])) == NULL) {
+          r = -1;
+          break;
+        }
+        if (selected_vector_append (&conn->selected, sc) == -1) {
+          free (sc.name);
+          r = -1;
+          break;
+        }
+      }
+      r = send_meta_context (conn, option, set ? j : 0, mc.names.ptr[j]);
+    }
+  }
+  free (sent);
+  meta_contexts_free (&mc);
+  if (r == -1)
+    return -1;
+  return send_ack (conn, option);
+}
+
+int
+handshake (struct connection *conn)
+{
+  char greeting[18];
+  char opthdr[16];
+  char flagsbuf[4];
+  uint32_t cflags, option, len;
+  bool no_zeroes;
+  unsigned n;
+  int r;
+
+  store_be64 (greeting, NBD_MAGIC);
+  store_be64 (greeting + 8, NBD_NEW_VERSION);
+  store_be16 (greeting + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+  if (conn_send (conn, greeting, sizeof greeting) == -1)
+    return -1;
+  if (conn_recv (conn, flagsbuf, 4, true) != 1)
+    return -1;
+  cflags = load_be32 (flagsbuf);
+  if (cflags & ~(uint32_t) (NBD_FLAG_C_FIXED_NEWSTYLE
+                            | NBD_FLAG_C_NO_ZEROES)) {
+    nbdcbt_error ("client sent unknown flags 0x%" PRIx32
+                  ", dropping the client", cflags);
+    return -1;
+  }
+  no_zeroes = cflags & NBD_FLAG_C_NO_ZEROES;
+
+  for (n = 0; n < MAX_OPTIONS; ++n) {
+    char *data = NULL;
+
+    r = conn_recv (conn, opthdr, sizeof opthdr, true);
+    if (r != 1) {
+      if (r == 0)
+        nbdcbt_debug ("client closed the connection in the handshake");
+      return -1;
+    }
+    if (load_be64 (opthdr) != NBD_NEW_VERSION) {
+      nbdcbt_error ("bad option magic, dropping the client");
+      return -1;
+    }
+    option = load_be32 (opthdr + 8);
+    len = load_be32 (opthdr + 12);
+    if (len > MAX_OPTION_LENGTH) {
+      nbdcbt_error ("option %" PRIu32 " has %" PRIu32 " bytes of data "
+                    "(more than %d), dropping the client",
+                    option, len, MAX_OPTION_LENGTH);
+      return -1;
+    }
+    data = malloc (len + 1);
+    if (data == NULL)
+      return -1;
+    if (len && conn_recv (conn, data, len, true) != 1) {
+      free (data);
+      return -1;
+    }
+    data[len] = '\0';
+    nbdcbt_debug ("option %" PRIu32 " length %" PRIu32, option, len);
+
+    switch (option) {
+    case NBD_OPT_EXPORT_NAME:
+      r = opt_export_name (conn, data, len, no_zeroes);
+      free (data);
+      return r;
+    case NBD_OPT_ABORT:
+      send_ack (conn, option);   /* the client may be gone already */
+      free (data);
+      return -1;
+    case NBD_OPT_LIST:
+      r = opt_list (conn, len);
+      break;
+    case NBD_OPT_STARTTLS:
+      r = send_error (conn, option, NBD_REP_ERR_POLICY,
+                      "TLS is not supported by this server");
+      break;
+    case NBD_OPT_INFO:
+    case NBD_OPT_GO:
+      r = opt_info_go (conn, option, data, len);
+      if (r == 1) {
+        free (data);
+        return 0;
+      }
+      break;
+    case NBD_OPT_STRUCTURED_REPLY:
+      if (len != 0)
+        r = send_error (conn, option, NBD_REP_ERR_INVALID,
+                        "NBD_OPT_STRUCTURED_REPLY takes no data");
+      else if (conn->structured)
+        r = send_error (conn, option, NBD_REP_ERR_INVALID,
+                        "structured replies already negotiated");
+      else {
+        conn->structured = true;
+        r = send_ack (conn, option);
+      }
+      break;
+    case NBD_OPT_LIST_META_CONTEXT:
+    case NBD_OPT_SET_META_CONTEXT:
+      r = opt_meta_context (conn, option, data, len);
+      break;
+    default:
+      r = send_error (conn, option, NBD_REP_ERR_UNSUP, "unknown option");
+      break;
+    }
+    free (data);
+    if (r == -1)
+      return -1;
+  }
+  nbdcbt_error ("too many options in the handshake, dropping the client");
+  return -1;
+}

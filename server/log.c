@@ -1,0 +1,86 @@
+/* Logging for the server and its modules (nbdcbt_error, nbdcbt_debug). */
+#include <config.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "internal.h"
+
+bool log_to_syslog;
+
+/* The error a failing plugin callback reports (nbdcbt_set_error). */
+static __thread int thread_error;
+
+void
+clear_thread_error (void)
+{
+  thread_error = 0;
+}
+
+int
+get_thread_error (void)
+{
+  return thread_error;
+}
+
+void
+nbdcbt_set_error (int err)
+{
+  thread_error = err;
+}
+
+bool
+nbdcbt_verbose (void)
+{
+  return verbose;
+}
+
+static void
+vlog (int priority, const char *kind, const char *fs, va_list args)
+{
+  int saved_errno = errno;
+  char *msg = NULL;
+
+  /* Format first so that one message is one write (threads interleave). */
+  errno = saved_errno;
+  if (vasprintf (&msg, fs, args) == -1)
+    msg = NULL;
+  if (log_to_syslog)
+    syslog (priority, "%s%s", kind, msg ? msg : fs);
+  else
+    fprintf (stderr, "%s: %s%s\n", program_name, kind, msg ? msg : fs);
+  free (msg);
+  errno = saved_errno;
+}
+
+void
+nbdcbt_verror (const char *fs, va_list args)
+{
+  vlog (LOG_ERR, "error: ", fs, args);
+}
+
+void
+nbdcbt_error (const char *fs, ...)
+{
+  va_list args;
+
+  va_start (args, fs);
+  nbdcbt_verror (fs, args);
+  va_end (args);
+}
+
+void
+nbdcbt_debug (const char *fs, ...)
+{
+  va_list args;
+
+  if (!verbose)
+    return;
+  va_start (args, fs);
+  vlog (LOG_DEBUG, "debug: ", fs, args);
+  va_end (args);
+}

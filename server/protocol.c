@@ -1,0 +1,482 @@
+/* Transmission phase: read requests, run them through the chain, reply.
+ *
+ * nbdkit's model: each worker thread of a connection takes the read lock,
+ * receives one request and its payload, releases the lock, executes the
+ * request and sends its reply under the write lock.  Replies therefore go
+ * out of order.  Each worker keeps one buffer that holds the request's
+ * payload with room for the reply header in front of it, so a READ reply
+ * leaves in one system call with no copy.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "byte-order.h"
+#include "checked-overflow.h"
+#include "minmax.h"
+
+#define HDR_ROOM 32                  /* >= reply chunk header + offset */
+#define KEEP_BUFFER (4 * 1024 * 1024) /* larger buffers are not kept */
+
+struct worker {
+  struct connection *conn;
+  char *buf;                         /* HDR_ROOM + payload */
+  size_t cap;
+};
+
+static pthread_mutex_t all_requests_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int
+worker_buffer (struct worker *w, size_t len)
+{
+  void *p;
+
+  if (HDR_ROOM + len <= w->cap)
+    return 0;
+  free (w->buf);
+  w->buf = NULL;
+  w->cap = 0;
+  if (posix_memalign (&p, 4096, HDR_ROOM + len) != 0)
+    return -1;
+  w->buf = p;
+  w->cap = HDR_ROOM + len;
+  return 0;
+}
+
+static void
+worker_trim_buffer (struct worker *w)
+{
+  if (w->cap > KEEP_BUFFER) {
+    free (w->buf);
+    w->buf = NULL;
+    w->cap = 0;
+  }
+}
+
+static uint32_t
+nbd_errno (int err, bool fast_zero)
+{
+  switch (err) {
+  case 0: return NBD_SUCCESS;
+  case EROFS:
+  case EPERM: return NBD_EPERM;
+  case EIO: return NBD_EIO;
+  case ENOMEM: return NBD_ENOMEM;
+#ifdef EDQUOT
+  case EDQUOT:
+#endif
+  case EFBIG:
+  case ENOSPC: return NBD_ENOSPC;
+  case EOVERFLOW: return NBD_EOVERFLOW;
+#if ENOTSUP != EOPNOTSUPP
+  case EOPNOTSUPP:
+#endif
+  case ENOTSUP: return fast_zero ? NBD_ENOTSUP : NBD_EINVAL;
+  case ESHUTDOWN: return NBD_ESHUTDOWN;
+  case EINVAL:
+  default:
+    return err == EINVAL ? NBD_EINVAL : NBD_EIO;
+  }
+}
+
+/* Check a request against the export and the negotiated flags.  Returns 0
+ * or the errno to reply with.
+ */
+static int
+validate_request (struct connection *conn, uint16_t type, uint16_t flags,
+                  uint64_t offset, uint32_t count)
+{
+  uint16_t allowed = NBD_CMD_FLAG_FUA;
+  bool ro = conn->eflags & NBD_FLAG_READ_ONLY;
+  uint64_t end;
+
+  switch (type) {
+  case NBD_CMD_READ:
+    if (conn->eflags & NBD_FLAG_SEND_DF)
+      allowed |= NBD_CMD_FLAG_DF;
+    break;
+  case NBD_CMD_WRITE_ZEROES:
+    allowed |= NBD_CMD_FLAG_NO_HOLE;
+    if (conn->eflags & NBD_FLAG_SEND_FAST_ZERO)
+      allowed |= NBD_CMD_FLAG_FAST_ZERO;
+    break;
+  case NBD_CMD_BLOCK_STATUS:
+    allowed |= NBD_CMD_FLAG_REQ_ONE;
+    break;
+  case NBD_CMD_WRITE: case NBD_CMD_FLUSH: case NBD_CMD_TRIM:
+  case NBD_CMD_CACHE:
+    break;
+  default:
+    nbdcbt_debug ("unknown command %" PRIu16, type);
+    return EINVAL;
+  }
+  if (!(conn->eflags & NBD_FLAG_SEND_FUA))
+    allowed &= ~NBD_CMD_FLAG_FUA;
+  if (flags & ~allowed) {
+    nbdcbt_debug ("command %" PRIu16 ": invalid flags 0x%" PRIx16,
+                  type, flags);
+    return EINVAL;
+  }
+
+  switch (type) {
+  case NBD_CMD_FLUSH:
+    if (!(conn->eflags & NBD_FLAG_SEND_FLUSH) || offset != 0 || count != 0)
+      return EINVAL;
+    return 0;
+  case NBD_CMD_WRITE:
+  case NBD_CMD_WRITE_ZEROES:
+    if (ro)
+      return EPERM;
+    if (type == NBD_CMD_WRITE_ZEROES
+        && !(conn->eflags & NBD_FLAG_SEND_WRITE_ZEROES))
+      return EINVAL;
+    break;
+  case NBD_CMD_TRIM:
+    if (ro)
+      return EPERM;
+    if (!(conn->eflags & NBD_FLAG_SEND_TRIM))
+      return EINVAL;
+    break;
+  case NBD_CMD_CACHE:
+    if (!(conn->eflags & NBD_FLAG_SEND_CACHE))
+      return EINVAL;
+    break;
+  case NBD_CMD_BLOCK_STATUS:
+    if (!conn->structured || conn->selected.len == 0)
+      return EINVAL;
+    break;
+  }
+
+  if ((type == NBD_CMD_READ || type == NBD_CMD_WRITE)
+      && count > MAX_REQUEST_SIZE)
+    return EINVAL;
+  if (count == 0)
+    return EINVAL;
+  if (ADD_OVERFLOW (offset, count, &end) || end > conn->size)
+    return type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES
+      ? ENOSPC : EINVAL;
+  if (conn->minimum > 1
+      && ((offset | count) & (conn->minimum - 1)) != 0)
+    return EINVAL;
+  return 0;
+}
+
+/* Replies.  HDR points at HDR_ROOM bytes in front of the data. */
+
+static int
+send_simple_reply (struct worker *w, uint64_t cookie, uint32_t error,
+                   uint32_t datalen)
+{
+  struct connection *conn = w->conn;
+  char hdrbuf[16];
+  char *hdr = datalen ? w->buf + HDR_ROOM - 16 : hdrbuf;
+  int r;
+
+  store_be32 (hdr, NBD_SIMPLE_REPLY_MAGIC);
+  store_be32 (hdr + 4, error);
+  store_be64 (hdr + 8, cookie);
+  pthread_mutex_lock (&conn->write_lock);
+  r = conn_send (conn, hdr, 16 + datalen);
+  pthread_mutex_unlock (&conn->write_lock);
+  return r;
+}
+
+static void
+chunk_header (char *hdr, uint16_t flags, uint16_t type, uint64_t cookie,
+              uint32_t length)
+{
+  store_be32 (hdr, NBD_STRUCTURED_REPLY_MAGIC);
+  store_be16 (hdr + 4, flags);
+  store_be16 (hdr + 6, type);
+  store_be64 (hdr + 8, cookie);
+  store_be32 (hdr + 16, length);
+}
+
+static int
+send_error_chunk (struct connection *conn, uint64_t cookie, uint32_t error)
+{
+  char buf[26];
+  int r;
+
+  chunk_header (buf, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, cookie, 6);
+  store_be32 (buf + 20, error);
+  store_be16 (buf + 24, 0);
+  pthread_mutex_lock (&conn->write_lock);
+  r = conn_send (conn, buf, sizeof buf);
+  pthread_mutex_unlock (&conn->write_lock);
+  return r;
+}
+
+/* READ data as one OFFSET_DATA chunk, header in front of the data. */
+static int
+send_read_chunk (struct worker *w, uint64_t cookie, uint64_t offset,
+                 uint32_t count)
+{
+  struct connection *conn = w->conn;
+  char *hdr = w->buf + HDR_ROOM - 28;
+  int r;
+
+  chunk_header (hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
+                cookie, 8 + count);
+  store_be64 (hdr + 20, offset);
+  pthread_mutex_lock (&conn->write_lock);
+  r = conn_send (conn, hdr, 28 + count);
+  pthread_mutex_unlock (&conn->write_lock);
+  return r;
+}
+
+/* BLOCK_STATUS: one chunk per selected context. */
+static int
+block_status (struct worker *w, uint64_t cookie, uint16_t flags,
+              uint64_t offset, uint32_t count)
+{
+  struct connection *conn = w->conn;
+  bool req_one = flags & NBD_CMD_FLAG_REQ_ONE;
+  size_t i, j, n;
+  int err = 0, r;
+
+  for (i = 0; i < conn->selected.len; ++i) {
+    const struct selected_context *sc = &conn->selected.ptr[i];
+    bool last = i == conn->selected.len - 1;
+    struct nbdcbt_extents *ext;
+    char *hdr, *p;
+
+    ext = extents_new_limited (offset, offset + count,
+                               req_one ? 1 : MAX_EXTENTS);
+    if (ext == NULL)
+      return send_error_chunk (conn, cookie, NBD_ENOMEM);
+    if (sc->name == NULL)
+      r = backend_extents (conn->top, count, offset,
+                           req_one ? NBDCBT_FLAG_REQ_ONE : 0, ext, &err);
+    else
+      r = backend_meta_extents (conn->top, sc->name, count, offset,
+                                req_one ? NBDCBT_FLAG_REQ_ONE : 0, ext,
+                                &err);
+    n = nbdcbt_extents_count (ext);
+    if (r == 0 && n == 0) {
+      nbdcbt_error ("%s: no extents returned",
+                    sc->name ? sc->name : "base:allocation");
+      r = -1;
+      err = EIO;
+    }
+    if (r == -1) {
+      nbdcbt_extents_free (ext);
+      return send_error_chunk (conn, cookie, nbd_errno (err, false));
+    }
+    if (worker_buffer (w, 4 + 8 * n) == -1) {
+      nbdcbt_extents_free (ext);
+      return send_error_chunk (conn, cookie, NBD_ENOMEM);
+    }
+    hdr = w->buf + HDR_ROOM - 20;
+    chunk_header (hdr, last ? NBD_REPLY_FLAG_DONE : 0,
+                  NBD_REPLY_TYPE_BLOCK_STATUS, cookie, 4 + 8 * n);
+    store_be32 (hdr + 20, sc->id);
+    for (j = 0, p = hdr + 24; j < n; ++j, p += 8) {
+      struct nbdcbt_extent e = nbdcbt_get_extent (ext, j);
+      store_be32 (p, e.length);
+      store_be32 (p + 4, sc->name ? e.type : e.type & 3);
+    }
+    nbdcbt_extents_free (ext);
+    pthread_mutex_lock (&conn->write_lock);
+    r = conn_send (conn, hdr, 24 + 8 * n);
+    pthread_mutex_unlock (&conn->write_lock);
+    if (r == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static int
+execute (struct worker *w, uint16_t type, uint16_t flags, uint64_t offset,
+         uint32_t count, int *err)
+{
+  struct nbdcbt_context *top_ctx = w->conn->top;
+  uint32_t f = (flags & NBD_CMD_FLAG_FUA) ? NBDCBT_FLAG_FUA : 0;
+  char *data = w->buf + HDR_ROOM;
+
+  switch (type) {
+  case NBD_CMD_READ:
+    return backend_pread (top_ctx, data, count, offset, 0, err);
+  case NBD_CMD_WRITE:
+    return backend_pwrite (top_ctx, data, count, offset, f, err);
+  case NBD_CMD_FLUSH:
+    return backend_flush (top_ctx, 0, err);
+  case NBD_CMD_TRIM:
+    return backend_trim (top_ctx, count, offset, f, err);
+  case NBD_CMD_WRITE_ZEROES:
+    if (!(flags & NBD_CMD_FLAG_NO_HOLE))
+      f |= NBDCBT_FLAG_MAY_TRIM;
+    if (flags & NBD_CMD_FLAG_FAST_ZERO)
+      f |= NBDCBT_FLAG_FAST_ZERO;
+    return backend_zero (top_ctx, count, offset, f, err);
+  case NBD_CMD_CACHE:
+    return backend_cache (top_ctx, count, offset, 0, err);
+  }
+  *err = EINVAL;
+  return -1;
+}
+
+/* Serve one request already received.  -1 = the connection is dead. */
+static int
+serve_request (struct worker *w, uint16_t type, uint16_t flags,
+               uint64_t cookie, uint64_t offset, uint32_t count)
+{
+  struct connection *conn = w->conn;
+  bool serialize = thread_model <= NBDCBT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS;
+  int err, r;
+
+  err = validate_request (conn, type, flags, offset, count);
+  if (err == 0 && type == NBD_CMD_READ && worker_buffer (w, count) == -1)
+    err = ENOMEM;
+  if (err == 0) {
+    if (serialize)
+      pthread_mutex_lock (&all_requests_lock);
+    if (type == NBD_CMD_BLOCK_STATUS)
+      r = block_status (w, cookie, flags, offset, count);
+    else
+      r = execute (w, type, flags, offset, count, &err);
+    if (serialize)
+      pthread_mutex_unlock (&all_requests_lock);
+    if (type == NBD_CMD_BLOCK_STATUS)
+      return r;
+    if (r == 0)
+      err = 0;
+    else if (err == 0)
+      err = EIO;
+    if (err)
+      nbdcbt_debug ("command %" PRIu16 " at %" PRIu64 "+%" PRIu32
+                    " failed: %s", type, offset, count, strerror (err));
+  }
+
+  if (err)
+    return conn->structured && (type == NBD_CMD_READ
+                                || type == NBD_CMD_BLOCK_STATUS)
+      ? send_error_chunk (conn, cookie,
+                          nbd_errno (err, flags & NBD_CMD_FLAG_FAST_ZERO))
+      : send_simple_reply (w, cookie,
+                           nbd_errno (err, flags & NBD_CMD_FLAG_FAST_ZERO),
+                           0);
+  if (type == NBD_CMD_READ)
+    return conn->structured ? send_read_chunk (w, cookie, offset, count)
+      : send_simple_reply (w, cookie, 0, count);
+  return send_simple_reply (w, cookie, 0, 0);
+}
+
+/* Receive one request (and a WRITE's payload) under the read lock.
+ * 1 = got one, 0 = stop.
+ */
+static int
+recv_request (struct worker *w, uint16_t *type, uint16_t *flags,
+              uint64_t *cookie, uint64_t *offset, uint32_t *count)
+{
+  struct connection *conn = w->conn;
+  char hdr[28];
+  int r;
+
+  if (conn_is_closing (conn))
+    return 0;
+  r = conn_recv (conn, hdr, sizeof hdr, false);
+  if (r == 0) {
+    nbdcbt_debug ("client closed the connection");
+    return 0;
+  }
+  if (r == -1) {
+    if (!quit)
+      nbdcbt_debug ("reading request: %m");
+    return 0;
+  }
+  if (load_be32 (hdr) != NBD_REQUEST_MAGIC) {
+    nbdcbt_error ("bad request magic 0x%08" PRIx32 ", dropping the client",
+                  load_be32 (hdr));
+    return 0;
+  }
+  *flags = load_be16 (hdr + 4);
+  *type = load_be16 (hdr + 6);
+  *cookie = load_be64 (hdr + 8);
+  *offset = load_be64 (hdr + 16);
+  *count = load_be32 (hdr + 24);
+
+  if (*type == NBD_CMD_DISC) {
+    nbdcbt_debug ("client sent NBD_CMD_DISC");
+    return 0;
+  }
+  if (*type == NBD_CMD_WRITE) {
+    /* The payload follows whether or not the request is valid. */
+    if (*count > MAX_REQUEST_SIZE) {
+      nbdcbt_error ("write of %" PRIu32 " bytes is larger than the "
+                    "maximum payload, dropping the client", *count);
+      return 0;
+    }
+    if (worker_buffer (w, *count) == -1) {
+      nbdcbt_error ("cannot allocate a %" PRIu32 " byte buffer, "
+                    "dropping the client", *count);
+      return 0;
+    }
+    r = conn_recv (conn, w->buf + HDR_ROOM, *count, false);
+    if (r != 1) {
+      nbdcbt_debug ("client closed the connection in a write payload");
+      return 0;
+    }
+  }
+  return 1;
+}
+
+void *
+worker_thread (void *arg)
+{
+  struct worker w = { .conn = arg };
+  struct connection *conn = w.conn;
+
+  current_conn = conn;
+  for (;;) {
+    uint16_t type = 0, flags = 0;
+    uint64_t cookie = 0, offset = 0;
+    uint32_t count = 0;
+    int r;
+
+    pthread_mutex_lock (&conn->read_lock);
+    r = recv_request (&w, &type, &flags, &cookie, &offset, &count);
+    if (r != 1)
+      conn_set_closing (conn);
+    pthread_mutex_unlock (&conn->read_lock);
+    if (r != 1)
+      break;
+
+    if (serve_request (&w, type, flags, cookie, offset, count) == -1) {
+      nbdcbt_debug ("sending reply: %m");
+      conn_set_closing (conn);
+      break;
+    }
+    worker_trim_buffer (&w);
+  }
+  free (w.buf);
+  return NULL;
+}
+
+void
+protocol_serve (struct connection *conn)
+{
+  unsigned n = thread_model == NBDCBT_THREAD_MODEL_PARALLEL ? threads : 1;
+  pthread_t *tids;
+  unsigned i, started = 0;
+
+  tids = calloc (n, sizeof *tids);
+  if (tids != NULL) {
+    for (i = 1; i < n; ++i) {
+      if (pthread_create (&tids[i], NULL, worker_thread, conn) != 0) {
+        nbdcbt_debug ("pthread_create: %m (running with %u threads)", i);
+        break;
+      }
+      started++;
+    }
+  }
+  worker_thread (conn);
+  for (i = 1; i <= started; ++i)
+    pthread_join (tids[i], NULL);
+  free (tids);
+}
