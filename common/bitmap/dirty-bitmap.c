@@ -542,7 +542,7 @@ int
 bitmap_set_abdicate (struct bitmap_set *set, const char *name, char **errp)
 {
   struct dirty_bitmap *bm, *child;
-  ssize_t i;
+  size_t i;
 
   ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&set->lock);
 
@@ -550,18 +550,13 @@ bitmap_set_abdicate (struct bitmap_set *set, const char *name, char **errp)
   if (bm == NULL)
     return -1;
   child = bm->successor;
+  for (i = 0; set->bitmaps[i] != bm; i++)
+    ;
   /* The successor takes the name and the place in the list. */
   child->name = bm->name;
   bm->name = NULL;
   child->persistent = bm->persistent;
   bm->successor = NULL;
-  i = find_index (set, child->name);
-  if (i == -1) {
-    /* Cannot happen: the parent held this name until just now. */
-    i = 0;
-    while (set->bitmaps[i] != bm)
-      i++;
-  }
   set->bitmaps[i] = child;
   rebuild_recording (set);
   /* Readers holding the parent keep its (frozen) data; name is gone. */
