@@ -23,8 +23,6 @@ expect_error ()
 sock=$tmpdir/sock
 expect_error "missing file" "No such file or directory" \
   "$NBDCBT" -U "$sock" file "$tmpdir/nonexistent"
-expect_error "shorthand, missing file" "No such file or directory" \
-  "$NBDCBT" -U "$sock" "$tmpdir/nonexistent.img"
 expect_error "directory" "is a directory" \
   "$NBDCBT" -U "$sock" file "$tmpdir"
 expect_error "no file" "no file given" \
