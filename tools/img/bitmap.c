@@ -224,6 +224,14 @@ do_add (struct bitmap_cmd *c)
     set_err (c, "Bitmap name cannot be empty");
     return -1;
   }
+  if (g < 512 || (g & (g - 1)) != 0) {
+    set_err (c, "Granularity must be power of 2 and at least 512");
+    return -1;
+  }
+  if (g > (UINT64_C(1) << 31)) {
+    set_err (c, "Granularity must be at most 2 GiB");
+    return -1;
+  }
   if (strlen (c->bitmap) > 1023) {
     set_err (c, "Bitmap name is too long");
     return -1;
@@ -388,16 +396,11 @@ cmd_bitmap (int argc, char *argv[])
       const char *err;
       int64_t g = parse_human_size (optarg, &err);
 
-      if (g < 0) {
+      if (g <= 0) {
         img_error ("Invalid granularity specified");
         return 1;
       }
-      if (g < 512 || g > (INT64_C(1) << 31) || (g & (g - 1)) != 0) {
-        img_error ("Granularity must be power of 2 and at least 512 "
-                   "(at most 2G)");
-        return 1;
-      }
-      cmd.granularity = g;
+      cmd.granularity = g; /* checked by --add, as qemu-img does */
       break;
     }
     case 'q': break;

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Run the libFuzzer harness over the qcow2 parser for a bounded time
+# (FUZZ_SECONDS, default 30) from a seed corpus of small qemu-img images
+# (512-byte and 4 KiB clusters, with bitmaps, data and a backing file name).
+source "$top_srcdir/tests/functions.sh"
+
+fuzzer="$top_builddir/tests/fuzz/fuzz-qcow2"
+if [ ! -x "$fuzzer" ]; then
+  echo "$0: skipped: libFuzzer harness not built (needs clang with libFuzzer)"
+  exit 77
+fi
+requires qemu-img --version
+requires qemu-io --version
+
+seeds="$tmpdir/seeds"
+corpus="$tmpdir/corpus"
+mkdir -p "$seeds" "$corpus"
+
+n=0
+for cs in 512 4096; do
+  for sz in 64k 1M; do
+    n=$((n + 1))
+    img="$seeds/seed$n.qcow2"
+    qemu-img create -q -f qcow2 -o cluster_size=$cs "$img" $sz
+    cp "$img" "$seeds/seed$n-empty.qcow2"
+    qemu-img bitmap --add "$img" b0
+    qemu-img bitmap --add -g 512 "$img" bitmap-with-a-longer-name
+    qemu-io -f qcow2 -c "write -P 1 0 1k" -c "write -z 8k 4k" \
+      -c "discard 16k 4k" "$img" >/dev/null
+    cp "$img" "$seeds/seed$n-bitmaps.qcow2"
+    qemu-img bitmap --disable "$img" b0
+  done
+done
+qemu-img create -q -f qcow2 -o cluster_size=512 -b seed1.qcow2 -F qcow2 \
+  "$seeds/overlay.qcow2"
+qemu-img create -q -f qcow2 -o cluster_size=512,compat=0.10 \
+  "$seeds/v2.qcow2" 64k
+qemu-img create -q -f qcow2 \
+  -o cluster_size=16384,extended_l2=on,compression_type=zstd,refcount_bits=1 \
+  "$seeds/extl2.qcow2" 1M
+qemu-io -f qcow2 -c "write -P 3 0 2k" "$seeds/extl2.qcow2" >/dev/null
+
+# -rss_limit_mb: the library may allocate up to its own limits (L1 32 MiB,
+# refcount table 8 MiB, ...) but nothing like the input-driven gigabytes.
+set +e
+"$fuzzer" -max_total_time="${FUZZ_SECONDS:-30}" -timeout=20 \
+  -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+  -artifact_prefix="$tmpdir/" "$corpus" "$seeds" > "$tmpdir/log" 2>&1
+status=$?
+set -e
+tail -30 "$tmpdir/log"
+
+if [ $status -ne 0 ]; then
+  # Keep what crashed, for the report.
+  mkdir -p "$top_builddir/tests/fuzz/artifacts"
+  cp "$tmpdir"/crash-* "$tmpdir"/leak-* "$tmpdir"/timeout-* "$tmpdir"/oom-* \
+     "$top_builddir/tests/fuzz/artifacts/" 2>/dev/null || :
+  echo "$0: the fuzzer found a problem (exit $status); inputs saved in tests/fuzz/artifacts"
+  exit 1
+fi
+exit 0
