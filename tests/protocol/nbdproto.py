@@ -413,6 +413,7 @@ class Raw:
             if cookie0 is None:
                 cookie0 = cookie
             payload = self.recv(ln) if ln else b""
+            _check_chunk(flags, rtype, cookie, cookie0, payload)
             chunks.append((flags, rtype, payload))
             if rtype & 0x8000 and not err:
                 err = struct.unpack(">I", payload[:4])[0]
@@ -422,6 +423,45 @@ class Raw:
 
     def disc(self):
         self.request(CMD_DISC)
+
+
+def _check_chunk(flags, rtype, cookie, cookie0, p):
+    """The format rules every structured reply chunk must follow."""
+    what = "chunk type %#x" % rtype
+    check(cookie == cookie0, what + ": same cookie in every chunk",
+          cookie0, cookie)
+    check(flags & ~REPLY_FLAG_DONE == 0, what + ": only the DONE flag",
+          "0 or 1", flags)
+    if rtype == REPLY_TYPE_NONE:
+        check(flags & REPLY_FLAG_DONE and not p,
+              "NONE chunk: empty, with DONE", "DONE, 0 bytes",
+              (flags, len(p)))
+    elif rtype == REPLY_TYPE_OFFSET_DATA:
+        check(len(p) >= 9, "OFFSET_DATA >= 9 bytes", ">= 9", len(p))
+    elif rtype == REPLY_TYPE_OFFSET_HOLE:
+        check(len(p) == 12, "OFFSET_HOLE is 12 bytes", 12, len(p))
+    elif rtype == REPLY_TYPE_BLOCK_STATUS:
+        check(len(p) >= 12 and (len(p) - 4) % 8 == 0,
+              "BLOCK_STATUS is 4 + 8n bytes, n >= 1", "4 + 8n", len(p))
+    elif rtype in (REPLY_TYPE_ERROR, REPLY_TYPE_ERROR_OFFSET):
+        fixed = 6 if rtype == REPLY_TYPE_ERROR else 14
+        if check(len(p) >= fixed, what + ": at least %d bytes" % fixed,
+                 fixed, len(p)):
+            err, mlen = struct.unpack(">IH", p[:6])
+            check(err != 0, what + ": nonzero error", "!= 0", err)
+            check_eq(len(p), fixed + mlen, what + ": length = fixed part "
+                     "+ message length")
+            try:
+                p[6:6 + mlen].decode("utf-8")
+            except UnicodeDecodeError:
+                check(False, what + ": message is UTF-8", "UTF-8",
+                      p[6:6 + mlen])
+        # qemu's client drops the connection on non-data chunks > 1000.
+        check(len(p) <= 1000, what + ": short enough for qemu", "<= 1000",
+              len(p))
+    else:
+        check(False, "known reply chunk type", "0, 1, 2, 5, 0x8001, 0x8002",
+              hex(rtype))
 
 
 def read_data(chunks, offset, length):

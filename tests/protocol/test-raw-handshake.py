@@ -33,6 +33,41 @@ with memory("1M") as srv:
                  "first READ after GO")
         r.disc()
 
+    # INFO then GO asking for NAME, DESCRIPTION, BLOCK_SIZE and an unknown
+    # info type (ignored): well-formed replies, the same both times.
+    with Raw(srv.sock) as r:
+        r.start()
+        asked = Raw.info_data(b"", (INFO_NAME, INFO_DESCRIPTION,
+                                    INFO_BLOCK_SIZE, 0x1234))
+        seen = []
+        for opt in (OPT_INFO, OPT_GO):
+            reps = r.option(opt, asked)
+            check_eq(reps[-1], (REP_ACK, b""), "final reply to %d" % opt)
+            infos = {}
+            for t, p in reps[:-1]:
+                check_eq(t, REP_INFO, "reply type to %d" % opt)
+                ty = struct.unpack(">H", p[:2])[0]
+                check(ty in (INFO_EXPORT, INFO_NAME, INFO_DESCRIPTION,
+                             INFO_BLOCK_SIZE), "known info type", "0-3", ty)
+                infos[ty] = p
+            if INFO_BLOCK_SIZE in infos:
+                bs = infos[INFO_BLOCK_SIZE]
+                if check_eq(len(bs), 14, "INFO_BLOCK_SIZE length"):
+                    mn, pref, mx = struct.unpack(">III", bs[2:])
+                    check(mn & (mn - 1) == 0 and 1 <= mn <= 65536 and
+                          pref & (pref - 1) == 0 and pref >= max(mn, 512)
+                          and (mx >= pref or mx == 0xffffffff),
+                          "INFO_BLOCK_SIZE values", "spec rules",
+                          (mn, pref, mx))
+            if INFO_NAME in infos:
+                infos[INFO_NAME][2:].decode("utf-8")
+            check_eq(len(infos.get(INFO_EXPORT, b"")), 12, "INFO_EXPORT")
+            seen.append(infos)
+        check_eq(seen[0], seen[1], "INFO and GO give the same information")
+        r.request(CMD_FLUSH, 0, 9)
+        check_eq(r.reply()[:3], ("simple", 9, 0), "FLUSH after GO")
+        r.disc()
+
     # GO with the old client flag only (no NO_ZEROES): same replies.
     with Raw(srv.sock) as r:
         r.greeting()
