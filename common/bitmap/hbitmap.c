@@ -142,19 +142,21 @@ refresh_summaries (struct hbitmap *hb, uint64_t wa, uint64_t wb)
   uint64_t i;
 
   for (k = 0; k + 1 < hb->nlevels; ++k) {
-    for (i = wa; i <= wb; ++i) {
-      uint64_t bit = UINT64_C (1) << (i & 63);
-      uint64_t *a = &hb->any[k + 1][i >> 6];
-      uint64_t *f = &hb->full[k + 1][i >> 6];
+    const uint64_t *lower_any = hb->any[k], *lower_full = hb->full[k];
 
-      if (hb->any[k][i] != 0)
-        *a |= bit;
-      else
-        *a &= ~bit;
-      if (hb->full[k][i] == UINT64_MAX)
-        *f |= bit;
-      else
-        *f &= ~bit;
+    /* One summary word (64 words below) at a time. */
+    for (i = wa; i <= wb; ) {
+      uint64_t g = i >> 6;
+      uint64_t last = (g << 6) + 63 < wb ? (g << 6) + 63 : wb;
+      uint64_t mask = word_mask (i & 63, last & 63);
+      uint64_t a = 0, f = 0;
+
+      for (; i <= last; ++i) {
+        a |= (uint64_t) (lower_any[i] != 0) << (i & 63);
+        f |= (uint64_t) (lower_full[i] == UINT64_MAX) << (i & 63);
+      }
+      hb->any[k + 1][g] = (hb->any[k + 1][g] & ~mask) | a;
+      hb->full[k + 1][g] = (hb->full[k + 1][g] & ~mask) | f;
     }
     wa >>= 6;
     wb >>= 6;

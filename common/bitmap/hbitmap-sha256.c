@@ -1,0 +1,70 @@
+/* Helper for test-hbitmap-sha256.py: build a bitmap from byte ranges and
+ * print what QEMU would report for the same bitmap.
+ *
+ *   hbitmap-sha256 SIZE GRANULARITY [OFFSET:LENGTH]...
+ *
+ * prints "SHA256 COUNT" (COUNT = hbitmap_count, dirty bytes).
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "hbitmap.h"
+
+static uint64_t
+parse_u64 (const char *s, char **end)
+{
+  uint64_t v;
+
+  errno = 0;
+  v = strtoull (s, end, 0);
+  if (errno != 0 || *end == s || *s == '-') {
+    fprintf (stderr, "hbitmap-sha256: bad number: %s\n", s);
+    exit (EXIT_FAILURE);
+  }
+  return v;
+}
+
+int
+main (int argc, char *argv[])
+{
+  struct hbitmap *hb;
+  uint64_t size, gran, off, len;
+  char digest[65], *end;
+  int i;
+
+  if (argc < 3) {
+    fprintf (stderr, "usage: hbitmap-sha256 SIZE GRANULARITY "
+             "[OFFSET:LENGTH]...\n");
+    exit (EXIT_FAILURE);
+  }
+  size = parse_u64 (argv[1], &end);
+  gran = parse_u64 (argv[2], &end);
+  hb = hbitmap_new (size, gran);
+  if (hb == NULL) {
+    perror ("hbitmap_new");
+    exit (EXIT_FAILURE);
+  }
+  for (i = 3; i < argc; ++i) {
+    off = parse_u64 (argv[i], &end);
+    if (*end != ':') {
+      fprintf (stderr, "hbitmap-sha256: expected OFFSET:LENGTH: %s\n",
+               argv[i]);
+      exit (EXIT_FAILURE);
+    }
+    len = parse_u64 (end + 1, &end);
+    hbitmap_set (hb, off, len);
+  }
+  if (hbitmap_sha256 (hb, digest) == -1) {
+    perror ("hbitmap_sha256");
+    exit (EXIT_FAILURE);
+  }
+  printf ("%s %" PRIu64 "\n", digest, hbitmap_count (hb));
+  hbitmap_free (hb);
+  return EXIT_SUCCESS;
+}

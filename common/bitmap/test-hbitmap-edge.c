@@ -1,0 +1,345 @@
+/* Edge cases of hbitmap: bad arguments, size 0, one byte, one granule,
+ * offsets at and past the end, zero and huge lengths, resize across word
+ * boundaries, known serialization bytes and digests, and a 1 TiB bitmap
+ * at 512-byte granularity (2^31 bits) with its memory budget.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hbitmap.h"
+
+static int failures;
+
+#define CHECK(cond)                                                     \
+  do {                                                                  \
+    if (!(cond)) {                                                      \
+      fprintf (stderr, "FAIL line %d: %s\n", __LINE__, #cond);          \
+      failures++;                                                       \
+    }                                                                   \
+  } while (0)
+
+#define TIB (UINT64_C (1) << 40)
+
+static struct hbitmap *
+new_or_die (uint64_t size, uint64_t gran)
+{
+  struct hbitmap *hb = hbitmap_new (size, gran);
+
+  if (hb == NULL) {
+    fprintf (stderr, "hbitmap_new (%" PRIu64 ", %" PRIu64 "): %m\n",
+             size, gran);
+    exit (EXIT_FAILURE);
+  }
+  return hb;
+}
+
+static void
+test_bad_arguments (void)
+{
+  static const uint64_t bad_gran[] = {
+    0, 1, 256, 511, 513, 768, UINT64_C (1) << 32, UINT64_MAX
+  };
+  struct hbitmap *a, *b;
+  size_t i;
+
+  for (i = 0; i < sizeof bad_gran / sizeof bad_gran[0]; ++i) {
+    errno = 0;
+    CHECK (hbitmap_new (4096, bad_gran[i]) == NULL && errno == EINVAL);
+  }
+  errno = 0;
+  CHECK (hbitmap_new ((uint64_t) INT64_MAX + 1, 512) == NULL
+         && errno == EINVAL);
+
+  /* Limits that are accepted. */
+  a = new_or_die (4096, 512);
+  hbitmap_free (a);
+  a = new_or_die (4096, UINT64_C (1) << 31);
+  CHECK (hbitmap_nbits (a) == 1);
+  hbitmap_set (a, 4095, 1);
+  CHECK (hbitmap_count (a) == UINT64_C (1) << 31);
+  hbitmap_free (a);
+  hbitmap_free (NULL);
+
+  /* Merge of different geometries fails and changes nothing. */
+  a = new_or_die (1 << 20, 512);
+  b = new_or_die (1 << 20, 1024);
+  hbitmap_set (b, 0, 1 << 20);
+  errno = 0;
+  CHECK (hbitmap_merge (a, b) == -1 && errno == EINVAL);
+  CHECK (hbitmap_count (a) == 0);
+  hbitmap_free (b);
+  b = new_or_die ((1 << 20) + 512, 512);
+  hbitmap_set (b, 0, 1 << 20);
+  errno = 0;
+  CHECK (hbitmap_merge (a, b) == -1 && errno == EINVAL);
+  CHECK (hbitmap_count (a) == 0);
+  /* Merging into itself is a no-op. */
+  CHECK (hbitmap_merge (b, b) == 0 && hbitmap_count (b) == 1 << 20);
+  hbitmap_free (b);
+
+  errno = 0;
+  CHECK (hbitmap_resize (a, (uint64_t) INT64_MAX + 1) == -1
+         && errno == EINVAL);
+  CHECK (hbitmap_size (a) == 1 << 20);
+  hbitmap_free (a);
+}
+
+static void
+test_size_zero (void)
+{
+  struct hbitmap *hb = new_or_die (0, 65536);
+  uint64_t s, l;
+  char digest[65];
+  uint8_t byte = 0x5a;
+
+  CHECK (hbitmap_size (hb) == 0);
+  CHECK (hbitmap_nbits (hb) == 0);
+  hbitmap_set (hb, 0, UINT64_MAX);
+  hbitmap_set_all (hb);
+  CHECK (hbitmap_count (hb) == 0);
+  CHECK (!hbitmap_get (hb, 0));
+  CHECK (hbitmap_next_dirty (hb, 0, UINT64_MAX) == -1);
+  CHECK (hbitmap_next_clean (hb, 0, UINT64_MAX) == -1);
+  CHECK (!hbitmap_next_dirty_area (hb, 0, UINT64_MAX, 0, &s, &l));
+  CHECK (hbitmap_serialization_size (hb, 0, UINT64_MAX) == 0);
+  hbitmap_serialize_part (hb, &byte, 0, UINT64_MAX);
+  hbitmap_deserialize_part (hb, &byte, 0, UINT64_MAX);
+  CHECK (byte == 0x5a);
+  CHECK (hbitmap_is_zero_part (hb, 0, UINT64_MAX));
+  /* QEMU hashes one zero word for an empty bitmap. */
+  CHECK (hbitmap_sha256 (hb, digest) == 0);
+  CHECK (strcmp (digest, "af5570f5a1810b7af78caf4bc70a660f"
+                 "0df51e42baf91d4de5b2328de0e83dfc") == 0);
+
+  CHECK (hbitmap_resize (hb, 65536 * 100 + 1) == 0);
+  CHECK (hbitmap_nbits (hb) == 101);
+  CHECK (hbitmap_count (hb) == 0);
+  hbitmap_set (hb, 65536 * 100, 1);
+  CHECK (hbitmap_count (hb) == 65536);
+  CHECK (hbitmap_resize (hb, 0) == 0);
+  CHECK (hbitmap_count (hb) == 0);
+  CHECK (hbitmap_sha256 (hb, digest) == 0);
+  CHECK (strcmp (digest, "af5570f5a1810b7af78caf4bc70a660f"
+                 "0df51e42baf91d4de5b2328de0e83dfc") == 0);
+  hbitmap_free (hb);
+}
+
+static void
+test_one_byte_and_granule (void)
+{
+  struct hbitmap *hb = new_or_die (1, 512);
+  uint64_t s = 0, l = 0;
+
+  CHECK (hbitmap_nbits (hb) == 1);
+  hbitmap_set (hb, 0, 0);
+  CHECK (hbitmap_count (hb) == 0);
+  hbitmap_set (hb, 1, 100);               /* past the end: ignored */
+  CHECK (hbitmap_count (hb) == 0);
+  hbitmap_set (hb, 0, UINT64_MAX);        /* huge: clipped */
+  /* QEMU counts the whole last granule. */
+  CHECK (hbitmap_count (hb) == 512);
+  CHECK (hbitmap_count_bits (hb) == 1);
+  CHECK (hbitmap_get (hb, 0) && !hbitmap_get (hb, 1));
+  CHECK (hbitmap_next_dirty (hb, 0, 1) == 0);
+  CHECK (hbitmap_next_dirty (hb, 1, 1) == -1);
+  CHECK (hbitmap_next_clean (hb, 0, UINT64_MAX) == -1);
+  CHECK (hbitmap_next_dirty_area (hb, 0, UINT64_MAX, 0, &s, &l)
+         && s == 0 && l == 1);
+  hbitmap_free (hb);
+
+  hb = new_or_die (4096, 4096);
+  hbitmap_set (hb, 4095, 1);
+  CHECK (hbitmap_count (hb) == 4096);
+  CHECK (hbitmap_next_dirty (hb, 100, 10) == 100);   /* never below OFFSET */
+  CHECK (hbitmap_next_dirty_area (hb, 100, 200, 0, &s, &l)
+         && s == 100 && l == 100);
+  CHECK (hbitmap_next_dirty_area (hb, 100, UINT64_MAX, 7, &s, &l)
+         && s == 100 && l == 7);
+  hbitmap_reset (hb, 4095, UINT64_MAX);
+  CHECK (hbitmap_count (hb) == 0);
+  hbitmap_free (hb);
+}
+
+static void
+test_offsets_and_lengths (void)
+{
+  const uint64_t g = 65536, size = 130 * g + 1000;
+  struct hbitmap *hb = new_or_die (size, g);
+  uint64_t s, l;
+
+  /* offset + len overflows: clipped at the end. */
+  hbitmap_set (hb, 129 * g, UINT64_MAX - 5);
+  CHECK (hbitmap_count_bits (hb) == 2);
+  CHECK (hbitmap_next_dirty (hb, 0, UINT64_MAX) == (int64_t) (129 * g));
+  CHECK (hbitmap_next_dirty (hb, size, UINT64_MAX) == -1);
+  CHECK (hbitmap_next_dirty (hb, size - 1, 1) == (int64_t) (size - 1));
+  CHECK (hbitmap_next_dirty (hb, 0, 129 * g) == -1);
+  CHECK (hbitmap_next_dirty (hb, 0, 129 * g + 1) == (int64_t) (129 * g));
+  CHECK (hbitmap_next_clean (hb, 129 * g, UINT64_MAX) == -1);
+  CHECK (hbitmap_next_clean (hb, 129 * g + 5, 0) == -1);
+  CHECK (!hbitmap_get (hb, size));
+  CHECK (!hbitmap_next_dirty_area (hb, size, UINT64_MAX, 0, &s, &l));
+  CHECK (!hbitmap_next_dirty_area (hb, 5, 5, 0, &s, &l));
+  CHECK (!hbitmap_next_dirty_area (hb, 6, 5, 0, &s, &l));
+  CHECK (hbitmap_next_dirty_area (hb, 0, UINT64_MAX, 0, &s, &l)
+         && s == 129 * g && l == g + 1000);
+
+  /* Word boundary: granules 63 and 64. */
+  hbitmap_set (hb, 63 * g + 1, 2);
+  hbitmap_set (hb, 64 * g, 1);
+  CHECK (hbitmap_next_dirty_area (hb, 0, UINT64_MAX, 0, &s, &l)
+         && s == 63 * g && l == 2 * g);
+  CHECK (hbitmap_next_clean (hb, 63 * g, UINT64_MAX) == (int64_t) (65 * g));
+  hbitmap_reset (hb, 64 * g - 1, 1);
+  CHECK (hbitmap_next_dirty (hb, 0, UINT64_MAX) == (int64_t) (64 * g));
+  hbitmap_free (hb);
+}
+
+static void
+test_resize (void)
+{
+  const uint64_t g = 512;
+  struct hbitmap *hb = new_or_die (200 * g, g);
+  char d1[65], d2[65];
+  struct hbitmap *ref;
+
+  hbitmap_set_all (hb);
+  CHECK (hbitmap_count_bits (hb) == 200);
+  /* Shrink into the middle of a granule: it keeps its bit. */
+  CHECK (hbitmap_resize (hb, 130 * g + 7) == 0);
+  CHECK (hbitmap_count_bits (hb) == 131);
+  CHECK (hbitmap_count (hb) == 131 * g);
+  CHECK (hbitmap_resize (hb, 128 * g) == 0);    /* exactly two words */
+  CHECK (hbitmap_count_bits (hb) == 128);
+  CHECK (hbitmap_next_clean (hb, 0, UINT64_MAX) == -1);
+  CHECK (hbitmap_resize (hb, 63 * g) == 0);     /* below one word */
+  CHECK (hbitmap_count_bits (hb) == 63);
+  CHECK (hbitmap_resize (hb, 100000 * g) == 0); /* grow: new space clean */
+  CHECK (hbitmap_count_bits (hb) == 63);
+  CHECK (hbitmap_next_clean (hb, 0, UINT64_MAX) == (int64_t) (63 * g));
+  CHECK (hbitmap_next_dirty (hb, 63 * g, UINT64_MAX) == -1);
+  hbitmap_set (hb, 99999 * g, g);
+  CHECK (hbitmap_next_dirty (hb, 63 * g, UINT64_MAX)
+         == (int64_t) (99999 * g));
+
+  /* The digest after resizes equals a fresh bitmap's. */
+  ref = new_or_die (100000 * g, g);
+  hbitmap_set (ref, 0, 63 * g);
+  hbitmap_set (ref, 99999 * g, 1);
+  CHECK (hbitmap_sha256 (hb, d1) == 0 && hbitmap_sha256 (ref, d2) == 0);
+  CHECK (strcmp (d1, d2) == 0);
+  CHECK (hbitmap_resize (hb, 65 * g) == 0 && hbitmap_resize (ref, 65 * g) == 0);
+  CHECK (hbitmap_sha256 (hb, d1) == 0 && hbitmap_sha256 (ref, d2) == 0);
+  CHECK (strcmp (d1, d2) == 0);
+  CHECK (hbitmap_memory_usage (hb) == hbitmap_memory_usage (ref));
+  hbitmap_free (ref);
+  hbitmap_free (hb);
+}
+
+static void
+test_serialization (void)
+{
+  const uint64_t g = 65536, size = 100 * g + 512;   /* 101 bits */
+  struct hbitmap *hb = new_or_die (size, g), *hb2;
+  uint64_t align = hbitmap_serialization_align (hb), off, n;
+  uint8_t whole[13], part[13];
+  size_t i;
+
+  CHECK (align == 8 * g);
+  hbitmap_set (hb, 0, 1);         /* bit 0 */
+  hbitmap_set (hb, 9 * g, 1);     /* bit 9 */
+  hbitmap_set (hb, 100 * g, 1);   /* bit 100, the last, partial granule */
+  CHECK (hbitmap_serialization_size (hb, 0, UINT64_MAX) == 13);
+  memset (whole, 0xee, sizeof whole);
+  hbitmap_serialize_part (hb, whole, 0, UINT64_MAX);
+  /* LSB first: bit n is bit (n & 7) of byte n >> 3. */
+  CHECK (whole[0] == 0x01 && whole[1] == 0x02);
+  CHECK (whole[12] == 0x10);      /* bit 100 = byte 12 bit 4 */
+  for (i = 2; i < 12; ++i)
+    CHECK (whole[i] == 0);
+
+  /* Parts of one byte each tile the whole serialization. */
+  for (off = 0, i = 0; off < size; off += align, ++i) {
+    n = hbitmap_serialization_size (hb, off, align);
+    CHECK (n == 1);
+    hbitmap_serialize_part (hb, &part[i], off, align);
+    CHECK (part[i] == whole[i]);
+    CHECK (hbitmap_is_zero_part (hb, off, align) == (whole[i] == 0));
+  }
+
+  /* Deserialize into a fresh bitmap in uneven chunks. */
+  hb2 = new_or_die (size, g);
+  hbitmap_deserialize_part (hb2, whole, 0, 3 * align);
+  hbitmap_deserialize_part (hb2, whole + 3, 3 * align, UINT64_MAX);
+  CHECK (hbitmap_count_bits (hb2) == 3);
+  CHECK (hbitmap_get (hb2, 100 * g + 1));
+  hbitmap_set_all (hb2);
+  memset (part, 0, sizeof part);
+  part[12] = 0xf0;                /* bits 100-103: only 100 is inside */
+  hbitmap_deserialize_part (hb2, part, 0, UINT64_MAX);
+  CHECK (hbitmap_count_bits (hb2) == 1);
+  CHECK (hbitmap_next_dirty (hb2, 0, UINT64_MAX) == (int64_t) (100 * g));
+  hbitmap_free (hb2);
+  hbitmap_free (hb);
+}
+
+static void
+test_1tib_512 (void)
+{
+  struct hbitmap *hb = new_or_die (TIB, 512);
+  uint64_t nbits = TIB / 512, s, l;
+  size_t mem = hbitmap_memory_usage (hb);
+
+  CHECK (hbitmap_nbits (hb) == nbits);
+  printf ("1 TiB @ 512: %" PRIu64 " bits, %zu bytes (%.4f x nbits/8)\n",
+          nbits, mem, mem / (double) (nbits / 8));
+  CHECK (mem <= 1.1 * (nbits / 8));
+  CHECK (hbitmap_next_dirty (hb, 0, UINT64_MAX) == -1);
+  CHECK (hbitmap_next_clean (hb, TIB - 1, UINT64_MAX) == (int64_t) (TIB - 1));
+
+  hbitmap_set (hb, TIB - 512, 512);
+  hbitmap_set (hb, 12345 * 512, 3 * 4096);
+  hbitmap_set (hb, UINT64_C (5) << 30, UINT64_C (4) << 30);  /* 4 GiB */
+  CHECK (hbitmap_count (hb) == 512 + 3 * 4096 + (UINT64_C (4) << 30));
+  CHECK (hbitmap_next_dirty (hb, 0, UINT64_MAX) == 12345 * 512);
+  CHECK (hbitmap_next_dirty (hb, 12345 * 512 + 3 * 4096, UINT64_MAX)
+         == (int64_t) (UINT64_C (5) << 30));
+  CHECK (hbitmap_next_clean (hb, UINT64_C (5) << 30, UINT64_MAX)
+         == (int64_t) (UINT64_C (9) << 30));
+  CHECK (hbitmap_next_dirty (hb, UINT64_C (9) << 30, UINT64_MAX)
+         == (int64_t) (TIB - 512));
+  CHECK (hbitmap_next_dirty_area (hb, UINT64_C (6) << 30, UINT64_MAX, 0,
+                                  &s, &l)
+         && s == UINT64_C (6) << 30 && l == UINT64_C (3) << 30);
+  hbitmap_reset (hb, 0, TIB / 2);
+  CHECK (hbitmap_count (hb) == 512);
+  CHECK (hbitmap_next_dirty (hb, 0, UINT64_MAX) == (int64_t) (TIB - 512));
+  hbitmap_free (hb);
+}
+
+int
+main (void)
+{
+  test_bad_arguments ();
+  test_size_zero ();
+  test_one_byte_and_granule ();
+  test_offsets_and_lengths ();
+  test_resize ();
+  test_serialization ();
+  test_1tib_512 ();
+
+  if (failures) {
+    fprintf (stderr, "test-hbitmap-edge: %d failures\n", failures);
+    return EXIT_FAILURE;
+  }
+  printf ("test-hbitmap-edge: all passed\n");
+  return EXIT_SUCCESS;
+}
