@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# A full backup and five incrementals of a qcow2 image served by qemu-nbd
+# -B b0, with random writes, zero writes and discards in between (made by
+# qemu-io, recorded in the persistent bitmap; cleared with qemu-img after
+# each backup).  Every point restores to the image as it was, the chain
+# files read correctly in qemu-img, and each incremental stores no more
+# than the dirty data plus one granule per extent.
+source "$top_srcdir/tests/functions.sh"
+source "$srcdir/backup-functions.sh"
+
+img=$tmpdir/disk.qcow2
+dir=$tmpdir/backups
+qemu-img create -q -f qcow2 "$img" 64M
+qemu-io -f qcow2 -c 'write -P 0x55 0 6M' -c 'write -P 0x66 30M 2M' \
+  -c 'write -P 0x77 63M 1M' "$img" >/dev/null
+qemu-img bitmap --add "$img" b0
+
+serve_qemu "$img" -B b0
+$BACKUP full "$uri" -o "$dir" --bitmap b0
+stop_qemu
+qemu-img convert -f qcow2 -O raw "$img" "$tmpdir/point-0.raw"
+qemu-img bitmap --clear "$img" b0
+
+for n in 1 2 3 4 5; do
+  random_writes "$img" $n
+  serve_qemu "$img" -B b0
+  # What the bitmap reports, to bound what the incremental stores.
+  $BACKUP extents "$uri" --bitmap b0 > "$tmpdir/extents-$n"
+  $BACKUP inc "$uri" -o "$dir" --bitmap b0
+  stop_qemu
+  qemu-img convert -f qcow2 -O raw "$img" "$tmpdir/point-$n.raw"
+  qemu-img bitmap --clear "$img" b0
+
+  file=$dir/backup-000$n.qcow2
+  stored=$(layer_data_bytes "$file")
+  limit=$(awk '$3 == "data" { s += $2 + 65536 } END { print s + 0 }' \
+          "$tmpdir/extents-$n")
+  echo "backup $n: stored $stored bytes of data, limit $limit"
+  if [ "$stored" -gt "$limit" ]; then
+    echo "$0: incremental $n stores $stored bytes, more than $limit" >&2
+    exit 1
+  fi
+done
+
+# A hollow incremental (nothing changed) through --auto.
+serve_qemu "$img" -B b0
+$BACKUP inc --auto "$uri" -o "$dir" --bitmap b0
+stop_qemu
+test "$(layer_data_bytes "$dir/backup-0006.qcow2")" -eq 0
+cp "$tmpdir/point-5.raw" "$tmpdir/point-6.raw"
+
+$BACKUP list "$dir"
+$BACKUP verify "$dir"
+
+# qemu-img sees a standard chain with relative backing files.
+qemu-img info --backing-chain "$dir/backup-0006.qcow2" > "$tmpdir/info"
+test "$(grep -c '^image: ' "$tmpdir/info")" -eq 7
+grep -q '^backing file: backup-0005.qcow2 ' "$tmpdir/info"
+grep -q '^backing file format: qcow2$' "$tmpdir/info"
+qemu-img check "$dir/backup-0006.qcow2" >/dev/null
+
+for n in 0 1 2 3 4 5 6; do
+  qemu-img compare -q -f qcow2 -F raw "$dir/backup-000$n.qcow2" \
+    "$tmpdir/point-$n.raw"
+  $BACKUP restore "$dir" --until $n -o "$tmpdir/restored.raw" -q
+  qemu-img compare -q -f raw -F raw "$tmpdir/restored.raw" \
+    "$tmpdir/point-$n.raw"
+done
+
+# Restore into qcow2, and into an NBD export.
+$BACKUP restore "$dir" --until 3 -o "$tmpdir/restored.qcow2" -O qcow2 -q
+qemu-img check "$tmpdir/restored.qcow2" >/dev/null
+qemu-img compare -q -f qcow2 -F raw "$tmpdir/restored.qcow2" \
+  "$tmpdir/point-3.raw"
+
+qemu-img create -q -f qcow2 "$tmpdir/target.qcow2" 64M
+qemu-io -f qcow2 -c 'write -P 0xee 0 64M' "$tmpdir/target.qcow2" >/dev/null
+serve_qemu "$tmpdir/target.qcow2"
+$BACKUP restore "$dir" -o "$uri" -q
+stop_qemu
+qemu-img compare -q -f qcow2 -F raw "$tmpdir/target.qcow2" \
+  "$tmpdir/point-6.raw"
+
+# No leftovers.
+test -z "$(ls -A "$dir" | grep -v -e '^backup-000[0-6].qcow2$' \
+           -e '^manifest.json$' -e '^.lock$')"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# An interrupted backup (Ctrl-C, kill -9, or the server going away)
+# leaves the chain as it was: same manifest, verify passes, and the
+# leftover part file is removed by the next backup.
+source "$top_srcdir/tests/functions.sh"
+source "$srcdir/backup-functions.sh"
+requires nbdkit --filter=delay file --version
+
+img=$tmpdir/disk.qcow2
+dir=$tmpdir/backups
+qemu-img create -q -f qcow2 "$img" 16M
+qemu-io -f qcow2 -c 'write -P 0x55 0 16M' "$img" >/dev/null
+qemu-img bitmap --add "$img" b0
+serve_qemu "$img" -B b0
+$BACKUP full "$uri" -o "$dir" --bitmap b0 -q
+stop_qemu
+manifest=$(cat "$dir/manifest.json")
+
+# A slow source: every read takes 0.5 s, one request at a time.
+truncate -s 16M "$tmpdir/slow.raw"
+$PYTHON -c 'import os,sys; f=open(sys.argv[1],"r+b"); f.write(os.urandom(16<<20))' "$tmpdir/slow.raw"
+start_slow ()
+{
+  rm -f "$tmpdir/npid"
+  nbdkit -f -U "$tmpdir/nsock" -P "$tmpdir/npid" --filter=delay \
+    file "$tmpdir/slow.raw" rdelay=0.5 &
+  npid=$!
+  cleanup_fn "kill $npid 2>/dev/null; wait $npid 2>/dev/null"
+  wait_for_file "$tmpdir/npid" 30
+}
+slow="nbd+unix:///?socket=$tmpdir/nsock"
+
+check_unchanged ()
+{
+  test "$(cat "$dir/manifest.json")" = "$manifest"
+  $BACKUP verify "$dir" -q
+  test ! -e "$dir/chain-"*
+}
+
+# SIGINT: the handler removes the part file.
+start_slow
+$BACKUP full "$slow" -o "$dir" -C 1 -R 1 &
+bpid=$!
+sleep 1.5
+ls -a "$dir" | grep -q '^\.backup-0000\.qcow2\.part$'
+kill -INT $bpid
+rc=0; wait $bpid || rc=$?
+test $rc -eq 1
+check_unchanged
+test -z "$(ls -a "$dir" | grep '\.part$')"
+
+# SIGKILL: the part file stays behind but the chain is untouched.
+$BACKUP full "$slow" -o "$dir" -C 1 -R 1 &
+bpid=$!
+sleep 1.5
+kill -KILL $bpid
+wait $bpid || :
+check_unchanged
+ls -a "$dir" | grep -q '^\.backup-0000\.qcow2\.part$'
+
+# The server goes away mid-backup.
+$BACKUP full "$slow" -o "$dir" -C 1 -R 1 2> "$tmpdir/err" &
+bpid=$!
+sleep 1.5
+kill $npid
+rc=0; wait $bpid || rc=$?
+cat "$tmpdir/err"
+test $rc -eq 1
+grep -q '^nbdcbt-backup: ' "$tmpdir/err"
+check_unchanged
+
+# The next backup cleans up and works.
+serve_qemu "$img" -B b0
+$BACKUP inc "$uri" -o "$dir" --bitmap b0 > "$tmpdir/out"
+cat "$tmpdir/out"
+stop_qemu
+test -z "$(ls -a "$dir" | grep '\.part$')"
+$BACKUP verify "$dir"

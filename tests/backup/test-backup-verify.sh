@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# verify: passes on a sound chain; a flipped byte inside a data cluster,
+# a truncated file or a missing file fail it with a clear message, and
+# restore refuses to use a damaged file.
+source "$top_srcdir/tests/functions.sh"
+source "$srcdir/backup-functions.sh"
+
+img=$tmpdir/disk.qcow2
+dir=$tmpdir/backups
+qemu-img create -q -f qcow2 "$img" 16M
+qemu-io -f qcow2 -c 'write -P 0x55 0 4M' "$img" >/dev/null
+qemu-img bitmap --add "$img" b0
+serve_qemu "$img" -B b0
+$BACKUP full "$uri" -o "$dir" --bitmap b0 -q
+stop_qemu
+qemu-img bitmap --clear "$img" b0
+qemu-io -f qcow2 -c 'write -P 0x66 1M 1M' "$img" >/dev/null
+serve_qemu "$img" -B b0
+$BACKUP inc "$uri" -o "$dir" --bitmap b0 -q
+stop_qemu
+
+$BACKUP verify "$dir" > "$tmpdir/out"
+cat "$tmpdir/out"
+grep -q "backup 1 backup-0001.qcow2: ok" "$tmpdir/out"
+
+cp -a "$dir" "$tmpdir/good"
+
+# Flip one byte inside a data cluster of the incremental.
+file=$dir/backup-0001.qcow2
+host=$(qemu-img map --output=json -f qcow2 "$file" |
+       $PYTHON -c '
+import json, sys
+print([e for e in json.load(sys.stdin) if e["data"] and e["depth"] == 0][0]["offset"])')
+$PYTHON -c '
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2]) + 1000)
+    b = f.read(1)
+    f.seek(int(sys.argv[2]) + 1000)
+    f.write(bytes([b[0] ^ 0x40]))' "$file" "$host"
+# qemu-img cannot tell, verify can.
+qemu-img check -q "$file"
+rc=0; $BACKUP verify "$dir" > "$tmpdir/out" 2>&1 || rc=$?
+cat "$tmpdir/out"
+test $rc -eq 1
+grep -q "backup-0001.qcow2: checksum mismatch, the file is damaged" "$tmpdir/out"
+grep -q "FAILED, 1 problem found" "$tmpdir/out"
+rc=0; $BACKUP restore "$dir" -o "$tmpdir/r.raw" 2> "$tmpdir/out" || rc=$?
+test $rc -eq 1
+grep -q "checksum mismatch" "$tmpdir/out"
+# Restoring the point before the damage still works.
+$BACKUP restore "$dir" --until 0 -o "$tmpdir/r.raw" -q
+
+# A truncated file.
+rm -rf "$dir"; cp -a "$tmpdir/good" "$dir"
+truncate -s -65536 "$dir/backup-0000.qcow2"
+rc=0; $BACKUP verify "$dir" 2> "$tmpdir/out" || rc=$?
+cat "$tmpdir/out"
+test $rc -eq 1
+grep -q "backup-0000.qcow2: the file has .* bytes, the manifest says" "$tmpdir/out"
+
+# A missing file.
+rm -rf "$dir"; cp -a "$tmpdir/good" "$dir"
+rm "$dir/backup-0001.qcow2"
+rc=0; $BACKUP verify "$dir" 2> "$tmpdir/out" || rc=$?
+cat "$tmpdir/out"
+test $rc -eq 1
+grep -q "backup 1: .*backup-0001.qcow2: No such file" "$tmpdir/out"
+
+# The sound copy still verifies.
+$BACKUP verify "$tmpdir/good" -q
