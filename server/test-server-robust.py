@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Misbehaving clients lose only their own connection; --max-connections
+closes excess clients and the server keeps serving the others."""
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import nbd
+
+NBDCBT = os.environ["NBDCBT"]
+tmp = tempfile.mkdtemp(prefix="nbdcbt-server-")
+sock = os.path.join(tmp, "sock")
+pidfile = os.path.join(tmp, "pid")
+
+proc = subprocess.Popen([NBDCBT, "-f", "-U", sock, "-P", pidfile,
+                         "--max-connections=3", "memory", "size=1M"])
+
+
+def wait_for(path):
+    for _ in range(300):
+        if os.path.exists(path):
+            return
+        if proc.poll() is not None:
+            sys.exit("server exited early")
+        time.sleep(0.1)
+    sys.exit("timeout waiting for " + path)
+
+
+def raw_connect():
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(sock)
+    return s
+
+
+def recv_exactly(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def go(s):
+    """Handshake to transmission with NBD_OPT_EXPORT_NAME."""
+    hello = recv_exactly(s, 18)
+    assert hello[:16] == b"NBDMAGICIHAVEOPT"
+    s.sendall(struct.pack(">I", 3))
+    s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, 0))
+    reply = recv_exactly(s, 10)
+    assert struct.unpack(">Q", reply[:8])[0] == 1024 * 1024
+
+
+def is_closed(s):
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, socket.timeout):
+        return False
+
+
+def check_serving():
+    h = nbd.NBD()
+    h.connect_unix(sock)
+    h.pwrite(b"ok" * 256, 0)
+    assert h.pread(512, 0) == b"ok" * 256
+    h.shutdown()
+
+
+try:
+    wait_for(pidfile)
+
+    # A write header claiming 1 GiB: that connection is dropped.
+    s = raw_connect()
+    go(s)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, 1, 0, 1 << 30))
+    assert is_closed(s), "1 GiB write did not drop the connection"
+    s.close()
+    check_serving()
+
+    # Bad request magic: dropped.
+    s = raw_connect()
+    go(s)
+    s.sendall(b"\xde\xad\xbe\xef" + b"\0" * 24)
+    assert is_closed(s), "bad magic did not drop the connection"
+    s.close()
+
+    # Unknown command: EINVAL, connection stays.
+    s = raw_connect()
+    go(s)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 99, 7, 0, 0))
+    magic, err, cookie = struct.unpack(">IIQ", recv_exactly(s, 16))
+    assert (magic, err, cookie) == (0x67446698, 22, 7), (magic, err, cookie)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 8, 0, 16))
+    magic, err, cookie = struct.unpack(">IIQ", recv_exactly(s, 16))
+    assert err == 0 and cookie == 8
+    assert len(recv_exactly(s, 16)) == 16
+    s.close()
+
+    # --max-connections=3: the fourth is closed, the others keep working.
+    time.sleep(1)     # the connections above finish closing
+    held = [raw_connect() for _ in range(3)]
+    for h in held:
+        assert recv_exactly(h, 18)[:8] == b"NBDMAGIC"
+    extra = raw_connect()
+    assert is_closed(extra), "connection over the limit was not closed"
+    extra.close()
+    for h in held:
+        h.close()
+    time.sleep(0.5)
+    check_serving()
+finally:
+    proc.terminate()
+    rc = proc.wait(timeout=30)
+    if os.path.exists(sock) or os.path.exists(pidfile):
+        sys.exit("socket or pid file left behind")
+    os.rmdir(tmp) if not os.listdir(tmp) else None
+if rc != 0:
+    sys.exit("server exit status %d" % rc)
