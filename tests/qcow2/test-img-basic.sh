@@ -33,7 +33,7 @@ expect_rc ()
 qemu-img create -q -f qcow2 q1.qcow2 10M
 qemu-img create -q -f qcow2 -o compat=0.10 q2.qcow2 1M
 qemu-img create -q -f qcow2 \
-  -o cluster_size=4096,lazy_refcounts=on,extended_l2=on,compression_type=zstd \
+  -o cluster_size=16384,lazy_refcounts=on,extended_l2=on,compression_type=zstd \
   q3.qcow2 3G
 qemu-img create -q -f qcow2 q4.qcow2 100M
 qemu-img bitmap --add q4.qcow2 b0

@@ -78,7 +78,7 @@ load_usable (struct bitmap_cmd *c, struct qcow2 *q, const char *name)
   ssize_t i;
 
   if (qcow2_bitmap_list (q, &list, &n) == -1) {
-    set_err (c, "%s", qcow2_last_error ());
+    set_err (c, "%s", lib_error (c->filename));
     return NULL;
   }
   i = find_bitmap (list, n, name);
@@ -96,7 +96,7 @@ load_usable (struct bitmap_cmd *c, struct qcow2 *q, const char *name)
 
   hb = qcow2_bitmap_load (q, name);
   if (hb == NULL)
-    set_err (c, "%s", qcow2_last_error ());
+    set_err (c, "%s", lib_error (c->filename));
   return hb;
 }
 
@@ -116,7 +116,7 @@ store_with (struct bitmap_cmd *c, const char *target,
   int r = -1;
 
   if (qcow2_bitmap_list (c->q, &list, &n) == -1) {
-    set_err (c, "%s", qcow2_last_error ());
+    set_err (c, "%s", lib_error (c->filename));
     return -1;
   }
   set = calloc (n + 1, sizeof *set);
@@ -140,7 +140,7 @@ store_with (struct bitmap_cmd *c, const char *target,
       loaded[i] = qcow2_bitmap_load (c->q, list[i].name);
       if (loaded[i] == NULL) {
         set_err (c, "Could not load bitmap '%s': %s", list[i].name,
-                 qcow2_last_error ());
+                 lib_error (c->src_filename));
         goto out;
       }
       set[nset].name = list[i].name;
@@ -151,7 +151,7 @@ store_with (struct bitmap_cmd *c, const char *target,
   }
 
   if (qcow2_bitmaps_store (c->q, set, nset, keep, nkeep) == -1) {
-    set_err (c, "%s", qcow2_last_error ());
+    set_err (c, "%s", lib_error (c->filename));
     goto out;
   }
   r = 0;
@@ -241,7 +241,7 @@ do_add (struct bitmap_cmd *c)
     return -1;
   }
   if (qcow2_bitmap_list (c->q, &list, &n) == -1) {
-    set_err (c, "%s", qcow2_last_error ());
+    set_err (c, "%s", lib_error (c->filename));
     return -1;
   }
   i = find_bitmap (list, n, c->bitmap);
@@ -251,7 +251,7 @@ do_add (struct bitmap_cmd *c)
     return -1;
   }
   if (qcow2_bitmap_add (c->q, c->bitmap, g, true) == -1) {
-    set_err (c, "%s", qcow2_last_error ());
+    set_err (c, "%s", lib_error (c->filename));
     return -1;
   }
   return 0;
@@ -265,7 +265,7 @@ do_remove (struct bitmap_cmd *c)
   ssize_t i;
 
   if (qcow2_bitmap_list (c->q, &list, &n) == -1) {
-    set_err (c, "%s", qcow2_last_error ());
+    set_err (c, "%s", lib_error (c->filename));
     return -1;
   }
   i = find_bitmap (list, n, c->bitmap);
@@ -275,7 +275,7 @@ do_remove (struct bitmap_cmd *c)
     return -1;
   }
   if (qcow2_bitmap_remove (c->q, c->bitmap) == -1) {
-    set_err (c, "%s", qcow2_last_error ());
+    set_err (c, "%s", lib_error (c->filename));
     return -1;
   }
   return 0;
@@ -320,7 +320,7 @@ do_modify (struct bitmap_cmd *c, const struct op *op)
                        QCOW2_OPEN_NO_BACKING | QCOW2_OPEN_NO_BITMAP_IN_USE);
       if (sq == NULL) {
         set_err (c, "Could not open '%s': %s", c->src_filename,
-                 qcow2_last_error ());
+                 lib_error (c->filename));
         goto out;
       }
       src = load_usable (c, sq, op->source);
@@ -457,7 +457,7 @@ cmd_bitmap (int argc, char *argv[])
   cmd.q = qcow2_open (cmd.filename, QCOW2_OPEN_NO_BACKING |
                       QCOW2_OPEN_NO_BITMAP_IN_USE);
   if (cmd.q == NULL) {
-    img_error ("Could not open '%s': %s", cmd.filename, qcow2_last_error ());
+    img_error ("Could not open '%s': %s", cmd.filename, lib_error (cmd.filename));
     return 1;
   }
   qcow2_get_info (cmd.q, &info);
@@ -482,7 +482,7 @@ cmd_bitmap (int argc, char *argv[])
   }
 
   if (qcow2_close (cmd.q) == -1) {
-    img_error ("%s: %s", cmd.filename, qcow2_last_error ());
+    img_error ("%s: %s", cmd.filename, lib_error (cmd.filename));
     ret = 1;
   }
   return ret;

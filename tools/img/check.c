@@ -158,13 +158,13 @@ cmd_check (int argc, char *argv[])
   q = qcow2_open (filename, QCOW2_OPEN_NO_BITMAP_IN_USE |
                   (repair ? 0 : QCOW2_OPEN_RDONLY));
   if (q == NULL) {
-    img_error ("Could not open '%s': %s", filename, qcow2_last_error ());
+    img_error ("Could not open '%s': %s", filename, lib_error (filename));
     return 1;
   }
 
   if (qcow2_check (q, repair ? QCOW2_CHECK_REPAIR_LEAKS : 0, &first,
                    print_message, &quiet) == -1) {
-    img_error ("Check failed: %s", qcow2_last_error ());
+    img_error ("Check failed: %s", lib_error (filename));
     qcow2_close (q);
     return 1;
   }
@@ -172,14 +172,14 @@ cmd_check (int argc, char *argv[])
   if (repair && (first.leaks_fixed || first.corruptions_fixed)) {
     /* Double check, and report what is left. */
     if (qcow2_check (q, 0, &result, print_message, &quiet) == -1) {
-      img_error ("Check failed: %s", qcow2_last_error ());
+      img_error ("Check failed: %s", lib_error (filename));
       qcow2_close (q);
       return 1;
     }
   }
   qcow2_get_info (q, &info);
   if (qcow2_close (q) == -1) {
-    img_error ("%s: %s", filename, qcow2_last_error ());
+    img_error ("%s: %s", filename, lib_error (filename));
     return 1;
   }
 

@@ -191,7 +191,7 @@ backing_size (struct create_params *p, uint64_t *size)
                                   QCOW2_OPEN_NO_BITMAP_IN_USE);
     if (b == NULL) {
       img_error ("%s: Could not open backing file '%s': %s", p->filename,
-                 path, qcow2_last_error ());
+                 path, lib_error (path));
       return -1;
     }
     *size = qcow2_get_size (b);
@@ -254,7 +254,7 @@ create_qcow2 (struct create_params *p, bool quiet)
   }
   p->q.size = p->size;
   if (qcow2_create (p->filename, &p->q) == -1) {
-    img_error ("%s: %s", p->filename, qcow2_last_error ());
+    img_error ("%s: %s", p->filename, lib_error (p->filename));
     return 1;
   }
   return 0;

@@ -269,7 +269,7 @@ cmd_info (int argc, char *argv[])
     q = qcow2_open (ii.filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
                     QCOW2_OPEN_NO_BITMAP_IN_USE);
     if (q == NULL) {
-      img_error ("Could not open '%s': %s", ii.filename, qcow2_last_error ());
+      img_error ("Could not open '%s': %s", ii.filename, lib_error (ii.filename));
       return 1;
     }
     qcow2_get_info (q, &ii.q);
@@ -283,7 +283,7 @@ cmd_info (int argc, char *argv[])
     }
     if (qcow2_bitmap_list (q, &ii.bitmaps, &ii.nbitmaps) == -1) {
       img_error ("Could not read the bitmaps of '%s': %s", ii.filename,
-                 qcow2_last_error ());
+                 lib_error (ii.filename));
       goto out;
     }
     ii.counts = calloc (ii.nbitmaps ? ii.nbitmaps : 1, sizeof *ii.counts);

@@ -101,12 +101,12 @@ cmd_map (int argc, char *argv[])
   q = qcow2_open (filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
                   QCOW2_OPEN_NO_BITMAP_IN_USE);
   if (q == NULL) {
-    img_error ("Could not open '%s': %s", filename, qcow2_last_error ());
+    img_error ("Could not open '%s': %s", filename, lib_error (filename));
     return 1;
   }
   if (qcow2_bitmap_list (q, &list, &n) == -1) {
     img_error ("Could not read the bitmaps of '%s': %s", filename,
-               qcow2_last_error ());
+               lib_error (filename));
     goto out;
   }
   for (i = 0; i < n; i++)
@@ -126,7 +126,7 @@ cmd_map (int argc, char *argv[])
 
   hb = qcow2_bitmap_load (q, bitmap);
   if (hb == NULL) {
-    img_error ("Could not load bitmap '%s': %s", bitmap, qcow2_last_error ());
+    img_error ("Could not load bitmap '%s': %s", bitmap, lib_error (filename));
     goto out;
   }
 
@@ -150,7 +150,7 @@ cmd_map (int argc, char *argv[])
  out:
   hbitmap_free (hb);
   if (qcow2_close (q) == -1 && ret == 0) {
-    img_error ("%s: %s", filename, qcow2_last_error ());
+    img_error ("%s: %s", filename, lib_error (filename));
     ret = 1;
   }
   return ret;

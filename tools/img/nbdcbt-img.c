@@ -29,6 +29,19 @@ img_error (const char *fs, ...)
   fputc ('\n', stderr);
 }
 
+const char *
+lib_error (const char *path)
+{
+  const char *msg = qcow2_last_error ();
+  size_t len = path ? strlen (path) : 0;
+
+  if (msg == NULL)
+    return "unknown error";
+  if (len && strncmp (msg, path, len) == 0 && strncmp (msg + len, ": ", 2) == 0)
+    return msg + len + 2;
+  return msg;
+}
+
 enum img_format
 parse_format (const char *name)
 {

@@ -11,6 +11,11 @@
 extern void img_error (const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 1, 2)));
 
+/* The library's last error, without the "PATH: " it may start with
+ * (the callers name the file themselves).
+ */
+extern const char *lib_error (const char *path);
+
 /* The image formats the tool knows. */
 enum img_format { FMT_UNKNOWN = 0, FMT_QCOW2, FMT_RAW };
 
