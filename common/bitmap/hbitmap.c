@@ -248,6 +248,35 @@ write_bits (struct hbitmap *hb, uint64_t first, uint64_t last, bool value)
 {
   uint64_t flipped = 0;
 
+  /* Fast path for the common small write inside one word: touch a
+   * summary level only when the word's summary bit really changes.
+   */
+  if ((first >> 6) == (last >> 6)) {
+    uint64_t wi = first >> 6;
+    uint64_t mask = word_mask (first & 63, last & 63);
+    uint64_t old = hb->any[0][wi];
+    uint64_t new = value ? old | mask : old & ~mask;
+
+    if (new == old)
+      return;
+    hb->any[0][wi] = new;
+    if (value) {
+      hb->count += __builtin_popcountll (new ^ old);
+      if (old == 0)
+        propagate (hb, false, wi, wi, true);
+      if (new == UINT64_MAX)
+        propagate (hb, true, wi, wi, true);
+    }
+    else {
+      hb->count -= __builtin_popcountll (new ^ old);
+      if (new == 0)
+        propagate (hb, false, wi, wi, false);
+      if (old == UINT64_MAX)
+        propagate (hb, true, wi, wi, false);
+    }
+    return;
+  }
+
   if (!write_range (hb->any[0], first, last, value, &flipped))
     return;
   if (value)
