@@ -23,7 +23,7 @@ start_slow ()
 {
   rm -f "$tmpdir/npid"
   nbdkit -f -U "$tmpdir/nsock" -P "$tmpdir/npid" --filter=delay \
-    file "$tmpdir/slow.raw" rdelay=0.5 &
+    file "$tmpdir/slow.raw" rdelay=500ms &
   npid=$!
   cleanup_fn "kill $npid 2>/dev/null; wait $npid 2>/dev/null"
   wait_for_file "$tmpdir/npid" 30
