@@ -175,16 +175,29 @@ def _common_opts(readonly, export):
     return opts
 
 
+class _Server(Server):
+    """nbdcbttest.Server that also checks nbdcbt shuts down cleanly on
+    SIGTERM (exit status 0: no crash, and under ASan no leak)."""
+
+    def __exit__(self, *exc):
+        rc = self.stop()
+        if SERVER == "nbdcbt" and rc != 0:
+            print("FAIL: nbdcbt exited with status %d on SIGTERM (expected 0)"
+                  % rc, flush=True)
+            sys.exit(1)
+        return False
+
+
 def memory(size="1M", readonly=False, export=None):
     """The selected server exporting SIZE bytes of zeroed, sparse,
     writable storage: the memory plugin for nbdcbt and nbdkit, a sparse
     raw file for qemu-nbd."""
     exp = export or ""
     if SERVER == "nbdcbt":
-        return Server.nbdcbt(["memory", "size=%s" % size], exp,
+        return _Server.nbdcbt(["memory", "size=%s" % size], exp,
                              extra=_common_opts(readonly, export))
     if SERVER == "nbdkit":
-        return Server.nbdkit(_common_opts(readonly, export) +
+        return _Server.nbdkit(_common_opts(readonly, export) +
                              ["memory", str(size)], exp)
     path = os.path.join(scratch_dir(), "mem-%d.raw" % time.monotonic_ns())
     with open(path, "wb") as f:
@@ -196,17 +209,17 @@ def file(path, readonly=False, export=None):
     """The selected server exporting the raw file PATH."""
     exp = export or ""
     if SERVER == "nbdcbt":
-        return Server.nbdcbt(["file", path], exp,
+        return _Server.nbdcbt(["file", path], exp,
                              extra=_common_opts(readonly, export))
     if SERVER == "nbdkit":
-        return Server.nbdkit(_common_opts(readonly, export) +
+        return _Server.nbdkit(_common_opts(readonly, export) +
                              ["file", path], exp)
     opts = ["-f", "raw", "-t", "--shared=0", "--discard=unmap"]
     if readonly:
         opts.append("-r")
     if export is not None:
         opts += ["-x", export]
-    return Server.qemu_nbd(opts + [path], exp)
+    return _Server.qemu_nbd(opts + [path], exp)
 
 
 def still_serving(srv, what="after the previous test"):
