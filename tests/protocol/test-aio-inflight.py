@@ -46,4 +46,16 @@ with memory("8M") as srv:
         check_eq(bytes(want[7 * i + 3:7 * i + 8]), b"%05d" % i,
                  "small write %d" % i)
     h.shutdown()
+
+    # Simple replies: 64 reads of different lengths in flight, each
+    # reply's data must follow its own header.
+    h = srv.connect(structured=False)
+    lens = [1 + (i * 997) % 9000 for i in range(N)]
+    bufs = [nbd.Buffer(n) for n in lens]
+    cookies = [h.aio_pread(bufs[i], i * BS + 1000) for i in range(N)]
+    drain(cookies)
+    for i in range(N):
+        check(bufs[i].to_bytearray() == bytes([i]) * lens[i],
+              "simple-reply aio_pread %d (%d bytes)" % (i, lens[i]))
+    h.shutdown()
 finish()

@@ -84,8 +84,27 @@ with memory("1M") as srv:
         bad = struct.pack(">I", 4000) + b"abc"
         check_eq(r.option(OPT_LIST_META_CONTEXT, bad)[-1][0], ERR_INVALID,
                  "LIST_META_CONTEXT with an export name past the data")
-        works(r, "bad meta context options")
+        # A query over the 4096-byte string limit, and 1000 queries: a
+        # reply (ACK, ERR_TOO_BIG, ERR_INVALID) or a drop, never a crash.
+        for q in ([b"base:" + b"a" * 5000], [b"x-q:%d" % i
+                                             for i in range(1000)]):
+            try:
+                got = r.option(OPT_LIST_META_CONTEXT,
+                               Raw.meta_data(b"", q))[-1][0]
+                check(got in (REP_ACK, ERR_TOO_BIG, ERR_INVALID),
+                      "LIST_META_CONTEXT of huge queries",
+                      "ACK/ERR_TOO_BIG/ERR_INVALID", hex(got))
+            except Closed:
+                break
+        else:
+            works(r, "bad meta context options")
+            r.send_option(OPT_ABORT)
 
+    still_serving(srv, "after huge meta context queries")
+    with Raw(srv.sock) as r:
+        r.start()
+        check_eq(r.option(OPT_STRUCTURED_REPLY)[-1][0], REP_ACK,
+                 "STRUCTURED_REPLY")
         # And GO still enters transmission with structured replies.
         reps = r.option(OPT_GO, Raw.info_data())
         check_eq(reps[-1][0], REP_ACK, "GO at the end")
