@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# nbdcbt-backup against nbdcbt's own change tracking: the dirty filter on
+# an in-memory disk exporting qemu:dirty-bitmap:b0.  A full backup and
+# five incrementals with random writes, zeroes and trims in between (made
+# over NBD while the server runs); every point restores exactly.  The
+# bitmap is never cleared here, so each incremental holds everything
+# since the full one: larger than needed, never wrong.
+source "$top_srcdir/tests/functions.sh"
+source "$srcdir/backup-functions.sh"
+requires nbdcopy --version
+for m in server/nbdcbt plugins/memory/.libs/nbdcbt-memory-plugin.so \
+         filters/dirty/.libs/nbdcbt-dirty-filter.so; do
+  if [ ! -e "$top_builddir/$m" ]; then
+    echo "$0: skipped: $m is not built yet"
+    exit 77
+  fi
+done
+
+dir=$tmpdir/backups
+start_server "$tmpdir/pid" "$tmpdir/sock" \
+  --filter=dirty memory size=64M bitmap=b0
+uri="nbd+unix:///?socket=$tmpdir/sock"
+
+# Some data before the full backup.
+$PYTHON - "$tmpdir/sock" <<'EOT'
+import nbd, sys
+h = nbd.NBD()
+h.connect_unix(sys.argv[1])
+h.pwrite(b"\x55" * (4 << 20), 0)
+h.pwrite(b"\x66" * (1 << 20), 40 << 20)
+h.shutdown()
+EOT
+$BACKUP full "$uri" -o "$dir" --bitmap b0 -q
+nbdcopy "$uri" "$tmpdir/point-0.raw"
+
+for n in 1 2 3 4 5; do
+  $PYTHON - "$tmpdir/sock" $n <<'EOT'
+import nbd, random, sys
+r = random.Random(int(sys.argv[2]))
+h = nbd.NBD()
+h.connect_unix(sys.argv[1])
+size = h.get_size()
+for i in range(6):
+    off = r.randrange(0, size - (300 << 10))
+    h.pwrite(bytes([r.randrange(1, 256)]) * r.randrange(1, 300 << 10), off)
+for i in range(2):
+    h.zero(r.randrange(1, 9) << 16, r.randrange(0, 900) << 16)
+    h.trim(r.randrange(1, 9) << 16, r.randrange(0, 900) << 16)
+h.flush()
+h.shutdown()
+EOT
+  $BACKUP inc "$uri" -o "$dir" --bitmap b0 -q
+  nbdcopy "$uri" "$tmpdir/point-$n.raw"
+done
+
+$BACKUP list "$dir"
+$BACKUP verify "$dir" -q
+for n in 0 1 2 3 4 5; do
+  qemu-img compare -q -f qcow2 -F raw "$dir/backup-000$n.qcow2" \
+    "$tmpdir/point-$n.raw"
+  $BACKUP restore "$dir" --until $n -o "$tmpdir/restored.raw" -q
+  cmp "$tmpdir/restored.raw" "$tmpdir/point-$n.raw"
+done
+
+# A bitmap the server does not track.
+if $BACKUP full "$uri" -o "$tmpdir/other" --bitmap nope 2> "$tmpdir/err"; then
+  echo "$0: a missing bitmap was not detected" >&2; exit 1
+fi
+cat "$tmpdir/err"
+grep -q "does not offer 'qemu:dirty-bitmap:nope'" "$tmpdir/err"
+test ! -e "$tmpdir/other/manifest.json"
