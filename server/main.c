@@ -272,10 +272,11 @@ daemonize (void)
   log_to_syslog = true;
 }
 
+static const_string_vector filters = empty_vector;
+
 int
 main (int argc, char *argv[])
 {
-  const_string_vector filters = empty_vector;
   const char *unix_socket = NULL, *port = NULL, *ipaddr = NULL;
   const char *pidfile_arg = NULL, *plugin_arg, *extra_key = NULL;
   char *unix_path = NULL, *pidfile = NULL;
@@ -371,17 +372,17 @@ main (int argc, char *argv[])
     optind--;                   /* FILE becomes file=FILE below */
     argv[optind] = (char *) file;
   }
-  b = plugin_load (plugin_arg, false);
-  if (b == NULL)
+  /* TOP always holds the chain loaded so far. */
+  top = plugin_load (plugin_arg, false);
+  if (top == NULL)
     exit (EXIT_FAILURE);
   for (k = filters.len; k > 0; --k) {
-    struct nbdcbt_backend *f = filter_load (filters.ptr[k - 1], b);
-    if (f == NULL)
+    b = filter_load (filters.ptr[k - 1], top);
+    if (b == NULL)
       exit (EXIT_FAILURE);
-    b = f;
+    top = b;
   }
-  top = b;
-  free (filters.ptr);
+  const_string_vector_reset (&filters);
 
   if (help) {
     struct nbdcbt_backend *p = top;
