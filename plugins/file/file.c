@@ -382,13 +382,17 @@ file_can_trim (void *handle)
 static int
 file_can_zero (void *handle)
 {
-  return NBDCBT_ZERO_NATIVE;
+  struct handle *h = handle;
+
+  return h->can_write ? NBDCBT_ZERO_NATIVE : NBDCBT_ZERO_NONE;
 }
 
 static int
 file_can_fast_zero (void *handle)
 {
-  return 1;
+  struct handle *h = handle;
+
+  return h->can_write;
 }
 
 static int
@@ -402,7 +406,9 @@ file_can_extents (void *handle)
 static int
 file_can_fua (void *handle)
 {
-  return NBDCBT_FUA_NATIVE;
+  struct handle *h = handle;
+
+  return h->can_write ? NBDCBT_FUA_NATIVE : NBDCBT_FUA_NONE;
 }
 
 /* Every connection's file descriptor reaches the same page cache, and

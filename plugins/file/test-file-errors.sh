@@ -50,3 +50,33 @@ elif setpriv --bounding-set=-dac_override,-dac_read_search \
 else
   echo "cannot drop root's file access override: permission test skipped"
 fi
+
+# A file that can be read but not written is served read-only, not
+# refused.
+chmod 444 "$tmpdir/disk.img"
+drop=()
+if [ "$(id -u)" -eq 0 ]; then
+  if ! setpriv --bounding-set=-dac_override,-dac_read_search \
+         --inh-caps=-dac_override,-dac_read_search true 2>/dev/null; then
+    echo "cannot drop root's file access override: read-only test skipped"
+    exit 0
+  fi
+  drop=(setpriv --bounding-set=-dac_override,-dac_read_search
+        --inh-caps=-dac_override,-dac_read_search)
+fi
+requires nbdinfo --version
+"${drop[@]}" "$NBDCBT" -f -U "$sock" -P "$tmpdir/pid" \
+  file "$tmpdir/disk.img" &
+srvpid=$!
+cleanup_fn "kill $srvpid 2>/dev/null; wait $srvpid 2>/dev/null"
+wait_for_file "$tmpdir/pid"
+uri="nbd+unix:///?socket=$sock"
+[ "$(nbdinfo --size "$uri")" -eq 1048576 ]
+set +e
+nbdinfo --can write "$uri"; r=$?
+set -e
+if [ $r -ne 2 ]; then
+  echo "$0: read-only file: nbdinfo --can write exited $r, expected 2" >&2
+  exit 1
+fi
+echo "read-only file: served read-only"
