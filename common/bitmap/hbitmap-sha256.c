@@ -1,9 +1,10 @@
 /* Helper for test-hbitmap-sha256.py: build a bitmap from byte ranges and
  * print what QEMU would report for the same bitmap.
  *
- *   hbitmap-sha256 SIZE GRANULARITY [OFFSET:LENGTH]...
+ *   hbitmap-sha256 SIZE GRANULARITY [OFFSET:LENGTH | =NEWSIZE]...
  *
- * prints "SHA256 COUNT" (COUNT = hbitmap_count, dirty bytes).
+ * applies hbitmap_set (OFFSET:LENGTH) and hbitmap_resize (=NEWSIZE) in
+ * order, then prints "SHA256 COUNT" (COUNT = hbitmap_count, dirty bytes).
  */
 
 #include <config.h>
@@ -40,7 +41,7 @@ main (int argc, char *argv[])
 
   if (argc < 3) {
     fprintf (stderr, "usage: hbitmap-sha256 SIZE GRANULARITY "
-             "[OFFSET:LENGTH]...\n");
+             "[OFFSET:LENGTH | =NEWSIZE]...\n");
     exit (EXIT_FAILURE);
   }
   size = parse_u64 (argv[1], &end);
@@ -51,6 +52,13 @@ main (int argc, char *argv[])
     exit (EXIT_FAILURE);
   }
   for (i = 3; i < argc; ++i) {
+    if (argv[i][0] == '=') {
+      if (hbitmap_resize (hb, parse_u64 (argv[i] + 1, &end)) == -1) {
+        perror ("hbitmap_resize");
+        exit (EXIT_FAILURE);
+      }
+      continue;
+    }
     off = parse_u64 (argv[i], &end);
     if (*end != ':') {
       fprintf (stderr, "hbitmap-sha256: expected OFFSET:LENGTH: %s\n",

@@ -57,6 +57,8 @@ class QMP:
         self.cmd("qmp_capabilities")
 
     def cmd(self, command, /, **args):
+        # QMP spells arguments with '-': node_name= is "node-name".
+        args = {k.replace("_", "-"): v for k, v in args.items()}
         self.f.write(json.dumps({"execute": command, "arguments": args})
                      + "\n")
         self.f.flush()
@@ -110,48 +112,22 @@ def check_size(size, rng, tmp, index):
             qmp.cmd("block-dirty-bitmap-add", node="n0", name="b%d" % g,
                     granularity=g)
 
-        ranges = random_writes(rng, size)
-        h = nbd.NBD()
-        h.set_export_name("n0")      # qsd names the export after the node
-        h.connect_unix(nbd_sock)
-        for off, length in ranges:
-            h.pwrite(bytes([0x55]) * length, off)
-        h.flush()
-        h.shutdown()
+        ops = random_writes(rng, size)
+        write(nbd_sock, ops)
+        failures += compare(qmp, size, ops)
 
-        # A bitmap added after the writes stays clean.
-        qmp.cmd("block-dirty-bitmap-add", node="n0", name="clean",
-                granularity=64 * KiB)
-        want_sha = qmp.cmd("x-debug-block-dirty-bitmap-sha256",
-                           node="n0", name="clean")["sha256"]
-        out = subprocess.check_output([HELPER, str(size), str(64 * KiB)],
-                                      text=True).split()
-        if out != [want_sha, "0"]:
-            print("FAIL size=%d clean bitmap: qemu %s, hbitmap %s"
-                  % (size, want_sha, out))
-            failures += 1
+        # Shrink (bits past the new end are gone), grow (new space is
+        # clean), write again, compare again.
+        small = max(512, (size * 2 // 3) // 512 * 512 - 512 * rng.randrange(2))
+        big = small + 3 * 64 * 64 * KiB // 2 + 512
+        resize(qmp, small)
+        resize(qmp, big)
+        ops += ["=%d" % small, "=%d" % big]
+        more = random_writes(rng, big)
+        write(nbd_sock, more)
+        ops += more
+        failures += compare(qmp, big, ops, size)
 
-        counts = {}
-        for node in qmp.cmd("query-named-block-nodes", flat=True):
-            if node.get("node-name") == "n0":
-                for bm in node.get("dirty-bitmaps", []):
-                    counts[bm["name"]] = bm["count"]
-
-        for g in GRANULARITIES:
-            want_sha = qmp.cmd("x-debug-block-dirty-bitmap-sha256",
-                               node="n0", name="b%d" % g)["sha256"]
-            want_count = counts["b%d" % g]
-            out = subprocess.check_output(
-                [HELPER, str(size), str(g)]
-                + ["%d:%d" % r for r in ranges], text=True).split()
-            ok = out == [want_sha, str(want_count)]
-            print("%s size=%d granularity=%d writes=%d: qemu %s %d, "
-                  "hbitmap %s %s" % ("ok  " if ok else "FAIL", size, g,
-                                     len(ranges), want_sha, want_count,
-                                     out[0], out[1]))
-            if not ok:
-                print("  ranges:", ranges)
-                failures += 1
         qmp.cmd("quit")
         qmp.close()
         proc.wait(timeout=30)
@@ -159,6 +135,76 @@ def check_size(size, rng, tmp, index):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return failures
+
+
+def resize(qmp, size):
+    """block_resize n0; the NBD export holds no resize permission, so take
+    it down meanwhile."""
+    qmp.cmd("block-export-del", id="e0")
+    end = time.time() + 30
+    while any(e["id"] == "e0" for e in qmp.cmd("query-block-exports")):
+        if time.time() > end:
+            raise RuntimeError("export e0 not deleted")
+        time.sleep(0.02)
+    qmp.cmd("block_resize", node_name="n0", size=size)
+    qmp.cmd("block-export-add", type="nbd", id="e0", node_name="n0",
+            writable=True)
+
+
+def write(nbd_sock, ranges):
+    """Write RANGES through a fresh NBD connection (its size is read at
+    connection time, so it sees a resize)."""
+    h = nbd.NBD()
+    h.set_export_name("n0")      # qsd names the export after the node
+    h.connect_unix(nbd_sock)
+    for off, length in ranges:
+        h.pwrite(bytes([0x55]) * length, off)
+    h.flush()
+    h.shutdown()
+
+
+def compare(qmp, size, ops, initial_size=None):
+    """Compare every bitmap on n0 with the helper replaying OPS (ranges
+    and "=NEWSIZE" resizes) from INITIAL_SIZE.  Returns the mismatches."""
+    failures = 0
+    if initial_size is None:
+        initial_size = size
+    args = [a if isinstance(a, str) else "%d:%d" % a for a in ops]
+
+    # A bitmap added after the writes stays clean.
+    qmp.cmd("block-dirty-bitmap-add", node="n0", name="clean",
+            granularity=64 * KiB)
+    want_sha = qmp.cmd("x-debug-block-dirty-bitmap-sha256",
+                       node="n0", name="clean")["sha256"]
+    out = subprocess.check_output([HELPER, str(size), str(64 * KiB)],
+                                  text=True).split()
+    qmp.cmd("block-dirty-bitmap-remove", node="n0", name="clean")
+    if out != [want_sha, "0"]:
+        print("FAIL size=%d clean bitmap: qemu %s, hbitmap %s"
+              % (size, want_sha, out))
+        failures += 1
+
+    counts = {}
+    for node in qmp.cmd("query-named-block-nodes", flat=True):
+        if node.get("node-name") == "n0":
+            for bm in node.get("dirty-bitmaps", []):
+                counts[bm["name"]] = bm["count"]
+
+    for g in GRANULARITIES:
+        want_sha = qmp.cmd("x-debug-block-dirty-bitmap-sha256",
+                           node="n0", name="b%d" % g)["sha256"]
+        want_count = counts["b%d" % g]
+        out = subprocess.check_output(
+            [HELPER, str(initial_size), str(g)] + args, text=True).split()
+        ok = out == [want_sha, str(want_count)]
+        print("%s size=%d granularity=%d ops=%d: qemu %s %d, "
+              "hbitmap %s %s" % ("ok  " if ok else "FAIL", size, g,
+                                 len(ops), want_sha, want_count,
+                                 out[0], out[1]))
+        if not ok:
+            print("  ops:", args)
+            failures += 1
     return failures
 
 
