@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backup.h"
@@ -305,6 +306,22 @@ archive_chain (const char *dir, const struct manifest *m)
   return 0;
 }
 
+/* With NBDCBT_BACKUP_DEBUG=1 in the environment, time each phase. */
+static void
+debug_time (const char *phase)
+{
+  static struct timespec last;
+  struct timespec now;
+
+  if (!getenv ("NBDCBT_BACKUP_DEBUG"))
+    return;
+  clock_gettime (CLOCK_MONOTONIC, &now);
+  if (last.tv_sec)
+    fprintf (stderr, PROG ": debug: %s: %.3f s\n", phase,
+             (now.tv_sec - last.tv_sec) + (now.tv_nsec - last.tv_nsec) / 1e9);
+  last = now;
+}
+
 /* fsync PATH and compute its SHA-256 and size. */
 static int
 seal_file (const char *path, char hex[65], uint64_t *size)
@@ -387,6 +404,7 @@ do_backup (enum backup_mode mode, const char *uri)
   }
   export_name = nbd_get_export_name (h);
   started = now_iso8601 ();
+  debug_time ("connect");
 
   full = mode == MODE_FULL || !have_chain;
   if (!full) {
@@ -445,15 +463,19 @@ do_backup (enum backup_mode mode, const char *uri)
   if (sink == NULL)
     goto out;
   q = NULL;
+  debug_time ("extents");
   if (copy_extents (uri, h, &list, sink, full, &stats) == -1)
     goto out;
+  debug_time ("copy");
   if (sink->ops->close (sink) == -1) {
     sink = NULL;
     goto out;
   }
   sink = NULL;
+  debug_time ("close");
   if (seal_file (part, hex, &entry.file_size) == -1)
     goto out;
+  debug_time ("fsync+sha256");
 
   /* Publish: old chain aside (full), rename, manifest. */
   if (full && have_chain) {
