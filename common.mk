@@ -20,7 +20,8 @@ if HAVE_POD2MAN
 endif
 
 # Tests: shell tests and Python tests (Debian's /usr/bin/python3 owns the
-# libnbd module; a pyenv python3 earlier on PATH does not have it).
+# libnbd module; a pyenv python3 earlier on PATH does not have it, so
+# /usr/bin goes first: nbdsh runs "python3" from PATH).
 TEST_EXTENSIONS = .sh .py
 SH_LOG_COMPILER = $(BASH)
 PY_LOG_COMPILER = /usr/bin/python3
@@ -29,7 +30,7 @@ AM_TESTS_ENVIRONMENT = \
 	top_srcdir='$(abs_top_srcdir)'; export top_srcdir; \
 	srcdir='$(abs_srcdir)'; export srcdir; \
 	NBDCBT='$(abs_top_builddir)/nbdcbt'; export NBDCBT; \
-	PATH='$(abs_top_builddir)/tools/img:$(abs_top_builddir)/tools/backup:$(abs_top_builddir)/tools/ctl':"$$PATH"; export PATH; \
+	PATH='$(abs_top_builddir)/tools/img:$(abs_top_builddir)/tools/backup:$(abs_top_builddir)/tools/ctl':/usr/bin:"$$PATH"; export PATH; \
 	PYTHONPATH='$(abs_top_srcdir)/tests':"$${PYTHONPATH:-}"; export PYTHONPATH; \
 	ASAN_OPTIONS='detect_leaks=1:abort_on_error=1'; export ASAN_OPTIONS; \
 	UBSAN_OPTIONS='print_stacktrace=1:halt_on_error=1'; export UBSAN_OPTIONS; \
