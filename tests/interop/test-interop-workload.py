@@ -9,7 +9,7 @@ where the boundary rules show."""
 import random
 import sys
 
-from interop import (CONTEXT, GRANULARITIES, SERVERS, SIZE, connect,
+from interop import (CONTEXT, GRANULARITIES, SEED, SERVERS, SIZE, connect,
                      expected_answer, model, nbd, nbdcbttest, replay,
                      requirements, start, workload)
 
@@ -25,9 +25,9 @@ def fail(msg):
 
 
 for gi, granularity in enumerate(GRANULARITIES):
-    ops = workload(1000 + gi, granularity)
+    ops = workload(SEED * 100 + 1000 + gi, granularity)
     expected = model(ops, granularity)
-    rnd = random.Random(2000 + gi)
+    rnd = random.Random(SEED * 100 + 2000 + gi)
     queries = []
     for _ in range(60):
         offset = rnd.randint(0, SIZE - 1)
