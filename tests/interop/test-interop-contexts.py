@@ -112,6 +112,17 @@ for name in SERVERS:
         if chunks != {"base:allocation": 1, bm[0]: 1, bm[1]: 1}:
             fail("%s: chunks per context %r" % (name, chunks))
 
+        # Under REQ_ONE: still one chunk per context, one extent each.
+        ones = {}
+
+        def cb1(meta, off, ents, err):
+            ones.setdefault(meta, []).append(len(ents) // 2)
+            return 0
+        h.block_status(SIZE, 0, cb1, nbd.CMD_FLAG_REQ_ONE)
+        r["req-one"] = ones
+        if ones != {"base:allocation": [1], bm[0]: [1], bm[1]: [1]}:
+            fail("%s: REQ_ONE with three contexts: %r" % (name, ones))
+
         def maps():
             return [nbdcbttest.extents(h, c) for c in bm]
 
