@@ -495,8 +495,10 @@ do_backup (enum backup_mode mode, const char *uri)
     m.virtual_size = size;
     m.export_name = strdup (export_name ? export_name : "");
     m.bitmap = opts.bitmap ? strdup (opts.bitmap) : NULL;
-    if (!m.chain_id || !m.export_name || (opts.bitmap && !m.bitmap))
+    if (!m.chain_id || !m.export_name || (opts.bitmap && !m.bitmap)) {
+      error ("out of memory");
       goto out;
+    }
   }
   else if (m.bitmap == NULL && (m.bitmap = strdup (opts.bitmap)) == NULL)
     goto out;
@@ -508,7 +510,9 @@ do_backup (enum backup_mode mode, const char *uri)
   entry.zero_bytes = stats.zero_bytes;
   entry.sha256 = strdup (hex);
   started = NULL;
-  if (backup_list_append (&m.backups, entry) == -1) {
+  if (!entry.file || (!full && !entry.backing) || !entry.started ||
+      !entry.finished || !entry.sha256 ||
+      backup_list_append (&m.backups, entry) == -1) {
     error_errno ("malloc");
     goto out;
   }
@@ -537,6 +541,7 @@ do_backup (enum backup_mode mode, const char *uri)
   }
   free (entry.file);
   free (entry.backing);
+  free (entry.started);
   free (entry.finished);
   free (entry.sha256);
   free (list.ptr);
