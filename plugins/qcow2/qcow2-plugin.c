@@ -78,12 +78,27 @@ qcow2_plugin_thread_model (void)
 static int
 qcow2_plugin_get_ready (void)
 {
+  struct qcow2_bitmap_info *list;
+  size_t n;
+
+  /* The library's messages name the file. */
   image = qcow2_open (filename, OPEN_FLAGS | QCOW2_OPEN_RDONLY);
   if (image == NULL) {
-    nbdcbt_error ("qcow2: %s: %s", filename, qcow2_last_error ());
+    nbdcbt_error ("qcow2: %s", qcow2_last_error ());
     return -1;
   }
   image_writable = false;
+
+  /* A broken bitmap directory makes the image unusable, as in QEMU, even
+   * when no filter asks for the bitmaps.
+   */
+  if (qcow2_bitmap_list (image, &list, &n) == -1) {
+    nbdcbt_error ("qcow2: %s", qcow2_last_error ());
+    qcow2_close (image);
+    image = NULL;
+    return -1;
+  }
+  qcow2_bitmap_list_free (list, n);
   return 0;
 }
 
@@ -110,12 +125,12 @@ make_writable (void)
 
   rw = qcow2_open (filename, OPEN_FLAGS);
   if (rw == NULL) {
-    nbdcbt_error ("qcow2: %s: cannot open for writing: %s", filename,
+    nbdcbt_error ("qcow2: cannot open for writing: %s",
                   qcow2_last_error ());
     /* Go back to read-only service for the other connections. */
     image = qcow2_open (filename, OPEN_FLAGS | QCOW2_OPEN_RDONLY);
     if (image == NULL) {
-      nbdcbt_error ("qcow2: %s: %s", filename, qcow2_last_error ());
+      nbdcbt_error ("qcow2: %s", qcow2_last_error ());
       nbdcbt_shutdown ();
     }
     errno = EACCES;

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Damaged qcow2 images (qcow2corpus.py) served by nbdcbt's qcow2 plugin.
+Images the library refuses must stop the server at startup with a
+message; images whose damage lies in L1/L2/refcount/bitmap tables are
+served read-only and every read and block status either works or fails
+with an NBD error, never a crash; the files stay untouched."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import nbd
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qcow2corpus  # noqa: E402
+from nbdcbttest import NBDCBT, Server, require, scratch_dir  # noqa: E402
+
+require("qemu-img")
+require("qemu-io")
+failures = []
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def fail(name, what):
+    failures.append(name)
+    print("FAIL %s: %s" % (name, what))
+
+
+def refused(name, path):
+    sock = os.path.join(tempfile.mkdtemp(dir=d), "sock")
+    p = subprocess.Popen([NBDCBT, "-f", "-U", sock, "qcow2", "file=" + path],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, errors="replace")
+    end = time.time() + 30
+    while p.poll() is None and time.time() < end:
+        if os.path.exists(sock):
+            break
+        time.sleep(0.05)
+    if p.poll() is None:
+        p.kill()
+        p.communicate()
+        fail(name, "the server started on a damaged image")
+        return
+    err = p.communicate()[1]
+    if p.returncode <= 0 or "Sanitizer" in err or "runtime error:" in err \
+       or err.strip() == "":
+        fail(name, "exit %d, stderr: %s" % (p.returncode, err))
+    else:
+        print("%-32s refused: %s" % (name, err.strip()[:100]))
+
+
+def served(name, path):
+    with Server.nbdcbt(["-r", "qcow2", "file=" + path]) as srv:
+        errors = 0
+        h = srv.connect(["base:allocation", "qemu:allocation-depth"])
+        size = h.get_size()
+        for off in range(0, size, 256 * 1024):
+            n = min(256 * 1024, size - off)
+            try:
+                h.pread(n, off)
+            except nbd.Error:
+                errors += 1
+            for ctx in ("base:allocation", "qemu:allocation-depth"):
+                try:
+                    h.block_status(n, off, lambda *a: 0)
+                except nbd.Error:
+                    errors += 1
+        h.shutdown()
+        # Still alive and serving.
+        h = srv.connect()
+        h.pread(512, 0)
+        h.shutdown()
+        rc = srv.stop()
+    if rc != 0:
+        fail(name, "server exit status %d after serving" % rc)
+    else:
+        print("%-32s served read-only, %d requests failed cleanly"
+              % (name, errors))
+
+
+d = scratch_dir()
+valid = qcow2corpus.make_valid(d)
+served("valid", valid)
+for name, kind, make in qcow2corpus.CASES:
+    path = make(d)
+    before = sha256(path)
+    if kind == "open":
+        refused(name, path)
+    else:
+        served(name, path)
+    if sha256(path) != before:
+        fail(name, "the file was modified")
+
+if failures:
+    print("%d failures: %s" % (len(failures), " ".join(failures)))
+    sys.exit(1)
