@@ -48,7 +48,7 @@ set +e
   -artifact_prefix="$tmpdir/" "$corpus" "$seeds" > "$tmpdir/log" 2>&1
 status=$?
 set -e
-tail -30 "$tmpdir/log"
+grep -v -e "# Uses:" -e "recommended dictionary" "$tmpdir/log" | tail -30
 
 if [ $status -ne 0 ]; then
   # Keep what crashed, for the report.
