@@ -31,6 +31,12 @@ static struct qcow2 *image;
 static bool image_writable;
 static pthread_rwlock_t image_lock = PTHREAD_RWLOCK_INITIALIZER;
 
+/* Persistent bitmaps (see before_write). */
+static size_t bitmaps_at_open;     /* from get_ready */
+static bool bitmaps_unsupported;   /* the library cannot read them */
+static bool bitmaps_safe;          /* marked in use: writes may proceed */
+static pthread_mutex_t bitmaps_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void
 qcow2_plugin_unload (void)
 {
@@ -93,12 +99,19 @@ qcow2_plugin_get_ready (void)
    * when no filter asks for the bitmaps.
    */
   if (qcow2_bitmap_list (image, &list, &n) == -1) {
+    if (errno == ENOTSUP) {
+      /* The library cannot read bitmaps at all: serve the data. */
+      nbdcbt_debug ("qcow2: bitmaps not available: %s", qcow2_last_error ());
+      bitmaps_unsupported = true;
+      return 0;
+    }
     nbdcbt_error ("qcow2: %s", qcow2_last_error ());
     qcow2_close (image);
     image = NULL;
     return -1;
   }
   qcow2_bitmap_list_free (list, n);
+  bitmaps_at_open = n;
   return 0;
 }
 
@@ -138,6 +151,36 @@ make_writable (void)
   }
   image = rw;
   image_writable = true;
+  return 0;
+}
+
+/* Writes must never leave persistent bitmaps on disk that look valid but
+ * missed them.  With the dirty filter above, the bitmaps are marked in use
+ * (bitmap store mark_in_use) before the first write.  Without it, the
+ * plugin marks them in use itself at the first write, so that they are
+ * inconsistent afterwards (only removable), as QEMU would leave them.
+ */
+
+static int
+before_write (void)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
+
+  if (bitmaps_safe)
+    return 0;
+  if (bitmaps_at_open > 0 && !bitmaps_unsupported) {
+    if (qcow2_bitmaps_mark_in_use (image) == -1) {
+      nbdcbt_error ("qcow2: cannot mark the persistent bitmaps in use "
+                    "before writing: %s", qcow2_last_error ());
+      nbdcbt_set_error (EIO);
+      return -1;
+    }
+    nbdcbt_error ("qcow2: warning: no filter records writes into the "
+                  "persistent bitmaps of %s; they are now marked in use "
+                  "(inconsistent).  Serve the image with --filter=dirty "
+                  "to keep them.", filename);
+  }
+  bitmaps_safe = true;
   return 0;
 }
 
@@ -227,6 +270,8 @@ qcow2_plugin_pwrite (void *handle, const void *buf, uint32_t count,
                      uint64_t offset, uint32_t flags)
 {
   ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
+  if (before_write () == -1)
+    return -1;
   if (qcow2_pwrite (image, buf, count, offset,
                     flags & NBDCBT_FLAG_FUA ? QCOW2_WRITE_FUA : 0) == -1)
     return io_error ("write");
@@ -244,6 +289,8 @@ qcow2_plugin_zero (void *handle, uint32_t count, uint64_t offset,
     qflags |= QCOW2_WRITE_FUA;
   if (flags & NBDCBT_FLAG_MAY_TRIM)
     qflags |= QCOW2_ZERO_MAY_UNMAP;
+  if (before_write () == -1)
+    return -1;
   if (qcow2_zero (image, count, offset, qflags) == -1)
     return io_error ("zero");
   return 0;
@@ -254,6 +301,8 @@ qcow2_plugin_trim (void *handle, uint32_t count, uint64_t offset,
                    uint32_t flags)
 {
   ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
+  if (before_write () == -1)
+    return -1;
   if (qcow2_discard (image, count, offset,
                      flags & NBDCBT_FLAG_FUA ? QCOW2_WRITE_FUA : 0) == -1)
     return io_error ("trim");
@@ -403,7 +452,12 @@ static int
 store_mark_in_use (void *opaque)
 {
   ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
-  return qcow2_bitmaps_mark_in_use (image);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
+
+  if (qcow2_bitmaps_mark_in_use (image) == -1)
+    return -1;
+  bitmaps_safe = true;
+  return 0;
 }
 
 static int
