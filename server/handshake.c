@@ -207,9 +207,17 @@ opt_info_go (struct connection *conn, uint32_t option, const char *data,
   if (quit)
     return send_error (conn, option, NBD_REP_ERR_SHUTDOWN,
                        "server is shutting down");
-  if (open_export (conn) == -1)
+  /* nbdcbt_export_name () answers the requested name from open on. */
+  free (conn->export_name);
+  conn->export_name = strndup (name, namelen);
+  if (conn->export_name == NULL)
+    return -1;
+  if (open_export (conn) == -1) {
+    free (conn->export_name);
+    conn->export_name = NULL;
     return send_error (conn, option, NBD_REP_ERR_UNKNOWN,
                        "export could not be opened");
+  }
 
   if (send_info_export (conn, option) == -1
       || (want_name && send_info_name (conn, option, name, namelen) == -1)
@@ -220,11 +228,10 @@ opt_info_go (struct connection *conn, uint32_t option, const char *data,
   }
   if (option == NBD_OPT_INFO) {
     close_export (conn);
+    free (conn->export_name);
+    conn->export_name = NULL;
     return 0;
   }
-  conn->export_name = strndup (name, namelen);
-  if (conn->export_name == NULL)
-    return -1;
   check_meta_export (conn, name, namelen);
   return 1;
 }
@@ -244,10 +251,8 @@ opt_export_name (struct connection *conn, const char *data, uint32_t len,
                   (int) len, data);
     return -1;
   }
-  if (quit || open_export (conn) == -1)
-    return -1;
   conn->export_name = strndup (data, len);
-  if (conn->export_name == NULL)
+  if (conn->export_name == NULL || quit || open_export (conn) == -1)
     return -1;
   check_meta_export (conn, data, len);
   memset (buf, 0, sizeof buf);

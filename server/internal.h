@@ -74,6 +74,7 @@ extern struct nbdcbt_backend *filter_load (const char *name,
                                            struct nbdcbt_backend *next);
 extern void plugin_dump (struct nbdcbt_backend *b);
 extern void plugin_usage (struct nbdcbt_backend *b);
+extern void filter_usage (struct nbdcbt_backend *b);
 extern bool is_module_name (const char *name);
 
 /* backend.c */

@@ -385,9 +385,9 @@ main (int argc, char *argv[])
   const_string_vector_reset (&filters);
 
   if (help) {
-    struct nbdcbt_backend *p = top;
-    while (p->next)
-      p = p->next;
+    struct nbdcbt_backend *p;
+    for (p = top; p->next; p = p->next)
+      filter_usage (p);
     plugin_usage (p);
     exit (EXIT_SUCCESS);
   }

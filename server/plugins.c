@@ -221,6 +221,22 @@ plugin_usage (struct nbdcbt_backend *b)
 }
 
 void
+filter_usage (struct nbdcbt_backend *b)
+{
+  const struct nbdcbt_filter *f = b->filter;
+
+  printf ("filter: %s", f->name);
+  if (f->longname)
+    printf (" (%s)", f->longname);
+  printf ("\n");
+  if (f->description)
+    printf ("%s\n", f->description);
+  if (f->config_help)
+    printf ("\n%s\n", f->config_help);
+  printf ("\n");
+}
+
+void
 plugin_dump (struct nbdcbt_backend *b)
 {
   const struct nbdcbt_plugin *p = b->plugin;

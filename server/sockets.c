@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -74,6 +75,33 @@ sockets_socket_activation (void)
   return n;
 }
 
+/* Refuse to replace anything but a stale socket at PATH. */
+static bool
+socket_in_use (const char *path)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  struct stat st;
+  int fd, r;
+
+  if (lstat (path, &st) == -1)
+    return false;
+  if (!S_ISSOCK (st.st_mode)) {
+    nbdcbt_error ("%s: exists and is not a socket", path);
+    return true;
+  }
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd == -1)
+    return false;
+  strcpy (addr.sun_path, path);
+  r = connect (fd, (struct sockaddr *) &addr, sizeof addr);
+  close (fd);
+  if (r == 0) {
+    nbdcbt_error ("%s: another server is listening on this socket", path);
+    return true;
+  }
+  return false;                 /* stale: replace it */
+}
+
 /* The socket appears under PATH only once it accepts: bind a temporary
  * name beside it, listen, then rename.
  */
@@ -114,6 +142,8 @@ sockets_unix (const char *path)
     nbdcbt_error ("listen: %s: %m", addr.sun_path);
     goto err;
   }
+  if (tmp && socket_in_use (path))
+    goto err;
   if (tmp && rename (tmp, path) == -1) {
     nbdcbt_error ("rename %s to %s: %m", tmp, path);
     unlink (tmp);
