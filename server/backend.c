@@ -436,13 +436,16 @@ layer_pwrite (struct nbdcbt_context *c, const void *buf, uint32_t count,
   return 0;
 }
 
-/* FUA the layer cannot do natively: do the write, then flush. */
+/* FUA the layer cannot do natively: do the write, then flush (when a
+ * filter asks for FUA from a layer that does not offer it, flushing is
+ * still the safe answer).
+ */
 static bool
 strip_fua (struct nbdcbt_context *c, uint32_t *flags)
 {
   if ((*flags & NBDCBT_FLAG_FUA) && c->can_fua != NBDCBT_FUA_NATIVE) {
     *flags &= ~NBDCBT_FLAG_FUA;
-    return c->can_fua == NBDCBT_FUA_EMULATE;
+    return c->can_flush;
   }
   return false;
 }
