@@ -234,9 +234,9 @@ accept_connection (int fd, bool is_socket, int outfd)
   pthread_t tid;
 
   pthread_mutex_lock (&conns_lock);
-  if (nr_conns >= max_connections || quit) {
+  if (nr_conns >= max_connections || is_quitting ()) {
     pthread_mutex_unlock (&conns_lock);
-    if (!quit)
+    if (!is_quitting ())
       nbdcbt_error ("too many connections (--max-connections=%u), "
                     "closing a new one", max_connections);
     close (fd);

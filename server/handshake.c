@@ -204,7 +204,7 @@ opt_info_go (struct connection *conn, uint32_t option, const char *data,
 
   if (!export_exists (name, namelen))
     return send_error (conn, option, NBD_REP_ERR_UNKNOWN, "unknown export");
-  if (quit)
+  if (is_quitting ())
     return send_error (conn, option, NBD_REP_ERR_SHUTDOWN,
                        "server is shutting down");
   /* nbdcbt_export_name () answers the requested name from open on. */
@@ -252,7 +252,7 @@ opt_export_name (struct connection *conn, const char *data, uint32_t len,
     return -1;
   }
   conn->export_name = strndup (data, len);
-  if (conn->export_name == NULL || quit || open_export (conn) == -1)
+  if (conn->export_name == NULL || is_quitting () || open_export (conn) == -1)
     return -1;
   check_meta_export (conn, data, len);
   memset (buf, 0, sizeof buf);

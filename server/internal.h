@@ -31,7 +31,8 @@ extern struct nbdcbt_backend *top;      /* top of the chain */
 extern const char *program_name;
 
 /* quit.c-like state (main.c): set by signals or nbdcbt_shutdown. */
-extern volatile int quit;
+extern int quit;
+#define is_quitting() __atomic_load_n (&quit, __ATOMIC_SEQ_CST)
 extern int quit_fd;                     /* readable once quitting */
 extern void set_quit (void);
 extern void quit_init (void);

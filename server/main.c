@@ -25,7 +25,7 @@ int thread_model;
 struct nbdcbt_backend *top;
 const char *program_name = "nbdcbt";
 
-volatile int quit;
+int quit;
 int quit_fd = -1;
 static int quit_write_fd = -1;
 
@@ -35,7 +35,7 @@ set_quit (void)
   char c = 0;
   ssize_t r;
 
-  quit = 1;
+  __atomic_store_n (&quit, 1, __ATOMIC_SEQ_CST);
   r = write (quit_write_fd, &c, 1);   /* async-signal-safe */
   (void) r;
 }

@@ -476,7 +476,7 @@ recv_request (struct worker *w, uint16_t *type, uint16_t *flags,
     return 0;
   }
   if (r == -1) {
-    if (!quit)
+    if (!is_quitting ())
       nbdcbt_debug ("reading request: %m");
     return 0;
   }

@@ -235,14 +235,14 @@ sockets_accept_loop (void)
     fds[i] = (struct pollfd) { .fd = listen_fds[i], .events = POLLIN };
   fds[nr_listen_fds] = (struct pollfd) { .fd = quit_fd, .events = POLLIN };
 
-  while (!quit) {
+  while (!is_quitting ()) {
     if (poll (fds, nr_listen_fds + 1, -1) == -1) {
       if (errno == EINTR)
         continue;
       nbdcbt_error ("poll: %m");
       break;
     }
-    if (quit || fds[nr_listen_fds].revents)
+    if (is_quitting () || fds[nr_listen_fds].revents)
       break;
     for (i = 0; i < nr_listen_fds; ++i) {
       int fd, one = 1;
