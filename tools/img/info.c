@@ -25,6 +25,10 @@ struct image_info {
   struct qcow2_bitmap_info *bitmaps;
   size_t nbitmaps;
   int64_t *counts;              /* dirty bytes, or -1 if not loadable */
+  /* SHA-256 of each loadable bitmap as QEMU's
+   * x-debug-block-dirty-bitmap-sha256 computes it, or "" if not loadable.
+   */
+  char (*sha256)[65];
 };
 
 /* The backing file's name relative to the image, as QEMU's
@@ -101,6 +105,8 @@ print_human (const struct image_info *ii)
       /* Not in qemu-img's output: the dirty bytes of each bitmap. */
       if (ii->counts[i] >= 0)
         printf ("            count: %" PRIi64 "\n", ii->counts[i]);
+      if (ii->sha256[i][0])
+        printf ("            sha256: %s\n", ii->sha256[i]);
     }
   }
   printf ("    refcount bits: %d\n", ii->q.refcount_bits);
@@ -176,6 +182,9 @@ print_json (const struct image_info *ii)
         if (ii->counts[i] >= 0)
           printf ("                    \"count\": %" PRIi64 ",\n",
                   ii->counts[i]);
+        if (ii->sha256[i][0])
+          printf ("                    \"sha256\": \"%s\",\n",
+                  ii->sha256[i]);
         printf ("                    \"granularity\": %" PRIu64 "\n",
                 b->granularity);
         printf ("                }%s\n", i + 1 < ii->nbitmaps ? "," : "");
@@ -287,7 +296,8 @@ cmd_info (int argc, char *argv[])
       goto out;
     }
     ii.counts = calloc (ii.nbitmaps ? ii.nbitmaps : 1, sizeof *ii.counts);
-    if (ii.counts == NULL) {
+    ii.sha256 = calloc (ii.nbitmaps ? ii.nbitmaps : 1, sizeof *ii.sha256);
+    if (ii.counts == NULL || ii.sha256 == NULL) {
       img_error ("%m");
       goto out;
     }
@@ -299,6 +309,12 @@ cmd_info (int argc, char *argv[])
         hb = qcow2_bitmap_load (q, ii.bitmaps[i].name);
       if (hb) {
         ii.counts[i] = hbitmap_count (hb);
+        if (hbitmap_sha256 (hb, ii.sha256[i]) == -1) {
+          img_error ("bitmap '%s': cannot compute its SHA-256: %m",
+                     ii.bitmaps[i].name);
+          hbitmap_free (hb);
+          goto out;
+        }
         hbitmap_free (hb);
       }
     }
@@ -314,6 +330,7 @@ cmd_info (int argc, char *argv[])
   if (ii.bitmaps)
     qcow2_bitmap_list_free (ii.bitmaps, ii.nbitmaps);
   free (ii.counts);
+  free (ii.sha256);
   free (ii.full_backing);
   if (q)
     qcow2_close (q);
