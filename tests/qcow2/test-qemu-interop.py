@@ -93,6 +93,11 @@ for n in names:
           "qemu-nbd %s\n      nbdcbt   %s" % (expected[n], got[n]))
 check(before == (sha256_file(top), sha256_file(base)),
       "(a) nbdcbt -r leaves the image and its backing file untouched")
+ours, theirs = our_sha256(top), qsd_sha256(top, names)
+check(ours == theirs and len(ours) == len(names),
+      "(a) nbdcbt-img info's sha256 equals qemu-storage-daemon's "
+      "x-debug-block-dirty-bitmap-sha256 on qemu's image",
+      "nbdcbt %s\n      qsd    %s" % (ours, theirs))
 
 
 # --- (b) nbdcbt writes, qemu reads ---------------------------------------
@@ -214,6 +219,26 @@ run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512",
 run("qemu-img", "bitmap", "--add", small, "b0")
 run("qemu-img", "bitmap", "--add", "-g", "512", small, "b512")
 round_trip("512-byte clusters", small, 256 * MiB, 2, 150, 256 * KiB)
+
+# Without the dirty filter nothing records writes into the bitmaps: the
+# plugin marks them in use (inconsistent) before the first write.
+plain = os.path.join(d, "plain.qcow2")
+run("qemu-img", "create", "-q", "-f", "qcow2", plain, "16M")
+run("qemu-img", "bitmap", "--add", plain, "b0")
+with Server.nbdcbt(["qcow2", "file=" + plain]) as srv:
+    h = srv.connect()
+    check(bitmap_list(plain) == [("b0", 65536, ["auto"])],
+          "plugin alone: nothing is marked before the first write")
+    h.pwrite(b"\x42" * 4096, 0)
+    h.flush()
+    check(bitmap_list(plain) == [("b0", 65536, ["auto", "in-use"])],
+          "plugin alone: the first write marks the bitmaps in use",
+          bitmap_list(plain))
+    h.shutdown()
+code, result = qemu_check(plain)
+check(code == 0 and bitmap_list(plain) == [("b0", 65536, ["auto", "in-use"])],
+      "plugin alone: after a clean stop the bitmap stays in use, image clean",
+      (code, result, bitmap_list(plain)))
 
 if check.failures:
     print("%d failures" % len(check.failures))
