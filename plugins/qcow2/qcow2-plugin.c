@@ -4,7 +4,8 @@
  * the library is thread-safe, so requests run in parallel.  It is opened
  * read-only at first and reopened read-write when the first writable
  * connection arrives, so that a read-only server (-r) never writes to the
- * file.  The persistent bitmaps are not touched by the plugin itself: it
+ * file (a file that cannot be opened for writing is served read-only).
+ * The persistent bitmaps are not touched by the plugin itself: it
  * hands the image's bitmaps extension to the dirty filter as the
  * "bitmap-store" service (common/bitmap/bitmap-store.h).
  */
@@ -29,6 +30,7 @@ static char *filename;
  */
 static struct qcow2 *image;
 static bool image_writable;
+static bool write_refused;         /* the file cannot be opened rw */
 static pthread_rwlock_t image_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 /* Persistent bitmaps (see before_write). */
@@ -123,32 +125,42 @@ qcow2_plugin_cleanup (void)
   image = NULL;
 }
 
-/* Reopen the image read-write, once, for the first writable connection. */
+/* Reopen the image read-write, once, for the first writable connection.
+ * A file the server may not write (permissions, a read-only mount) is
+ * served read-only instead, as the file plugin does: *REFUSED is set.
+ */
 static int
-make_writable (void)
+make_writable (bool *refused)
 {
   struct qcow2 *rw;
   ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&image_lock);
 
+  *refused = write_refused;
   if (image_writable)
     return 0;
-  if (qcow2_close (image) == -1)
-    nbdcbt_error ("qcow2: %s: close: %s", filename, qcow2_last_error ());
-  image = NULL;
+  if (write_refused)
+    return -1;
 
+  /* Open the second handle first: on failure the read-only one stays. */
   rw = qcow2_open (filename, OPEN_FLAGS);
   if (rw == NULL) {
-    nbdcbt_error ("qcow2: cannot open for writing: %s",
-                  qcow2_last_error ());
-    /* Go back to read-only service for the other connections. */
-    image = qcow2_open (filename, OPEN_FLAGS | QCOW2_OPEN_RDONLY);
-    if (image == NULL) {
-      nbdcbt_error ("qcow2: %s", qcow2_last_error ());
-      nbdcbt_shutdown ();
+    int err = errno;
+
+    if (err == EACCES || err == EROFS || err == EPERM) {
+      /* The library's message names the file. */
+      nbdcbt_error ("qcow2: warning: cannot open for writing: %s; "
+                    "serving it read-only", qcow2_last_error ());
+      write_refused = *refused = true;
     }
-    errno = EACCES;
+    else
+      nbdcbt_error ("qcow2: cannot open for writing: %s",
+                    qcow2_last_error ());
+    errno = err;
     return -1;
   }
+  if (qcow2_close (image) == -1)
+    nbdcbt_debug ("qcow2: %s: closing the read-only handle: %s", filename,
+                  qcow2_last_error ());
   image = rw;
   image_writable = true;
   return 0;
@@ -193,9 +205,13 @@ static void *
 qcow2_plugin_open (int readonly)
 {
   struct handle *h;
+  bool refused;
 
-  if (!readonly && make_writable () == -1)
-    return NULL;
+  if (!readonly && make_writable (&refused) == -1) {
+    if (!refused)
+      return NULL;
+    readonly = 1;
+  }
   h = malloc (sizeof *h);
   if (h == NULL) {
     nbdcbt_error ("malloc: %m");
@@ -454,6 +470,11 @@ store_mark_in_use (void *opaque)
   ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
 
+  /* Served read-only (the file is not writable): nothing will be
+   * written, so the bitmaps stay valid as they are.
+   */
+  if (!image_writable)
+    return 0;
   if (qcow2_bitmaps_mark_in_use (image) == -1)
     return -1;
   bitmaps_safe = true;
@@ -467,6 +488,12 @@ store_store (void *opaque, const struct bitmap_store_entry *entries,
   CLEANUP_FREE struct qcow2_bitmap_store_entry *set = NULL;
   size_t i;
   ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
+
+  if (!image_writable) {
+    nbdcbt_error ("qcow2: warning: %s is not writable: the persistent "
+                  "bitmaps are left as they were", filename);
+    return 0;
+  }
 
   set = calloc (n ? n : 1, sizeof *set);
   if (set == NULL)
