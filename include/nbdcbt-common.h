@@ -118,6 +118,13 @@ extern int nbdcbt_add_meta_context (struct nbdcbt_meta_contexts *contexts,
  */
 extern const char *nbdcbt_export_name (void);
 
+/* True when the server was started with -r (--readonly): no connection
+ * will ever be opened for writing, so a plugin may open its image
+ * read-only once, in get_ready, instead of read-write.  Valid from
+ * config on (the command line is parsed before any callback runs).
+ */
+extern bool nbdcbt_read_only (void);
+
 /* Ask the server to shut down as if it got SIGTERM. */
 extern void nbdcbt_shutdown (void);
 

@@ -156,6 +156,17 @@ send_info_name (struct connection *conn, uint32_t option, const char *name,
   return send_option_reply (conn, option, NBD_REP_INFO, buf, 2 + len);
 }
 
+static int
+send_info_description (struct connection *conn, uint32_t option)
+{
+  char buf[2 + NBD_MAX_STRING];
+  size_t len = strlen (export_description);
+
+  store_be16 (buf, NBD_INFO_DESCRIPTION);
+  memcpy (buf + 2, export_description, len);
+  return send_option_reply (conn, option, NBD_REP_INFO, buf, 2 + len);
+}
+
 /* The selection of meta contexts belongs to the export of the last SET. */
 static void
 check_meta_export (struct connection *conn, const char *name, uint32_t len)
@@ -178,7 +189,7 @@ opt_info_go (struct connection *conn, uint32_t option, const char *data,
   uint32_t namelen, i;
   uint16_t nreq;
   const char *name;
-  bool want_name = false;
+  bool want_name = false, want_description = false;
 
   if (len < 6)
     return send_error (conn, option, NBD_REP_ERR_INVALID, "option too short");
@@ -198,9 +209,13 @@ opt_info_go (struct connection *conn, uint32_t option, const char *data,
   if (has_nul (name, namelen))
     return send_error (conn, option, NBD_REP_ERR_INVALID,
                        "export name contains NUL");
-  for (i = 0; i < nreq; ++i)
-    if (load_be16 (data + 4 + namelen + 2 + 2 * i) == NBD_INFO_NAME)
+  for (i = 0; i < nreq; ++i) {
+    uint16_t info = load_be16 (data + 4 + namelen + 2 + 2 * i);
+    if (info == NBD_INFO_NAME)
       want_name = true;
+    else if (info == NBD_INFO_DESCRIPTION)
+      want_description = export_description != NULL;
+  }
 
   if (!export_exists (name, namelen))
     return send_error (conn, option, NBD_REP_ERR_UNKNOWN, "unknown export");
@@ -221,6 +236,8 @@ opt_info_go (struct connection *conn, uint32_t option, const char *data,
 
   if (send_info_export (conn, option) == -1
       || (want_name && send_info_name (conn, option, name, namelen) == -1)
+      || (want_description
+          && send_info_description (conn, option) == -1)
       || send_info_block_size (conn, option) == -1
       || send_ack (conn, option) == -1) {
     close_export (conn);
@@ -261,19 +278,24 @@ opt_export_name (struct connection *conn, const char *data, uint32_t len,
   return conn_send (conn, buf, no_zeroes ? 10 : sizeof buf);
 }
 
+/* One NBD_REP_SERVER: the export name, then (as qemu-nbd does) the
+ * description in the rest of the reply.
+ */
 static int
 opt_list (struct connection *conn, uint32_t len)
 {
-  char buf[4 + NBD_MAX_STRING];
+  char buf[4 + 2 * NBD_MAX_STRING];
   uint32_t n = strlen (export_name_setting);
+  uint32_t d = export_description ? strlen (export_description) : 0;
 
   if (len != 0)
     return send_error (conn, NBD_OPT_LIST, NBD_REP_ERR_INVALID,
                        "NBD_OPT_LIST takes no data");
   store_be32 (buf, n);
   memcpy (buf + 4, export_name_setting, n);
+  memcpy (buf + 4 + n, export_description ? export_description : "", d);
   if (send_option_reply (conn, NBD_OPT_LIST, NBD_REP_SERVER, buf,
-                         4 + n) == -1)
+                         4 + n + d) == -1)
     return -1;
   return send_ack (conn, NBD_OPT_LIST);
 }

@@ -24,6 +24,7 @@ extern bool verbose;
 extern bool read_only;
 extern bool foreground;
 extern const char *export_name_setting; /* -e, default "" */
+extern const char *export_description;  /* -D, NULL if not given */
 extern unsigned threads;                /* -t */
 extern unsigned max_connections;
 extern int thread_model;                /* effective, whole chain */

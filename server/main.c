@@ -19,6 +19,7 @@ bool verbose;
 bool read_only;
 bool foreground;
 const char *export_name_setting = "";
+const char *export_description;
 unsigned threads = 16;
 unsigned max_connections = 100;
 int thread_model;
@@ -73,8 +74,9 @@ enum {
   OPT_EXIT_WITH_PARENT,
 };
 
-static const char short_options[] = "e:fhi:p:P:rst:U:vV";
+static const char short_options[] = "D:e:fhi:p:P:rst:U:vV";
 static const struct option long_options[] = {
+  { "description", required_argument, NULL, 'D' },
   { "dump-plugin", no_argument, NULL, OPT_DUMP_PLUGIN },
   { "exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT },
   { "exportname", required_argument, NULL, 'e' },
@@ -105,7 +107,8 @@ usage (void)
           "\n"
           "usage:\n"
           "  nbdcbt [-U SOCKET | -p PORT [-i ADDR] | -s] [-r] [-f] [-P PIDFILE]\n"
-          "         [-e EXPORTNAME] [-t THREADS] [-v] [--filter=NAME]...\n"
+          "         [-e EXPORTNAME] [-D DESCRIPTION] [-t THREADS] [-v]\n"
+          "         [--filter=NAME]...\n"
           "         PLUGIN [[KEY=]VALUE]...\n"
           "  nbdcbt [OPTIONS] FILE     (probe FILE and pick the plugin)\n"
           "  nbdcbt PLUGIN --help | --dump-plugin PLUGIN | --version\n"
@@ -119,6 +122,7 @@ usage (void)
           "  -f, --foreground        do not fork into the background\n"
           "  -P, --pidfile=FILE      write the pid once the server accepts\n"
           "  -e, --exportname=NAME   export name besides \"\" (default \"\")\n"
+          "  -D, --description=TEXT  export description shown to clients\n"
           "  -t, --threads=N         worker threads per connection (16)\n"
           "      --filter=NAME       add a filter (first is outermost)\n"
           "      --max-connections=N at most N clients at once (100)\n"
@@ -202,6 +206,13 @@ probe_file (const char *file, const_string_vector *filters,
   }
   nbdcbt_debug ("%s: raw image: using the file plugin", file);
   return "file";
+}
+
+/* A name with '/' or '.' cannot be a plugin name: it is a file. */
+static bool
+looks_like_file (const char *arg)
+{
+  return strchr (arg, '/') != NULL || strchr (arg, '.') != NULL;
 }
 
 static bool
@@ -299,6 +310,14 @@ main (int argc, char *argv[])
       }
       export_name_setting = optarg;
       break;
+    case 'D':
+      if (strlen (optarg) > NBD_MAX_STRING) {
+        nbdcbt_error ("-D: description longer than %d bytes",
+                      NBD_MAX_STRING);
+        exit (EXIT_FAILURE);
+      }
+      export_description = optarg;
+      break;
     case 'f': foreground = true; break;
     case 'h': help = true; break;
     case 'i': ipaddr = optarg; break;
@@ -371,6 +390,18 @@ main (int argc, char *argv[])
     is_file = true;
     optind--;                   /* FILE becomes file=FILE below */
     argv[optind] = (char *) file;
+  }
+  else if (looks_like_file (plugin_arg)) {
+    /* Not a plugin, and not a file we can probe (missing, a directory,
+     * unreadable): the file plugin says what is wrong with it.
+     */
+    nbdcbt_debug ("%s: not a plugin name: using the file plugin",
+                  plugin_arg);
+    optind--;
+    argv[optind] = (char *) plugin_arg;
+    plugin_arg = "file";
+    extra_key = "file";
+    is_file = true;
   }
   /* TOP always holds the chain loaded so far. */
   top = plugin_load (plugin_arg, false);

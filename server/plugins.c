@@ -108,6 +108,11 @@ plugin_load (const char *name, bool quiet)
   char *path = module_find (name, true);
   void *dl;
 
+  if (path == NULL && strchr (name, '/')) {
+    if (!quiet)
+      nbdcbt_error ("cannot open plugin '%s': %m", name);
+    return NULL;
+  }
   if (path == NULL) {
     if (!quiet)
       nbdcbt_error ("cannot find plugin '%s' (looked for "

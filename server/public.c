@@ -136,6 +136,12 @@ nbdcbt_export_name (void)
   return conn->export_name ? conn->export_name : "";
 }
 
+bool
+nbdcbt_read_only (void)
+{
+  return read_only;
+}
+
 void
 nbdcbt_shutdown (void)
 {

@@ -34,6 +34,21 @@ expect_fail "could not parse" -t many memory size=1M
 expect_fail "cannot be used together" -s -U "$tmpdir/sock" memory size=1M
 expect_fail "" -f -U "$tmpdir/sock" memory size=banana
 expect_fail "" --no-such-option memory size=1M
+# The FILE shorthand: a missing file (a name with '/' or '.') goes to the
+# file plugin, which says what is wrong, not "cannot find plugin".
+if [ -e "$top_builddir/plugins/file/.libs/nbdcbt-file-plugin.so" ]; then
+  expect_fail "$tmpdir/missing.img: No such file or directory" \
+    -f -U "$tmpdir/sock" "$tmpdir/missing.img"
+  (cd "$tmpdir" && expect_fail "missing.img: No such file or directory" \
+    -f -U "$tmpdir/sock" missing.img)
+  expect_fail "is a directory" -f -U "$tmpdir/sock" "$tmpdir"
+  if grep -q "cannot find plugin" "$tmpdir/err"; then
+    echo "a directory was taken for a plugin name"; exit 1
+  fi
+fi
+expect_fail "cannot open plugin '$tmpdir/nosuch.so': No such file" \
+  "$tmpdir/nosuch.so"
+expect_fail "-D: description longer than" -D "$(head -c 5000 /dev/zero | tr '\0' x)" memory size=1M
 # A failed start leaves no socket behind.
 [ ! -e "$tmpdir/sock" ]
 exit 0
