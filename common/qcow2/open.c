@@ -1,0 +1,315 @@
+/* Opening and closing images and their backing chains, image info. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "byte-order.h"
+#include "qcow2-internal.h"
+
+/* The files already in the chain being opened, for cycle detection. */
+struct chain {
+  dev_t dev[MAX_BACKING_DEPTH + 1];
+  ino_t ino[MAX_BACKING_DEPTH + 1];
+  int n;
+};
+
+static struct qcow2 *open_image (const char *path, int flags, bool raw,
+                                 struct chain *chain);
+
+bool
+qcow2_probe_fd (int fd)
+{
+  uint8_t buf[4];
+
+  if (pread (fd, buf, 4, 0) != 4)
+    return false;
+  return load_be32 (buf) == QCOW2_MAGIC;
+}
+
+static size_t
+cache_slots (uint64_t cluster_size)
+{
+  uint64_t n = (4 * 1024 * 1024) / cluster_size;
+  return n < 4 ? 4 : n > 64 ? 64 : n;
+}
+
+static void
+free_image (struct qcow2 *q)
+{
+  if (q == NULL)
+    return;
+  if (q->backing)
+    qcow2_close (q->backing);
+  qcow2_bitmaps_free (q);
+  qcow2_free_header (q);
+  mcache_free (&q->l2_cache);
+  mcache_free (&q->rb_cache);
+  free (q->l1);
+  free (q->reftable);
+  free (q->pending_free);
+  if (q->fd >= 0)
+    close (q->fd);
+  free (q->filename);
+  free (q->dirname);
+  pthread_mutex_destroy (&q->lock);
+  pthread_rwlock_destroy (&q->io_lock);
+  free (q);
+}
+
+static int
+open_backing (struct qcow2 *q, struct chain *chain)
+{
+  char *path;
+  bool raw;
+
+  if (q->backing_file == NULL || (q->open_flags & QCOW2_OPEN_NO_BACKING))
+    return 0;
+  if (chain->n > MAX_BACKING_DEPTH)
+    return qcow2_error (ELOOP, "%s: backing chain is longer than %d images",
+                        q->filename, MAX_BACKING_DEPTH);
+  if (q->backing_file[0] == '/')
+    path = strdup (q->backing_file);
+  else if (asprintf (&path, "%s/%s", q->dirname, q->backing_file) == -1)
+    path = NULL;
+  if (path == NULL)
+    return qcow2_error (errno, "malloc: %m");
+
+  if (q->backing_format == NULL) {
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+      int e = errno;
+      qcow2_error (e, "%s: cannot open backing file %s: %m", q->filename,
+                   path);
+      free (path);
+      return -1;
+    }
+    raw = !qcow2_probe_fd (fd);
+    close (fd);
+  }
+  else if (strcmp (q->backing_format, "qcow2") == 0)
+    raw = false;
+  else if (strcmp (q->backing_format, "raw") == 0 ||
+           strcmp (q->backing_format, "file") == 0)
+    raw = true;
+  else {
+    qcow2_error (ENOTSUP, "%s: backing file format '%s' is not supported "
+                 "(only qcow2 and raw)", q->filename, q->backing_format);
+    free (path);
+    return -1;
+  }
+  q->backing = open_image (path, (q->open_flags | QCOW2_OPEN_RDONLY |
+                                  QCOW2_OPEN_NO_BITMAP_IN_USE), raw, chain);
+  free (path);
+  return q->backing ? 0 : -1;
+}
+
+static struct qcow2 *
+open_image (const char *path, int flags, bool raw, struct chain *chain)
+{
+  struct qcow2 *q;
+  struct stat st;
+  uint8_t *buf = NULL;
+  size_t len;
+  char *tmp;
+  int i;
+
+  q = calloc (1, sizeof *q);
+  if (q == NULL)
+    return qcow2_error_null (errno, "calloc: %m");
+  q->fd = -1;
+  pthread_mutex_init (&q->lock, NULL);
+  pthread_rwlock_init (&q->io_lock, NULL);
+  q->open_flags = flags;
+  q->readonly = !!(flags & QCOW2_OPEN_RDONLY);
+  q->is_raw = raw;
+  q->filename = strdup (path);
+  tmp = strdup (path);
+  if (q->filename == NULL || tmp == NULL) {
+    free (tmp);
+    qcow2_error (errno, "strdup: %m");
+    goto err;
+  }
+  q->dirname = strdup (dirname (tmp));
+  free (tmp);
+  if (q->dirname == NULL) {
+    qcow2_error (errno, "strdup: %m");
+    goto err;
+  }
+
+  q->fd = open (path, (q->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (q->fd == -1) {
+    qcow2_error (errno, "%s: %m", path);
+    goto err;
+  }
+  if (fstat (q->fd, &st) == -1) {
+    qcow2_error (errno, "%s: fstat: %m", path);
+    goto err;
+  }
+  for (i = 0; i < chain->n; i++)
+    if (chain->dev[i] == st.st_dev && chain->ino[i] == st.st_ino) {
+      qcow2_error (ELOOP, "%s: backing chain contains a cycle", path);
+      goto err;
+    }
+  chain->dev[chain->n] = st.st_dev;
+  chain->ino[chain->n] = st.st_ino;
+  chain->n++;
+
+  if (raw) {
+    q->size = q->file_size = st.st_size;
+    return q;
+  }
+
+  len = st.st_size < (1 << MAX_CLUSTER_BITS) ? st.st_size : 1 << MAX_CLUSTER_BITS;
+  buf = malloc (len + 1);
+  if (buf == NULL) {
+    qcow2_error (errno, "malloc: %m");
+    goto err;
+  }
+  if (qcow2_file_pread (q, buf, len, 0) == -1)
+    goto err;
+  if (qcow2_parse_header (q, buf, len, st.st_size) == -1)
+    goto err;
+  free (buf);
+  buf = NULL;
+  q->host_end = (st.st_size + q->cluster_size - 1) & ~(q->cluster_size - 1);
+
+  if (!q->readonly) {
+    if (q->corrupt_at_open) {
+      qcow2_error (EROFS, "%s: image is marked corrupt; it can only be "
+                   "opened read-only (repair with 'qemu-img check -r all')",
+                   path);
+      goto err;
+    }
+    if (q->dirty_at_open) {
+      qcow2_error (EROFS, "%s: image is dirty (refcounts may be wrong after "
+                   "a crash with lazy refcounts); repair it with "
+                   "'qemu-img check -r all' or open it read-only", path);
+      goto err;
+    }
+  }
+
+  if (qcow2_load_reftable (q) == -1 || qcow2_load_l1 (q) == -1)
+    goto err;
+  if (mcache_init (&q->l2_cache, cache_slots (q->cluster_size),
+                   q->cluster_size, true) == -1 ||
+      mcache_init (&q->rb_cache, cache_slots (q->cluster_size),
+                   q->cluster_size, false) == -1)
+    goto err;
+
+  /* Bitmaps: an extension without autoclear bit 0 (or in a v2 image) is
+   * inconsistent and ignored, as in QEMU.
+   */
+  if (q->has_bitmaps_ext &&
+      (!(q->autoclear & AUTOCLEAR_BITMAPS) || q->version < 3)) {
+    q->has_bitmaps_ext = false;
+    q->nb_bitmaps = 0;
+  }
+  if (q->has_bitmaps_ext && qcow2_bitmaps_load_directory (q) == -1)
+    goto err;
+
+  if (!q->readonly) {
+    uint64_t ac = q->autoclear & AUTOCLEAR_MASK & ~AUTOCLEAR_DATA_FILE_RAW;
+    if (!q->has_bitmaps_ext)
+      ac &= ~AUTOCLEAR_BITMAPS;
+    if (ac != q->autoclear) {
+      /* Unknown autoclear bits are cleared before anything is written. */
+      q->autoclear = ac;
+      if (qcow2_write_header (q) == -1 || qcow2_file_sync (q) == -1)
+        goto err;
+    }
+  }
+
+  if (open_backing (q, chain) == -1)
+    goto err;
+  return q;
+
+ err:
+  free (buf);
+  free_image (q);
+  return NULL;
+}
+
+struct qcow2 *
+qcow2_open (const char *path, int flags)
+{
+  struct chain chain = { .n = 0 };
+
+  return open_image (path, flags, false, &chain);
+}
+
+int
+qcow2_flush (struct qcow2 *q)
+{
+  int r;
+
+  if (q->readonly || q->is_raw)
+    return 0;
+  pthread_mutex_lock (&q->lock);
+  if (q->nr_pending_free == 0) {
+    r = qcow2_flush_locked (q);
+    pthread_mutex_unlock (&q->lock);
+    return r;
+  }
+  pthread_mutex_unlock (&q->lock);
+  /* Freed clusters become reusable: no data I/O may be in flight. */
+  pthread_rwlock_wrlock (&q->io_lock);
+  pthread_mutex_lock (&q->lock);
+  r = qcow2_flush_locked (q);
+  pthread_mutex_unlock (&q->lock);
+  pthread_rwlock_unlock (&q->io_lock);
+  return r;
+}
+
+int
+qcow2_close (struct qcow2 *q)
+{
+  int r = 0;
+
+  if (q == NULL)
+    return 0;
+  if (!q->readonly && !q->is_raw && !q->write_error)
+    r = qcow2_flush (q);
+  free_image (q);
+  return r;
+}
+
+void
+qcow2_get_info (struct qcow2 *q, struct qcow2_info *info)
+{
+  memset (info, 0, sizeof *info);
+  info->size = q->size;
+  if (q->is_raw)
+    return;
+  info->version = q->version;
+  info->cluster_size = q->cluster_size;
+  info->refcount_bits = q->refcount_bits;
+  info->lazy_refcounts = !!(q->compat & COMPAT_LAZY_REFCOUNTS);
+  info->extended_l2 = q->extended_l2;
+  info->dirty = q->dirty_at_open;
+  info->corrupt = q->corrupt_at_open;
+  info->compression_type = q->compression_type;
+  info->backing_file = q->backing_file;
+  info->backing_format = q->backing_format;
+  info->nb_bitmaps = q->nr_bms;
+}
+
+uint64_t
+qcow2_get_size (struct qcow2 *q)
+{
+  return q->size;
+}
+
+struct qcow2 *
+qcow2_backing (struct qcow2 *q)
+{
+  return q->backing;
+}

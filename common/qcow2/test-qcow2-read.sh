@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Images made by qemu-img/qemu-io in many layouts read through the library
+# must equal qemu-img convert -O raw, and the library's map must agree
+# with qemu-img map on what is data, zero and unallocated.
+source "$top_srcdir/tests/functions.sh"
+set -e
+requires qemu-img --version
+requires qemu-io --version
+
+tool="$top_builddir/common/qcow2/qcow2-test-tool"
+d=$(mktemp -d /tmp/qcow2-read.XXXXXX)
+cleanup_fn rm -rf "$d"
+cd "$d"
+
+# A mix of data, zeroes and holes.
+fill ()
+{
+    qemu-io -f qcow2 "$@" \
+        -c 'write -P 0x11 0 100k' \
+        -c 'write -P 0x22 1M 64k' \
+        -c 'write -P 0x33 3000k 7k' \
+        -c 'write -z 1056k 128k' \
+        -c 'write -P 0x44 5M 1M' \
+        -c 'discard 5M 64k' \
+        -c 'write -z -u 5248k 128k' \
+        -c 'write -P 0x55 8388096 512' >/dev/null
+}
+
+same ()
+{
+    local img=$1
+    qemu-img convert -O raw "$img" expected.raw
+    "$tool" read "$img" actual.raw
+    cmp expected.raw actual.raw || {
+        echo "$0: data of $img differs from qemu-img's view"; exit 1; }
+}
+
+for opts in \
+    cluster_size=512 \
+    cluster_size=4k \
+    cluster_size=64k \
+    cluster_size=2M \
+    refcount_bits=1 \
+    refcount_bits=8 \
+    refcount_bits=64,cluster_size=4k \
+    compat=0.10 \
+    compat=0.10,cluster_size=4k \
+    extended_l2=on \
+    extended_l2=on,cluster_size=16k \
+    lazy_refcounts=on ; do
+    qemu-img create -q -f qcow2 -o "$opts" img.qcow2 8M
+    fill img.qcow2
+    same img.qcow2
+    # Compressed, both algorithms.
+    qemu-img convert -c -O qcow2 -o "$opts" img.qcow2 comp.qcow2 2>/dev/null &&
+        same comp.qcow2
+done
+qemu-img create -q -f qcow2 img.qcow2 8M
+fill img.qcow2
+qemu-img convert -c -O qcow2 -o compression_type=zstd img.qcow2 zstd.qcow2
+"$tool" info zstd.qcow2 | grep -q compression_type=1
+same zstd.qcow2
+qemu-img convert -c -O qcow2 -o compression_type=zstd,cluster_size=2M \
+    img.qcow2 zstd2.qcow2
+same zstd2.qcow2
+
+# Backing chain: raw base, qcow2 middle layers, relative names.
+mkdir -p sub/deeper
+head -c 8M /dev/urandom > sub/deeper/base.raw
+qemu-img create -q -f qcow2 -b deeper/base.raw -F raw sub/mid.qcow2
+qemu-io -f qcow2 -c 'write -P 0x66 192k 64k' -c 'write -z 1M 1M' \
+    sub/mid.qcow2 >/dev/null
+qemu-img create -q -f qcow2 -b sub/mid.qcow2 -F qcow2 top.qcow2 12M
+qemu-io -f qcow2 -c 'write -P 0x77 100k 4k' -c 'discard 2M 64k' \
+    -c 'write -P 0x78 9M 4k' top.qcow2 >/dev/null
+same top.qcow2
+# Backing without a format extension (probed), extended L2 on top.
+qemu-img create -q -f qcow2 -o extended_l2=on -b sub/mid.qcow2 -F qcow2 \
+    ext.qcow2
+qemu-io -f qcow2 -c 'write -P 0x79 4k 4k' -c 'write -z 200k 8k' ext.qcow2 \
+    >/dev/null
+same ext.qcow2
+
+# Allocation depth as qemu-img map reports it.
+"$tool" map top.qcow2 > map.txt
+
+# 100k..104k: data in the top layer (depth 1).
+awk '$1 <= 102400 && 102400 < $1 + $2 { exit !($4 == 1 && $3 == 5) }' map.txt
+# 192k: data from mid (depth 2).
+awk '$1 <= 196608 && 196608 < $1 + $2 { exit !($4 == 2 && $3 == 1) }' map.txt
+# 1M: zero in mid (depth 2).
+awk '$1 <= 1048576 && 1048576 < $1 + $2 { exit !($4 == 2 && $3 == 2) }' map.txt
+# 5M: from the raw base (depth 3).
+awk '$1 <= 5242880 && 5242880 < $1 + $2 { exit !($4 == 3) }' map.txt
+# Past the backing file's end: unallocated (depth 0), zero.
+awk '$1 <= 10485760 && 10485760 < $1 + $2 { exit !($4 == 0 && $3 == 2) }' map.txt
+echo OK
