@@ -1,13 +1,675 @@
-/* placeholder replaced below */
+/* The bitmaps extension: directory parsing with QEMU's checks, loading a
+ * bitmap's table and data, marking bitmaps in use in place, and storing a
+ * new set (new tables and directory, header switch, then freeing the old
+ * clusters), as block/qcow2-bitmap.c does.
+ */
 #include <config.h>
-#include "qcow2-internal.h"
-int qcow2_bitmaps_load_directory (struct qcow2 *q) { (void) q; return 0; }
-void qcow2_bitmaps_free (struct qcow2 *q) { (void) q; }
+
 #include <errno.h>
-int qcow2_bitmap_list (struct qcow2 *q, struct qcow2_bitmap_info **l, size_t *n) { (void)q;(void)l;(void)n; return qcow2_error (ENOTSUP, "not yet"); }
-void qcow2_bitmap_list_free (struct qcow2_bitmap_info *l, size_t n) { (void)l;(void)n; }
-struct hbitmap *qcow2_bitmap_load (struct qcow2 *q, const char *name) { (void)q;(void)name; return NULL; }
-int qcow2_bitmaps_mark_in_use (struct qcow2 *q) { (void)q; return -1; }
-int qcow2_bitmaps_store (struct qcow2 *q, const struct qcow2_bitmap_store_entry *s, size_t n, const char *const *k, size_t nk) { (void)q;(void)s;(void)n;(void)k;(void)nk; return -1; }
-int qcow2_bitmap_add (struct qcow2 *q, const char *name, uint64_t g, bool r) { (void)q;(void)name;(void)g;(void)r; return -1; }
-int qcow2_bitmap_remove (struct qcow2 *q, const char *name) { (void)q;(void)name; return -1; }
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byte-order.h"
+#include "cleanup.h"
+#include "hbitmap.h"
+#include "qcow2-internal.h"
+
+#define BME_IN_USE 1u
+#define BME_AUTO 2u
+#define BME_RESERVED_FLAGS 0xfffffffcu
+#define BME_MAX_TABLE_SIZE 0x8000000
+#define BME_MAX_PHYS_SIZE 0x20000000
+#define BME_MAX_NAME_SIZE 1023
+#define BME_MAX_BITMAPS 65535
+#define BME_MAX_DIR_SIZE (1024 * 65535)
+#define BME_TABLE_OFFSET_MASK UINT64_C (0x00fffffffffffe00)
+#define BME_TABLE_RESERVED_MASK UINT64_C (0xff000000000001fe)
+#define BME_TABLE_ALL_ONES 1
+
+static uint64_t
+entry_size (size_t name_len)
+{
+  return (24 + name_len + 7) & ~UINT64_C (7);
+}
+
+/* Table entries QEMU requires for a bitmap of granularity G. */
+static uint64_t
+table_size_for (struct qcow2 *q, uint64_t g)
+{
+  uint64_t bits = (q->size + g - 1) / g;
+  uint64_t bytes = (bits + 7) / 8;
+  return (bytes + q->cluster_size - 1) / q->cluster_size;
+}
+
+void
+qcow2_bitmaps_free (struct qcow2 *q)
+{
+  size_t i;
+
+  for (i = 0; i < q->nr_bms; i++)
+    free (q->bms[i].name);
+  free (q->bms);
+  free (q->bms_open_flags);
+  q->bms = NULL;
+  q->bms_open_flags = NULL;
+  q->nr_bms = 0;
+}
+
+static int
+cmp_range (const void *a, const void *b)
+{
+  const uint64_t *x = a, *y = b;
+  return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+int
+qcow2_bitmaps_load_directory (struct qcow2 *q)
+{
+  uint64_t dsize = q->bitmap_directory_size, pos = 0;
+  CLEANUP_FREE uint8_t *dir = malloc (dsize ? dsize : 1);
+  CLEANUP_FREE uint64_t *ranges = NULL;
+  uint32_t i, j;
+
+  if (dir == NULL)
+    return qcow2_error (errno, "malloc: %m");
+  if (qcow2_file_pread (q, dir, dsize, q->bitmap_directory_offset) == -1)
+    return -1;
+  q->bms = calloc (q->nb_bitmaps, sizeof *q->bms);
+  q->bms_open_flags = calloc (q->nb_bitmaps, sizeof (uint32_t));
+  ranges = calloc (q->nb_bitmaps + 1, 2 * sizeof (uint64_t));
+  if (q->bms == NULL || q->bms_open_flags == NULL || ranges == NULL)
+    return qcow2_error (errno, "calloc: %m");
+
+  for (i = 0; i < q->nb_bitmaps; i++) {
+    struct qcow2_bm *b = &q->bms[i];
+    uint16_t name_size;
+    uint32_t extra;
+    uint64_t esize;
+
+    if (dsize - pos < 24)
+      return qcow2_error (EINVAL, "%s: broken bitmap directory (entry %"
+                          PRIu32 " past its end)", q->filename, i);
+    b->table_offset = load_be64 (dir + pos);
+    b->table_size = load_be32 (dir + pos + 8);
+    b->flags = load_be32 (dir + pos + 12);
+    b->type = dir[pos + 16];
+    b->granularity_bits = dir[pos + 17];
+    name_size = load_be16 (dir + pos + 18);
+    extra = load_be32 (dir + pos + 20);
+    esize = (24 + (uint64_t) name_size + extra + 7) & ~UINT64_C (7);
+    if (esize > dsize - pos)
+      return qcow2_error (EINVAL, "%s: broken bitmap directory (entry %"
+                          PRIu32 " runs past its end)", q->filename, i);
+    if (extra != 0)
+      return qcow2_error (ENOTSUP, "%s: bitmap extra data is not supported",
+                          q->filename);
+    if (name_size == 0 || name_size > BME_MAX_NAME_SIZE)
+      return qcow2_error (EINVAL, "%s: bitmap %" PRIu32 " has an invalid "
+                          "name size %u", q->filename, i, name_size);
+    b->name = strndup ((const char *) dir + pos + 24, name_size);
+    if (b->name == NULL)
+      return qcow2_error (errno, "strndup: %m");
+    q->nr_bms = i + 1;
+    q->bms_open_flags[i] = b->flags;
+    if (strlen (b->name) != name_size)
+      return qcow2_error (EINVAL, "%s: bitmap %" PRIu32 " name contains "
+                          "a NUL byte", q->filename, i);
+    for (j = 0; j < i; j++)
+      if (strcmp (q->bms[j].name, b->name) == 0)
+        return qcow2_error (EINVAL, "%s: duplicate bitmap name '%s'",
+                            q->filename, b->name);
+    if (b->table_size == 0 || b->table_size > BME_MAX_TABLE_SIZE ||
+        (uint64_t) b->table_size * q->cluster_size > BME_MAX_PHYS_SIZE ||
+        (b->flags & BME_RESERVED_FLAGS) || b->type != 1 ||
+        b->granularity_bits < 9 || b->granularity_bits > 31 ||
+        b->table_offset == 0 ||
+        (b->table_offset & (q->cluster_size - 1)) ||
+        b->table_offset < q->cluster_size ||
+        b->table_offset >= MAX_HOST_OFFSET ||
+        b->table_offset + (uint64_t) b->table_size * 8 > q->host_end ||
+        (!(b->flags & BME_IN_USE) &&
+         q->size > ((uint64_t) b->table_size * q->cluster_size * 8)
+                   << b->granularity_bits))
+      return qcow2_error (EINVAL, "%s: bitmap '%s' doesn't satisfy the "
+                          "constraints", q->filename, b->name);
+    ranges[2 * i] = b->table_offset;
+    ranges[2 * i + 1] = b->table_offset + (uint64_t) b->table_size * 8;
+    pos += esize;
+  }
+  if (pos != dsize)
+    return qcow2_error (EINVAL, "%s: broken bitmap directory (size %" PRIu64
+                        " but entries fill %" PRIu64 " bytes)",
+                        q->filename, dsize, pos);
+  /* Tables must not overlap each other or the directory. */
+  ranges[2 * i] = q->bitmap_directory_offset;
+  ranges[2 * i + 1] = q->bitmap_directory_offset + dsize;
+  qsort (ranges, q->nb_bitmaps + 1, 2 * sizeof (uint64_t), cmp_range);
+  for (i = 1; i <= q->nb_bitmaps; i++)
+    if (ranges[2 * i] < ranges[2 * i - 1])
+      return qcow2_error (EINVAL, "%s: bitmap tables overlap each other or "
+                          "the bitmap directory", q->filename);
+  return 0;
+}
+
+int
+qcow2_bitmap_list (struct qcow2 *q, struct qcow2_bitmap_info **list,
+                   size_t *n)
+{
+  size_t i;
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  *n = 0;
+  *list = calloc (q->nr_bms ? q->nr_bms : 1, sizeof **list);
+  if (*list == NULL)
+    return qcow2_error (errno, "calloc: %m");
+  for (i = 0; i < q->nr_bms; i++) {
+    (*list)[i].name = strdup (q->bms[i].name);
+    if ((*list)[i].name == NULL) {
+      qcow2_bitmap_list_free (*list, i);
+      return qcow2_error (errno, "strdup: %m");
+    }
+    (*list)[i].granularity = UINT64_C (1) << q->bms[i].granularity_bits;
+    (*list)[i].flags = q->bms_open_flags[i];
+  }
+  *n = q->nr_bms;
+  return 0;
+}
+
+void
+qcow2_bitmap_list_free (struct qcow2_bitmap_info *list, size_t n)
+{
+  size_t i;
+
+  if (list == NULL)
+    return;
+  for (i = 0; i < n; i++)
+    free (list[i].name);
+  free (list);
+}
+
+static struct qcow2_bm *
+find (struct qcow2 *q, const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < q->nr_bms; i++)
+    if (strcmp (q->bms[i].name, name) == 0)
+      return &q->bms[i];
+  return NULL;
+}
+
+/* Reads and validates a bitmap table (host order). */
+static uint64_t *
+read_table (struct qcow2 *q, const struct qcow2_bm *b)
+{
+  uint64_t *t = malloc ((uint64_t) b->table_size * 8);
+  uint32_t i;
+
+  if (t == NULL)
+    return qcow2_error_null (errno, "malloc: %m");
+  if (qcow2_file_pread (q, t, (uint64_t) b->table_size * 8,
+                        b->table_offset) == -1) {
+    free (t);
+    return NULL;
+  }
+  for (i = 0; i < b->table_size; i++) {
+    uint64_t e = be64toh (t[i]), off = e & BME_TABLE_OFFSET_MASK;
+    t[i] = e;
+    if ((e & BME_TABLE_RESERVED_MASK) ||
+        (off && (e & BME_TABLE_ALL_ONES)) ||
+        (off && (off < q->cluster_size || off + q->cluster_size > q->host_end ||
+                 (off & (q->cluster_size - 1))))) {
+      free (t);
+      return qcow2_error_null (EINVAL, "%s: bitmap '%s' table entry %" PRIu32
+                               " is invalid (%#" PRIx64 ")",
+                               q->filename, b->name, i, e);
+    }
+  }
+  return t;
+}
+
+struct hbitmap *
+qcow2_bitmap_load (struct qcow2 *q, const char *name)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  struct qcow2_bm *b = find (q, name);
+  uint64_t g, chunk, i;
+  CLEANUP_FREE uint64_t *t = NULL;
+  CLEANUP_FREE uint8_t *buf = NULL;
+  struct hbitmap *hb;
+
+  if (b == NULL)
+    return qcow2_error_null (ENOENT, "%s: no bitmap named '%s'",
+                             q->filename, name);
+  if ((q->bms_open_flags[b - q->bms] & BME_IN_USE) && !q->bitmaps_ours)
+    return qcow2_error_null (EBUSY, "%s: bitmap '%s' is inconsistent and "
+                             "cannot be used (in use flag set); remove it",
+                             q->filename, name);
+  g = UINT64_C (1) << b->granularity_bits;
+  if (b->table_size != table_size_for (q, g))
+    return qcow2_error_null (EINVAL, "%s: bitmap '%s' table size %" PRIu32
+                             " does not match the image size",
+                             q->filename, name, b->table_size);
+  t = read_table (q, b);
+  if (t == NULL)
+    return NULL;
+  buf = malloc (q->cluster_size);
+  if (buf == NULL)
+    return qcow2_error_null (errno, "malloc: %m");
+  hb = hbitmap_new (q->size, g);
+  if (hb == NULL)
+    return qcow2_error_null (errno, "hbitmap_new: %m");
+  chunk = q->cluster_size * 8 * g;
+  for (i = 0; i < b->table_size; i++) {
+    uint64_t start = i * chunk, count;
+    if (start >= q->size)
+      break;
+    count = q->size - start < chunk ? q->size - start : chunk;
+    if (t[i] & BME_TABLE_OFFSET_MASK) {
+      if (qcow2_file_pread (q, buf, q->cluster_size,
+                            t[i] & BME_TABLE_OFFSET_MASK) == -1) {
+        hbitmap_free (hb);
+        return NULL;
+      }
+      hbitmap_deserialize_part (hb, buf, start, count);
+    }
+    else if (t[i] & BME_TABLE_ALL_ONES)
+      hbitmap_set (hb, start, count);
+  }
+  return hb;
+}
+
+/* Directory bytes for the current in-memory entries. */
+static uint8_t *
+build_directory (struct qcow2 *q, struct qcow2_bm *bms, size_t n,
+                 uint64_t *size)
+{
+  uint64_t s = 0, pos = 0;
+  uint8_t *dir;
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    s += entry_size (strlen (bms[i].name));
+  dir = calloc (1, s ? s : 1);
+  if (dir == NULL)
+    return qcow2_error_null (errno, "calloc: %m");
+  for (i = 0; i < n; i++) {
+    size_t len = strlen (bms[i].name);
+    store_be64 (dir + pos, bms[i].table_offset);
+    store_be32 (dir + pos + 8, bms[i].table_size);
+    store_be32 (dir + pos + 12, bms[i].flags);
+    dir[pos + 16] = 1;
+    dir[pos + 17] = bms[i].granularity_bits;
+    store_be16 (dir + pos + 18, len);
+    store_be32 (dir + pos + 20, 0);
+    memcpy (dir + pos + 24, bms[i].name, len);
+    pos += entry_size (len);
+  }
+  *size = s;
+  (void) q;
+  return dir;
+}
+
+int
+qcow2_bitmaps_mark_in_use (struct qcow2 *q)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  CLEANUP_FREE uint8_t *dir = NULL;
+  uint64_t size;
+  size_t i;
+
+  if (q->readonly)
+    return qcow2_error (EROFS, "%s: cannot mark bitmaps in use on a "
+                        "read-only image", q->filename);
+  if (q->nr_bms == 0 || q->bitmaps_ours) {
+    q->bitmaps_ours = true;
+    return 0;
+  }
+  for (i = 0; i < q->nr_bms; i++)
+    q->bms[i].flags |= BME_IN_USE;
+  dir = build_directory (q, q->bms, q->nr_bms, &size);
+  if (dir == NULL)
+    return -1;
+  /* As QEMU: autoclear bit off, directory in place, header, bit on. */
+  q->autoclear &= ~AUTOCLEAR_BITMAPS;
+  if (qcow2_write_header (q) == -1 || qcow2_file_sync (q) == -1 ||
+      qcow2_file_pwrite (q, dir, size, q->bitmap_directory_offset) == -1 ||
+      qcow2_file_sync (q) == -1)
+    goto err;
+  q->autoclear |= AUTOCLEAR_BITMAPS;
+  if (qcow2_write_header (q) == -1 || qcow2_file_sync (q) == -1)
+    goto err;
+  q->bitmaps_ours = true;
+  return 0;
+ err:
+  q->write_error = true;
+  return -1;
+}
+
+/* Frees a bitmap's table and data clusters (no longer referenced). */
+static int
+free_bitmap_clusters (struct qcow2 *q, const struct qcow2_bm *b)
+{
+  CLEANUP_FREE uint64_t *t = read_table (q, b);
+  uint32_t i;
+
+  if (t == NULL)
+    return -1;
+  for (i = 0; i < b->table_size; i++)
+    if ((t[i] & BME_TABLE_OFFSET_MASK) &&
+        qcow2_update_refcount (q, t[i] & BME_TABLE_OFFSET_MASK, 1, -1) == -1)
+      return -1;
+  return qcow2_update_refcount (q, b->table_offset,
+                                ((uint64_t) b->table_size * 8 +
+                                 q->cluster_size - 1) >> q->cluster_bits, -1);
+}
+
+/* Writes one bitmap's data and table to new clusters. */
+static int
+write_bitmap (struct qcow2 *q, const struct hbitmap *hb, struct qcow2_bm *b)
+{
+  uint64_t g = hbitmap_granularity (hb), chunk = q->cluster_size * 8 * g;
+  uint64_t tbytes, i;
+  CLEANUP_FREE uint8_t *buf = malloc (q->cluster_size);
+  CLEANUP_FREE uint8_t *tbl = NULL;
+  int64_t toff;
+
+  b->table_size = table_size_for (q, g);
+  tbytes = (uint64_t) b->table_size * 8;
+  tbl = calloc (1, (tbytes + q->cluster_size - 1) & ~(q->cluster_size - 1));
+  if (buf == NULL || tbl == NULL)
+    return qcow2_error (errno, "malloc: %m");
+  for (i = 0; i < b->table_size; i++) {
+    uint64_t start = i * chunk, count;
+    int64_t off;
+    if (start >= q->size)
+      break;
+    count = q->size - start < chunk ? q->size - start : chunk;
+    if (hbitmap_is_zero_part (hb, start, count))
+      continue;
+    memset (buf, 0, q->cluster_size);
+    hbitmap_serialize_part (hb, buf, start, count);
+    off = qcow2_alloc_clusters (q, 1);
+    if (off == -1 || qcow2_file_pwrite (q, buf, q->cluster_size, off) == -1)
+      return -1;
+    store_be64 (tbl + i * 8, off);
+  }
+  toff = qcow2_alloc_clusters (q, (tbytes + q->cluster_size - 1)
+                               >> q->cluster_bits);
+  if (toff == -1 ||
+      qcow2_file_pwrite (q, tbl, (tbytes + q->cluster_size - 1)
+                         & ~(q->cluster_size - 1), toff) == -1)
+    return -1;
+  b->table_offset = toff;
+  return 0;
+}
+
+static int
+check_name (struct qcow2 *q, const char *name)
+{
+  size_t len = strlen (name);
+  if (len == 0 || len > BME_MAX_NAME_SIZE)
+    return qcow2_error (EINVAL, "%s: bitmap name must be 1 to 1023 bytes",
+                        q->filename);
+  return 0;
+}
+
+static int
+check_granularity (struct qcow2 *q, uint64_t g)
+{
+  uint64_t bytes;
+  if (g < 512 || g > (UINT64_C (1) << 31) || (g & (g - 1)))
+    return qcow2_error (EINVAL, "%s: bitmap granularity must be a power of "
+                        "two from 512 bytes to 2 GiB", q->filename);
+  bytes = ((q->size + g - 1) / g + 7) / 8;
+  if (bytes > BME_MAX_PHYS_SIZE ||
+      bytes > (uint64_t) BME_MAX_TABLE_SIZE * q->cluster_size)
+    return qcow2_error (EFBIG, "%s: bitmap is too large for this granularity",
+                        q->filename);
+  return 0;
+}
+
+static int
+store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
+              size_t n, const char *const *keep, size_t nkeep)
+{
+  struct qcow2_bm *nb = NULL, *old = q->bms;
+  uint32_t *old_flags = q->bms_open_flags;
+  size_t nold = q->nr_bms, total = 0, i, j;
+  uint64_t old_dir_off = q->bitmap_directory_offset;
+  uint64_t old_dir_size = q->has_bitmaps_ext ? q->bitmap_directory_size : 0;
+  uint64_t dsize = 0;
+  CLEANUP_FREE uint8_t *dir = NULL;
+  int64_t doff = 0;
+
+  if (q->readonly)
+    return qcow2_error (EROFS, "%s: image is read-only", q->filename);
+  if (q->write_error)
+    return qcow2_error (EIO, "%s: an earlier metadata write failed",
+                        q->filename);
+  if (n + nkeep > 0 && q->version < 3)
+    return qcow2_error (ENOTSUP, "%s: cannot store dirty bitmaps in qcow2 "
+                        "v2 files", q->filename);
+  if (n + nkeep > BME_MAX_BITMAPS)
+    return qcow2_error (EINVAL, "%s: too many bitmaps", q->filename);
+  for (i = 0; i < nkeep; i++)
+    if (find (q, keep[i]) == NULL)
+      return qcow2_error (ENOENT, "%s: no bitmap named '%s' to keep",
+                          q->filename, keep[i]);
+  for (i = 0; i < n; i++) {
+    if (check_name (q, set[i].name) == -1 ||
+        check_granularity (q, hbitmap_granularity (set[i].bitmap)) == -1)
+      return -1;
+    if (hbitmap_size (set[i].bitmap) != q->size)
+      return qcow2_error (EINVAL, "%s: bitmap '%s' size does not match the "
+                          "image", q->filename, set[i].name);
+    for (j = 0; j < i; j++)
+      if (strcmp (set[i].name, set[j].name) == 0)
+        return qcow2_error (EINVAL, "%s: duplicate bitmap name '%s'",
+                            q->filename, set[i].name);
+    for (j = 0; j < nkeep; j++)
+      if (strcmp (set[i].name, keep[j]) == 0)
+        return qcow2_error (EINVAL, "%s: bitmap '%s' both stored and kept",
+                            q->filename, set[i].name);
+  }
+
+  nb = calloc (n + nkeep + 1, sizeof *nb);
+  if (nb == NULL)
+    return qcow2_error (errno, "calloc: %m");
+  for (i = 0; i < n; i++) {
+    nb[total].name = strdup (set[i].name);
+    if (nb[total].name == NULL) {
+      qcow2_error (errno, "strdup: %m");
+      goto err;
+    }
+    nb[total].type = 1;
+    nb[total].granularity_bits =
+      __builtin_ctzll (hbitmap_granularity (set[i].bitmap));
+    nb[total].flags = (set[i].recording ? BME_AUTO : 0) |
+      (set[i].in_use ? BME_IN_USE : 0);
+    total++;
+    if (write_bitmap (q, set[i].bitmap, &nb[total - 1]) == -1)
+      goto err;
+  }
+  for (i = 0; i < nkeep; i++) {
+    struct qcow2_bm *o = find (q, keep[i]);
+    nb[total] = *o;
+    nb[total].name = strdup (o->name);
+    if (nb[total].name == NULL) {
+      qcow2_error (errno, "strdup: %m");
+      goto err;
+    }
+    total++;
+  }
+  dir = build_directory (q, nb, total, &dsize);
+  if (dir == NULL)
+    goto err;
+  if (dsize > BME_MAX_DIR_SIZE) {
+    qcow2_error (EINVAL, "%s: bitmap directory too large", q->filename);
+    goto err;
+  }
+  if (total > 0) {
+    doff = qcow2_alloc_clusters (q, (dsize + q->cluster_size - 1)
+                                 >> q->cluster_bits);
+    if (doff == -1 || qcow2_file_pwrite (q, dir, dsize, doff) == -1)
+      goto err;
+  }
+  /* New clusters and their refcounts on disk before the header switch. */
+  if (qcow2_writeback (q) == -1 || qcow2_file_sync (q) == -1)
+    goto err;
+  q->has_bitmaps_ext = total > 0;
+  q->nb_bitmaps = total;
+  q->bitmap_directory_size = total ? dsize : 0;
+  q->bitmap_directory_offset = total ? doff : 0;
+  if (total)
+    q->autoclear |= AUTOCLEAR_BITMAPS;
+  else
+    q->autoclear &= ~AUTOCLEAR_BITMAPS;
+  if (qcow2_write_header (q) == -1 || qcow2_file_sync (q) == -1) {
+    q->write_error = true;
+    goto err;
+  }
+
+  /* Switched: the old directory and the replaced bitmaps go. */
+  q->bms = nb;
+  q->nr_bms = total;
+  q->bms_open_flags = calloc (total + 1, sizeof (uint32_t));
+  if (q->bms_open_flags == NULL) {
+    q->bms_open_flags = old_flags;
+    old_flags = NULL;
+  }
+  for (i = 0; i < total; i++)
+    q->bms_open_flags[i] = nb[i].flags;
+  for (i = 0; i < nold; i++) {
+    bool kept = false;
+    for (j = 0; j < nkeep; j++)
+      if (strcmp (old[i].name, keep[j]) == 0)
+        kept = true;
+    if (!kept && free_bitmap_clusters (q, &old[i]) == -1)
+      q->write_error = true;
+  }
+  if (old_dir_size &&
+      qcow2_update_refcount (q, old_dir_off,
+                             (old_dir_size + q->cluster_size - 1)
+                             >> q->cluster_bits, -1) == -1)
+    q->write_error = true;
+  for (i = 0; i < nold; i++)
+    free (old[i].name);
+  free (old);
+  free (old_flags);
+  if (qcow2_writeback (q) == -1 || qcow2_file_sync (q) == -1)
+    return -1;
+  return q->write_error ? qcow2_error (EIO, "%s: freeing old bitmap "
+                                       "clusters failed", q->filename) : 0;
+
+ err:
+  /* Clusters allocated so far leak; the image stays consistent. */
+  for (i = 0; i < n + nkeep; i++)
+    free (nb[i].name);
+  free (nb);
+  return -1;
+}
+
+int
+qcow2_bitmaps_store (struct qcow2 *q,
+                     const struct qcow2_bitmap_store_entry *set, size_t n,
+                     const char *const *keep, size_t nkeep)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  return store_locked (q, set, n, keep, nkeep);
+}
+
+/* Entries of every current bitmap except SKIP, to keep as they are. */
+static const char **
+keep_all_but (struct qcow2 *q, const char *skip, size_t *n)
+{
+  const char **k = calloc (q->nr_bms + 1, sizeof *k);
+  size_t i;
+
+  *n = 0;
+  if (k == NULL)
+    return qcow2_error_null (errno, "calloc: %m");
+  for (i = 0; i < q->nr_bms; i++)
+    if (skip == NULL || strcmp (q->bms[i].name, skip) != 0)
+      k[(*n)++] = q->bms[i].name;
+  return k;
+}
+
+int
+qcow2_bitmap_add (struct qcow2 *q, const char *name, uint64_t granularity,
+                  bool recording)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  struct qcow2_bitmap_store_entry e = { .name = name, .recording = recording };
+  CLEANUP_FREE const char **keep = NULL;
+  struct hbitmap *hb;
+  size_t nkeep;
+  int r;
+
+  if (check_name (q, name) == -1 || check_granularity (q, granularity) == -1)
+    return -1;
+  if (find (q, name))
+    return qcow2_error (EEXIST, "%s: bitmap '%s' already exists",
+                        q->filename, name);
+  if (q->version < 3)
+    return qcow2_error (ENOTSUP, "%s: cannot store dirty bitmaps in qcow2 "
+                        "v2 files", q->filename);
+  keep = keep_all_but (q, NULL, &nkeep);
+  if (keep == NULL)
+    return -1;
+  hb = hbitmap_new (q->size, granularity);
+  if (hb == NULL)
+    return qcow2_error (errno, "hbitmap_new: %m");
+  e.bitmap = hb;
+  r = store_locked (q, &e, 1, keep, nkeep);
+  hbitmap_free (hb);
+  return r;
+}
+
+int
+qcow2_bitmap_remove (struct qcow2 *q, const char *name)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  CLEANUP_FREE const char **keep = NULL;
+  size_t nkeep;
+
+  if (find (q, name) == NULL)
+    return qcow2_error (ENOENT, "%s: no bitmap named '%s'", q->filename,
+                        name);
+  keep = keep_all_but (q, name, &nkeep);
+  if (keep == NULL)
+    return -1;
+  return store_locked (q, NULL, 0, keep, nkeep);
+}
+
+/* For check: calls FN on the directory, every table and data cluster. */
+int
+qcow2_bitmaps_account (struct qcow2 *q,
+                       int (*fn) (void *opaque, uint64_t offset,
+                                  uint64_t len, const char *what),
+                       void *opaque)
+{
+  size_t i;
+  uint32_t j;
+
+  if (!q->has_bitmaps_ext)
+    return 0;
+  if (fn (opaque, q->bitmap_directory_offset, q->bitmap_directory_size,
+          "bitmap directory") == -1)
+    return -1;
+  for (i = 0; i < q->nr_bms; i++) {
+    CLEANUP_FREE uint64_t *t = read_table (q, &q->bms[i]);
+    if (t == NULL)
+      return -1;
+    if (fn (opaque, q->bms[i].table_offset,
+            (uint64_t) q->bms[i].table_size * 8, "bitmap table") == -1)
+      return -1;
+    for (j = 0; j < q->bms[i].table_size; j++)
+      if ((t[j] & BME_TABLE_OFFSET_MASK) &&
+          fn (opaque, t[j] & BME_TABLE_OFFSET_MASK, q->cluster_size,
+              "bitmap data") == -1)
+        return -1;
+  }
+  return 0;
+}

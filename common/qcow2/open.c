@@ -208,8 +208,10 @@ open_image (const char *path, int flags, bool raw, struct chain *chain)
   /* Bitmaps: an extension without autoclear bit 0 (or in a v2 image) is
    * inconsistent and ignored, as in QEMU.
    */
+  bool drop_ext = false;
   if (q->has_bitmaps_ext &&
       (!(q->autoclear & AUTOCLEAR_BITMAPS) || q->version < 3)) {
+    drop_ext = true;
     q->has_bitmaps_ext = false;
     q->nb_bitmaps = 0;
   }
@@ -220,8 +222,10 @@ open_image (const char *path, int flags, bool raw, struct chain *chain)
     uint64_t ac = q->autoclear & AUTOCLEAR_MASK & ~AUTOCLEAR_DATA_FILE_RAW;
     if (!q->has_bitmaps_ext)
       ac &= ~AUTOCLEAR_BITMAPS;
-    if (ac != q->autoclear) {
-      /* Unknown autoclear bits are cleared before anything is written. */
+    if (ac != q->autoclear || drop_ext) {
+      /* Unknown autoclear bits are cleared before anything is written;
+       * an inconsistent bitmaps extension is dropped (its clusters leak).
+       */
       q->autoclear = ac;
       if (qcow2_write_header (q) == -1 || qcow2_file_sync (q) == -1)
         goto err;
