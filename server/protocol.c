@@ -5,7 +5,9 @@
  * request and sends its reply under the write lock.  Replies therefore go
  * out of order.  Each worker keeps one buffer that holds the request's
  * payload with room for the reply header in front of it, so a READ reply
- * leaves in one system call with no copy.
+ * leaves in one system call with no copy.  The payload starts on a page
+ * boundary (the header sits at the end of the page before it), so a
+ * plugin doing O_DIRECT I/O can use it without a bounce buffer.
  */
 #include <config.h>
 
@@ -20,12 +22,17 @@
 #include "checked-overflow.h"
 #include "minmax.h"
 
-#define HDR_ROOM 32                  /* >= reply chunk header + offset */
+/* Where the payload starts in a worker's buffer: a page, so that the
+ * data is 4096-aligned; the reply header (at most 32 bytes) goes right
+ * before it.
+ */
+#define HDR_ROOM 4096
+#define DATA_ALIGN 4096
 #define KEEP_BUFFER (4 * 1024 * 1024) /* larger buffers are not kept */
 
 struct worker {
   struct connection *conn;
-  char *buf;                         /* HDR_ROOM + payload */
+  char *buf;                         /* HDR_ROOM + payload, aligned */
   size_t cap;
 };
 
@@ -41,7 +48,7 @@ worker_buffer (struct worker *w, size_t len)
   free (w->buf);
   w->buf = NULL;
   w->cap = 0;
-  if (posix_memalign (&p, 4096, HDR_ROOM + len) != 0)
+  if (posix_memalign (&p, DATA_ALIGN, HDR_ROOM + len) != 0)
     return -1;
   w->buf = p;
   w->cap = HDR_ROOM + len;
@@ -51,7 +58,7 @@ worker_buffer (struct worker *w, size_t len)
 static void
 worker_trim_buffer (struct worker *w)
 {
-  if (w->cap > KEEP_BUFFER) {
+  if (w->cap > HDR_ROOM + KEEP_BUFFER) {
     free (w->buf);
     w->buf = NULL;
     w->cap = 0;
@@ -374,7 +381,7 @@ execute (struct worker *w, uint16_t type, uint16_t flags, uint64_t offset,
 {
   struct nbdcbt_context *top_ctx = w->conn->top;
   uint32_t f = (flags & NBD_CMD_FLAG_FUA) ? NBDCBT_FLAG_FUA : 0;
-  char *data = w->buf + HDR_ROOM;
+  char *data = w->buf ? w->buf + HDR_ROOM : NULL; /* READ, WRITE only */
 
   switch (type) {
   case NBD_CMD_READ:
