@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "minmax.h"
 
 __thread struct connection *current_conn;
 
@@ -101,6 +102,67 @@ conn_recv (struct connection *conn, void *buf, size_t len, bool handshake)
       return -1;
     }
     done += r;
+  }
+  return 1;
+}
+
+/* One read of at most LEN bytes: > 0 bytes read, 0 at EOF, -1 on error. */
+static ssize_t
+recv_some (struct connection *conn, void *buf, size_t len)
+{
+  ssize_t r;
+
+  for (;;) {
+    if (!conn->is_socket && wait_readable (conn->sockin, -1) == -1)
+      return -1;
+    if (conn->is_socket)
+      r = recv (conn->sockin, buf, len, 0);
+    else
+      r = read (conn->sockin, buf, len);
+    if (r == -1 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    return r;
+  }
+}
+
+/* Transmission phase, under the read lock: read exactly LEN bytes through
+ * the connection's input buffer, so that one system call picks up several
+ * small requests (a client with many requests in flight sends them back
+ * to back) or a request with its small payload.  Large payloads bypass
+ * the buffer.  Same results as conn_recv.
+ */
+int
+conn_recv_buffered (struct connection *conn, void *buf, size_t len)
+{
+  char *p = buf;
+  size_t done = 0, n;
+  ssize_t r;
+
+  while (done < len) {
+    if (conn->rpos < conn->rlen) {
+      n = MIN (len - done, conn->rlen - conn->rpos);
+      memcpy (p + done, conn->rbuf + conn->rpos, n);
+      conn->rpos += n;
+      done += n;
+      continue;
+    }
+    conn->rpos = conn->rlen = 0;
+    if (len - done >= RECV_DIRECT_MIN)
+      r = recv_some (conn, p + done, len - done);
+    else
+      r = recv_some (conn, conn->rbuf, sizeof conn->rbuf);
+    if (r == -1)
+      return -1;
+    if (r == 0) {
+      if (done == 0)
+        return 0;
+      errno = EPIPE;
+      return -1;
+    }
+    if (len - done >= RECV_DIRECT_MIN)
+      done += r;
+    else
+      conn->rlen = r;
   }
   return 1;
 }

@@ -139,10 +139,15 @@ extern bool meta_query_matches (const char *query, size_t qlen,
 extern void selected_reset (selected_vector *v);
 
 /* connections.c */
+#define RECV_BUFFER (64 * 1024)     /* input buffer of a connection */
+#define RECV_DIRECT_MIN (16 * 1024) /* larger reads bypass it */
 struct connection {
   int sockin, sockout;
   bool is_socket;
   pthread_mutex_t read_lock;
+  /* Input buffer of the transmission phase, under read_lock. */
+  size_t rpos, rlen;
+  char rbuf[RECV_BUFFER];
   pthread_mutex_t write_lock;
   pthread_mutex_t status_lock;
   bool closing;           /* no more requests are read */
@@ -154,6 +159,7 @@ struct connection {
   uint16_t eflags;
   uint64_t size;
   uint32_t minimum;
+  unsigned hole_misses, hole_interval, hole_skip; /* protocol.c */
   struct nbdcbt_context *top;
   struct connection *list_next, *list_prev;
 };
@@ -166,6 +172,8 @@ extern void conn_set_closing (struct connection *conn);
 extern bool conn_is_closing (struct connection *conn);
 extern int conn_recv (struct connection *conn, void *buf, size_t len,
                       bool handshake);
+extern int conn_recv_buffered (struct connection *conn, void *buf,
+                               size_t len);
 extern int conn_send (struct connection *conn, const void *buf, size_t len);
 extern int conn_sendv (struct connection *conn, struct iovec *iov, int n);
 
