@@ -2,12 +2,16 @@
  *
  * The image is opened once (get_ready) and shared by every connection;
  * the library is thread-safe, so requests run in parallel.  It is opened
- * read-only at first and reopened read-write when the first writable
- * connection arrives, so that a read-only server (-r) never writes to the
- * file (a file that cannot be opened for writing is served read-only).
- * The persistent bitmaps are not touched by the plugin itself: it
- * hands the image's bitmaps extension to the dirty filter as the
- * "bitmap-store" service (common/bitmap/bitmap-store.h).
+ * read-only on a read-only server (-r) and read-write otherwise; a file
+ * that cannot be opened for writing is served read-only.
+ *
+ * Persistent bitmaps: the plugin hands the image's bitmaps extension to
+ * the dirty filter as the "bitmap-store" service (bitmap-store.h), which
+ * loads, records and stores them.  As QEMU does on a read-write open, the
+ * bitmaps are marked in use on disk before the server accepts anyone: when
+ * the filter asks for the store (its get_ready, right after ours).  Without
+ * such a filter nothing would record writes, so they are marked in use
+ * (left inconsistent) at the first write instead.
  */
 #include <config.h>
 
@@ -21,23 +25,28 @@
 #include "nbdcbt-plugin.h"
 #include "bitmap-store.h"
 #include "cleanup.h"
+#include "hbitmap.h"
 #include "qcow2.h"
 
 static char *filename;
 
-/* The open image.  I/O callbacks hold the read lock; the upgrade to
- * read-write (close + reopen) holds the write lock.
- */
+/* The open image, from get_ready to cleanup. */
 static struct qcow2 *image;
 static bool image_writable;
-static bool write_refused;         /* the file cannot be opened rw */
-static pthread_rwlock_t image_lock = PTHREAD_RWLOCK_INITIALIZER;
 
-/* Persistent bitmaps (see before_write). */
-static size_t bitmaps_at_open;     /* from get_ready */
+/* The bitmaps as they were on disk at open (names and in_use), so that
+ * the store lists the open-time state after we marked them in use.
+ */
+static struct qcow2_bitmap_info *bitmaps_at_open;
+static size_t nbitmaps_at_open;
 static bool bitmaps_unsupported;   /* the library cannot read them */
 static bool bitmaps_safe;          /* marked in use: writes may proceed */
+static bool bitmaps_marked;        /* we set in_use on disk */
+static bool written;               /* a write reached the image */
+static bool stored;                /* the filter stored after the mark */
 static pthread_mutex_t bitmaps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void restore_untouched_bitmaps (void);
 
 static void
 qcow2_plugin_unload (void)
@@ -78,32 +87,53 @@ qcow2_plugin_thread_model (void)
   return NBDCBT_THREAD_MODEL_PARALLEL;
 }
 
-/* Bitmaps are managed by the dirty filter through the bitmap store, not
- * marked in use by the library at open.
+/* Bitmaps are marked in use by the plugin or the dirty filter through
+ * the bitmap store, not by the library at open.
  */
 #define OPEN_FLAGS QCOW2_OPEN_NO_BITMAP_IN_USE
 
+/* Open read-write, or read-only on -r or if the file is not writable. */
 static int
-qcow2_plugin_get_ready (void)
+open_image (void)
 {
-  struct qcow2_bitmap_info *list;
-  size_t n;
-
-  /* The library's messages name the file. */
+  if (!nbdcbt_read_only ()) {
+    image = qcow2_open (filename, OPEN_FLAGS);
+    if (image) {
+      image_writable = true;
+      return 0;
+    }
+    if (errno != EACCES && errno != EROFS && errno != EPERM) {
+      /* The library's messages name the file. */
+      nbdcbt_error ("qcow2: %s", qcow2_last_error ());
+      return -1;
+    }
+    nbdcbt_error ("qcow2: warning: cannot open for writing: %s; serving "
+                  "it read-only", qcow2_last_error ());
+  }
   image = qcow2_open (filename, OPEN_FLAGS | QCOW2_OPEN_RDONLY);
   if (image == NULL) {
     nbdcbt_error ("qcow2: %s", qcow2_last_error ());
     return -1;
   }
   image_writable = false;
+  return 0;
+}
+
+static int
+qcow2_plugin_get_ready (void)
+{
+  if (open_image () == -1)
+    return -1;
 
   /* A broken bitmap directory makes the image unusable, as in QEMU, even
    * when no filter asks for the bitmaps.
    */
-  if (qcow2_bitmap_list (image, &list, &n) == -1) {
+  if (qcow2_bitmap_list (image, &bitmaps_at_open, &nbitmaps_at_open) == -1) {
     if (errno == ENOTSUP) {
       /* The library cannot read bitmaps at all: serve the data. */
       nbdcbt_debug ("qcow2: bitmaps not available: %s", qcow2_last_error ());
+      bitmaps_at_open = NULL;
+      nbitmaps_at_open = 0;
       bitmaps_unsupported = true;
       return 0;
     }
@@ -112,76 +142,121 @@ qcow2_plugin_get_ready (void)
     image = NULL;
     return -1;
   }
-  qcow2_bitmap_list_free (list, n);
-  bitmaps_at_open = n;
   return 0;
 }
 
 static void
 qcow2_plugin_cleanup (void)
 {
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
+    restore_untouched_bitmaps ();
+  }
   if (image && qcow2_close (image) == -1)
     nbdcbt_error ("qcow2: %s: close: %s", filename, qcow2_last_error ());
   image = NULL;
+  if (bitmaps_at_open)
+    qcow2_bitmap_list_free (bitmaps_at_open, nbitmaps_at_open);
+  bitmaps_at_open = NULL;
+  nbitmaps_at_open = 0;
 }
 
-/* Reopen the image read-write, once, for the first writable connection.
- * A file the server may not write (permissions, a read-only mount) is
- * served read-only instead, as the file plugin does: *REFUSED is set.
- */
+/* Mark every bitmap in use on disk, once.  BITMAPS_LOCK held. */
 static int
-make_writable (bool *refused)
+mark_in_use_locked (void)
 {
-  struct qcow2 *rw;
-  ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&image_lock);
-
-  *refused = write_refused;
-  if (image_writable)
+  if (bitmaps_safe || !image_writable)
     return 0;
-  if (write_refused)
-    return -1;
-
-  /* Open the second handle first: on failure the read-only one stays. */
-  rw = qcow2_open (filename, OPEN_FLAGS);
-  if (rw == NULL) {
-    int err = errno;
-
-    if (err == EACCES || err == EROFS || err == EPERM) {
-      /* The library's message names the file. */
-      nbdcbt_error ("qcow2: warning: cannot open for writing: %s; "
-                    "serving it read-only", qcow2_last_error ());
-      write_refused = *refused = true;
-    }
-    else
-      nbdcbt_error ("qcow2: cannot open for writing: %s",
-                    qcow2_last_error ());
-    errno = err;
-    return -1;
+  if (nbitmaps_at_open > 0) {
+    if (qcow2_bitmaps_mark_in_use (image) == -1)
+      return -1;
+    bitmaps_marked = true;
+    stored = false;
   }
-  if (qcow2_close (image) == -1)
-    nbdcbt_debug ("qcow2: %s: closing the read-only handle: %s", filename,
-                  qcow2_last_error ());
-  image = rw;
-  image_writable = true;
+  bitmaps_safe = true;
   return 0;
 }
 
-/* Writes must never leave persistent bitmaps on disk that look valid but
- * missed them.  With the dirty filter above, the bitmaps are marked in use
- * (bitmap store mark_in_use) before the first write.  Without it, the
- * plugin marks them in use itself at the first write, so that they are
- * inconsistent afterwards (only removable), as QEMU would leave them.
+/* The bitmaps were marked in use but nothing was written and nobody
+ * stored them: a server that stops before any client wrote (a clean stop
+ * without writes, or a startup failure after get_ready) puts them back
+ * as they were, consistent, rather than leave them inconsistent.  Each
+ * one is loaded (ours) and stored unchanged; inconsistent ones are kept.
  */
+static void
+restore_untouched_bitmaps (void)
+{
+  struct qcow2_bitmap_store_entry *set;
+  const char **keep;
+  size_t i, n = 0, nkeep = 0;
+
+  if (image == NULL || !bitmaps_marked || written || stored)
+    return;
+  set = calloc (nbitmaps_at_open, sizeof *set);
+  keep = calloc (nbitmaps_at_open, sizeof *keep);
+  if (set == NULL || keep == NULL) {
+    nbdcbt_error ("qcow2: %m");
+    goto out;
+  }
+  for (i = 0; i < nbitmaps_at_open; i++) {
+    const struct qcow2_bitmap_info *b = &bitmaps_at_open[i];
+
+    if (b->flags & QCOW2_BME_IN_USE) {
+      keep[nkeep++] = b->name;
+      continue;
+    }
+    set[n].bitmap = qcow2_bitmap_load (image, b->name);
+    if (set[n].bitmap == NULL) {
+      nbdcbt_error ("qcow2: cannot reload bitmap '%s' to clear its in-use "
+                    "flag: %s", b->name, qcow2_last_error ());
+      goto out;
+    }
+    set[n].name = b->name;
+    set[n].recording = (b->flags & QCOW2_BME_AUTO) != 0;
+    set[n].in_use = false;
+    n++;
+  }
+  if (qcow2_bitmaps_store (image, set, n, keep, nkeep) == -1)
+    nbdcbt_error ("qcow2: cannot clear the in-use flag of the persistent "
+                  "bitmaps: %s", qcow2_last_error ());
+  else {
+    stored = true;
+    nbdcbt_debug ("qcow2: nothing was written: bitmaps stored back "
+                  "unchanged");
+  }
+ out:
+  for (i = 0; i < n; i++)
+    hbitmap_free ((struct hbitmap *) set[i].bitmap);
+  free (set);
+  free (keep);
+}
+
+/* exit () after a failed startup skips cleanup: restore them then. */
+static void
+restore_at_exit (void)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
+  restore_untouched_bitmaps ();
+}
+
+/* Writes must never leave persistent bitmaps on disk that look valid but
+ * missed them.  With the dirty filter above, the bitmaps were marked in
+ * use when it took the store.  Without it, the plugin marks them in use
+ * at the first write, so that they are inconsistent afterwards (only
+ * removable), as QEMU would leave bitmaps it could not update.
+ */
+static bool write_fast;            /* written and safe: nothing to do */
 
 static int
 before_write (void)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
-
-  if (bitmaps_safe)
+  if (__atomic_load_n (&write_fast, __ATOMIC_ACQUIRE))
     return 0;
-  if (bitmaps_at_open > 0 && !bitmaps_unsupported) {
-    if (qcow2_bitmaps_mark_in_use (image) == -1) {
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
+  written = true;
+  if (!bitmaps_safe && nbitmaps_at_open > 0) {
+    if (mark_in_use_locked () == -1) {
       nbdcbt_error ("qcow2: cannot mark the persistent bitmaps in use "
                     "before writing: %s", qcow2_last_error ());
       nbdcbt_set_error (EIO);
@@ -193,6 +268,7 @@ before_write (void)
                   "to keep them.", filename);
   }
   bitmaps_safe = true;
+  __atomic_store_n (&write_fast, true, __ATOMIC_RELEASE);
   return 0;
 }
 
@@ -205,19 +281,13 @@ static void *
 qcow2_plugin_open (int readonly)
 {
   struct handle *h;
-  bool refused;
 
-  if (!readonly && make_writable (&refused) == -1) {
-    if (!refused)
-      return NULL;
-    readonly = 1;
-  }
   h = malloc (sizeof *h);
   if (h == NULL) {
     nbdcbt_error ("malloc: %m");
     return NULL;
   }
-  h->readonly = readonly;
+  h->readonly = readonly || !image_writable;
   return h;
 }
 
@@ -230,7 +300,6 @@ qcow2_plugin_close (void *handle)
 static int64_t
 qcow2_plugin_get_size (void *handle)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
   return qcow2_get_size (image);
 }
 
@@ -239,7 +308,7 @@ qcow2_plugin_can_write (void *handle)
 {
   struct handle *h = handle;
 
-  return !h->readonly && image_writable;
+  return !h->readonly;
 }
 
 static int
@@ -275,7 +344,6 @@ static int
 qcow2_plugin_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
                     uint32_t flags)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
   if (qcow2_pread (image, buf, count, offset) == -1)
     return io_error ("read");
   return 0;
@@ -285,7 +353,6 @@ static int
 qcow2_plugin_pwrite (void *handle, const void *buf, uint32_t count,
                      uint64_t offset, uint32_t flags)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
   if (before_write () == -1)
     return -1;
   if (qcow2_pwrite (image, buf, count, offset,
@@ -299,8 +366,6 @@ qcow2_plugin_zero (void *handle, uint32_t count, uint64_t offset,
                    uint32_t flags)
 {
   int qflags = 0;
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
-
   if (flags & NBDCBT_FLAG_FUA)
     qflags |= QCOW2_WRITE_FUA;
   if (flags & NBDCBT_FLAG_MAY_TRIM)
@@ -316,7 +381,6 @@ static int
 qcow2_plugin_trim (void *handle, uint32_t count, uint64_t offset,
                    uint32_t flags)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
   if (before_write () == -1)
     return -1;
   if (qcow2_discard (image, count, offset,
@@ -328,7 +392,6 @@ qcow2_plugin_trim (void *handle, uint32_t count, uint64_t offset,
 static int
 qcow2_plugin_flush (void *handle, uint32_t flags)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
   if (qcow2_flush (image) == -1)
     return io_error ("flush");
   return 0;
@@ -362,8 +425,6 @@ walk_block_status (uint32_t count, uint64_t offset, uint32_t flags,
                    uint32_t (*type_of) (int status, int depth))
 {
   uint64_t end = offset + count;
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
-
   while (offset < end) {
     uint64_t pnum;
     int status, depth;
@@ -427,12 +488,25 @@ store_list_free (void *opaque, struct bitmap_store_info *list, size_t n)
   free (list);
 }
 
+/* Was NAME in use (inconsistent) when the image was opened?  -1 if it
+ * was not in the directory then.
+ */
+static int
+in_use_at_open (const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < nbitmaps_at_open; i++)
+    if (strcmp (bitmaps_at_open[i].name, name) == 0)
+      return (bitmaps_at_open[i].flags & QCOW2_BME_IN_USE) != 0;
+  return -1;
+}
+
 static int
 store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
 {
   struct qcow2_bitmap_info *qlist;
   size_t i, qn;
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
 
   if (qcow2_bitmap_list (image, &qlist, &qn) == -1)
     return -1;
@@ -442,6 +516,8 @@ store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
     return -1;
   }
   for (i = 0; i < qn; i++) {
+    int was_in_use = in_use_at_open (qlist[i].name);
+
     (*list)[i].name = strdup (qlist[i].name);
     if ((*list)[i].name == NULL) {
       store_list_free (opaque, *list, i);
@@ -450,7 +526,11 @@ store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
     }
     (*list)[i].granularity = qlist[i].granularity;
     (*list)[i].recording = (qlist[i].flags & QCOW2_BME_AUTO) != 0;
-    (*list)[i].in_use = (qlist[i].flags & QCOW2_BME_IN_USE) != 0;
+    /* Our own in_use mark does not make a bitmap inconsistent. */
+    if (was_in_use >= 0)
+      (*list)[i].in_use = was_in_use;
+    else
+      (*list)[i].in_use = (qlist[i].flags & QCOW2_BME_IN_USE) != 0;
   }
   qcow2_bitmap_list_free (qlist, qn);
   *n = qn;
@@ -460,25 +540,18 @@ store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
 static struct hbitmap *
 store_load (void *opaque, const char *name)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
   return qcow2_bitmap_load (image, name);
 }
 
 static int
 store_mark_in_use (void *opaque)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
 
-  /* Served read-only (the file is not writable): nothing will be
-   * written, so the bitmaps stay valid as they are.
+  /* Done already when the filter took the store; a no-op on a read-only
+   * image (-r, or not writable), where nothing will be written.
    */
-  if (!image_writable)
-    return 0;
-  if (qcow2_bitmaps_mark_in_use (image) == -1)
-    return -1;
-  bitmaps_safe = true;
-  return 0;
+  return mark_in_use_locked ();
 }
 
 static int
@@ -487,7 +560,7 @@ store_store (void *opaque, const struct bitmap_store_entry *entries,
 {
   CLEANUP_FREE struct qcow2_bitmap_store_entry *set = NULL;
   size_t i;
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
+  int r;
 
   if (!image_writable) {
     nbdcbt_error ("qcow2: warning: %s is not writable: the persistent "
@@ -504,13 +577,17 @@ store_store (void *opaque, const struct bitmap_store_entry *entries,
     set[i].recording = entries[i].recording;
     set[i].in_use = entries[i].in_use;
   }
-  return qcow2_bitmaps_store (image, set, n, keep, nkeep);
+  r = qcow2_bitmaps_store (image, set, n, keep, nkeep);
+  if (r == 0) {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
+    stored = true;
+  }
+  return r;
 }
 
 static int
 store_remove (void *opaque, const char *name)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&image_lock);
   return qcow2_bitmap_remove (image, name);
 }
 
@@ -531,12 +608,28 @@ static const struct bitmap_store qcow2_bitmap_store = {
   .last_error = store_last_error,
 };
 
+/* The dirty filter takes the store in its get_ready, once our image is
+ * open and before any client is accepted: that is when QEMU would have
+ * marked the bitmaps in use on a read-write open.  A failure here is
+ * reported; the filter's mark_in_use at the first writable connection
+ * then fails that connection, so nothing is written unmarked.
+ */
 static const void *
 qcow2_plugin_get_service (const char *name)
 {
-  if (strcmp (name, BITMAP_STORE_SERVICE) == 0)
-    return &qcow2_bitmap_store;
-  return NULL;
+  if (strcmp (name, BITMAP_STORE_SERVICE) != 0)
+    return NULL;
+  if (image && !bitmaps_unsupported) {
+    static bool registered;
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
+
+    if (!registered && atexit (restore_at_exit) == 0)
+      registered = true;
+    if (mark_in_use_locked () == -1)
+      nbdcbt_error ("qcow2: cannot mark the persistent bitmaps in use: %s",
+                    qcow2_last_error ());
+  }
+  return &qcow2_bitmap_store;
 }
 
 static struct nbdcbt_plugin plugin = {

@@ -72,7 +72,11 @@ for name, kind, make in qcow2corpus.CASES:
 
     rc, out, err = run(["info", "-f", "qcow2", path])
     expect(name, not crashed(rc, err), "info crashed (%d)" % rc, err)
-    if kind == "open":
+    if name in ("backing-loop", "backing-self"):
+        # info does not open the backing chain (qemu-img info neither:
+        # it prints a looping image with exit 0).
+        expect(name, rc == 0, "info failed (exit %d)" % rc, out + err)
+    elif kind == "open":
         expect(name, rc == 1 and "nbdcbt-img:" in err,
                "info did not refuse it (exit %d)" % rc, out + err)
     print("%-32s info  exit %d  %s" % (name, rc, err.strip()[:110]))
