@@ -22,7 +22,7 @@ import random
 import sys
 
 import nbd
-from nbdcbttest import Server, require, scratch_dir, skip
+from nbdcbttest import NBDCBT, Server, require, scratch_dir, skip
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qcow2corpus  # noqa: E402
@@ -152,12 +152,12 @@ def round_trip(label, img, size, seed, nops, maxlen):
     maps_before = qemu_nbd_maps(img, names)
 
     with Server.nbdcbt([img]) as srv:
-        h = srv.connect([PREFIX + n for n in names])
         running = bitmap_list(img)
         check(all("in-use" in b[2] for b in running) and
               [b[0] for b in running] == names,
-              "(b) %s: every bitmap is in-use on disk while nbdcbt runs "
-              "read-write" % label, running)
+              "(b) %s: every bitmap is in-use on disk as soon as nbdcbt "
+              "serves read-write, as after a QEMU rw open" % label, running)
+        h = srv.connect([PREFIX + n for n in names])
         touched = workload(h, size, seed, nops, maxlen)
         h.flush()
         served = read_ranges(h, touched)
@@ -219,6 +219,32 @@ run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512",
 run("qemu-img", "bitmap", "--add", small, "b0")
 run("qemu-img", "bitmap", "--add", "-g", "512", small, "b512")
 round_trip("512-byte clusters", small, 256 * MiB, 2, 150, 256 * KiB)
+
+# Nothing written: a clean stop, or a startup that fails after the image
+# was opened, leaves the bitmaps as they were (consistent, no leak).
+quiet = os.path.join(d, "quiet.qcow2")
+run("qemu-img", "create", "-q", "-f", "qcow2", quiet, "1G")
+run("qemu-img", "bitmap", "--add", quiet, "q0")
+run("qemu-img", "bitmap", "--add", "--disable", "-g", "1M", quiet, "q1")
+qemu_io(quiet, "write 0 1M")
+listed, maps0 = bitmap_list(quiet), qemu_nbd_maps(quiet, ["q0", "q1"])
+with Server.nbdcbt([quiet]) as srv:
+    h = srv.connect()
+    h.pread(4096, 0)
+    h.shutdown()
+    rc = srv.stop()
+check(rc == 0 and bitmap_list(quiet) == listed
+      and qemu_nbd_maps(quiet, ["q0", "q1"]) == maps0,
+      "no write: after a clean stop the bitmaps are as before",
+      bitmap_list(quiet))
+p = run(NBDCBT, "-f", "-U", os.path.join(d, "never.sock"), "--filter=dirty",
+        "qcow2", "file=" + quiet, "bitmap=q0:4k", check=False)
+check(p.returncode != 0 and "granularity" in p.stderr,
+      "a bitmap= contradicting the stored bitmap stops the server", p.stderr)
+code, result = qemu_check(quiet)
+check(bitmap_list(quiet) == listed and code == 0 and not result.get("leaks"),
+      "failed startup: the bitmaps stay consistent, no leak",
+      (bitmap_list(quiet), result))
 
 # Without the dirty filter nothing records writes into the bitmaps: the
 # plugin marks them in use (inconsistent) before the first write.
