@@ -7,6 +7,7 @@
  *   qcow2-test-tool info IMG
  *   qcow2-test-tool map IMG            (offset length status depth)
  *   qcow2-test-tool random IMG MODEL.raw SEED NOPS [nodiscard] [noflush]
+ *   qcow2-test-tool threads IMG MODEL.raw NTHREADS NOPS
  *   qcow2-test-tool check IMG [repair]
  *   qcow2-test-tool resize IMG SIZE
  *   qcow2-test-tool bitmaps IMG list|add NAME GRAN|remove NAME|
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +253,93 @@ do_random (int argc, char **argv)
   return 0;
 }
 
+/* Many threads at once, each in its own region (regions share clusters
+ * at their edges), mirrored into the model.
+ */
+struct thread_arg {
+  struct qcow2 *q;
+  int model;
+  uint64_t start, len;
+  unsigned seed;
+  long nops;
+  int err;
+};
+
+static void *
+thread_main (void *opaque)
+{
+  struct thread_arg *a = opaque;
+  size_t maxlen = 256 * 1024;
+  char *buf = malloc (maxlen), *zero = calloc (1, maxlen);
+  long i;
+
+  for (i = 0; i < a->nops && buf && zero; i++) {
+    uint64_t len = 1 + rand_r (&a->seed) % maxlen, off;
+    int op = rand_r (&a->seed) % 10;
+    size_t j;
+    if (len > a->len)
+      len = a->len;
+    off = a->start + (uint64_t) rand_r (&a->seed) % (a->len - len + 1);
+    if (op < 7) {
+      for (j = 0; j < len; j++)
+        buf[j] = rand_r (&a->seed);
+      if (qcow2_pwrite (a->q, buf, len, off, 0) == -1 ||
+          pwrite (a->model, buf, len, off) != (ssize_t) len)
+        goto fail;
+    }
+    else if (op < 9) {
+      if (qcow2_zero (a->q, len, off, op == 7 ? QCOW2_ZERO_MAY_UNMAP : 0)
+          == -1 ||
+          pwrite (a->model, zero, len, off) != (ssize_t) len)
+        goto fail;
+    }
+    else if (qcow2_flush (a->q) == -1)
+      goto fail;
+  }
+  free (buf);
+  free (zero);
+  return NULL;
+ fail:
+  fprintf (stderr, "thread: %s\n", qcow2_last_error ());
+  a->err = 1;
+  free (buf);
+  free (zero);
+  return NULL;
+}
+
+static int
+do_threads (char **argv)
+{
+  struct qcow2 *q = open_or_die (argv[0], 0);
+  int model = open (argv[1], O_RDWR);
+  int n = atoi (argv[2]), i, err = 0;
+  long nops = atol (argv[3]);
+  uint64_t size = qcow2_get_size (q);
+  uint64_t region = size / n / 512 * 512;
+  struct thread_arg *a = calloc (n, sizeof *a);
+  pthread_t *t = calloc (n, sizeof *t);
+
+  if (model == -1 || a == NULL || t == NULL) {
+    perror (argv[1]);
+    return 1;
+  }
+  for (i = 0; i < n; i++) {
+    a[i] = (struct thread_arg) { .q = q, .model = model, .seed = i + 1,
+      .start = i * region, .len = region, .nops = nops };
+    pthread_create (&t[i], NULL, thread_main, &a[i]);
+  }
+  for (i = 0; i < n; i++) {
+    pthread_join (t[i], NULL);
+    err |= a[i].err;
+  }
+  free (a);
+  free (t);
+  close (model);
+  if (qcow2_close (q) == -1)
+    die ("close");
+  return err;
+}
+
 static void
 print_msg (void *opaque, const char *text)
 {
@@ -396,6 +485,8 @@ main (int argc, char **argv)
     return do_map (argv + 2);
   if (!strcmp (argv[1], "random") && argc >= 6)
     return do_random (argc - 2, argv + 2);
+  if (!strcmp (argv[1], "threads") && argc >= 6)
+    return do_threads (argv + 2);
   if (!strcmp (argv[1], "check"))
     return do_check (argc - 2, argv + 2);
   if (!strcmp (argv[1], "resize") && argc >= 4)

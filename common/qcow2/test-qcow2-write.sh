@@ -69,4 +69,32 @@ cp base.raw.tmp model.raw
 qemu-img check -q img.qcow2
 qemu-img compare -q -f qcow2 -F raw img.qcow2 model.raw
 
+# Many threads at once (regions sharing clusters at their edges).
+for opts in "" "cluster_size=4096 refcount_bits=8" "extended_l2=on"; do
+    rm -f img.qcow2 model.raw
+    "$tool" create img.qcow2 $((40<<20)) $opts
+    truncate -s 40M model.raw
+    "$tool" threads img.qcow2 model.raw 8 60
+    qemu-img check -q img.qcow2
+    qemu-img compare -q -f qcow2 -F raw img.qcow2 model.raw
+done
+
+# Resize: grow (new L1 with 512-byte clusters), write, shrink refused
+# over data, shrink allowed over nothing.
+rm -f img.qcow2 model.raw
+"$tool" create img.qcow2 $((1<<20)) cluster_size=512
+truncate -s 1M model.raw
+"$tool" random img.qcow2 model.raw 5 30
+"$tool" resize img.qcow2 $((40<<20))
+truncate -s 40M model.raw
+"$tool" random img.qcow2 model.raw 6 50
+qemu-img check -q img.qcow2
+qemu-img compare -q -f qcow2 -F raw img.qcow2 model.raw
+! "$tool" resize img.qcow2 $((1<<20)) 2>/dev/null
+! "$tool" resize img.qcow2 1000 2>/dev/null
+qemu-img create -q -f qcow2 small.qcow2 10M
+qemu-io -f qcow2 -c 'write 0 1M' small.qcow2 >/dev/null
+"$tool" resize small.qcow2 $((2<<20))
+qemu-img check -q small.qcow2
+test "$(qemu-img info --output=json small.qcow2 | grep -c '"virtual-size": 2097152')" -ge 1
 echo OK
