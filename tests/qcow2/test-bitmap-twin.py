@@ -82,8 +82,16 @@ def our_map(img, name):
     return [[e["offset"], e["length"], e["type"]] for e in json.loads(out)]
 
 
+def by_name(bm):
+    return bm["name"]
+
+
 def compare(step):
     la, lb = bitmaps(A), bitmaps(B)
+    if la != lb and sorted(la, key=by_name) == sorted(lb, key=by_name):
+        # The directory order is checked by test-bitmap-order.py.
+        print("note %s: same bitmaps, directory order differs" % step)
+        lb = la
     if la != lb:
         failures.append(step)
         print("FAIL %s: qemu-img info bitmaps differ\n  %s\n  %s"
