@@ -167,7 +167,9 @@ qcow2_check (struct qcow2 *q, int flags, struct qcow2_check_result *res,
 {
   struct ctx c = { .q = q, .res = res, .msg = msg, .opaque = opaque };
   uint64_t i, covered, end = 0;
-  bool repair = !!(flags & QCOW2_CHECK_REPAIR_LEAKS);
+  bool repair = !!(flags & (QCOW2_CHECK_REPAIR_LEAKS |
+                            QCOW2_CHECK_REPAIR_ALL));
+  bool repair_all = !!(flags & QCOW2_CHECK_REPAIR_ALL);
   int r = -1;
 
   memset (res, 0, sizeof *res);
@@ -251,6 +253,12 @@ qcow2_check (struct qcow2 *q, int flags, struct qcow2_check_result *res,
       report (&c, "ERROR cluster %" PRIu64 " refcount=%" PRIu64
               " reference=%" PRIu64, i, disk, want);
       res->corruptions++;
+      if (repair_all) {
+        if (qcow2_update_refcount (q, i << q->cluster_bits, 1,
+                                   (int64_t) (want - disk)) == -1)
+          goto out;
+        res->corruptions_fixed++;
+      }
     }
     else if (disk > want) {
       report (&c, "Leaked cluster %" PRIu64 " refcount=%" PRIu64
@@ -265,7 +273,7 @@ qcow2_check (struct qcow2 *q, int flags, struct qcow2_check_result *res,
     }
   }
   res->image_end_offset = end << q->cluster_bits;
-  if (repair && res->leaks_fixed &&
+  if (repair && (res->leaks_fixed || res->corruptions_fixed) &&
       (qcow2_writeback (q) == -1 || qcow2_file_sync (q) == -1))
     goto out;
   r = 0;

@@ -112,6 +112,33 @@ open_backing (struct qcow2 *q, struct chain *chain)
   return q->backing ? 0 : -1;
 }
 
+/* A writable open of a dirty image (a crash with lazy refcounts) rebuilds
+ * the refcounts from the metadata, then clears the dirty bit, as QEMU
+ * does.  Anything worse than wrong refcounts is refused.
+ */
+static int
+repair_dirty (struct qcow2 *q)
+{
+  struct qcow2_check_result res;
+
+  if (qcow2_check (q, QCOW2_CHECK_REPAIR_LEAKS | QCOW2_CHECK_REPAIR_ALL,
+                   &res, NULL, NULL) == -1) {
+    char why[512];
+    snprintf (why, sizeof why, "%s", qcow2_last_error ());
+    return qcow2_error (errno, "%s: image is dirty and repairing its "
+                        "refcounts failed: %s", q->filename, why);
+  }
+  if (res.corruptions > res.corruptions_fixed)
+    return qcow2_error (EIO, "%s: image is dirty and has corruption that "
+                        "cannot be repaired automatically; open it "
+                        "read-only or run 'qemu-img check -r all'",
+                        q->filename);
+  q->incompat &= ~INCOMPAT_DIRTY;
+  if (qcow2_write_header (q) == -1 || qcow2_file_sync (q) == -1)
+    return -1;
+  return 0;
+}
+
 static struct qcow2 *
 open_image (const char *path, int flags, bool raw, struct chain *chain)
 {
@@ -189,12 +216,6 @@ open_image (const char *path, int flags, bool raw, struct chain *chain)
                    path);
       goto err;
     }
-    if (q->dirty_at_open) {
-      qcow2_error (EROFS, "%s: image is dirty (refcounts may be wrong after "
-                   "a crash with lazy refcounts); repair it with "
-                   "'qemu-img check -r all' or open it read-only", path);
-      goto err;
-    }
   }
 
   if (qcow2_load_reftable (q) == -1 || qcow2_load_l1 (q) == -1)
@@ -231,6 +252,9 @@ open_image (const char *path, int flags, bool raw, struct chain *chain)
         goto err;
     }
   }
+
+  if (!q->readonly && q->dirty_at_open && repair_dirty (q) == -1)
+    goto err;
 
   if (open_backing (q, chain) == -1)
     goto err;
@@ -280,8 +304,13 @@ qcow2_close (struct qcow2 *q)
 
   if (q == NULL)
     return 0;
-  if (!q->readonly && !q->is_raw && !q->write_error)
-    r = qcow2_flush (q);
+  if (!q->readonly && !q->is_raw) {
+    if (q->write_error)
+      r = qcow2_error (EIO, "%s: an earlier metadata write failed; the "
+                       "image may have leaked clusters", q->filename);
+    else
+      r = qcow2_flush (q);
+  }
   free_image (q);
   return r;
 }

@@ -181,6 +181,11 @@ struct qcow2_check_result {
   uint64_t image_end_offset;
 };
 #define QCOW2_CHECK_REPAIR_LEAKS (1 << 0)
+/* Also raise refcounts that are too low (as after a crash with lazy
+ * refcounts); qcow2_open does this itself for a writable open of an image
+ * with the dirty bit set.
+ */
+#define QCOW2_CHECK_REPAIR_ALL (1 << 1)
 /* Rebuilds refcounts from L1/L2, bitmaps and header structures and
  * compares.  Messages for each problem go to the MSG callback if not NULL.
  */

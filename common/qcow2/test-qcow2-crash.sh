@@ -52,4 +52,21 @@ for opts in "" "cluster_size=4096 refcount_bits=1" "cluster_size=512" \
         qemu-img compare -q -f qcow2 -F raw img.qcow2 model.raw
     done
 done
+# A crash of QEMU with lazy refcounts leaves the dirty bit and refcounts
+# that are too low: a read-only open reads it, a writable open rebuilds
+# the refcounts and clears the bit.
+if qemu-io --help | grep -q sigraise || qemu-io -c 'help sigraise' -f raw \
+       /dev/null >/dev/null 2>&1; then
+    rm -f lazy.qcow2
+    qemu-img create -q -f qcow2 -o lazy_refcounts=on lazy.qcow2 10M
+    qemu-io -f qcow2 -c 'write -P 0x5a 0 1M' -c 'write -P 0x5b 3M 64k' \
+        -c 'sigraise 9' lazy.qcow2 >/dev/null 2>&1 || :
+    "$tool" info lazy.qcow2 | grep -qx dirty=1
+    "$tool" read lazy.qcow2 lazy.raw
+    ! qemu-img check -q lazy.qcow2 >/dev/null 2>&1
+    "$tool" random lazy.qcow2 lazy.raw 9 40
+    "$tool" info lazy.qcow2 | grep -qx dirty=0
+    qemu-img check -q lazy.qcow2
+    qemu-img compare -q -f qcow2 -F raw lazy.qcow2 lazy.raw
+fi
 echo OK
