@@ -139,8 +139,8 @@ extern bool meta_query_matches (const char *query, size_t qlen,
 extern void selected_reset (selected_vector *v);
 
 /* connections.c */
-#define RECV_BUFFER (64 * 1024)     /* input buffer of a connection */
-#define RECV_DIRECT_MIN (16 * 1024) /* larger reads bypass it */
+#define RECV_BUFFER (16 * 1024)     /* input buffer of a connection */
+#define RECV_DIRECT_MIN (8 * 1024)  /* larger reads bypass it */
 struct connection {
   int sockin, sockout;
   bool is_socket;
