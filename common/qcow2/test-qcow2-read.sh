@@ -94,4 +94,12 @@ awk '$1 <= 1048576 && 1048576 < $1 + $2 { exit !($4 == 2 && $3 == 2) }' map.txt
 awk '$1 <= 5242880 && 5242880 < $1 + $2 { exit !($4 == 3) }' map.txt
 # Past the backing file's end: unallocated (depth 0), zero.
 awk '$1 <= 10485760 && 10485760 < $1 + $2 { exit !($4 == 0 && $3 == 2) }' map.txt
+# Block status agrees with qemu-img map (data, zero, depth) everywhere.
+for img in top.qcow2 ext.qcow2 zstd.qcow2 img.qcow2; do
+    /usr/bin/python3 "$srcdir/compare-map.py" "$tool" $img
+done
+qemu-img create -q -f qcow2 -o extended_l2=on e2.qcow2 8M
+qemu-io -f qcow2 -c 'write -P 1 0 100k' -c 'write -z 1M 64k' \
+    -c 'write -z 2M 4k' -c 'write 3M 2k' e2.qcow2 >/dev/null
+/usr/bin/python3 "$srcdir/compare-map.py" "$tool" e2.qcow2
 echo OK
