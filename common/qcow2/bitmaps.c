@@ -441,6 +441,7 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
   uint64_t old_dir_size = q->has_bitmaps_ext ? q->bitmap_directory_size : 0;
   uint64_t dsize = 0;
   CLEANUP_FREE uint8_t *dir = NULL;
+  CLEANUP_FREE size_t *order = NULL;
   int64_t doff = 0;
 
   if (q->readonly)
@@ -474,33 +475,56 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
                             q->filename, set[i].name);
   }
 
+  /* QEMU's directory order: bitmaps already on disk keep their places,
+   * new ones go at the end.
+   */
   nb = calloc (n + nkeep + 1, sizeof *nb);
-  if (nb == NULL)
+  order = calloc (n + 1, sizeof *order);
+  if (nb == NULL || order == NULL) {
+    free (nb);
     return qcow2_error (errno, "calloc: %m");
-  for (i = 0; i < n; i++) {
-    nb[total].name = strdup (set[i].name);
-    if (nb[total].name == NULL) {
-      qcow2_error (errno, "strdup: %m");
-      goto err;
-    }
-    nb[total].type = 1;
-    nb[total].granularity_bits =
-      __builtin_ctzll (hbitmap_granularity (set[i].bitmap));
-    nb[total].flags = (set[i].recording ? BME_AUTO : 0) |
-      (set[i].in_use ? BME_IN_USE : 0);
-    total++;
-    if (write_bitmap (q, set[i].bitmap, &nb[total - 1]) == -1)
-      goto err;
   }
-  for (i = 0; i < nkeep; i++) {
-    struct qcow2_bm *o = find (q, keep[i]);
-    nb[total] = *o;
-    nb[total].name = strdup (o->name);
-    if (nb[total].name == NULL) {
-      qcow2_error (errno, "strdup: %m");
-      goto err;
+  {
+    size_t k = 0;
+    for (i = 0; i < nold; i++) {
+      for (j = 0; j < n; j++)
+        if (strcmp (old[i].name, set[j].name) == 0)
+          order[k++] = j;
+      for (j = 0; j < nkeep; j++)
+        if (strcmp (old[i].name, keep[j]) == 0)
+          order[k++] = n + j;
     }
-    total++;
+    for (j = 0; j < n; j++)
+      if (find (q, set[j].name) == NULL)
+        order[k++] = j;
+    for (k = 0; k < n + nkeep; k++) {
+      size_t x = order[k];
+      if (x < n) {
+        nb[total].name = strdup (set[x].name);
+        if (nb[total].name == NULL) {
+          qcow2_error (errno, "strdup: %m");
+          goto err;
+        }
+        nb[total].type = 1;
+        nb[total].granularity_bits =
+          __builtin_ctzll (hbitmap_granularity (set[x].bitmap));
+        nb[total].flags = (set[x].recording ? BME_AUTO : 0) |
+          (set[x].in_use ? BME_IN_USE : 0);
+        total++;
+        if (write_bitmap (q, set[x].bitmap, &nb[total - 1]) == -1)
+          goto err;
+      }
+      else {
+        struct qcow2_bm *o = find (q, keep[x - n]);
+        nb[total] = *o;
+        nb[total].name = strdup (o->name);
+        if (nb[total].name == NULL) {
+          qcow2_error (errno, "strdup: %m");
+          goto err;
+        }
+        total++;
+      }
+    }
   }
   dir = build_directory (q, nb, total, &dsize);
   if (dir == NULL)
