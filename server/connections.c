@@ -106,9 +106,12 @@ conn_recv (struct connection *conn, void *buf, size_t len, bool handshake)
   return 1;
 }
 
-/* One read of at most LEN bytes: > 0 bytes read, 0 at EOF, -1 on error. */
+/* One read of at most LEN bytes: > 0 bytes read, 0 at EOF, -1 on error.
+ * ALL: on a socket, wait in the kernel for all LEN bytes (one system call
+ * for a large payload instead of one per segment the client sends).
+ */
 static ssize_t
-recv_some (struct connection *conn, void *buf, size_t len)
+recv_some (struct connection *conn, void *buf, size_t len, bool all)
 {
   ssize_t r;
 
@@ -116,7 +119,7 @@ recv_some (struct connection *conn, void *buf, size_t len)
     if (!conn->is_socket && wait_readable (conn->sockin, -1) == -1)
       return -1;
     if (conn->is_socket)
-      r = recv (conn->sockin, buf, len, 0);
+      r = recv (conn->sockin, buf, len, all ? MSG_WAITALL : 0);
     else
       r = read (conn->sockin, buf, len);
     if (r == -1 && (errno == EINTR || errno == EAGAIN))
@@ -148,9 +151,9 @@ conn_recv_buffered (struct connection *conn, void *buf, size_t len)
     }
     conn->rpos = conn->rlen = 0;
     if (len - done >= RECV_DIRECT_MIN)
-      r = recv_some (conn, p + done, len - done);
+      r = recv_some (conn, p + done, len - done, true);
     else
-      r = recv_some (conn, conn->rbuf, sizeof conn->rbuf);
+      r = recv_some (conn, conn->rbuf, sizeof conn->rbuf, false);
     if (r == -1)
       return -1;
     if (r == 0) {
