@@ -231,12 +231,19 @@ restore_untouched_bitmaps (void)
   free (keep);
 }
 
-/* exit () after a failed startup skips cleanup: restore them then. */
+/* exit () after a failed startup skips cleanup: restore them then, and
+ * flush what the library may still cache (the image is not closed: this
+ * runs at exit).
+ */
 static void
 restore_at_exit (void)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
+  if (image == NULL || !bitmaps_marked || written || stored)
+    return;
   restore_untouched_bitmaps ();
+  if (qcow2_flush (image) == -1)
+    nbdcbt_error ("qcow2: %s: flush: %s", filename, qcow2_last_error ());
 }
 
 /* Writes must never leave persistent bitmaps on disk that look valid but
