@@ -8,6 +8,10 @@ Then qemu-img check must find no corruption (exit 0, or 3 = leaked
 clusters only; never 2) and qemu-img info must show every bitmap with
 the in-use flag, as QEMU leaves a crashed image's bitmaps.
 
+Two more rounds send SIGTERM and then SIGKILL 2 ms and 20 ms later,
+while the bitmaps are being stored: no corruption, and the bitmaps are
+either all still in use or all stored cleanly.
+
 Afterwards nbdcbt serves the crashed image again: the in-use bitmaps are
 listed as inconsistent (nbdcbt-img info, no digest or count), not
 exported as metadata contexts and kept as they are across a clean stop;
@@ -71,7 +75,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def crash_round(img, seed, delay):
+def crash_round(img, seed, delay, term_first=0):
     sock = os.path.join(d, "crash.sock")
     pidf = os.path.join(d, "crash.pid")
     for f in (sock, pidf):
@@ -89,6 +93,10 @@ def crash_round(img, seed, delay):
     try:
         writer.stdout.readline()            # connected
         time.sleep(delay)
+        if term_first:
+            # A clean stop (storing the bitmaps) cut short.
+            server.send_signal(signal.SIGTERM)
+            time.sleep(term_first)
         server.send_signal(signal.SIGKILL)
         server.wait()
         writer.wait(30)
@@ -105,12 +113,31 @@ def crash_round(img, seed, delay):
                                              result.get("leaks", 0)),
           result)
     flags = bitmap_list(img)
+    if term_first:
+        # Killed during the clean stop: either still all in use, or stored.
+        check(flags and (all("in-use" in b[2] for b in flags) or
+                         [(b[0], b[2]) for b in flags] == ORIGINAL),
+              "SIGTERM then kill -9 %.3f s later: every bitmap in-use, or "
+              "all stored cleanly (here: %s)"
+              % (term_first, "in use" if "in-use" in flags[0][2]
+                 else "stored"), flags)
+        return
     check(flags and all("in-use" in b[2] for b in flags),
           "kill -9 after %.2f s: every bitmap is flagged in-use" % delay,
           flags)
 
 
 names = ["b0", "b4k", "b1m", "off"]
+ORIGINAL = [("b0", ["auto"]), ("b4k", ["auto"]), ("b1m", ["auto"]),
+            ("off", [])]
+for rnd, delay, term_first in ((3, 0.3, 0.002), (4, 0.3, 0.02)):
+    img = os.path.join(d, "term%d.qcow2" % rnd)
+    run("qemu-img", "create", "-q", "-f", "qcow2", img, str(SIZE))
+    for n, g, extra in (("b0", "64k", []), ("b4k", "4k", []),
+                        ("b1m", "1M", []), ("off", "64k", ["--disable"])):
+        run(*(["qemu-img", "bitmap", "--add", "-g", g] + extra + [img, n]))
+    crash_round(img, rnd, delay, term_first)
+
 for rnd, delay in enumerate((0.1, 0.4, 0.9)):
     img = os.path.join(d, "crash%d.qcow2" % rnd)
     run("qemu-img", "create", "-q", "-f", "qcow2", img, str(SIZE))
