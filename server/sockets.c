@@ -221,20 +221,6 @@ sockets_tcp (const char *ipaddr, const char *port)
   return -1;
 }
 
-/* A send buffer that holds a whole large READ reply, so that the worker
- * sending it does not block (and get woken) several times per reply.
- * The kernel caps it at net.core.wmem_max; failure is harmless.
- */
-#define SEND_BUFFER (4 * 1024 * 1024)
-
-static void
-set_send_buffer (int fd)
-{
-  int size = SEND_BUFFER;
-
-  setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-}
-
 void
 sockets_accept_loop (void)
 {
@@ -273,7 +259,6 @@ sockets_accept_loop (void)
       }
       /* Harmless on Unix sockets (fails with EOPNOTSUPP). */
       setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      set_send_buffer (fd);
       accept_connection (fd, true, fd);
     }
   }
