@@ -479,7 +479,7 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
    * new ones go at the end.
    */
   nb = calloc (n + nkeep + 1, sizeof *nb);
-  order = calloc (n + 1, sizeof *order);
+  order = calloc (n + nkeep + 1, sizeof *order);
   if (nb == NULL || order == NULL) {
     free (nb);
     return qcow2_error (errno, "calloc: %m");
