@@ -22,23 +22,17 @@ static unsigned nr_conns;
 /* SERIALIZE_CONNECTIONS: one connection at a time. */
 static pthread_mutex_t connection_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Checked once per request: an atomic flag, not a lock. */
 void
 conn_set_closing (struct connection *conn)
 {
-  pthread_mutex_lock (&conn->status_lock);
-  conn->closing = true;
-  pthread_mutex_unlock (&conn->status_lock);
+  __atomic_store_n (&conn->closing, true, __ATOMIC_RELEASE);
 }
 
 bool
 conn_is_closing (struct connection *conn)
 {
-  bool r;
-
-  pthread_mutex_lock (&conn->status_lock);
-  r = conn->closing;
-  pthread_mutex_unlock (&conn->status_lock);
-  return r;
+  return __atomic_load_n (&conn->closing, __ATOMIC_ACQUIRE);
 }
 
 /* Wait until FD is readable, the server quits or the timeout passes. */
@@ -222,7 +216,6 @@ conn_free (struct connection *conn)
     close (conn->sockin);
   pthread_mutex_destroy (&conn->read_lock);
   pthread_mutex_destroy (&conn->write_lock);
-  pthread_mutex_destroy (&conn->status_lock);
   free (conn);
 }
 
@@ -286,7 +279,6 @@ conn_new (int fd, bool is_socket, int outfd)
   conn->is_socket = is_socket;
   pthread_mutex_init (&conn->read_lock, NULL);
   pthread_mutex_init (&conn->write_lock, NULL);
-  pthread_mutex_init (&conn->status_lock, NULL);
   return conn;
 }
 

@@ -149,8 +149,7 @@ struct connection {
   size_t rpos, rlen;
   char rbuf[RECV_BUFFER];
   pthread_mutex_t write_lock;
-  pthread_mutex_t status_lock;
-  bool closing;           /* no more requests are read */
+  bool closing;           /* no more requests are read (atomic) */
   bool structured;
   bool meta_set;          /* SET_META_CONTEXT seen since last reset */
   char *meta_export;      /* export name of the last SET */
