@@ -154,7 +154,15 @@ open_image (const char *path, int flags, bool raw, struct chain *chain)
     return qcow2_error_null (errno, "calloc: %m");
   q->fd = -1;
   pthread_mutex_init (&q->lock, NULL);
-  pthread_rwlock_init (&q->io_lock, NULL);
+  {
+    /* Writers (flushes that release freed clusters) must not starve. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init (&attr);
+    pthread_rwlockattr_setkind_np (&attr,
+                                   PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init (&q->io_lock, &attr);
+    pthread_rwlockattr_destroy (&attr);
+  }
   q->open_flags = flags;
   q->readonly = !!(flags & QCOW2_OPEN_RDONLY);
   q->is_raw = raw;

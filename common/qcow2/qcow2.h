@@ -49,9 +49,17 @@ extern int qcow2_create (const char *path,
 
 #define QCOW2_OPEN_RDONLY (1 << 0)
 #define QCOW2_OPEN_NO_BACKING (1 << 1) /* do not open the backing chain */
-/* Do not load or mark bitmaps (offline tools that manage them directly). */
+/* Do not load or mark bitmaps (offline tools that manage them directly).
+ * Note: qcow2_open never marks bitmaps in use by itself (call
+ * qcow2_bitmaps_mark_in_use); the bitmap directory is always parsed and
+ * validated, so this flag currently changes nothing.
+ */
 #define QCOW2_OPEN_NO_BITMAP_IN_USE (1 << 2)
 
+/* A writable open clears unknown autoclear bits, drops an inconsistent
+ * bitmaps extension (as QEMU), and rebuilds the refcounts of an image
+ * with the dirty bit set.  Images marked corrupt open read-only only.
+ */
 extern struct qcow2 *qcow2_open (const char *path, int flags);
 /* Flushes and closes; the image (and its backing chain) is freed even on
  * error.
