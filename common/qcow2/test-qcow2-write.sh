@@ -69,6 +69,27 @@ cp base.raw.tmp model.raw
 qemu-img check -q img.qcow2
 qemu-img compare -q -f qcow2 -F raw img.qcow2 model.raw
 
+# Overwriting compressed clusters (qemu-img convert -c, zstd), and an
+# image with an internal snapshot (shared clusters are copied, the
+# snapshot stays intact).
+head -c $((16<<20)) /dev/urandom > src.raw
+rm -f img.qcow2
+qemu-img convert -c -O qcow2 -o compression_type=zstd src.raw img.qcow2
+cp src.raw model.raw
+"$tool" random img.qcow2 model.raw 3 100
+qemu-img check -q img.qcow2
+qemu-img compare -q -f qcow2 -F raw img.qcow2 model.raw
+rm -f img.qcow2
+qemu-img convert -O qcow2 src.raw img.qcow2
+qemu-img snapshot -c snap1 img.qcow2
+cp src.raw model.raw
+"$tool" random img.qcow2 model.raw 4 100
+qemu-img check -q img.qcow2
+qemu-img compare -q -f qcow2 -F raw img.qcow2 model.raw
+qemu-img snapshot -a snap1 img.qcow2
+qemu-img compare -q -f qcow2 -F raw img.qcow2 src.raw
+qemu-img check -q img.qcow2
+
 # Many threads at once (regions sharing clusters at their edges).
 for opts in "" "cluster_size=4096 refcount_bits=8" "extended_l2=on"; do
     rm -f img.qcow2 model.raw
