@@ -66,40 +66,6 @@ find_bitmap (const struct qcow2_bitmap_info *list, size_t n, const char *name)
   return -1;
 }
 
-/* Load NAME from Q for use as a source or target: it must exist and be
- * consistent.
- */
-static struct hbitmap *
-load_usable (struct bitmap_cmd *c, struct qcow2 *q, const char *name)
-{
-  struct qcow2_bitmap_info *list;
-  struct hbitmap *hb;
-  size_t n;
-  ssize_t i;
-
-  if (qcow2_bitmap_list (q, &list, &n) == -1) {
-    set_err (c, "%s", lib_error (c->filename));
-    return NULL;
-  }
-  i = find_bitmap (list, n, name);
-  if (i == -1) {
-    set_err (c, "Dirty bitmap '%s' not found", name);
-    qcow2_bitmap_list_free (list, n);
-    return NULL;
-  }
-  if (list[i].flags & QCOW2_BME_IN_USE) {
-    set_err (c, "Bitmap '%s' is inconsistent and cannot be used", name);
-    qcow2_bitmap_list_free (list, n);
-    return NULL;
-  }
-  qcow2_bitmap_list_free (list, n);
-
-  hb = qcow2_bitmap_load (q, name);
-  if (hb == NULL)
-    set_err (c, "%s", lib_error (c->filename));
-  return hb;
-}
-
 /* Store every bitmap of the image again, in directory order, with TARGET
  * replaced by NEW_DATA / RECORDING.  Inconsistent (in_use) bitmaps are
  * kept as they are on disk.
@@ -140,7 +106,7 @@ store_with (struct bitmap_cmd *c, const char *target,
       loaded[i] = qcow2_bitmap_load (c->q, list[i].name);
       if (loaded[i] == NULL) {
         set_err (c, "Could not load bitmap '%s': %s", list[i].name,
-                 lib_error (c->src_filename));
+                 lib_error (c->filename));
         goto out;
       }
       set[nset].name = list[i].name;
@@ -288,7 +254,8 @@ do_modify (struct bitmap_cmd *c, const struct op *op)
   bool recording = target_recording (c, c->bitmap);
   int r = -1;
 
-  target = load_usable (c, c->q, c->bitmap);
+  target = load_usable_bitmap (c->q, c->filename, c->bitmap,
+                               c->errbuf, sizeof c->errbuf);
   if (target == NULL)
     return -1;
 
@@ -320,14 +287,16 @@ do_modify (struct bitmap_cmd *c, const struct op *op)
                        QCOW2_OPEN_NO_BACKING | QCOW2_OPEN_NO_BITMAP_IN_USE);
       if (sq == NULL) {
         set_err (c, "Could not open '%s': %s", c->src_filename,
-                 lib_error (c->filename));
+                 lib_error (c->src_filename));
         goto out;
       }
-      src = load_usable (c, sq, op->source);
-      qcow2_close (sq);
+      src = load_usable_bitmap (sq, c->src_filename, op->source,
+                                c->errbuf, sizeof c->errbuf);
+      qcow2_close (sq);         /* read-only: nothing to lose */
     }
     else
-      src = load_usable (c, c->q, op->source);
+      src = load_usable_bitmap (c->q, c->filename, op->source,
+                                c->errbuf, sizeof c->errbuf);
     if (src == NULL)
       goto out;
     if (merge_into (c, target, src) == -1)
@@ -454,12 +423,10 @@ cmd_bitmap (int argc, char *argv[])
     return 1;
   }
 
-  cmd.q = qcow2_open (cmd.filename, QCOW2_OPEN_NO_BACKING |
+  cmd.q = open_qcow2 (cmd.filename, QCOW2_OPEN_NO_BACKING |
                       QCOW2_OPEN_NO_BITMAP_IN_USE);
-  if (cmd.q == NULL) {
-    img_error ("Could not open '%s': %s", cmd.filename, lib_error (cmd.filename));
+  if (cmd.q == NULL)
     return 1;
-  }
   qcow2_get_info (cmd.q, &info);
   cmd.cluster_size = info.cluster_size;
   cmd.version = info.version;
@@ -481,9 +448,7 @@ cmd_bitmap (int argc, char *argv[])
     }
   }
 
-  if (qcow2_close (cmd.q) == -1) {
-    img_error ("%s: %s", cmd.filename, lib_error (cmd.filename));
+  if (close_qcow2 (cmd.q, cmd.filename) == -1)
     ret = 1;
-  }
   return ret;
 }

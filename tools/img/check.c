@@ -106,14 +106,8 @@ cmd_check (int argc, char *argv[])
         return 1;
       break;
     case 'O':
-      if (strcmp (optarg, "json") == 0)
-        json = true;
-      else if (strcmp (optarg, "human") == 0)
-        json = false;
-      else {
-        img_error ("--output must be used with human or json as argument.");
+      if (parse_output_format (optarg, &json) == -1)
         return 1;
-      }
       break;
     case 'r':
       if (strcmp (optarg, "leaks") == 0)
@@ -139,13 +133,7 @@ cmd_check (int argc, char *argv[])
       return 1;
     }
   }
-  if (optind != argc - 1) {
-    img_error ("Expecting one image file name");
-    return 1;
-  }
-  filename = argv[optind];
-  fmt = probe_format (filename, fmt);
-  if (fmt == FMT_UNKNOWN)
+  if (image_argument (argc, argv, fmt, &filename, &fmt) == -1)
     return 1;
   if (fmt != FMT_QCOW2) {
     img_error ("This image format does not support checks");
@@ -155,12 +143,10 @@ cmd_check (int argc, char *argv[])
   /* The backing chain is opened too (as qemu-img check does), so a
    * missing backing file or a loop in the chain is reported.
    */
-  q = qcow2_open (filename, QCOW2_OPEN_NO_BITMAP_IN_USE |
+  q = open_qcow2 (filename, QCOW2_OPEN_NO_BITMAP_IN_USE |
                   (repair ? 0 : QCOW2_OPEN_RDONLY));
-  if (q == NULL) {
-    img_error ("Could not open '%s': %s", filename, lib_error (filename));
+  if (q == NULL)
     return 1;
-  }
 
   if (qcow2_check (q, repair ? QCOW2_CHECK_REPAIR_LEAKS : 0, &first,
                    print_message, &quiet) == -1) {
@@ -178,10 +164,8 @@ cmd_check (int argc, char *argv[])
     }
   }
   qcow2_get_info (q, &info);
-  if (qcow2_close (q) == -1) {
-    img_error ("%s: %s", filename, lib_error (filename));
+  if (close_qcow2 (q, filename) == -1)
     return 1;
-  }
 
   if (!quiet) {
     if (json) {

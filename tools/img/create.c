@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,24 +143,6 @@ parse_create_options (struct create_params *p, char *opts)
     }
   }
   return 0;
-}
-
-/* The backing file as the new image will see it: relative names are
- * relative to the directory of the new image.
- */
-static char *
-backing_path (const char *filename, const char *backing)
-{
-  CLEANUP_FREE char *copy = strdup (filename);
-  char *r;
-
-  if (copy == NULL)
-    return NULL;
-  if (backing[0] == '/' || strchr (filename, '/') == NULL)
-    return strdup (backing);
-  if (asprintf (&r, "%s/%s", dirname (copy), backing) == -1)
-    return NULL;
-  return r;
 }
 
 /* Size of the backing file, opened to check that it exists and is what

@@ -4,13 +4,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cleanup.h"
 #include "hbitmap.h"
 #include "qcow2.h"
 #include "nbdcbt-img.h"
@@ -30,24 +28,6 @@ struct image_info {
    */
   char (*sha256)[65];
 };
-
-/* The backing file's name relative to the image, as QEMU's
- * bdrv_get_full_backing_filename does it.
- */
-static char *
-full_backing_filename (const char *filename, const char *backing)
-{
-  CLEANUP_FREE char *copy = strdup (filename);
-  char *r;
-
-  if (copy == NULL)
-    return NULL;
-  if (backing[0] == '/' || strchr (filename, '/') == NULL)
-    return strdup (backing);
-  if (asprintf (&r, "%s/%s", dirname (copy), backing) == -1)
-    return NULL;
-  return r;
-}
 
 static const char *
 compression_name (int type)
@@ -240,14 +220,8 @@ cmd_info (int argc, char *argv[])
         return 1;
       break;
     case 'O':
-      if (strcmp (optarg, "json") == 0)
-        json = true;
-      else if (strcmp (optarg, "human") == 0)
-        json = false;
-      else {
-        img_error ("--output must be used with human or json as argument.");
+      if (parse_output_format (optarg, &json) == -1)
         return 1;
-      }
       break;
     case 'U': break; /* no locks to share */
     case 'h':
@@ -258,13 +232,7 @@ cmd_info (int argc, char *argv[])
       return 1;
     }
   }
-  if (optind != argc - 1) {
-    img_error ("Expecting one image file name");
-    return 1;
-  }
-  ii.filename = argv[optind];
-  ii.fmt = probe_format (ii.filename, fmt);
-  if (ii.fmt == FMT_UNKNOWN)
+  if (image_argument (argc, argv, fmt, &ii.filename, &ii.fmt) == -1)
     return 1;
   if (stat (ii.filename, &st) == -1) {
     img_error ("Could not open '%s': %m", ii.filename);
@@ -275,16 +243,14 @@ cmd_info (int argc, char *argv[])
   if (ii.fmt == FMT_RAW)
     ii.virtual_size = st.st_size;
   else {
-    q = qcow2_open (ii.filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
+    q = open_qcow2 (ii.filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
                     QCOW2_OPEN_NO_BITMAP_IN_USE);
-    if (q == NULL) {
-      img_error ("Could not open '%s': %s", ii.filename, lib_error (ii.filename));
+    if (q == NULL)
       return 1;
-    }
     qcow2_get_info (q, &ii.q);
     ii.virtual_size = ii.q.size;
     if (ii.q.backing_file) {
-      ii.full_backing = full_backing_filename (ii.filename, ii.q.backing_file);
+      ii.full_backing = backing_path (ii.filename, ii.q.backing_file);
       if (ii.full_backing == NULL) {
         img_error ("%m");
         goto out;

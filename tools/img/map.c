@@ -45,11 +45,10 @@ cmd_map (int argc, char *argv[])
   enum img_format fmt = FMT_UNKNOWN;
   const char *filename, *bitmap = NULL;
   bool json = false, first = true;
-  struct qcow2_bitmap_info *list;
+  char err[1200];
   struct hbitmap *hb = NULL;
   struct qcow2 *q;
   uint64_t size, offset;
-  size_t n, i;
   int c, ret = 1;
 
   while ((c = getopt_long (argc, argv, "+f:B:hU", long_options,
@@ -62,14 +61,8 @@ cmd_map (int argc, char *argv[])
       break;
     case 'B': bitmap = optarg; break;
     case 'O':
-      if (strcmp (optarg, "json") == 0)
-        json = true;
-      else if (strcmp (optarg, "human") == 0)
-        json = false;
-      else {
-        img_error ("--output must be used with human or json as argument.");
+      if (parse_output_format (optarg, &json) == -1)
         return 1;
-      }
       break;
     case 'U': break;
     case 'h':
@@ -80,17 +73,11 @@ cmd_map (int argc, char *argv[])
       return 1;
     }
   }
-  if (optind != argc - 1) {
-    img_error ("Expecting one image file name");
-    return 1;
-  }
-  filename = argv[optind];
   if (bitmap == NULL) {
     img_error ("map needs --bitmap NAME (only bitmap maps are supported)");
     return 1;
   }
-  fmt = probe_format (filename, fmt);
-  if (fmt == FMT_UNKNOWN)
+  if (image_argument (argc, argv, fmt, &filename, &fmt) == -1)
     return 1;
   if (fmt != FMT_QCOW2) {
     img_error ("Dirty bitmap '%s' not found: '%s' format images have no "
@@ -98,35 +85,13 @@ cmd_map (int argc, char *argv[])
     return 1;
   }
 
-  q = qcow2_open (filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
+  q = open_qcow2 (filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
                   QCOW2_OPEN_NO_BITMAP_IN_USE);
-  if (q == NULL) {
-    img_error ("Could not open '%s': %s", filename, lib_error (filename));
+  if (q == NULL)
     return 1;
-  }
-  if (qcow2_bitmap_list (q, &list, &n) == -1) {
-    img_error ("Could not read the bitmaps of '%s': %s", filename,
-               lib_error (filename));
-    goto out;
-  }
-  for (i = 0; i < n; i++)
-    if (strcmp (list[i].name, bitmap) == 0)
-      break;
-  if (i == n) {
-    img_error ("Dirty bitmap '%s' not found", bitmap);
-    qcow2_bitmap_list_free (list, n);
-    goto out;
-  }
-  if (list[i].flags & QCOW2_BME_IN_USE) {
-    img_error ("Bitmap '%s' is inconsistent and cannot be used", bitmap);
-    qcow2_bitmap_list_free (list, n);
-    goto out;
-  }
-  qcow2_bitmap_list_free (list, n);
-
-  hb = qcow2_bitmap_load (q, bitmap);
+  hb = load_usable_bitmap (q, filename, bitmap, err, sizeof err);
   if (hb == NULL) {
-    img_error ("Could not load bitmap '%s': %s", bitmap, lib_error (filename));
+    img_error ("%s", err);
     goto out;
   }
 
@@ -149,9 +114,7 @@ cmd_map (int argc, char *argv[])
 
  out:
   hbitmap_free (hb);
-  if (qcow2_close (q) == -1 && ret == 0) {
-    img_error ("%s: %s", filename, lib_error (filename));
+  if (close_qcow2 (q, filename) == -1)
     ret = 1;
-  }
   return ret;
 }

@@ -53,6 +53,20 @@ parse_format (const char *name)
   return FMT_UNKNOWN;
 }
 
+int
+parse_output_format (const char *arg, bool *json)
+{
+  if (strcmp (arg, "json") == 0)
+    *json = true;
+  else if (strcmp (arg, "human") == 0)
+    *json = false;
+  else {
+    img_error ("--output must be used with human or json as argument.");
+    return -1;
+  }
+  return 0;
+}
+
 const char *
 format_name (enum img_format fmt)
 {

@@ -27,6 +27,39 @@ extern enum img_format parse_format (const char *name);
 extern enum img_format probe_format (const char *path, enum img_format fmt);
 extern const char *format_name (enum img_format fmt);
 
+/* --output=human|json: sets *JSON; prints qemu-img's error and returns -1
+ * for anything else.
+ */
+extern int parse_output_format (const char *arg, bool *json);
+
+/* The one FILENAME argument left after the options, and its format
+ * (FMT if -f gave one, else probed).  Prints an error and returns -1 if
+ * there is not exactly one or the file cannot be opened.
+ */
+extern int image_argument (int argc, char *argv[], enum img_format fmt,
+                           const char **filename, enum img_format *fmt_ret);
+
+struct qcow2;
+struct hbitmap;
+
+/* qcow2_open, printing "Could not open 'PATH': REASON" on failure. */
+extern struct qcow2 *open_qcow2 (const char *path, unsigned flags);
+/* qcow2_close, printing "PATH: REASON" on failure; returns -1 then. */
+extern int close_qcow2 (struct qcow2 *q, const char *path);
+
+/* Load bitmap NAME of Q (the image PATH), which must exist and be
+ * consistent (not in use).  Returns NULL with the reason in ERR.
+ */
+extern struct hbitmap *load_usable_bitmap (struct qcow2 *q, const char *path,
+                                           const char *name,
+                                           char *err, size_t errlen);
+
+/* BACKING as seen from the image FILENAME: a relative name is relative
+ * to the image's directory (QEMU's bdrv_get_full_backing_filename).
+ * Returns NULL with errno set if out of memory.
+ */
+extern char *backing_path (const char *filename, const char *backing);
+
 /* QEMU's size_to_str: "10 MiB", "1.5 GiB", "224 KiB". */
 extern void size_to_str (uint64_t val, char *buf, size_t len);
 

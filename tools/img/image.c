@@ -1,0 +1,99 @@
+/* nbdcbt-img: opening images and their bitmaps, shared by the subcommands. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "hbitmap.h"
+#include "qcow2.h"
+#include "nbdcbt-img.h"
+
+int
+image_argument (int argc, char *argv[], enum img_format fmt,
+                const char **filename, enum img_format *fmt_ret)
+{
+  if (optind != argc - 1) {
+    img_error ("Expecting one image file name");
+    return -1;
+  }
+  *filename = argv[optind];
+  *fmt_ret = probe_format (*filename, fmt);
+  return *fmt_ret == FMT_UNKNOWN ? -1 : 0;
+}
+
+struct qcow2 *
+open_qcow2 (const char *path, unsigned flags)
+{
+  struct qcow2 *q = qcow2_open (path, flags);
+
+  if (q == NULL)
+    img_error ("Could not open '%s': %s", path, lib_error (path));
+  return q;
+}
+
+int
+close_qcow2 (struct qcow2 *q, const char *path)
+{
+  if (qcow2_close (q) == -1) {
+    img_error ("%s: %s", path, lib_error (path));
+    return -1;
+  }
+  return 0;
+}
+
+struct hbitmap *
+load_usable_bitmap (struct qcow2 *q, const char *path, const char *name,
+                    char *err, size_t errlen)
+{
+  struct qcow2_bitmap_info *list;
+  struct hbitmap *hb;
+  size_t n, i;
+
+  if (qcow2_bitmap_list (q, &list, &n) == -1) {
+    snprintf (err, errlen, "Could not read the bitmaps of '%s': %s", path,
+              lib_error (path));
+    return NULL;
+  }
+  for (i = 0; i < n; i++)
+    if (strcmp (list[i].name, name) == 0)
+      break;
+  if (i == n) {
+    snprintf (err, errlen, "Dirty bitmap '%s' not found", name);
+    qcow2_bitmap_list_free (list, n);
+    return NULL;
+  }
+  if (list[i].flags & QCOW2_BME_IN_USE) {
+    snprintf (err, errlen, "Bitmap '%s' is inconsistent and cannot be used",
+              name);
+    qcow2_bitmap_list_free (list, n);
+    return NULL;
+  }
+  qcow2_bitmap_list_free (list, n);
+
+  hb = qcow2_bitmap_load (q, name);
+  if (hb == NULL)
+    snprintf (err, errlen, "Could not load bitmap '%s' of '%s': %s", name,
+              path, lib_error (path));
+  return hb;
+}
+
+char *
+backing_path (const char *filename, const char *backing)
+{
+  CLEANUP_FREE char *copy = NULL;
+  char *r;
+
+  if (backing[0] == '/' || strchr (filename, '/') == NULL)
+    return strdup (backing);
+  copy = strdup (filename);
+  if (copy == NULL)
+    return NULL;
+  if (asprintf (&r, "%s/%s", dirname (copy), backing) == -1)
+    return NULL;
+  return r;
+}
