@@ -39,23 +39,30 @@ static void line_add (struct line *l, const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 2, 3)));
 
 static void
-line_add (struct line *l, const char *fs, ...)
+line_vadd (struct line *l, const char *fs, va_list args)
 {
   size_t room = sizeof l->buf - 1 - l->len; /* keep one byte for '\n' */
-  va_list args;
   int n;
 
   if (l->truncated)
     return;
-  va_start (args, fs);
   n = vsnprintf (l->buf + l->len, room, fs, args);
-  va_end (args);
   if (n < 0 || (size_t) n >= room) {
     l->len = sizeof l->buf - 1;
     l->truncated = true;
   }
   else
     l->len += n;
+}
+
+static void
+line_add (struct line *l, const char *fs, ...)
+{
+  va_list args;
+
+  va_start (args, fs);
+  line_vadd (l, fs, args);
+  va_end (args);
 }
 
 static void
@@ -88,20 +95,64 @@ line_write (struct line *l)
   while (r == -1 && errno == EINTR);
 }
 
-/* "return=0" or "return=-1 (EIO)". */
+/* "return=0" or "return=-1 (EIO)".  *ERR is only set when R is -1. */
 static void
-line_result (struct line *l, int r, int err)
+line_result (struct line *l, int r, const int *err)
 {
   if (r == -1) {
-    const char *name = strerrorname_np (err);
+    const char *name = strerrorname_np (*err);
 
     if (name)
       line_add (l, " return=-1 (%s)", name);
     else
-      line_add (l, " return=-1 (errno %d)", err);
+      line_add (l, " return=-1 (errno %d)", *err);
   }
   else
     line_add (l, " return=%d", r);
+}
+
+/* The extents found, as (offset, length, type) triples. */
+static void
+line_extents (struct line *l, const struct nbdcbt_extents *extents)
+{
+  size_t i, n = nbdcbt_extents_count (extents);
+
+  line_add (l, " extents=[");
+  for (i = 0; i < n; ++i) {
+    struct nbdcbt_extent e = nbdcbt_get_extent (extents, i);
+
+    line_add (l, "%s(0x%" PRIx64 ", 0x%" PRIx64 ", %" PRIu32 ")",
+              i ? ", " : "", e.offset, e.length, e.type);
+  }
+  line_add (l, "]");
+}
+
+/* The line of one request: "NAME id=ID DETAILS return=R", and the extents
+ * found when EXTENTS is given and the request succeeded.
+ */
+static void log_request (const struct handle *h, const char *name,
+                         uint64_t id, int r, const int *err,
+                         const struct nbdcbt_extents *extents,
+                         const char *fs, ...)
+  __attribute__ ((__format__ (__printf__, 7, 8)));
+
+static void
+log_request (const struct handle *h, const char *name, uint64_t id,
+             int r, const int *err, const struct nbdcbt_extents *extents,
+             const char *fs, ...)
+{
+  struct line l;
+  va_list args;
+
+  line_start (&l, h);
+  line_add (&l, "%s id=%" PRIu64, name, id);
+  va_start (args, fs);
+  line_vadd (&l, fs, args);
+  va_end (args);
+  line_result (&l, r, err);
+  if (r == 0 && extents)
+    line_extents (&l, extents);
+  line_write (&l);
 }
 
 static uint64_t
@@ -216,6 +267,9 @@ log_finalize (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   return 0;
 }
 
+/* " offset=0x... count=0x..." of the requests on a range. */
+#define RANGE_FMT " offset=0x%" PRIx64 " count=0x%" PRIx32
+
 static int
 log_pread (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
            void *handle, void *buf, uint32_t count, uint64_t offset,
@@ -224,13 +278,8 @@ log_pread (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   struct handle *h = handle;
   uint64_t id = new_id (h);
   int r = next_ops->pread (nxdata, buf, count, offset, flags, err);
-  struct line l;
 
-  line_start (&l, h);
-  line_add (&l, "Read id=%" PRIu64 " offset=0x%" PRIx64 " count=0x%" PRIx32,
-            id, offset, count);
-  line_result (&l, r, *err);
-  line_write (&l);
+  log_request (h, "Read", id, r, err, NULL, RANGE_FMT, offset, count);
   return r;
 }
 
@@ -242,13 +291,9 @@ log_pwrite (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   struct handle *h = handle;
   uint64_t id = new_id (h);
   int r = next_ops->pwrite (nxdata, buf, count, offset, flags, err);
-  struct line l;
 
-  line_start (&l, h);
-  line_add (&l, "Write id=%" PRIu64 " offset=0x%" PRIx64 " count=0x%" PRIx32
-            " fua=%d", id, offset, count, !!(flags & NBDCBT_FLAG_FUA));
-  line_result (&l, r, *err);
-  line_write (&l);
+  log_request (h, "Write", id, r, err, NULL, RANGE_FMT " fua=%d",
+               offset, count, !!(flags & NBDCBT_FLAG_FUA));
   return r;
 }
 
@@ -259,12 +304,8 @@ log_flush (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   struct handle *h = handle;
   uint64_t id = new_id (h);
   int r = next_ops->flush (nxdata, flags, err);
-  struct line l;
 
-  line_start (&l, h);
-  line_add (&l, "Flush id=%" PRIu64, id);
-  line_result (&l, r, *err);
-  line_write (&l);
+  log_request (h, "Flush", id, r, err, NULL, "%s", "");
   return r;
 }
 
@@ -276,13 +317,9 @@ log_trim (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   struct handle *h = handle;
   uint64_t id = new_id (h);
   int r = next_ops->trim (nxdata, count, offset, flags, err);
-  struct line l;
 
-  line_start (&l, h);
-  line_add (&l, "Trim id=%" PRIu64 " offset=0x%" PRIx64 " count=0x%" PRIx32
-            " fua=%d", id, offset, count, !!(flags & NBDCBT_FLAG_FUA));
-  line_result (&l, r, *err);
-  line_write (&l);
+  log_request (h, "Trim", id, r, err, NULL, RANGE_FMT " fua=%d",
+               offset, count, !!(flags & NBDCBT_FLAG_FUA));
   return r;
 }
 
@@ -294,15 +331,11 @@ log_zero (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   struct handle *h = handle;
   uint64_t id = new_id (h);
   int r = next_ops->zero (nxdata, count, offset, flags, err);
-  struct line l;
 
-  line_start (&l, h);
-  line_add (&l, "Zero id=%" PRIu64 " offset=0x%" PRIx64 " count=0x%" PRIx32
-            " trim=%d fua=%d fast=%d", id, offset, count,
-            !!(flags & NBDCBT_FLAG_MAY_TRIM), !!(flags & NBDCBT_FLAG_FUA),
-            !!(flags & NBDCBT_FLAG_FAST_ZERO));
-  line_result (&l, r, *err);
-  line_write (&l);
+  log_request (h, "Zero", id, r, err, NULL,
+               RANGE_FMT " trim=%d fua=%d fast=%d", offset, count,
+               !!(flags & NBDCBT_FLAG_MAY_TRIM), !!(flags & NBDCBT_FLAG_FUA),
+               !!(flags & NBDCBT_FLAG_FAST_ZERO));
   return r;
 }
 
@@ -314,30 +347,9 @@ log_cache (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   struct handle *h = handle;
   uint64_t id = new_id (h);
   int r = next_ops->cache (nxdata, count, offset, flags, err);
-  struct line l;
 
-  line_start (&l, h);
-  line_add (&l, "Cache id=%" PRIu64 " offset=0x%" PRIx64 " count=0x%" PRIx32,
-            id, offset, count);
-  line_result (&l, r, *err);
-  line_write (&l);
+  log_request (h, "Cache", id, r, err, NULL, RANGE_FMT, offset, count);
   return r;
-}
-
-/* The extents found, as (offset, length, type) triples. */
-static void
-line_extents (struct line *l, const struct nbdcbt_extents *extents)
-{
-  size_t i, n = nbdcbt_extents_count (extents);
-
-  line_add (l, " extents=[");
-  for (i = 0; i < n; ++i) {
-    struct nbdcbt_extent e = nbdcbt_get_extent (extents, i);
-
-    line_add (l, "%s(0x%" PRIx64 ", 0x%" PRIx64 ", %" PRIu32 ")",
-              i ? ", " : "", e.offset, e.length, e.type);
-  }
-  line_add (l, "]");
 }
 
 static int
@@ -348,16 +360,9 @@ log_extents (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   struct handle *h = handle;
   uint64_t id = new_id (h);
   int r = next_ops->extents (nxdata, count, offset, flags, extents, err);
-  struct line l;
 
-  line_start (&l, h);
-  line_add (&l, "Extents id=%" PRIu64 " offset=0x%" PRIx64 " count=0x%"
-            PRIx32 " req_one=%d", id, offset, count,
-            !!(flags & NBDCBT_FLAG_REQ_ONE));
-  line_result (&l, r, *err);
-  if (r == 0)
-    line_extents (&l, extents);
-  line_write (&l);
+  log_request (h, "Extents", id, r, err, extents, RANGE_FMT " req_one=%d",
+               offset, count, !!(flags & NBDCBT_FLAG_REQ_ONE));
   return r;
 }
 
@@ -371,16 +376,10 @@ log_meta_extents (const struct nbdcbt_next_ops *next_ops,
   uint64_t id = new_id (h);
   int r = next_ops->meta_extents (nxdata, context, count, offset, flags,
                                   extents, err);
-  struct line l;
 
-  line_start (&l, h);
-  line_add (&l, "BlockStatus id=%" PRIu64 " context=%s offset=0x%" PRIx64
-            " count=0x%" PRIx32 " req_one=%d", id, context, offset, count,
-            !!(flags & NBDCBT_FLAG_REQ_ONE));
-  line_result (&l, r, *err);
-  if (r == 0)
-    line_extents (&l, extents);
-  line_write (&l);
+  log_request (h, "BlockStatus", id, r, err, extents,
+               " context=%s" RANGE_FMT " req_one=%d", context, offset, count,
+               !!(flags & NBDCBT_FLAG_REQ_ONE));
   return r;
 }
 
