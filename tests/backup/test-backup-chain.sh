@@ -82,5 +82,5 @@ qemu-img compare -q -f qcow2 -F raw "$tmpdir/target.qcow2" \
   "$tmpdir/point-6.raw"
 
 # No leftovers.
-test -z "$(ls -A "$dir" | grep -v -e '^backup-000[0-6].qcow2$' \
-           -e '^manifest.json$' -e '^.lock$')"
+test -z "$(ls -A "$dir" | grep -v -e '^backup-000[0-6]\.qcow2$' \
+           -e '^backup-000[0-6]\.sums$' -e '^manifest.json$' -e '^.lock$')"

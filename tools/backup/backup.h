@@ -94,9 +94,40 @@ extern struct sink *sink_nbd_open (const char *uri, uint64_t size);
 
 /* --- Copy engine (copy.c) --------------------------------------------- */
 
+/* What a backup stored, one record per write into the target: the
+ * checksum list that verify and restore check the file's contents with.
+ */
+enum sum_kind { SUM_DATA, SUM_ZERO };
+#define SUM_SIZE 32             /* the largest digest */
+struct sum_record {
+  uint64_t offset;
+  uint64_t length;
+  enum sum_kind kind;
+  unsigned char digest[SUM_SIZE]; /* of the guest data, for SUM_DATA */
+};
+DEFINE_VECTOR_TYPE (sum_list, struct sum_record);
+
+/* How the data is summed (checksum.c). */
+enum sum_algorithm {
+  SUM_SHA256,                 /* SHA-256 of the data */
+  SUM_UMAC128,                /* UMAC-128 (RFC 4418) under KEY, nonce the
+                               * data's offset */
+};
+#define SUM_KEY_SIZE 16
+struct sum_params {
+  enum sum_algorithm algorithm;
+  unsigned char key[SUM_KEY_SIZE];
+};
+
 struct copy_stats {
   uint64_t data_bytes;        /* written as data */
   uint64_t zero_bytes;        /* recorded as zero */
+  /* If not NULL, filled with a record per write, sorted by offset.
+   * Data blocks that read as zero and are skipped (a fresh full image)
+   * get no record.
+   */
+  sum_list *sums;
+  const struct sum_params *sum_params;
 };
 
 /* Copy the DATA extents of LIST from URI (several connections if the
@@ -104,10 +135,24 @@ struct copy_stats {
  * engine may use and does not close) into SINK, and record the ZERO
  * extents as zero.  If SKIP_ZERO_DATA, data blocks read as all zero are
  * not written (a fresh full image); otherwise they are recorded as zero.
+ * With ALIGN (a power of two, the target's cluster size, or 0), DATA
+ * extents are widened to whole ALIGN blocks so that the target never
+ * merges a partial block with older contents.
  */
 extern int copy_extents (const char *uri, struct nbd_handle *first,
                          const extent_list *list, struct sink *sink,
-                         bool skip_zero_data, struct copy_stats *stats);
+                         bool skip_zero_data, uint32_t align,
+                         struct copy_stats *stats);
+
+/* --- Early writeback (writeback.c) ------------------------------------ */
+
+/* A helper thread that keeps starting writeback of PATH's dirty pages
+ * while the copy runs, so that the final fsync has little left to do.
+ * Never fails the backup: without it only the fsync takes longer.
+ */
+struct writeback;
+extern struct writeback *writeback_start (const char *path);
+extern void writeback_stop (struct writeback *wb);
 
 /* --- Progress (progress.c) -------------------------------------------- */
 
@@ -127,7 +172,13 @@ struct backup_entry {
   uint64_t data_bytes;
   uint64_t zero_bytes;
   uint64_t file_size;
-  char *sha256;               /* hex of the whole file */
+  /* Either the SHA-256 (hex) of the whole file (older chains), or the
+   * name of the checksum list of its contents (relative to the
+   * directory) and the SHA-256 of that list.
+   */
+  char *sha256;
+  char *sums_file;
+  char *sums_sha256;
 };
 DEFINE_VECTOR_TYPE (backup_list, struct backup_entry);
 
@@ -155,6 +206,39 @@ extern char *now_iso8601 (void);
 
 /* SHA-256 of the whole file at FD as lowercase hex into HEX[65]. */
 extern int sha256_fd (int fd, char hex[65]);
+/* SHA-256 of BUF into DIGEST. */
+extern void sum_data (const void *buf, size_t len,
+                      unsigned char digest[SUM_SIZE]);
+/* Lowercase hex of the first LEN bytes of DIGEST (LEN <= 32). */
+extern void hex_bytes (const unsigned char *digest, size_t len, char *hex);
+#define hex_digest(digest, hex) hex_bytes ((digest), SUM_SIZE, (hex))
+
+/* The algorithm for a new backup: UMAC-128 with a random key where
+ * gnutls offers it (not in FIPS mode), else SHA-256.
+ */
+extern int sum_params_new (struct sum_params *p);
+extern const char *sum_algorithm_name (enum sum_algorithm a);
+extern size_t sum_size (enum sum_algorithm a);
+/* One per thread. */
+struct summer;
+extern struct summer *summer_new (const struct sum_params *p);
+extern void summer_sum (struct summer *s, uint64_t offset, const void *buf,
+                        size_t len, unsigned char digest[SUM_SIZE]);
+extern void summer_free (struct summer *s);
+extern bool is_zero (const void *buf, size_t len);
+
+/* --- Checksum lists (sums.c) ------------------------------------------ */
+
+/* Write LIST to PATH (fsync'd) and the SHA-256 of the file into HEX. */
+extern int sums_save (const char *path, const struct sum_params *p,
+                      const sum_list *list, char hex[65]);
+/* Check the backup file of B in DIR against its manifest entry: for a
+ * checksum list, read every record's range through the qcow2 library
+ * and compare; for an older entry, the SHA-256 of the whole file.
+ * Prints each problem prefixed with WHAT and returns how many.
+ */
+extern int check_contents (const char *what, const char *dir,
+                           const struct backup_entry *b);
 
 /* --- Operations ------------------------------------------------------- */
 

@@ -2,8 +2,9 @@
  * auto), and listing it.
  *
  * A new backup is written as DIR/.backup-NNNN.qcow2.part, flushed and
- * fsync'd, then renamed to DIR/backup-NNNN.qcow2, and only then is the
- * manifest replaced (atomically).  An interrupted backup therefore
+ * fsync'd, its checksum list as DIR/.backup-NNNN.sums.part (fsync'd),
+ * both renamed to DIR/backup-NNNN.{qcow2,sums}, and only then is the
+ * manifest replaced (atomically, the directory fsync'd).  An interrupted backup therefore
  * leaves the chain as it was; the next run removes the leftover part.
  * A full backup into a directory that holds a chain moves the old chain
  * into DIR/chain-UUID/ (never deletes it).
@@ -68,18 +69,21 @@ lock_dir (const char *dir)
   return fd;                    /* held until exit */
 }
 
-/* The part file being written, removed if we are interrupted. */
+/* The part files being written, removed if we are interrupted. */
 static char *volatile part_path;
+static char *volatile sums_part_path;
 
 static void
 interrupted (int sig)
 {
   static const char msg[] =
     "\n" PROG ": interrupted; the chain is unchanged\n";
-  char *p = part_path;
+  char *p = part_path, *s = sums_part_path;
 
   if (p)
     unlink (p);
+  if (s)
+    unlink (s);
   if (write (STDERR_FILENO, msg, sizeof msg - 1) == -1) {
     /* nothing to do */
   }
@@ -288,9 +292,15 @@ archive_chain (const char *dir, const struct manifest *m)
     error_errno ("mkdir %s", sub_path);
     return -1;
   }
-  for (i = 0; i < m->backups.len; ++i) {
-    CLEANUP_FREE char *from = dir_file (dir, m->backups.ptr[i].file);
-    CLEANUP_FREE char *to = dir_file (sub_path, m->backups.ptr[i].file);
+  for (i = 0; i < 2 * m->backups.len; ++i) {
+    const struct backup_entry *b = &m->backups.ptr[i / 2];
+    const char *name = i % 2 ? b->sums_file : b->file;
+    CLEANUP_FREE char *from = NULL, *to = NULL;
+
+    if (name == NULL)
+      continue;
+    from = dir_file (dir, name);
+    to = dir_file (sub_path, name);
     if (!from || !to)
       return -1;
     if (rename (from, to) == -1 && errno != ENOENT) {
@@ -322,9 +332,12 @@ debug_time (const char *phase)
   last = now;
 }
 
-/* fsync PATH and compute its SHA-256 and size. */
+/* fsync PATH (the library synced it on close: this finds nothing to
+ * do, but the backup's durability does not depend on how the library
+ * closes) and get its size.
+ */
 static int
-seal_file (const char *path, char hex[65], uint64_t *size)
+seal_file (const char *path, uint64_t *size)
 {
   struct stat st;
   int fd = open (path, O_RDONLY | O_CLOEXEC);
@@ -335,10 +348,6 @@ seal_file (const char *path, char hex[65], uint64_t *size)
   }
   if (fsync (fd) == -1 || fstat (fd, &st) == -1) {
     error_errno ("%s: fsync", path);
-    close (fd);
-    return -1;
-  }
-  if (sha256_fd (fd, hex) == -1) {
     close (fd);
     return -1;
   }
@@ -353,6 +362,7 @@ do_backup (enum backup_mode mode, const char *uri)
   const char *dir = opts.output;
   CLEANUP_FREE char *bitmap_context = NULL, *why = NULL;
   CLEANUP_FREE char *file = NULL, *part = NULL, *final = NULL;
+  CLEANUP_FREE char *sums_file = NULL, *sums_part = NULL, *sums_final = NULL;
   CLEANUP_FREE char *started = NULL, *export_name = NULL;
   struct manifest m = { 0 };
   extent_list list = empty_vector;
@@ -360,8 +370,12 @@ do_backup (enum backup_mode mode, const char *uri)
   struct qcow2_create_opts copts = { 0 };
   struct qcow2 *q = NULL;
   struct sink *sink = NULL;
-  struct copy_stats stats = { 0 };
+  sum_list sums = empty_vector;
+  struct sum_params sum_params;
+  struct copy_stats stats = { .sums = &sums, .sum_params = &sum_params };
   struct backup_entry entry = { 0 };
+  struct writeback *wb = NULL;
+  struct qcow2_info qi;
   char hex[65];
   int64_t size;
   int have_chain, ret = -1;
@@ -438,7 +452,10 @@ do_backup (enum backup_mode mode, const char *uri)
   entry.full = full;
   if (asprintf (&file, "backup-%04" PRIi64 ".qcow2", entry.index) == -1 ||
       asprintf (&part, "%s/.%s.part", dir, file) == -1 ||
-      asprintf (&final, "%s/%s", dir, file) == -1) {
+      asprintf (&final, "%s/%s", dir, file) == -1 ||
+      asprintf (&sums_file, "backup-%04" PRIi64 ".sums", entry.index) == -1 ||
+      asprintf (&sums_part, "%s/.%s.part", dir, sums_file) == -1 ||
+      asprintf (&sums_final, "%s/%s", dir, sums_file) == -1) {
     error_errno ("asprintf");
     goto out;
   }
@@ -459,23 +476,33 @@ do_backup (enum backup_mode mode, const char *uri)
     error ("%s: %s", part, qcow2_last_error ());
     goto out;
   }
+  qcow2_get_info (q, &qi);
+  if (sum_params_new (&sum_params) == -1)
+    goto out;
   sink = sink_qcow2_wrap (q);
   if (sink == NULL)
     goto out;
   q = NULL;
+  wb = writeback_start (part);
   debug_time ("extents");
-  if (copy_extents (uri, h, &list, sink, full, &stats) == -1)
+  if (copy_extents (uri, h, &list, sink, full, qi.cluster_size,
+                    &stats) == -1)
     goto out;
   debug_time ("copy");
+  sums_part_path = sums_part;
+  if (sums_save (sums_part, &sum_params, &sums, hex) == -1)
+    goto out;
   if (sink->ops->close (sink) == -1) {
     sink = NULL;
     goto out;
   }
   sink = NULL;
+  writeback_stop (wb);
+  wb = NULL;
   debug_time ("close");
-  if (seal_file (part, hex, &entry.file_size) == -1)
+  if (seal_file (part, &entry.file_size) == -1)
     goto out;
-  debug_time ("fsync+sha256");
+  debug_time ("fsync");
 
   /* Publish: old chain aside (full), rename, manifest. */
   if (full && have_chain) {
@@ -488,6 +515,11 @@ do_backup (enum backup_mode mode, const char *uri)
     goto out;
   }
   part_path = NULL;
+  if (rename (sums_part, sums_final) == -1) {
+    error_errno ("rename %s to %s", sums_part, sums_final);
+    goto out;
+  }
+  sums_part_path = NULL;
 
   if (full) {
     manifest_free (&m);
@@ -508,10 +540,11 @@ do_backup (enum backup_mode mode, const char *uri)
   entry.finished = now_iso8601 ();
   entry.data_bytes = stats.data_bytes;
   entry.zero_bytes = stats.zero_bytes;
-  entry.sha256 = strdup (hex);
+  entry.sums_file = strdup (sums_file);
+  entry.sums_sha256 = strdup (hex);
   started = NULL;
   if (!entry.file || (!full && !entry.backing) || !entry.started ||
-      !entry.finished || !entry.sha256 ||
+      !entry.finished || !entry.sums_file || !entry.sums_sha256 ||
       backup_list_append (&m.backups, entry) == -1) {
     error_errno ("malloc");
     goto out;
@@ -527,12 +560,17 @@ do_backup (enum backup_mode mode, const char *uri)
   ret = 0;
 
  out:
+  if (sink)
+    sink->ops->close (sink);
+  writeback_stop (wb);
   if (part_path) {
     unlink (part_path);
     part_path = NULL;
   }
-  if (sink)
-    sink->ops->close (sink);
+  if (sums_part_path) {
+    unlink (sums_part_path);
+    sums_part_path = NULL;
+  }
   if (q)
     qcow2_close (q);
   if (h) {
@@ -544,7 +582,10 @@ do_backup (enum backup_mode mode, const char *uri)
   free (entry.started);
   free (entry.finished);
   free (entry.sha256);
+  free (entry.sums_file);
+  free (entry.sums_sha256);
   free (list.ptr);
+  free (sums.ptr);
   manifest_free (&m);
   return ret;
 }
@@ -583,7 +624,7 @@ do_copy_raw (const char *uri)
 {
   struct nbd_handle *h = connect_source (uri, NULL);
   extent_list list = empty_vector;
-  struct copy_stats stats;
+  struct copy_stats stats = { 0 };
   struct sink *sink = NULL;
   int64_t size;
   int ret = -1;
@@ -600,7 +641,7 @@ do_copy_raw (const char *uri)
   sink = sink_raw_create (opts.output, size);
   if (sink == NULL)
     goto out;
-  if (copy_extents (uri, h, &list, sink, sink->reads_zero, &stats) == -1)
+  if (copy_extents (uri, h, &list, sink, sink->reads_zero, 0, &stats) == -1)
     goto out;
   ret = sink->ops->close (sink);
   sink = NULL;

@@ -4,8 +4,11 @@
  * (cut at multiples of the request size, so that writes into the target
  * are large and cluster aligned).  One thread per NBD connection keeps up
  * to --requests reads in flight with nbd_aio_pread; as each completes its
- * buffer is written to the sink and the slot is reused.  Several
- * connections are used only when the server advertises multi-conn.
+ * buffer is checksummed and written to the sink, and the slot is reused.
+ * The checksums are taken while the data is in the CPU cache anyway and
+ * spread over the connection threads, so the backup file never has to
+ * be read again.  Several connections are used only when the server
+ * advertises multi-conn.
  */
 #include <config.h>
 
@@ -22,6 +25,10 @@
 struct request {
   uint64_t offset;
   uint32_t length;
+  /* Filled by the worker that stores it. */
+  bool written;                 /* as data or as zero (else skipped) */
+  bool zero;
+  unsigned char digest[SUM_SIZE];
 };
 DEFINE_VECTOR_TYPE (request_list, struct request);
 
@@ -31,6 +38,7 @@ struct engine {
   request_list reqs;
   struct sink *sink;
   bool skip_zero_data;
+  const struct sum_params *sum_params; /* NULL: no checksums */
   _Atomic size_t next;
   atomic_bool failed;
   _Atomic uint64_t done_bytes;
@@ -44,7 +52,7 @@ enum slot_state { SLOT_FREE, SLOT_BUSY, SLOT_DONE };
 struct slot {
   enum slot_state state;
   int err;
-  struct request req;
+  size_t idx;                   /* in e->reqs */
   char *buf;
 };
 
@@ -53,17 +61,6 @@ struct worker {
   int index;
   pthread_t thread;
 };
-
-static bool
-is_zero (const char *buf, size_t len)
-{
-  if (len < 16)
-    return len == 0 || (buf[0] == 0 && memcmp (buf, buf + 1, len - 1) == 0);
-  for (size_t i = 0; i < 16; ++i)
-    if (buf[i])
-      return false;
-  return memcmp (buf, buf + 16, len - 16) == 0;
-}
 
 static int
 read_done (void *opaque, int *err)
@@ -77,9 +74,9 @@ read_done (void *opaque, int *err)
 
 /* Write one completed read to the sink. */
 static int
-store (struct engine *e, struct slot *s)
+store (struct engine *e, struct summer *summer, struct slot *s)
 {
-  const struct request *r = &s->req;
+  struct request *r = &e->reqs.ptr[s->idx];
 
   if (s->err) {
     error ("read at offset %" PRIu64 " (%" PRIu32 " bytes) failed: %s",
@@ -91,12 +88,16 @@ store (struct engine *e, struct slot *s)
       if (e->sink->ops->zero (e->sink, r->length, r->offset) == -1)
         return -1;
       e->zero_bytes += r->length;
+      r->written = r->zero = true;
     }
   }
   else {
+    if (summer)
+      summer_sum (summer, r->offset, s->buf, r->length, r->digest);
     if (e->sink->ops->pwrite (e->sink, s->buf, r->length, r->offset) == -1)
       return -1;
     e->data_bytes += r->length;
+    r->written = true;
   }
   e->done_bytes += r->length;
   return 0;
@@ -109,7 +110,11 @@ worker_run (void *opaque)
   struct engine *e = w->e;
   struct nbd_handle *h = NULL;
   struct slot *slots = NULL;
+  struct summer *summer = NULL;
   int nslots = opts.requests, i, in_flight = 0;
+
+  if (e->sum_params && (summer = summer_new (e->sum_params)) == NULL)
+    goto fail;
 
   if (w->index == 0)
     h = e->first;
@@ -145,15 +150,15 @@ worker_run (void *opaque)
       idx = atomic_fetch_add (&e->next, 1);
       if (idx >= e->reqs.len)
         break;
-      slots[i].req = e->reqs.ptr[idx];
+      slots[i].idx = idx;
       slots[i].state = SLOT_BUSY;
       slots[i].err = 0;
-      if (nbd_aio_pread (h, slots[i].buf, slots[i].req.length,
-                         slots[i].req.offset,
+      if (nbd_aio_pread (h, slots[i].buf, e->reqs.ptr[idx].length,
+                         e->reqs.ptr[idx].offset,
                          (nbd_completion_callback) {
                            .callback = read_done, .user_data = &slots[i] },
                          0) == -1) {
-        error ("read at offset %" PRIu64 ": %s", slots[i].req.offset,
+        error ("read at offset %" PRIu64 ": %s", e->reqs.ptr[idx].offset,
                nbd_get_error ());
         slots[i].state = SLOT_FREE;
         goto fail;
@@ -172,7 +177,7 @@ worker_run (void *opaque)
       if (slots[i].state != SLOT_DONE)
         continue;
       in_flight--;
-      if (store (e, &slots[i]) == -1)
+      if (store (e, summer, &slots[i]) == -1)
         goto fail;
       slots[i].state = SLOT_FREE;
     }
@@ -194,23 +199,132 @@ worker_run (void *opaque)
       free (slots[i].buf);
     free (slots);
   }
+  summer_free (summer);
   e->finished_threads++;
   return NULL;
 }
 
+/* Append [START, END) of KIND to OUT, leaving out what OUT already
+ * covers (the list only grows forwards).
+ */
+static int
+append_after (extent_list *out, uint64_t start, uint64_t end,
+              enum extent_kind kind)
+{
+  struct extent *last = out->len ? &out->ptr[out->len - 1] : NULL;
+
+  if (last && start < last->offset + last->length)
+    start = last->offset + last->length;
+  if (start >= end)
+    return 0;
+  if (last && last->kind == kind && last->offset + last->length == start) {
+    last->length += end - start;
+    return 0;
+  }
+  return extent_list_append (out, (struct extent) { start, end - start,
+                                                    kind });
+}
+
+/* Cluster-aligned work list: a block of ALIGN bytes lying in one extent
+ * keeps its kind; a block that several extents share is read as DATA
+ * (reading clean or zero bytes from the source gives what the target
+ * would have had there anyway).  The target then never has to merge a
+ * partial cluster with its backing file, and zero extents are whole
+ * clusters.  LIST is sorted and covers the disk without gaps.
+ */
+static int
+align_extents (const extent_list *list, uint64_t align, extent_list *out)
+{
+  uint64_t size;
+  size_t i;
+
+  if (list->len == 0)
+    return 0;
+  size = list->ptr[list->len - 1].offset + list->ptr[list->len - 1].length;
+  for (i = 0; i < list->len; ++i) {
+    const struct extent *x = &list->ptr[i];
+    uint64_t a = x->offset, b = x->offset + x->length;
+    uint64_t inner_start = (a + align - 1) & ~(align - 1);
+    uint64_t inner_end = b == size ? b : b & ~(align - 1);
+
+    if (inner_start < inner_end &&
+        append_after (out, inner_start, inner_end, x->kind) == -1)
+      return -1;
+    if (b != size && (b & (align - 1)) != 0) {
+      uint64_t c = b & ~(align - 1), d = c + align;
+      if (d > size)
+        d = size;
+      if (append_after (out, c, d, EXTENT_DATA) == -1)
+        return -1;
+    }
+  }
+  return 0;
+}
+
+static int
+compare_sums (const void *a, const void *b)
+{
+  const struct sum_record *x = a, *y = b;
+
+  return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* The checksum list: a record per zero extent and per written request. */
+static int
+collect_sums (const struct engine *e, const extent_list *list,
+              sum_list *sums)
+{
+  size_t i;
+
+  for (i = 0; !e->skip_zero_data && i < list->len; ++i) {
+    const struct extent *x = &list->ptr[i];
+    if (x->kind == EXTENT_ZERO &&
+        sum_list_append (sums, (struct sum_record) {
+            .offset = x->offset, .length = x->length,
+            .kind = SUM_ZERO }) == -1)
+      return -1;
+  }
+  for (i = 0; i < e->reqs.len; ++i) {
+    const struct request *r = &e->reqs.ptr[i];
+    struct sum_record s = {
+      .offset = r->offset, .length = r->length,
+      .kind = r->zero ? SUM_ZERO : SUM_DATA,
+    };
+    if (!r->written)
+      continue;
+    memcpy (s.digest, r->digest, SUM_SIZE);
+    if (sum_list_append (sums, s) == -1)
+      return -1;
+  }
+  qsort (sums->ptr, sums->len, sizeof *sums->ptr, compare_sums);
+  return 0;
+}
+
 int
 copy_extents (const char *uri, struct nbd_handle *first,
-              const extent_list *list, struct sink *sink,
-              bool skip_zero_data, struct copy_stats *stats)
+              const extent_list *in_list, struct sink *sink,
+              bool skip_zero_data, uint32_t align,
+              struct copy_stats *stats)
 {
   struct engine e = {
     .uri = uri, .first = first, .sink = sink,
     .skip_zero_data = skip_zero_data,
+    .sum_params = stats->sums ? stats->sum_params : NULL,
   };
   struct worker *workers = NULL;
+  extent_list aligned = empty_vector;
+  const extent_list *list = in_list;
   uint64_t total = 0, zero_total = 0, rs = opts.request_size;
   size_t i;
   int n, started = 0, ret = -1;
+
+  if (align > 1) {
+    if (align_extents (in_list, align, &aligned) == -1) {
+      error_errno ("malloc");
+      goto out;
+    }
+    list = &aligned;
+  }
 
   /* Requests, cut at multiples of the request size. */
   for (i = 0; i < list->len; ++i) {
@@ -226,7 +340,9 @@ copy_extents (const char *uri, struct nbd_handle *first,
       if (next > end)
         next = end;
       if (request_list_append (&e.reqs,
-                               (struct request) { pos, next - pos }) == -1) {
+                               (struct request) { .offset = pos,
+                                                  .length = next - pos })
+          == -1) {
         error_errno ("malloc");
         goto out;
       }
@@ -290,6 +406,10 @@ copy_extents (const char *uri, struct nbd_handle *first,
   progress_end ();
   stats->data_bytes = e.data_bytes;
   stats->zero_bytes = e.zero_bytes;
+  if (stats->sums && collect_sums (&e, list, stats->sums) == -1) {
+    error_errno ("malloc");
+    goto out;
+  }
   ret = 0;
 
  out:
@@ -297,5 +417,6 @@ copy_extents (const char *uri, struct nbd_handle *first,
     progress_end ();
   free (workers);
   free (e.reqs.ptr);
+  free (aligned.ptr);
   return ret;
 }

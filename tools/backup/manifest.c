@@ -8,9 +8,14 @@
  *     { "index": 0, "type": "full", "file": "backup-0000.qcow2",
  *       "backing": null, "started": "...", "finished": "...",
  *       "data-bytes": N, "zero-bytes": N, "file-size": N,
- *       "sha256": "HEX" }, ...
+ *       "sums": "backup-0000.sums", "sums-sha256": "HEX" }, ...
  *   ]
  * }
+ *
+ * "sums" names the checksum list of the file's contents (sums.c) and
+ * "sums-sha256" is the SHA-256 of that list.  Entries written before the
+ * checksum lists have instead "sha256", the SHA-256 of the whole file;
+ * both kinds are read and checked.
  *
  * It is replaced atomically: written to a temporary file, fsync'd, and
  * renamed over the old one, then the directory is fsync'd.
@@ -86,6 +91,8 @@ manifest_free (struct manifest *m)
     free (b->started);
     free (b->finished);
     free (b->sha256);
+    free (b->sums_file);
+    free (b->sums_sha256);
   }
   free (m->backups.ptr);
   memset (m, 0, sizeof *m);
@@ -214,20 +221,27 @@ load_entry (json_object *o, int64_t expect_index, struct manifest *m)
       get_str (o, "backing", true, &e->backing) == -1 ||
       get_str (o, "started", false, &e->started) == -1 ||
       get_str (o, "finished", false, &e->finished) == -1 ||
-      get_str (o, "sha256", false, &e->sha256) == -1 ||
       get_u64 (o, "data-bytes", &e->data_bytes) == -1 ||
       get_u64 (o, "zero-bytes", &e->zero_bytes) == -1 ||
       get_u64 (o, "file-size", &e->file_size) == -1)
     return -1;
+  if (json_object_object_get_ex (o, "sums", NULL)) {
+    if (get_str (o, "sums", false, &e->sums_file) == -1 ||
+        get_str (o, "sums-sha256", false, &e->sums_sha256) == -1)
+      return -1;
+  }
+  else if (get_str (o, "sha256", false, &e->sha256) == -1)
+    return -1;
   if (!safe_file_name (e->file) ||
-      (e->backing && !safe_file_name (e->backing))) {
+      (e->backing && !safe_file_name (e->backing)) ||
+      (e->sums_file && !safe_file_name (e->sums_file))) {
     error ("%s: damaged manifest: backup %" PRIi64 " has a bad file name",
            where, expect_index);
     return -1;
   }
-  if (!is_hex64 (e->sha256)) {
-    error ("%s: damaged manifest: backup %" PRIi64 " has a bad sha256",
-           where, expect_index);
+  if (!is_hex64 (e->sums_file ? e->sums_sha256 : e->sha256)) {
+    error ("%s: damaged manifest: backup %" PRIi64 " has a bad %s",
+           where, expect_index, e->sums_file ? "sums-sha256" : "sha256");
     return -1;
   }
   if (expect_index == 0 ? e->backing != NULL
@@ -369,7 +383,15 @@ manifest_save (const char *dir, const struct manifest *m)
                             json_object_new_int64 (b->zero_bytes));
     json_object_object_add (o, "file-size",
                             json_object_new_int64 (b->file_size));
-    json_object_object_add (o, "sha256", json_object_new_string (b->sha256));
+    if (b->sums_file) {
+      json_object_object_add (o, "sums",
+                              json_object_new_string (b->sums_file));
+      json_object_object_add (o, "sums-sha256",
+                              json_object_new_string (b->sums_sha256));
+    }
+    else
+      json_object_object_add (o, "sha256",
+                              json_object_new_string (b->sha256));
     json_object_array_add (list, o);
   }
   json_object_object_add (root, "backups", list);

@@ -27,33 +27,6 @@ is_uri (const char *s)
     strncmp (s, "nbd+vsock://", 12) == 0;
 }
 
-/* Restoring from a damaged file would silently give wrong data. */
-static int
-check_file (const char *dir, const struct backup_entry *b)
-{
-  CLEANUP_FREE char *path = dir_file (dir, b->file);
-  char hex[65];
-  int fd, r;
-
-  if (path == NULL)
-    return -1;
-  fd = open (path, O_RDONLY | O_CLOEXEC);
-  if (fd == -1) {
-    error_errno ("restore: backup %" PRIi64 ": %s", b->index, path);
-    return -1;
-  }
-  r = sha256_fd (fd, hex);
-  close (fd);
-  if (r == -1)
-    return -1;
-  if (strcmp (hex, b->sha256) != 0) {
-    error ("restore: %s: checksum mismatch, the file is damaged "
-           "(run '" PROG " verify')", path);
-    return -1;
-  }
-  return 0;
-}
-
 int
 do_restore (const char *dir)
 {
@@ -81,8 +54,11 @@ do_restore (const char *dir)
     goto out;
   }
   for (i = 0; i <= n; ++i)
-    if (check_file (dir, &m.backups.ptr[i]) == -1)
+    if (check_contents ("restore", dir, &m.backups.ptr[i]) > 0) {
+      error ("restore: backup %" PRIi64 " is damaged (run '" PROG
+             " verify')", i);
       goto out;
+    }
 
   top = dir_file (dir, m.backups.ptr[n].file);
   if (top == NULL)
