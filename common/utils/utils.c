@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,24 +10,53 @@
 
 #include "utils.h"
 
-int
-full_read (int fd, void *buf, size_t count)
+/* The loop of the four full_* functions: transfer COUNT bytes at OFFSET
+ * (or at the file position if OFFSET is -1), retrying short transfers and
+ * EINTR.  Returns the bytes done, fewer than COUNT only at end of file
+ * (reads), or -1 with errno set.
+ */
+static ssize_t
+transfer_all (int fd, char *buf, size_t count, off_t offset, bool is_write)
 {
-  char *p = buf;
   size_t done = 0;
 
   while (done < count) {
-    ssize_t r = read (fd, p + done, count - done);
+    char *p = buf + done;
+    size_t n = count - done;
+    ssize_t r;
+
+    if (is_write)
+      r = offset == -1 ? write (fd, p, n) : pwrite (fd, p, n, offset + done);
+    else
+      r = offset == -1 ? read (fd, p, n) : pread (fd, p, n, offset + done);
     if (r == -1) {
       if (errno == EINTR)
         continue;
       return -1;
     }
     if (r == 0) {
-      errno = done ? EPIPE : ENODATA;
-      return -1;
+      if (is_write) {
+        /* Not expected from a file; never spin on it. */
+        errno = EIO;
+        return -1;
+      }
+      break;
     }
     done += r;
+  }
+  return done;
+}
+
+int
+full_read (int fd, void *buf, size_t count)
+{
+  ssize_t r = transfer_all (fd, buf, count, -1, false);
+
+  if (r == -1)
+    return -1;
+  if ((size_t) r < count) {
+    errno = r ? EPIPE : ENODATA;
+    return -1;
   }
   return 0;
 }
@@ -34,62 +64,25 @@ full_read (int fd, void *buf, size_t count)
 int
 full_write (int fd, const void *buf, size_t count)
 {
-  const char *p = buf;
-
-  while (count > 0) {
-    ssize_t r = write (fd, p, count);
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += r;
-    count -= r;
-  }
-  return 0;
+  return transfer_all (fd, (char *) buf, count, -1, true) == -1 ? -1 : 0;
 }
 
 int
 full_pread (int fd, void *buf, size_t count, off_t offset)
 {
-  char *p = buf;
+  ssize_t r = transfer_all (fd, buf, count, offset, false);
 
-  while (count > 0) {
-    ssize_t r = pread (fd, p, count, offset);
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    if (r == 0) {
-      /* Past the end of file: reads as zeroes. */
-      memset (p, 0, count);
-      return 0;
-    }
-    p += r;
-    count -= r;
-    offset += r;
-  }
+  if (r == -1)
+    return -1;
+  /* Past the end of file: reads as zeroes. */
+  memset ((char *) buf + r, 0, count - r);
   return 0;
 }
 
 int
 full_pwrite (int fd, const void *buf, size_t count, off_t offset)
 {
-  const char *p = buf;
-
-  while (count > 0) {
-    ssize_t r = pwrite (fd, p, count, offset);
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += r;
-    count -= r;
-    offset += r;
-  }
-  return 0;
+  return transfer_all (fd, (char *) buf, count, offset, true) == -1 ? -1 : 0;
 }
 
 int64_t

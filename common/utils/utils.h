@@ -4,8 +4,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Read/write exactly COUNT bytes (EINTR retried).  0 or -1 with errno;
- * a short read at EOF fails with errno EPIPE (ENODATA if nothing was read).
+/* Read/write exactly COUNT bytes (EINTR and short transfers retried).
+ * 0 or -1 with errno.  full_read at end of file fails with errno EPIPE
+ * (ENODATA if nothing was read); full_pread past the end of file fills
+ * the rest of BUF with zeroes and succeeds.
  */
 extern int full_read (int fd, void *buf, size_t count);
 extern int full_write (int fd, const void *buf, size_t count);

@@ -1,9 +1,13 @@
-/* Unit tests for common/utils: size parsing, rounding, byte order. */
+/* Unit tests for common/utils: size parsing, rounding, byte order,
+ * full I/O.
+ */
 #include <config.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "byte-order.h"
 #include "rounding.h"
@@ -34,9 +38,50 @@ check_size (const char *s, int64_t want)
     CHECK (err != NULL);
 }
 
+/* The full_* loops, and what each does at end of file. */
+static void
+check_full_io (void)
+{
+  char tmpl[] = "/tmp/test-utils.XXXXXX";
+  char buf[8];
+  int fds[2];
+  int fd = mkstemp (tmpl);
+
+  CHECK (fd >= 0);
+  if (fd < 0)
+    return;
+  unlink (tmpl);
+  CHECK (full_pwrite (fd, "abcdef", 6, 2) == 0);
+  CHECK (full_write (fd, "XY", 2) == 0); /* at the file position: 0 */
+  memset (buf, '?', sizeof buf);
+  CHECK (full_pread (fd, buf, 8, 0) == 0);
+  CHECK (memcmp (buf, "XYabcdef", 8) == 0);
+  /* Past the end reads as zeroes. */
+  memset (buf, '?', sizeof buf);
+  CHECK (full_pread (fd, buf, 8, 4) == 0);
+  CHECK (memcmp (buf, "cdef\0\0\0\0", 8) == 0);
+  /* full_read: a short read fails. */
+  CHECK (lseek (fd, 5, SEEK_SET) == 5);
+  errno = 0;
+  CHECK (full_read (fd, buf, 8) == -1 && errno == EPIPE);
+  errno = 0;
+  CHECK (full_read (fd, buf, 1) == -1 && errno == ENODATA);
+  close (fd);
+
+  /* A pipe hands data over in pieces. */
+  CHECK (pipe (fds) == 0);
+  CHECK (full_write (fds[1], "12", 2) == 0);
+  CHECK (full_write (fds[1], "345", 3) == 0);
+  close (fds[1]);
+  CHECK (full_read (fds[0], buf, 5) == 0 && memcmp (buf, "12345", 5) == 0);
+  close (fds[0]);
+}
+
 int
 main (void)
 {
+  check_full_io ();
+
   check_size ("0", 0);
   check_size ("512", 512);
   check_size ("4k", 4096);
