@@ -27,7 +27,7 @@ file_extents (void *handle, uint32_t count, uint64_t offset,
     data = lseek (h->fd, pos, SEEK_DATA);
     if (data == -1) {
       if (errno != ENXIO) {
-        nbdcbt_error ("file: lseek: SEEK_DATA: %m");
+        nbdcbt_error ("file: %s: lseek: SEEK_DATA: %m", h->filename);
         return -1;
       }
       /* No data from here to the end of the file. */
@@ -44,7 +44,7 @@ file_extents (void *handle, uint32_t count, uint64_t offset,
     next_hole = lseek (h->fd, pos, SEEK_HOLE);
     if (next_hole == -1) {
       if (errno != ENXIO) {
-        nbdcbt_error ("file: lseek: SEEK_HOLE: %m");
+        nbdcbt_error ("file: %s: lseek: SEEK_HOLE: %m", h->filename);
         return -1;
       }
       /* The file shrank under us: the rest reads as end of file. */

@@ -229,6 +229,7 @@ file_open (int readonly)
     nbdcbt_error ("file: calloc: %m");
     return NULL;
   }
+  h->filename = filename;
   h->can_write = !readonly;
   h->direct = cache_none;
   h->align = h->mem_align = h->sector_size = 1;

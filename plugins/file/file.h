@@ -15,6 +15,7 @@
 
 /* One per connection: each has its own file descriptor. */
 struct handle {
+  const char *filename; /* for error messages */
   int fd;
   int fd_buffered;      /* cache=none: the same file without O_DIRECT, for
                          * requests not aligned to ALIGN; else == fd */

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -74,7 +75,8 @@ get_bounce (void)
 }
 
 static int
-read_all (int fd, char *buf, size_t count, off_t offset)
+read_all (const struct handle *h, int fd, char *buf, size_t count,
+          off_t offset)
 {
   while (count > 0) {
     ssize_t r = pread (fd, buf, count, offset);
@@ -82,12 +84,14 @@ read_all (int fd, char *buf, size_t count, off_t offset)
     if (r == -1) {
       if (errno == EINTR)
         continue;
-      nbdcbt_error ("file: pread: %m");
+      nbdcbt_error ("file: %s: pread at offset %jd: %m", h->filename,
+                    (intmax_t) offset);
       return -1;
     }
     if (r == 0) {
-      nbdcbt_error ("file: pread: unexpected end of file "
-                    "(was the file truncated?)");
+      nbdcbt_error ("file: %s: pread at offset %jd: unexpected end of "
+                    "file (was the file truncated?)", h->filename,
+                    (intmax_t) offset);
       errno = EIO;
       return -1;
     }
@@ -123,7 +127,8 @@ write_all (struct handle *h, int fd, const char *buf, size_t count,
     if (r == -1) {
       if (errno == EINTR)
         continue;
-      nbdcbt_error ("file: pwrite: %m");
+      nbdcbt_error ("file: %s: pwrite at offset %jd: %m", h->filename,
+                    (intmax_t) offset);
       return -1;
     }
     buf += r;
@@ -131,7 +136,7 @@ write_all (struct handle *h, int fd, const char *buf, size_t count,
     count -= r;
   }
   if (fua && !dsync && fdatasync (fd) == -1) {
-    nbdcbt_error ("file: fdatasync: %m");
+    nbdcbt_error ("file: %s: fdatasync: %m", h->filename);
     return -1;
   }
   return 0;
@@ -160,11 +165,11 @@ file_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
   char *bounce;
 
   if (!h->direct)
-    return read_all (h->fd, buf, count, offset);
+    return read_all (h, h->fd, buf, count, offset);
   if (!range_aligned (h, count, offset))
-    return read_all (h->fd_buffered, buf, count, offset);
+    return read_all (h, h->fd_buffered, buf, count, offset);
   if (buffer_aligned (h, buf))
-    return read_all (h->fd, buf, count, offset);
+    return read_all (h, h->fd, buf, count, offset);
 
   bounce = get_bounce ();
   if (bounce == NULL)
@@ -172,7 +177,7 @@ file_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
   while (count > 0) {
     uint32_t n = MIN (count, (uint32_t) BOUNCE_SIZE);
 
-    if (read_all (h->fd, bounce, n, offset) == -1)
+    if (read_all (h, h->fd, bounce, n, offset) == -1)
       return -1;
     memcpy (b, bounce, n);
     b += n;
@@ -245,7 +250,7 @@ file_flush (void *handle, uint32_t flags)
   struct handle *h = handle;
 
   if (fdatasync (h->fd) == -1) {
-    nbdcbt_error ("file: fdatasync: %m");
+    nbdcbt_error ("file: %s: fdatasync: %m", h->filename);
     return -1;
   }
   return 0;
@@ -261,7 +266,7 @@ file_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   err = posix_fadvise (h->fd_buffered, offset, count, POSIX_FADV_WILLNEED);
   if (err) {
     errno = err;
-    nbdcbt_error ("file: posix_fadvise: %m");
+    nbdcbt_error ("file: %s: posix_fadvise: %m", h->filename);
     return -1;
   }
   return 0;

@@ -30,7 +30,7 @@ static int
 sync_if_fua (struct handle *h, uint32_t flags)
 {
   if ((flags & NBDCBT_FLAG_FUA) && fdatasync (h->fd) == -1) {
-    nbdcbt_error ("file: fdatasync: %m");
+    nbdcbt_error ("file: %s: fdatasync: %m", h->filename);
     return -1;
   }
   return 0;
@@ -45,36 +45,6 @@ do_fallocate (struct handle *h, int mode, uint64_t count, uint64_t offset)
     r = fallocate (h->fd, mode, offset, count);
   while (r == -1 && errno == EINTR);
   return r;
-}
-
-int
-file_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
-{
-  struct handle *h = handle;
-
-  if (h->is_block_device) {
-    /* Discard whole sectors only; the rest is left alone. */
-    uint64_t start = ROUND_UP (offset, h->sector_size);
-    uint64_t end = ROUND_DOWN (offset + count, h->sector_size);
-    uint64_t range[2] = { start, end - start };
-
-    if (start < end && ioctl (h->fd, BLKDISCARD, range) == -1
-        && !is_unsupported (errno)) {
-      nbdcbt_error ("file: BLKDISCARD: %m");
-      return -1;
-    }
-  }
-  else if (FEATURE_ON (h, can_punch_hole)) {
-    if (do_fallocate (h, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      count, offset) == -1) {
-      if (!is_unsupported (errno)) {
-        nbdcbt_error ("file: fallocate: punch hole: %m");
-        return -1;
-      }
-      FEATURE_OFF (h, can_punch_hole);
-    }
-  }
-  return sync_if_fua (h, flags);
 }
 
 /* Try METHOD (a fallocate mode) guarded by the feature flag *FEATURE.
@@ -95,32 +65,65 @@ try_fallocate (struct handle *h, bool *feature, int mode,
   /* EINVAL: e.g. a range the device cannot handle; not fatal. */
   if (errno == EINVAL)
     return 0;
-  nbdcbt_error ("file: fallocate: %s: %m", what);
+  nbdcbt_error ("file: %s: fallocate: %s: %m", h->filename, what);
   return -1;
+}
+
+int
+file_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  struct handle *h = handle;
+
+  if (h->is_block_device) {
+    /* Discard whole sectors only; the rest is left alone. */
+    uint64_t start = ROUND_UP (offset, h->sector_size);
+    uint64_t end = ROUND_DOWN (offset + count, h->sector_size);
+    uint64_t range[2] = { start, end - start };
+
+    if (start < end && ioctl (h->fd, BLKDISCARD, range) == -1
+        && !is_unsupported (errno)) {
+      nbdcbt_error ("file: %s: BLKDISCARD: %m", h->filename);
+      return -1;
+    }
+  }
+  else if (try_fallocate (h, &h->can_punch_hole,
+                          FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                          count, offset, "punch hole") == -1)
+    return -1;
+  return sync_if_fua (h, flags);
+}
+
+/* The fast methods common to files and block devices: a hole if the
+ * client allows trimming (it reads as zeroes and is the cheapest of all),
+ * else ZERO_RANGE.  Same results as try_fallocate.
+ */
+static int
+zero_by_fallocate (struct handle *h, uint32_t count, uint64_t offset,
+                   uint32_t flags)
+{
+  if (flags & NBDCBT_FLAG_MAY_TRIM) {
+    int r = try_fallocate (h, &h->can_punch_hole,
+                           FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                           count, offset, "punch hole");
+    if (r)
+      return r;
+  }
+  return try_fallocate (h, &h->can_zero_range,
+                        FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                        count, offset, "zero range");
 }
 
 static int
 zero_block_device (struct handle *h, uint32_t count, uint64_t offset,
                    uint32_t flags)
 {
-  int r;
-
-  /* On block devices these fallocate modes only succeed where the
+  /* On block devices the fallocate modes only succeed where the
    * device zeroes without writing (the kernel never falls back).
    */
-  if (flags & NBDCBT_FLAG_MAY_TRIM) {
-    r = try_fallocate (h, &h->can_punch_hole,
-                       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                       count, offset, "punch hole");
-    if (r)
-      return r;
-  }
-  r = try_fallocate (h, &h->can_zero_range,
-                     FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                     count, offset, "zero range");
+  int r = zero_by_fallocate (h, count, offset, flags);
+
   if (r)
     return r;
-
   if (flags & NBDCBT_FLAG_FAST_ZERO)
     return 0;
 
@@ -132,7 +135,7 @@ zero_block_device (struct handle *h, uint32_t count, uint64_t offset,
     if (ioctl (h->fd, BLKZEROOUT, range) == 0)
       return 1;
     if (!is_unsupported (errno) && errno != EINVAL) {
-      nbdcbt_error ("file: BLKZEROOUT: %m");
+      nbdcbt_error ("file: %s: BLKZEROOUT: %m", h->filename);
       return -1;
     }
     if (errno != EINVAL)
@@ -145,20 +148,8 @@ static int
 zero_file (struct handle *h, uint32_t count, uint64_t offset,
            uint32_t flags)
 {
-  int r;
+  int r = zero_by_fallocate (h, count, offset, flags);
 
-  /* A hole reads as zeroes and is the cheapest of all. */
-  if (flags & NBDCBT_FLAG_MAY_TRIM) {
-    r = try_fallocate (h, &h->can_punch_hole,
-                       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                       count, offset, "punch hole");
-    if (r)
-      return r;
-  }
-
-  r = try_fallocate (h, &h->can_zero_range,
-                     FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                     count, offset, "zero range");
   if (r)
     return r;
 
