@@ -147,7 +147,9 @@ conn_recv_buffered (struct connection *conn, void *buf, size_t len)
     if (len - done >= RECV_DIRECT_MIN)
       r = recv_some (conn, p + done, len - done, true);
     else
-      r = recv_some (conn, conn->rbuf, sizeof conn->rbuf, false);
+      r = recv_some (conn, conn->rbuf,
+                     conn->rfill ? MIN (conn->rfill, sizeof conn->rbuf)
+                     : sizeof conn->rbuf, false);
     if (r == -1)
       return -1;
     if (r == 0) {

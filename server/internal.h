@@ -145,8 +145,10 @@ struct connection {
   int sockin, sockout;
   bool is_socket;
   pthread_mutex_t read_lock;
-  /* Input buffer of the transmission phase, under read_lock. */
-  size_t rpos, rlen;
+  /* Input buffer of the transmission phase, under read_lock.  RFILL,
+   * when not 0, limits how much one read into it may take.
+   */
+  size_t rpos, rlen, rfill;
   char rbuf[RECV_BUFFER];
   pthread_mutex_t write_lock;
   bool closing;           /* no more requests are read (atomic) */

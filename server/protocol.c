@@ -563,6 +563,13 @@ recv_request (struct worker *w, uint16_t *type, uint16_t *flags,
       return 0;
     }
   }
+  /* After a large WRITE, read just the next request's header: if it is
+   * another large WRITE (a sequential writer), its payload then goes
+   * straight into the worker's buffer instead of partly through the
+   * input buffer and a copy.
+   */
+  conn->rfill = *type == NBD_CMD_WRITE && *count >= RECV_DIRECT_MIN
+    ? sizeof hdr : 0;
   return 1;
 }
 
