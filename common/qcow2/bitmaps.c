@@ -63,6 +63,8 @@ cmp_range (const void *a, const void *b)
   return x[0] < y[0] ? -1 : x[0] > y[0];
 }
 
+static uint64_t *read_table (struct qcow2 *q, const struct qcow2_bm *b);
+
 int
 qcow2_bitmaps_load_directory (struct qcow2 *q)
 {
@@ -149,6 +151,22 @@ qcow2_bitmaps_load_directory (struct qcow2 *q)
     if (ranges[2 * i] < ranges[2 * i - 1])
       return qcow2_error (EINVAL, "%s: bitmap tables overlap each other or "
                           "the bitmap directory", q->filename);
+
+  /* A writable open allocates clusters, and a table entry pointing past
+   * the end of the file would soon point into new guest data, which a
+   * later store or remove would then free or overwrite.  So the tables
+   * are validated now (QEMU loads every consistent bitmap at a writable
+   * open and fails on such entries too); bitmaps in use are never loaded.
+   */
+  if (!q->readonly)
+    for (i = 0; i < q->nb_bitmaps; i++)
+      if (!(q->bms[i].flags & BME_IN_USE)) {
+        uint64_t *t = read_table (q, &q->bms[i]);
+
+        if (t == NULL)
+          return -1;
+        free (t);
+      }
   return 0;
 }
 
