@@ -83,7 +83,7 @@ usage (FILE *fp)
 "  -C, --connections N        NBD connections if the server allows\n"
 "                             multi-conn (default 4)\n"
 "  -R, --requests N           requests in flight per connection (default 16)\n"
-"  -S, --request-size SIZE    bytes per read request (default 1M)\n"
+"  -S, --request-size SIZE    bytes per read request (default 256K)\n"
 "  -p, --progress             show a progress bar\n"
 "  -q, --quiet                print nothing but errors\n"
 "      --help                 show this help\n"
@@ -209,7 +209,11 @@ main (int argc, char *argv[])
 
   if (opts.connections == 0) opts.connections = 4;
   if (opts.requests == 0) opts.requests = 16;
-  if (opts.request_size == 0) opts.request_size = 1024 * 1024;
+  /* 256K requests, 16 per connection: the data read, checksummed and
+   * written stays in the CPU cache, and a full backup (4 GiB, 2 cores)
+   * ran 10-30% faster than with 1M (scripts/bench-backup).
+   */
+  if (opts.request_size == 0) opts.request_size = 256 * 1024;
   if (opts.progress && !isatty (STDERR_FILENO))
     opts.progress = false;
 
