@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # verify: passes on a sound chain; a flipped byte inside a data cluster,
-# a truncated file or a missing file fail it with a clear message, and
+# a zero flag planted in an L2 table, a damaged checksum list, a
+# truncated file or a missing file fail it with a clear message, and
 # restore refuses to use a damaged file.
 source "$top_srcdir/tests/functions.sh"
 source "$srcdir/backup-functions.sh"
@@ -50,6 +51,37 @@ test $rc -eq 1
 grep -q "checksum mismatch" "$tmpdir/out"
 # Restoring the point before the damage still works.
 $BACKUP restore "$dir" --until 0 -o "$tmpdir/r.raw" -q
+
+# A zero flag set in the L2 table of the incremental, where the backup
+# wrote nothing (the range would read as zero instead of from the full
+# backup): a metadata change that no refcount check sees.
+rm -rf "$dir"; cp -a "$tmpdir/good" "$dir"
+$PYTHON -c '
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    h = f.read(72)
+    cluster_bits, = struct.unpack(">I", h[20:24])
+    l1_offset, = struct.unpack(">Q", h[40:48])
+    f.seek(l1_offset)
+    l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+    i = (8 << 20) >> cluster_bits      # guest offset 8M, clean in backup 1
+    f.seek(l2 + 8 * i)
+    assert struct.unpack(">Q", f.read(8))[0] == 0
+    f.seek(l2 + 8 * i)
+    f.write(struct.pack(">Q", 1))' "$dir/backup-0001.qcow2"
+qemu-img check -q "$dir/backup-0001.qcow2"
+rc=0; $BACKUP verify "$dir" > "$tmpdir/out" 2>&1 || rc=$?
+cat "$tmpdir/out"
+test $rc -eq 1
+grep -q "backup-0001.qcow2: the file is damaged: it has zero clusters at offset 8388608 that the backup did not write" "$tmpdir/out"
+
+# A damaged checksum list.
+rm -rf "$dir"; cp -a "$tmpdir/good" "$dir"
+sed -i '2s/^data 0 /data 1 /' "$dir/backup-0000.sums"
+rc=0; $BACKUP verify "$dir" > "$tmpdir/out" 2>&1 || rc=$?
+cat "$tmpdir/out"
+test $rc -eq 1
+grep -q "backup-0000.sums: checksum mismatch, the checksum list is damaged" "$tmpdir/out"
 
 # A truncated file.
 rm -rf "$dir"; cp -a "$tmpdir/good" "$dir"
