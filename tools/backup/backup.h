@@ -97,7 +97,11 @@ extern struct sink *sink_nbd_open (const char *uri, uint64_t size);
 /* What a backup stored, one record per write into the target: the
  * checksum list that verify and restore check the file's contents with.
  */
-enum sum_kind { SUM_DATA, SUM_ZERO };
+enum sum_kind {
+  SUM_NONE,                   /* not written (yet): not in a list */
+  SUM_DATA,
+  SUM_ZERO,
+};
 #define SUM_SIZE 32             /* the largest digest */
 struct sum_record {
   uint64_t offset;
@@ -122,9 +126,9 @@ struct sum_params {
 struct copy_stats {
   uint64_t data_bytes;        /* written as data */
   uint64_t zero_bytes;        /* recorded as zero */
-  /* If not NULL, filled with a record per write, sorted by offset.
-   * Data blocks that read as zero and are skipped (a fresh full image)
-   * get no record.
+  /* If not NULL, an empty list that gets a record per write, sorted by
+   * offset.  Data blocks that read as zero and are skipped (a fresh full
+   * image) get no record.
    */
   sum_list *sums;
   const struct sum_params *sum_params;

@@ -22,20 +22,14 @@
 
 #include "backup.h"
 
-struct request {
-  uint64_t offset;
-  uint32_t length;
-  /* Filled by the worker that stores it. */
-  bool written;                 /* as data or as zero (else skipped) */
-  bool zero;
-  unsigned char digest[SUM_SIZE];
-};
-DEFINE_VECTOR_TYPE (request_list, struct request);
-
+/* The read requests are the records of what was written for them
+ * (kind SUM_NONE until stored): with the zero extents added this array
+ * becomes the checksum list, without a copy.
+ */
 struct engine {
   const char *uri;
   struct nbd_handle *first;
-  request_list reqs;
+  sum_list reqs;
   struct sink *sink;
   bool skip_zero_data;
   const struct sum_params *sum_params; /* NULL: no checksums */
@@ -76,10 +70,10 @@ read_done (void *opaque, int *err)
 static int
 store (struct engine *e, struct summer *summer, struct slot *s)
 {
-  struct request *r = &e->reqs.ptr[s->idx];
+  struct sum_record *r = &e->reqs.ptr[s->idx];
 
   if (s->err) {
-    error ("read at offset %" PRIu64 " (%" PRIu32 " bytes) failed: %s",
+    error ("read at offset %" PRIu64 " (%" PRIu64 " bytes) failed: %s",
            r->offset, r->length, strerror (s->err));
     return -1;
   }
@@ -88,7 +82,7 @@ store (struct engine *e, struct summer *summer, struct slot *s)
       if (e->sink->ops->zero (e->sink, r->length, r->offset) == -1)
         return -1;
       e->zero_bytes += r->length;
-      r->written = r->zero = true;
+      r->kind = SUM_ZERO;
     }
   }
   else {
@@ -97,7 +91,7 @@ store (struct engine *e, struct summer *summer, struct slot *s)
     if (e->sink->ops->pwrite (e->sink, s->buf, r->length, r->offset) == -1)
       return -1;
     e->data_bytes += r->length;
-    r->written = true;
+    r->kind = SUM_DATA;
   }
   e->done_bytes += r->length;
   return 0;
@@ -269,12 +263,20 @@ compare_sums (const void *a, const void *b)
   return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-/* The checksum list: a record per zero extent and per written request. */
+/* The checksum list: the written requests and the zero extents.  Takes
+ * the request array from E.
+ */
 static int
-collect_sums (const struct engine *e, const extent_list *list,
-              sum_list *sums)
+collect_sums (struct engine *e, const extent_list *list, sum_list *sums)
 {
-  size_t i;
+  size_t i, n = 0;
+
+  for (i = 0; i < e->reqs.len; ++i)
+    if (e->reqs.ptr[i].kind != SUM_NONE)
+      e->reqs.ptr[n++] = e->reqs.ptr[i];
+  e->reqs.len = n;
+  *sums = e->reqs;
+  e->reqs = (sum_list) empty_vector;
 
   for (i = 0; !e->skip_zero_data && i < list->len; ++i) {
     const struct extent *x = &list->ptr[i];
@@ -284,19 +286,8 @@ collect_sums (const struct engine *e, const extent_list *list,
             .kind = SUM_ZERO }) == -1)
       return -1;
   }
-  for (i = 0; i < e->reqs.len; ++i) {
-    const struct request *r = &e->reqs.ptr[i];
-    struct sum_record s = {
-      .offset = r->offset, .length = r->length,
-      .kind = r->zero ? SUM_ZERO : SUM_DATA,
-    };
-    if (!r->written)
-      continue;
-    memcpy (s.digest, r->digest, SUM_SIZE);
-    if (sum_list_append (sums, s) == -1)
-      return -1;
-  }
-  qsort (sums->ptr, sums->len, sizeof *sums->ptr, compare_sums);
+  if (sums->len > 1)
+    qsort (sums->ptr, sums->len, sizeof *sums->ptr, compare_sums);
   return 0;
 }
 
@@ -339,9 +330,10 @@ copy_extents (const char *uri, struct nbd_handle *first,
       uint64_t next = (pos / rs + 1) * rs;
       if (next > end)
         next = end;
-      if (request_list_append (&e.reqs,
-                               (struct request) { .offset = pos,
-                                                  .length = next - pos })
+      if (sum_list_append (&e.reqs,
+                           (struct sum_record) { .offset = pos,
+                                                 .length = next - pos,
+                                                 .kind = SUM_NONE })
           == -1) {
         error_errno ("malloc");
         goto out;
