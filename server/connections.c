@@ -207,6 +207,8 @@ conn_send (struct connection *conn, const void *buf, size_t len)
 static void
 conn_free (struct connection *conn)
 {
+  size_t i;
+
   if (conn->top)
     backend_close (conn->top);
   selected_reset (&conn->selected);
@@ -216,8 +218,12 @@ conn_free (struct connection *conn)
     close (conn->sockout);
   if (conn->sockin >= 0)
     close (conn->sockin);
+  for (i = 0; i < conn->pool.len; ++i)
+    free (conn->pool.ptr[i].buf);
+  buffer_vector_reset (&conn->pool);
   pthread_mutex_destroy (&conn->read_lock);
   pthread_mutex_destroy (&conn->write_lock);
+  pthread_mutex_destroy (&conn->pool_lock);
   free (conn);
 }
 
@@ -281,6 +287,7 @@ conn_new (int fd, bool is_socket, int outfd)
   conn->is_socket = is_socket;
   pthread_mutex_init (&conn->read_lock, NULL);
   pthread_mutex_init (&conn->write_lock, NULL);
+  pthread_mutex_init (&conn->pool_lock, NULL);
   return conn;
 }
 

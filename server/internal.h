@@ -139,6 +139,11 @@ extern bool meta_query_matches (const char *query, size_t qlen,
 extern void selected_reset (selected_vector *v);
 
 /* connections.c */
+struct pooled_buffer {
+  char *buf;
+  size_t cap;
+};
+DEFINE_VECTOR_TYPE (buffer_vector, struct pooled_buffer);
 #define RECV_BUFFER (16 * 1024)     /* input buffer of a connection */
 #define RECV_DIRECT_MIN (8 * 1024)  /* larger reads bypass it */
 struct connection {
@@ -151,6 +156,9 @@ struct connection {
   size_t rpos, rlen, rfill;
   char rbuf[RECV_BUFFER];
   pthread_mutex_t write_lock;
+  /* Request buffers not in use, the most recently used last. */
+  pthread_mutex_t pool_lock;
+  buffer_vector pool;
   bool closing;           /* no more requests are read (atomic) */
   bool structured;
   bool meta_set;          /* SET_META_CONTEXT seen since last reset */

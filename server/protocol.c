@@ -3,9 +3,9 @@
  * nbdkit's model: each worker thread of a connection takes the read lock,
  * receives one request and its payload, releases the lock, executes the
  * request and sends its reply under the write lock.  Replies therefore go
- * out of order.  Each worker keeps one buffer that holds the request's
- * payload with room for the reply header in front of it, so a READ reply
- * leaves in one system call with no copy.  The payload starts on a page
+ * out of order.  A request's buffer (from a per-connection pool) holds
+ * its payload with room for the reply header in front of it, so a READ
+ * reply leaves in one system call with no copy.  The payload starts on a page
  * boundary (the header sits at the end of the page before it), so a
  * plugin doing O_DIRECT I/O can use it without a bounce buffer.
  */
@@ -32,17 +32,33 @@
 
 struct worker {
   struct connection *conn;
-  char *buf;                         /* HDR_ROOM + payload, aligned */
+  char *buf;                         /* HDR_ROOM + payload, aligned, or
+                                        NULL between requests */
   size_t cap;
 };
 
 static pthread_mutex_t all_requests_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A worker holds a buffer only while it serves a request, and takes the
+ * connection's most recently released one: with fewer requests in flight
+ * than threads, a few buffers that stay in the CPU caches go round
+ * instead of one per thread.
+ */
 static int
 worker_buffer (struct worker *w, size_t len)
 {
+  struct connection *conn = w->conn;
   void *p;
 
+  if (w->buf == NULL) {
+    pthread_mutex_lock (&conn->pool_lock);
+    if (conn->pool.len > 0) {
+      struct pooled_buffer *pb = &conn->pool.ptr[--conn->pool.len];
+      w->buf = pb->buf;
+      w->cap = pb->cap;
+    }
+    pthread_mutex_unlock (&conn->pool_lock);
+  }
   if (HDR_ROOM + len <= w->cap)
     return 0;
   free (w->buf);
@@ -56,13 +72,23 @@ worker_buffer (struct worker *w, size_t len)
 }
 
 static void
-worker_trim_buffer (struct worker *w)
+worker_release_buffer (struct worker *w)
 {
-  if (w->cap > HDR_ROOM + KEEP_BUFFER) {
-    free (w->buf);
-    w->buf = NULL;
-    w->cap = 0;
+  struct connection *conn = w->conn;
+  struct pooled_buffer pb = { .buf = w->buf, .cap = w->cap };
+  int r = -1;
+
+  if (w->buf == NULL)
+    return;
+  if (w->cap <= HDR_ROOM + KEEP_BUFFER) {
+    pthread_mutex_lock (&conn->pool_lock);
+    r = buffer_vector_append (&conn->pool, pb);
+    pthread_mutex_unlock (&conn->pool_lock);
   }
+  if (r == -1)
+    free (w->buf);
+  w->buf = NULL;
+  w->cap = 0;
 }
 
 static uint32_t
@@ -599,9 +625,9 @@ worker_thread (void *arg)
       conn_set_closing (conn);
       break;
     }
-    worker_trim_buffer (&w);
+    worker_release_buffer (&w);
   }
-  free (w.buf);
+  worker_release_buffer (&w);
   return NULL;
 }
 
