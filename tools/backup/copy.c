@@ -120,6 +120,12 @@ worker_run (void *opaque)
     }
   }
 
+  /* A buffer is used only after its read succeeded (which libnbd
+   * reports only when the server sent every byte): clearing it before
+   * each read, libnbd's default, costs 3% of the CPU for nothing.
+   */
+  nbd_set_pread_initialize (h, false);
+
   slots = calloc (nslots, sizeof *slots);
   if (slots == NULL) {
     error_errno ("calloc");
