@@ -447,6 +447,7 @@ do_backup (enum backup_mode mode, const char *uri)
     if (get_extents (h, size, NULL, &list) == -1)
       goto out;
   }
+  debug_time (full ? "extents" : "extents+chain check");
 
   entry.index = full ? 0 : (int64_t) m.backups.len;
   entry.full = full;
@@ -484,7 +485,7 @@ do_backup (enum backup_mode mode, const char *uri)
     goto out;
   q = NULL;
   wb = writeback_start (part);
-  debug_time ("extents");
+  debug_time ("create");
   if (copy_extents (uri, h, &list, sink, full, qi.cluster_size,
                     &stats) == -1)
     goto out;
