@@ -101,3 +101,23 @@ grep -q "backup 1: .*backup-0001.qcow2: No such file" "$tmpdir/out"
 
 # The sound copy still verifies.
 $BACKUP verify "$tmpdir/good" -q
+
+# A chain recorded by earlier versions (the SHA-256 of each whole file
+# instead of a checksum list) verifies too, and damage is still found.
+rm -rf "$dir"; cp -a "$tmpdir/good" "$dir"
+$PYTHON -c '
+import hashlib, json, os, sys
+d = sys.argv[1]
+m = json.load(open(os.path.join(d, "manifest.json")))
+for b in m["backups"]:
+    os.unlink(os.path.join(d, b.pop("sums")))
+    del b["sums-sha256"]
+    b["sha256"] = hashlib.sha256(open(os.path.join(d, b["file"]), "rb").read()).hexdigest()
+json.dump(m, open(os.path.join(d, "manifest.json"), "w"))' "$dir"
+$BACKUP verify "$dir" -q
+$BACKUP restore "$dir" --until 0 -o "$tmpdir/r.raw" -q
+printf 'x' | dd of="$dir/backup-0000.qcow2" bs=1 seek=200000 conv=notrunc status=none
+rc=0; $BACKUP verify "$dir" > "$tmpdir/out" 2>&1 || rc=$?
+cat "$tmpdir/out"
+test $rc -eq 1
+grep -q "backup-0000.qcow2: checksum mismatch, the file is damaged (SHA-256" "$tmpdir/out"

@@ -4,8 +4,9 @@
  * A new backup is written as DIR/.backup-NNNN.qcow2.part, flushed and
  * fsync'd, its checksum list as DIR/.backup-NNNN.sums.part (fsync'd),
  * both renamed to DIR/backup-NNNN.{qcow2,sums}, and only then is the
- * manifest replaced (atomically, the directory fsync'd).  An interrupted backup therefore
- * leaves the chain as it was; the next run removes the leftover part.
+ * manifest replaced (atomically, the directory fsync'd).  An
+ * interrupted backup therefore leaves the chain as it was; the next run
+ * removes the leftover parts.
  * A full backup into a directory that holds a chain moves the old chain
  * into DIR/chain-UUID/ (never deletes it).
  */
