@@ -17,8 +17,11 @@ stop_qemu
 qemu-img bitmap --clear "$img" b0
 qemu-io -f qcow2 -c 'write -P 0x66 1M 1M' "$img" >/dev/null
 serve_qemu "$img" -B b0
-$BACKUP inc "$uri" -o "$dir" --bitmap b0 -q
+# Backup 0 has the default sums (CRC-32C by quarters where the CPU has
+# the instruction), backup 1 UMAC-128.
+NBDCBT_BACKUP_SUM=umac128 $BACKUP inc "$uri" -o "$dir" --bitmap b0 -q
 stop_qemu
+grep -q '^nbdcbt-backup-sums 1 umac128 [0-9a-f]\{32\}$' "$dir/backup-0001.sums"
 
 $BACKUP verify "$dir" > "$tmpdir/out"
 cat "$tmpdir/out"
@@ -99,8 +102,9 @@ cat "$tmpdir/out"
 test $rc -eq 1
 grep -q "backup 1: .*backup-0001.qcow2: No such file" "$tmpdir/out"
 
-# The sound copy still verifies.
+# The sound copy still verifies, also with the portable CRC-32C code.
 $BACKUP verify "$tmpdir/good" -q
+NBDCBT_BACKUP_SOFT_CRC=1 $BACKUP verify "$tmpdir/good" -q
 
 # A chain recorded by earlier versions (the SHA-256 of each whole file
 # instead of a checksum list) verifies too, and damage is still found.

@@ -116,6 +116,7 @@ enum sum_algorithm {
   SUM_SHA256,                 /* SHA-256 of the data */
   SUM_UMAC128,                /* UMAC-128 (RFC 4418) under KEY, nonce the
                                * data's offset */
+  SUM_CRC32C4,                /* CRC-32C of each quarter of the data */
 };
 #define SUM_KEY_SIZE 16
 struct sum_params {
@@ -217,7 +218,8 @@ extern void sum_data (const void *buf, size_t len,
 extern void hex_bytes (const unsigned char *digest, size_t len, char *hex);
 #define hex_digest(digest, hex) hex_bytes ((digest), SUM_SIZE, (hex))
 
-/* The algorithm for a new backup: UMAC-128 with a random key where
+/* The algorithm for a new backup: CRC-32C by quarters where the CPU
+ * computes CRC-32C (SSE 4.2), else UMAC-128 with a random key where
  * gnutls offers it (not in FIPS mode), else SHA-256.
  */
 extern int sum_params_new (struct sum_params *p);

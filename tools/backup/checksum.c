@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,6 +13,11 @@
 #include <gnutls/crypto.h>
 
 #include "backup.h"
+
+#if defined (__x86_64__) && defined (__GNUC__)
+#include <nmmintrin.h>
+#define HAVE_CRC32C_INSN 1
+#endif
 
 void
 hex_bytes (const unsigned char *digest, size_t len, char *hex)
@@ -25,29 +31,137 @@ hex_bytes (const unsigned char *digest, size_t len, char *hex)
   hex[2 * len] = '\0';
 }
 
-/* The data checksums.  SHA-256 costs about 1 s of CPU per GB even with
- * the SHA instructions, as much as the rest of the copy; UMAC-128 (a
- * universal hash, RFC 4418) costs a third of that.  Under a random key
- * two different blocks get the same UMAC-128 with a probability of
- * about 2^-120, which is what a checksum against damage needs; the key
- * is stored with the checksums, since it guards against accidents, not
- * against someone who can rewrite the backup and its checksum list.
+/* The data checksums.  Per GiB of data on this project's 2-core test
+ * machine: SHA-256 about 1 s of CPU even with the SHA instructions (as
+ * much as the rest of the copy), UMAC-128 (a universal hash, RFC 4418)
+ * 0.3 s, CRC-32C with the SSE 4.2 instruction on four independent lanes
+ * 0.08 s (scripts/bench-backup; zlib's crc32 was 0.6 s).
+ *
+ * CRC-32C by quarters: the block (256K by default) is cut in four
+ * lanes, each of a quarter of it rounded down to 8 bytes (the last one
+ * takes the rest), and the digest is the four CRC-32C (Castagnoli, as
+ * iSCSI, ext4 and btrfs use for their checksums) in big-endian order:
+ * one CRC per 64K cluster.  It finds every error burst up to 32 bits,
+ * and misses random damage of a lane with a probability of 2^-32.
+ *
+ * UMAC-128: under a random key two different blocks get the same sum
+ * with a probability of about 2^-120; the key is stored with the
+ * checksums, since they guard against accidents, not against someone
+ * who can rewrite the backup and its checksum list.
  */
+
+#define CRC32C_POLY 0x82f63b78  /* reflected Castagnoli polynomial */
+static uint32_t crc32c_table[256];
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+
+static void
+crc32c_init_table (void)
+{
+  uint32_t i, k, c;
+
+  for (i = 0; i < 256; ++i) {
+    c = i;
+    for (k = 0; k < 8; ++k)
+      c = c & 1 ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+    crc32c_table[i] = c;
+  }
+}
+
+/* Plain CRC-32C (without the initial and final inversions). */
+static uint32_t
+crc32c_soft (uint32_t c, const unsigned char *p, size_t n)
+{
+  pthread_once (&crc32c_once, crc32c_init_table);
+  while (n--)
+    c = crc32c_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+  return c;
+}
+
+#ifdef HAVE_CRC32C_INSN
+static bool
+have_crc32c_insn (void)
+{
+  __builtin_cpu_init ();
+  return __builtin_cpu_supports ("sse4.2");
+}
+
+/* The four lanes at once: four independent dependency chains keep the
+ * CRC unit busy (one lane alone runs at a third of the speed).
+ */
+__attribute__ ((target ("sse4.2")))
+static void
+crc32c_lanes_insn (const unsigned char *p, size_t q, uint32_t c[4])
+{
+  uint64_t a = c[0], b = c[1], d = c[2], e = c[3], v0, v1, v2, v3;
+  size_t i;
+
+  for (i = 0; i < q; i += 8) {
+    memcpy (&v0, p + i, 8);
+    memcpy (&v1, p + q + i, 8);
+    memcpy (&v2, p + 2 * q + i, 8);
+    memcpy (&v3, p + 3 * q + i, 8);
+    a = _mm_crc32_u64 (a, v0);
+    b = _mm_crc32_u64 (b, v1);
+    d = _mm_crc32_u64 (d, v2);
+    e = _mm_crc32_u64 (e, v3);
+  }
+  c[0] = a; c[1] = b; c[2] = d; c[3] = e;
+}
+#else
+static bool
+have_crc32c_insn (void)
+{
+  return false;
+}
+#endif
+
+static void
+crc32c_quarters (bool insn, const unsigned char *p, size_t len,
+                 unsigned char digest[SUM_SIZE])
+{
+  size_t q = (len / 4) & ~(size_t) 7;
+  uint32_t c[4] = { ~0u, ~0u, ~0u, ~0u };
+  int i;
+
+#ifdef HAVE_CRC32C_INSN
+  if (insn)
+    crc32c_lanes_insn (p, q, c);
+  else
+#endif
+  {
+    for (i = 0; i < 4; ++i)
+      c[i] = crc32c_soft (c[i], p + i * q, q);
+  }
+  /* The last lane's tail (fewer than 35 bytes). */
+  c[3] = crc32c_soft (c[3], p + 4 * q, len - 4 * q);
+  for (i = 0; i < 4; ++i) {
+    uint32_t v = ~c[i];
+    digest[4 * i] = v >> 24;
+    digest[4 * i + 1] = v >> 16;
+    digest[4 * i + 2] = v >> 8;
+    digest[4 * i + 3] = v;
+  }
+}
 struct summer {
   enum sum_algorithm algorithm;
   gnutls_hmac_hd_t umac;
+  bool crc32c_insn;
 };
 
 const char *
 sum_algorithm_name (enum sum_algorithm a)
 {
-  return a == SUM_UMAC128 ? "umac128" : "sha256";
+  switch (a) {
+  case SUM_UMAC128: return "umac128";
+  case SUM_CRC32C4: return "crc32c-4";
+  default: return "sha256";
+  }
 }
 
 size_t
 sum_size (enum sum_algorithm a)
 {
-  return a == SUM_UMAC128 ? 16 : 32;
+  return a == SUM_SHA256 ? 32 : 16;
 }
 
 struct summer *
@@ -60,6 +174,8 @@ summer_new (const struct sum_params *p)
     return NULL;
   }
   s->algorithm = p->algorithm;
+  /* NBDCBT_BACKUP_SOFT_CRC (for the tests): the portable code. */
+  s->crc32c_insn = have_crc32c_insn () && !getenv ("NBDCBT_BACKUP_SOFT_CRC");
   if (p->algorithm == SUM_UMAC128 &&
       gnutls_hmac_init (&s->umac, GNUTLS_MAC_UMAC_128, p->key,
                         SUM_KEY_SIZE) < 0) {
@@ -80,6 +196,10 @@ summer_sum (struct summer *s, uint64_t offset, const void *buf, size_t len,
   memset (digest, 0, SUM_SIZE);
   if (s->algorithm == SUM_SHA256) {
     sum_data (buf, len, digest);
+    return;
+  }
+  if (s->algorithm == SUM_CRC32C4) {
+    crc32c_quarters (s->crc32c_insn, buf, len, digest);
     return;
   }
   /* Each block of a backup has its own offset: a unique nonce. */
@@ -105,7 +225,18 @@ sum_params_new (struct sum_params *p)
 {
   gnutls_hmac_hd_t h;
 
+  /* NBDCBT_BACKUP_SUM=umac128|sha256 (undocumented, for the tests)
+   * makes another choice.
+   */
+  const char *force = getenv ("NBDCBT_BACKUP_SUM");
+
   memset (p, 0, sizeof *p);
+  if (force && strcmp (force, "sha256") == 0)
+    return 0;
+  if (have_crc32c_insn () && !(force && strcmp (force, "umac128") == 0)) {
+    p->algorithm = SUM_CRC32C4;
+    return 0;
+  }
   if (gnutls_rnd (GNUTLS_RND_NONCE, p->key, SUM_KEY_SIZE) < 0) {
     error ("gnutls_rnd failed");
     return -1;

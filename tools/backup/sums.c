@@ -3,13 +3,14 @@
  * DIR/backup-NNNN.sums describes everything the backup wrote into its
  * qcow2 layer, one line per write, sorted by guest offset:
  *
- *   nbdcbt-backup-sums 1 umac128 KEY  (or: nbdcbt-backup-sums 1 sha256)
+ *   nbdcbt-backup-sums 1 ALGORITHM
  *   data OFFSET LENGTH HEX      LENGTH bytes of guest data with this sum
  *   zero OFFSET LENGTH          recorded as zero (zero clusters)
  *
- * The sums are UMAC-128 (RFC 4418) under the random KEY (hex) with the
- * block's OFFSET as the nonce (8 bytes, big endian), or SHA-256 where
- * gnutls has no UMAC (FIPS mode); see checksum.c.
+ * ALGORITHM is "crc32c-4" (the CRC-32C of each quarter of the block),
+ * "umac128 KEY" (UMAC-128, RFC 4418, under the random KEY in hex with
+ * the block's OFFSET as the nonce, 8 bytes big endian) or "sha256"; see
+ * checksum.c.
  *
  * The manifest holds the SHA-256 of this file, so the list itself cannot
  * be damaged unnoticed.  Checking a backup reads every listed range back
@@ -158,6 +159,10 @@ load_sums (const char *what, const char *path, const char *want_hex,
   if (strncmp (p, "sha256\n", 7) == 0) {
     params->algorithm = SUM_SHA256;
     p += 7;
+  }
+  else if (strncmp (p, "crc32c-4\n", 9) == 0) {
+    params->algorithm = SUM_CRC32C4;
+    p += 9;
   }
   else if (strncmp (p, "umac128 ", 8) == 0 &&
            parse_hex (p + 8, 2 * SUM_KEY_SIZE, params->key) &&
