@@ -135,6 +135,22 @@ qcow2_bitmaps_load_directory (struct qcow2 *q)
                    << b->granularity_bits))
       return qcow2_error (EINVAL, "%s: bitmap '%s' doesn't satisfy the "
                           "constraints", q->filename, b->name);
+    /* QEMU loads every consistent bitmap at open and fails the open
+     * when the table does not have exactly the size the image needs
+     * (load_bitmap_data): checked here, before anything is written.
+     */
+    if (!(b->flags & BME_IN_USE) &&
+        b->table_size != table_size_for (q, UINT64_C (1) <<
+                                         b->granularity_bits)) {
+      if (!(q->open_flags & QCOW2_OPEN_CHECK))
+        return qcow2_error (EINVAL, "%s: bitmap '%s' is damaged: its table "
+                            "has %" PRIu32 " entries but the image size "
+                            "needs %" PRIu64, q->filename, b->name,
+                            b->table_size,
+                            table_size_for (q, UINT64_C (1) <<
+                                            b->granularity_bits));
+      b->bad_table_size = true;
+    }
     ranges[2 * i] = b->table_offset;
     ranges[2 * i + 1] = b->table_offset + (uint64_t) b->table_size * 8;
     pos += esize;
@@ -160,7 +176,7 @@ qcow2_bitmaps_load_directory (struct qcow2 *q)
    */
   if (!q->readonly)
     for (i = 0; i < q->nb_bitmaps; i++)
-      if (!(q->bms[i].flags & BME_IN_USE)) {
+      if (!(q->bms[i].flags & BME_IN_USE) && !q->bms[i].bad_table_size) {
         uint64_t *t = read_table (q, &q->bms[i]);
 
         if (t == NULL)
@@ -468,10 +484,12 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
     return qcow2_error (EIO, "%s: an earlier metadata write failed",
                         q->filename);
   if (n + nkeep > 0 && q->version < 3)
-    return qcow2_error (ENOTSUP, "%s: cannot store dirty bitmaps in qcow2 "
+    return qcow2_error (ENOTSUP, "%s: Cannot store dirty bitmaps in qcow2 "
                         "v2 files", q->filename);
   if (n + nkeep > BME_MAX_BITMAPS)
-    return qcow2_error (EINVAL, "%s: too many bitmaps", q->filename);
+    return qcow2_error (EINVAL, "%s: Maximum number of persistent bitmaps "
+                        "is already reached (%d)", q->filename,
+                        BME_MAX_BITMAPS);
   for (i = 0; i < nkeep; i++)
     if (find (q, keep[i]) == NULL)
       return qcow2_error (ENOENT, "%s: no bitmap named '%s' to keep",
@@ -655,7 +673,7 @@ qcow2_bitmap_add (struct qcow2 *q, const char *name, uint64_t granularity,
     return qcow2_error (EEXIST, "%s: bitmap '%s' already exists",
                         q->filename, name);
   if (q->version < 3)
-    return qcow2_error (ENOTSUP, "%s: cannot store dirty bitmaps in qcow2 "
+    return qcow2_error (ENOTSUP, "%s: Cannot store dirty bitmaps in qcow2 "
                         "v2 files", q->filename);
   keep = keep_all_but (q, NULL, &nkeep);
   if (keep == NULL)
@@ -690,6 +708,8 @@ int
 qcow2_bitmaps_account (struct qcow2 *q,
                        int (*fn) (void *opaque, uint64_t offset,
                                   uint64_t len, const char *what),
+                       int (*bad_table) (void *opaque, const char *name,
+                                         uint32_t size, uint64_t expected),
                        void *opaque)
 {
   size_t i;
@@ -701,7 +721,14 @@ qcow2_bitmaps_account (struct qcow2 *q,
           "bitmap directory") == -1)
     return -1;
   for (i = 0; i < q->nr_bms; i++) {
-    CLEANUP_FREE uint64_t *t = read_table (q, &q->bms[i]);
+    CLEANUP_FREE uint64_t *t = NULL;
+
+    if (q->bms[i].bad_table_size && bad_table &&
+        bad_table (opaque, q->bms[i].name, q->bms[i].table_size,
+                   table_size_for (q, UINT64_C (1) <<
+                                   q->bms[i].granularity_bits)) == -1)
+      return -1;
+    t = read_table (q, &q->bms[i]);
     if (t == NULL)
       return -1;
     if (fn (opaque, q->bms[i].table_offset,

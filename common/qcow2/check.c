@@ -62,6 +62,22 @@ account (void *opaque, uint64_t offset, uint64_t len, const char *what)
   return 0;
 }
 
+/* A consistent bitmap whose table size does not fit the image (left
+ * for us by a QCOW2_OPEN_CHECK open): QEMU cannot load it.
+ */
+static int
+bad_bitmap_table (void *opaque, const char *name, uint32_t size,
+                  uint64_t expected)
+{
+  struct ctx *c = opaque;
+
+  report (c, "ERROR: bitmap '%s': its table has %" PRIu32 " entries but "
+          "the image size needs %" PRIu64 " (QEMU cannot open the image)",
+          name, size, expected);
+  c->res->corruptions++;
+  return 0;
+}
+
 /* One L1 table and everything under it. */
 static int
 walk_l1 (struct ctx *c, uint64_t l1_offset, uint32_t l1_size, bool active)
@@ -209,7 +225,7 @@ qcow2_check (struct qcow2 *q, int flags, struct qcow2_check_result *res,
     if (q->reftable[i])
       account (&c, q->reftable[i] & REFT_OFFSET_MASK, q->cluster_size,
                "refcount block");
-  if (qcow2_bitmaps_account (q, account, &c) == -1) {
+  if (qcow2_bitmaps_account (q, account, bad_bitmap_table, &c) == -1) {
     report (&c, "ERROR: bitmaps: %s", qcow2_last_error ());
     res->corruptions++;
   }

@@ -106,7 +106,8 @@ open_backing (struct qcow2 *q, struct chain *chain)
     free (path);
     return -1;
   }
-  q->backing = open_image (path, (q->open_flags | QCOW2_OPEN_RDONLY |
+  q->backing = open_image (path, ((q->open_flags & ~QCOW2_OPEN_CHECK) |
+                                  QCOW2_OPEN_RDONLY |
                                   QCOW2_OPEN_NO_BITMAP_IN_USE), raw, chain);
   free (path);
   return q->backing ? 0 : -1;
@@ -198,6 +199,13 @@ open_image (const char *path, int flags, bool raw, struct chain *chain)
   chain->ino[chain->n] = st.st_ino;
   chain->n++;
 
+  /* Before anything is read or written: QEMU's locks.  Backing files
+   * (opened read-only) take the read-only locks, as QEMU's do.
+   */
+  if (qcow2_lock_file (q, !q->readonly,
+                       q->readonly && (flags & QCOW2_OPEN_FORCE_SHARE)) == -1)
+    goto err;
+
   if (raw) {
     q->size = q->file_size = st.st_size;
     return q;
@@ -247,6 +255,12 @@ open_image (const char *path, int flags, bool raw, struct chain *chain)
   if (q->has_bitmaps_ext && qcow2_bitmaps_load_directory (q) == -1)
     goto err;
 
+  /* The backing chain opens before anything is written here: an image
+   * that is then refused stays as it was.
+   */
+  if (open_backing (q, chain) == -1)
+    goto err;
+
   if (!q->readonly) {
     uint64_t ac = q->autoclear & AUTOCLEAR_MASK & ~AUTOCLEAR_DATA_FILE_RAW;
     if (!q->has_bitmaps_ext)
@@ -262,9 +276,6 @@ open_image (const char *path, int flags, bool raw, struct chain *chain)
   }
 
   if (!q->readonly && q->dirty_at_open && repair_dirty (q) == -1)
-    goto err;
-
-  if (open_backing (q, chain) == -1)
     goto err;
   return q;
 

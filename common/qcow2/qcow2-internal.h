@@ -78,6 +78,7 @@ struct qcow2_bm {
   uint8_t type;
   uint8_t granularity_bits;
   char *name;
+  bool bad_table_size;          /* left for check (QCOW2_OPEN_CHECK) */
 };
 
 /* One descriptor of a guest cluster, as the L2 table says. */
@@ -231,12 +232,19 @@ extern int qcow2_read_cluster_part (struct qcow2 *q, uint64_t entry,
 extern int qcow2_read_backing (struct qcow2 *q, void *buf, uint64_t count,
                                uint64_t offset);
 
+/* lock.c: QEMU's image locks on Q->fd. */
+extern int qcow2_lock_file (struct qcow2 *q, bool writable, bool force_share);
+
 /* bitmaps.c */
 extern int qcow2_bitmaps_load_directory (struct qcow2 *q);
 extern void qcow2_bitmaps_free (struct qcow2 *q);
 extern int qcow2_bitmaps_account (struct qcow2 *q,
                                   int (*fn) (void *opaque, uint64_t offset,
                                              uint64_t len, const char *what),
+                                  int (*bad_table) (void *opaque,
+                                                    const char *name,
+                                                    uint32_t size,
+                                                    uint64_t expected),
                                   void *opaque);
 
 #endif /* NBDCBT_QCOW2_INTERNAL_H */

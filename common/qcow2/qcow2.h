@@ -55,6 +55,18 @@ extern int qcow2_create (const char *path,
  * validated, so this flag currently changes nothing.
  */
 #define QCOW2_OPEN_NO_BITMAP_IN_USE (1 << 2)
+/* Locking: every open takes QEMU's image locks (OFD locks on bytes 100+
+ * and 200+ of the file, as block/file-posix.c), so that QEMU and qemu-img
+ * refuse an image we write and we refuse one they write.  A read-only
+ * open with FORCE_SHARE (qemu-img -U) lets others write meanwhile.
+ * Backing files are locked as read-only opens.  An image in use elsewhere
+ * fails to open with errno EAGAIN.
+ */
+#define QCOW2_OPEN_FORCE_SHARE (1 << 3)
+/* For checking: bitmap entries with a wrong table size are left for
+ * qcow2_check to report instead of failing the open (read-only only).
+ */
+#define QCOW2_OPEN_CHECK (1 << 4)
 
 /* A writable open clears unknown autoclear bits, drops an inconsistent
  * bitmaps extension (as QEMU), and rebuilds the refcounts of an image

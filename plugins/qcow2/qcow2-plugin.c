@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,9 @@ static bool stored;                /* the filter stored after the mark */
 static pthread_mutex_t bitmaps_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void restore_untouched_bitmaps (void);
+
+/* The store's message for a v2 image (see store_list). */
+static char v2_error[PATH_MAX + 128];
 
 static void
 qcow2_plugin_unload (void)
@@ -207,9 +211,14 @@ restore_untouched_bitmaps (void)
     }
     set[n].bitmap = qcow2_bitmap_load (image, b->name);
     if (set[n].bitmap == NULL) {
+      /* Only this one stays in use (inconsistent); the others are
+       * still restored.
+       */
       nbdcbt_error ("qcow2: cannot reload bitmap '%s' to clear its in-use "
-                    "flag: %s", b->name, qcow2_last_error ());
-      goto out;
+                    "flag (it stays inconsistent): %s", b->name,
+                    qcow2_last_error ());
+      keep[nkeep++] = b->name;
+      continue;
     }
     set[n].name = b->name;
     set[n].recording = (b->flags & QCOW2_BME_AUTO) != 0;
@@ -513,7 +522,22 @@ static int
 store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
 {
   struct qcow2_bitmap_info *qlist;
+  struct qcow2_info info;
   size_t i, qn;
+
+  /* A v2 image has no autoclear bits and so cannot hold persistent
+   * bitmaps (QEMU refuses to make one persistent there): the store is
+   * unusable, and the filter refuses to start with bitmaps it would
+   * lose at shutdown.
+   */
+  qcow2_get_info (image, &info);
+  if (info.version < 3) {
+    errno = ENOTSUP;
+    snprintf (v2_error, sizeof v2_error, "%s: Cannot store dirty bitmaps "
+              "in qcow2 v2 files (convert it with 'qemu-img amend -o "
+              "compat=v3')", filename);
+    return -1;
+  }
 
   if (qcow2_bitmap_list (image, &qlist, &qn) == -1)
     return -1;
@@ -601,6 +625,8 @@ store_remove (void *opaque, const char *name)
 static const char *
 store_last_error (void *opaque)
 {
+  if (errno == ENOTSUP && v2_error[0])
+    return v2_error;
   return qcow2_last_error ();
 }
 
@@ -616,10 +642,12 @@ static const struct bitmap_store qcow2_bitmap_store = {
 };
 
 /* The dirty filter takes the store in its get_ready, once our image is
- * open and before any client is accepted: that is when QEMU would have
- * marked the bitmaps in use on a read-write open.  A failure here is
- * reported; the filter's mark_in_use at the first writable connection
- * then fails that connection, so nothing is written unmarked.
+ * open, and validates its bitmaps against it (bitmap= parameters, loads).
+ * Nothing is written to the image then: a startup refused by the filter
+ * leaves it as it was.  The bitmaps are marked in use by the filter's
+ * mark_in_use at the first writable connection, before anything is
+ * written (QEMU marks them at a read-write open; no one else can open the
+ * image meanwhile, it is locked).
  */
 static const void *
 qcow2_plugin_get_service (const char *name)
@@ -632,9 +660,6 @@ qcow2_plugin_get_service (const char *name)
 
     if (!registered && atexit (restore_at_exit) == 0)
       registered = true;
-    if (mark_in_use_locked () == -1)
-      nbdcbt_error ("qcow2: cannot mark the persistent bitmaps in use: %s",
-                    qcow2_last_error ());
   }
   return &qcow2_bitmap_store;
 }

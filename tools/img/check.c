@@ -84,6 +84,7 @@ cmd_check (int argc, char *argv[])
 {
   static const struct option long_options[] = {
     { "help", no_argument, NULL, 'h' },
+    { "force-share", no_argument, NULL, 'U' },
     { "output", required_argument, NULL, 'O' },
     { "format", required_argument, NULL, 'f' },
     { "repair", required_argument, NULL, 'r' },
@@ -95,6 +96,7 @@ cmd_check (int argc, char *argv[])
   struct qcow2_info info;
   const char *filename;
   struct qcow2 *q;
+  bool force_share = false;
   int c, ret;
 
   while ((c = getopt_long (argc, argv, "+f:r:qhU", long_options,
@@ -124,9 +126,9 @@ cmd_check (int argc, char *argv[])
       }
       break;
     case 'q': quiet = true; break;
-    case 'U': break;
+    case 'U': force_share = true; break;
     case 'h':
-      printf ("usage: %s check [-q] [-f FMT] [--output=human|json] "
+      printf ("usage: %s check [-q] [-U] [-f FMT] [--output=human|json] "
               "[-r leaks] FILENAME\n", PROGNAME);
       return 0;
     default:
@@ -143,8 +145,13 @@ cmd_check (int argc, char *argv[])
   /* The backing chain is opened too (as qemu-img check does), so a
    * missing backing file or a loop in the chain is reported.
    */
-  q = open_qcow2 (filename, QCOW2_OPEN_NO_BITMAP_IN_USE |
-                  (repair ? 0 : QCOW2_OPEN_RDONLY));
+  if (repair && force_share) {
+    img_error ("--force-share/-U is only for read-only checks, not with -r");
+    return 1;
+  }
+  q = open_qcow2 (filename, QCOW2_OPEN_NO_BITMAP_IN_USE | QCOW2_OPEN_CHECK |
+                  (repair ? 0 : QCOW2_OPEN_RDONLY) |
+                  (force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
   if (q == NULL)
     return 1;
 

@@ -31,8 +31,15 @@ open_qcow2 (const char *path, unsigned flags)
 {
   struct qcow2 *q = qcow2_open (path, flags);
 
-  if (q == NULL)
+  if (q == NULL) {
+    bool locked = errno == EAGAIN;
+
     img_error ("Could not open '%s': %s", path, lib_error (path));
+    if (locked && (flags & QCOW2_OPEN_RDONLY) &&
+        !(flags & QCOW2_OPEN_FORCE_SHARE))
+      fprintf (stderr, "Use -U (--force-share) to read it while another "
+               "process writes it (the data may be inconsistent).\n");
+  }
   return q;
 }
 

@@ -200,6 +200,7 @@ cmd_info (int argc, char *argv[])
 {
   static const struct option long_options[] = {
     { "help", no_argument, NULL, 'h' },
+    { "force-share", no_argument, NULL, 'U' },
     { "output", required_argument, NULL, 'O' },
     { "format", required_argument, NULL, 'f' },
     { NULL }
@@ -209,6 +210,7 @@ cmd_info (int argc, char *argv[])
   bool json = false;
   struct qcow2 *q = NULL;
   struct stat st;
+  bool force_share = false;
   int c, ret = 1;
   size_t i;
 
@@ -223,9 +225,10 @@ cmd_info (int argc, char *argv[])
       if (parse_output_format (optarg, &json) == -1)
         return 1;
       break;
-    case 'U': break; /* no locks to share */
+    case 'U': force_share = true; break;
     case 'h':
-      printf ("usage: %s info [-f FMT] [--output=human|json] FILENAME\n",
+      printf ("usage: %s info [-U] [-f FMT] [--output=human|json] "
+              "FILENAME\n",
               PROGNAME);
       return 0;
     default:
@@ -244,7 +247,8 @@ cmd_info (int argc, char *argv[])
     ii.virtual_size = st.st_size;
   else {
     q = open_qcow2 (ii.filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
-                    QCOW2_OPEN_NO_BITMAP_IN_USE);
+                    QCOW2_OPEN_NO_BITMAP_IN_USE |
+                    (force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
     if (q == NULL)
       return 1;
     qcow2_get_info (q, &ii.q);

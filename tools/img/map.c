@@ -37,6 +37,7 @@ cmd_map (int argc, char *argv[])
 {
   static const struct option long_options[] = {
     { "help", no_argument, NULL, 'h' },
+    { "force-share", no_argument, NULL, 'U' },
     { "output", required_argument, NULL, 'O' },
     { "format", required_argument, NULL, 'f' },
     { "bitmap", required_argument, NULL, 'B' },
@@ -49,6 +50,7 @@ cmd_map (int argc, char *argv[])
   struct hbitmap *hb = NULL;
   struct qcow2 *q;
   uint64_t size, offset;
+  bool force_share = false;
   int c, ret = 1;
 
   while ((c = getopt_long (argc, argv, "+f:B:hU", long_options,
@@ -64,9 +66,9 @@ cmd_map (int argc, char *argv[])
       if (parse_output_format (optarg, &json) == -1)
         return 1;
       break;
-    case 'U': break;
+    case 'U': force_share = true; break;
     case 'h':
-      printf ("usage: %s map --bitmap NAME [-f FMT] [--output=human|json] "
+      printf ("usage: %s map --bitmap NAME [-U] [-f FMT] [--output=human|json] "
               "FILENAME\n", PROGNAME);
       return 0;
     default:
@@ -86,7 +88,8 @@ cmd_map (int argc, char *argv[])
   }
 
   q = open_qcow2 (filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
-                  QCOW2_OPEN_NO_BITMAP_IN_USE);
+                  QCOW2_OPEN_NO_BITMAP_IN_USE |
+                  (force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
   if (q == NULL)
     return 1;
   hb = load_usable_bitmap (q, filename, bitmap, err, sizeof err);
