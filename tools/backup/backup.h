@@ -235,7 +235,9 @@ extern bool is_zero (const void *buf, size_t len);
 
 /* --- Checksum lists (sums.c) ------------------------------------------ */
 
-/* Write LIST to PATH (fsync'd) and the SHA-256 of the file into HEX. */
+/* Write LIST to PATH (the caller fsyncs it) and the SHA-256 of the
+ * file into HEX.
+ */
 extern int sums_save (const char *path, const struct sum_params *p,
                       const sum_list *list, char hex[65]);
 /* Check the backup file of B in DIR against its manifest entry: for a

@@ -333,9 +333,9 @@ debug_time (const char *phase)
   last = now;
 }
 
-/* fsync PATH (the library synced it on close: this finds nothing to
- * do, but the backup's durability does not depend on how the library
- * closes) and get its size.
+/* fsync PATH and get its size (if SIZE is not NULL).  For the qcow2
+ * file the library synced it on close and this finds nothing to do, but
+ * the backup's durability does not depend on how the library closes.
  */
 static int
 seal_file (const char *path, uint64_t *size)
@@ -353,7 +353,8 @@ seal_file (const char *path, uint64_t *size)
     return -1;
   }
   close (fd);
-  *size = st.st_size;
+  if (size)
+    *size = st.st_size;
   return 0;
 }
 
@@ -502,7 +503,8 @@ do_backup (enum backup_mode mode, const char *uri)
   writeback_stop (wb);
   wb = NULL;
   debug_time ("close");
-  if (seal_file (part, &entry.file_size) == -1)
+  if (seal_file (part, &entry.file_size) == -1 ||
+      seal_file (sums_part, NULL) == -1)
     goto out;
   debug_time ("fsync");
 
