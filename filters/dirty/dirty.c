@@ -221,8 +221,21 @@ load_store (void)
   int r = -1;
 
   if (store->list (store->opaque, &list, &n) == -1) {
-    nbdcbt_error ("dirty: cannot list the bitmaps in the %s store: %s",
-                  store->name, store_error ());
+    /* ENOTSUP: this store can hold no bitmaps at all (a qcow2 v2 image).
+     * Fine without bitmap=; a bitmap= one would be lost at shutdown, so
+     * refuse it now, as QEMU refuses to make a bitmap persistent there.
+     */
+    if (errno == ENOTSUP && nconfig == 0) {
+      nbdcbt_debug ("dirty: no persistent bitmaps: %s", store_error ());
+      store = NULL;
+      return 0;
+    }
+    if (errno == ENOTSUP)
+      nbdcbt_error ("dirty: bitmap=%s cannot be kept: %s", pending[0].name,
+                    store_error ());
+    else
+      nbdcbt_error ("dirty: cannot list the bitmaps in the %s store: %s",
+                    store->name, store_error ());
     return -1;
   }
   /* Every bitmap= one is persistent too: the store keeps it. */
