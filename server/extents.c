@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "byte-order.h"
 
 DEFINE_VECTOR_TYPE (extent_vector, struct nbdcbt_extent);
 
@@ -41,6 +42,41 @@ extents_new_limited (uint64_t start, uint64_t end, size_t max)
   e->end = end;
   e->max = max;
   return e;
+}
+
+/* Empty E for a new request, keeping its array: a worker reuses one
+ * list for every BLOCK_STATUS instead of allocating and growing a new one
+ * per request.  Same checks as extents_new_limited.
+ */
+int
+extents_reuse (struct nbdcbt_extents *e, uint64_t start, uint64_t end,
+               size_t max)
+{
+  if (start > end || max == 0) {
+    nbdcbt_error ("nbdcbt_extents_new: invalid range");
+    errno = EINVAL;
+    return -1;
+  }
+  e->v.len = 0;
+  e->start = e->next = start;
+  e->end = end;
+  e->max = max;
+  return 0;
+}
+
+/* The descriptors of E in the wire format of a BLOCK_STATUS chunk (length
+ * and flags, big endian), flags masked by TYPE_MASK.  P has room for
+ * 8 * count bytes.
+ */
+void
+extents_encode (const struct nbdcbt_extents *e, char *p, uint32_t type_mask)
+{
+  size_t i;
+
+  for (i = 0; i < e->v.len; ++i, p += 8) {
+    store_be32 (p, e->v.ptr[i].length);
+    store_be32 (p + 4, e->v.ptr[i].type & type_mask);
+  }
 }
 
 struct nbdcbt_extents *

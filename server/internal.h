@@ -120,6 +120,10 @@ extern int backend_meta_extents (struct nbdcbt_context *c,
 extern struct nbdcbt_extents *extents_new_limited (uint64_t start,
                                                    uint64_t end,
                                                    size_t max);
+extern int extents_reuse (struct nbdcbt_extents *e, uint64_t start,
+                          uint64_t end, size_t max);
+extern void extents_encode (const struct nbdcbt_extents *e, char *p,
+                            uint32_t type_mask);
 
 /* metacontext.c */
 DEFINE_VECTOR_TYPE (string_vector, char *);
@@ -150,6 +154,7 @@ struct connection {
   int sockin, sockout;
   bool is_socket;
   pthread_mutex_t read_lock;
+  unsigned in_flight;     /* requests received, not yet answered (atomic) */
   /* Input buffer of the transmission phase, under read_lock.  RFILL,
    * when not 0, limits how much one read into it may take.
    */
