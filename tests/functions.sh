@@ -65,7 +65,16 @@ stop_server ()
   pid=$(cat "$1")
   kill "$pid"
   for (( i = 0; i < 300; i++ )); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      # Our own child (start_server): it must have exited 0 on SIGTERM.
+      local rc=0
+      wait "$pid" 2>/dev/null || rc=$?
+      if [ $rc -ne 0 ] && [ $rc -ne 127 ]; then
+        echo "$0: server $pid exited with status $rc on SIGTERM" >&2
+        return 1
+      fi
+      return 0
+    fi
     sleep 0.1
   done
   echo "$0: server $pid did not stop" >&2

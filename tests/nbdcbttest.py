@@ -63,8 +63,11 @@ def _wait_for(path, proc, timeout=30):
 class Server:
     """A server process on a Unix socket, stopped (SIGTERM) on exit."""
 
-    def __init__(self, argv, sock, ready_file, export=""):
+    def __init__(self, argv, sock, ready_file, export="", check_exit=False):
         self.sock = sock
+        # nbdcbt must exit 0 on SIGTERM: a crash or a sanitizer report at
+        # shutdown fails the test that stopped it.
+        self.check_exit = check_exit
         self.export = export
         self.uri = "nbd+unix:///%s?socket=%s" % (export, sock)
         self.proc = subprocess.Popen(argv)
@@ -75,7 +78,7 @@ class Server:
         d = tempfile.mkdtemp(dir=scratch_dir())
         sock, pid = os.path.join(d, "sock"), os.path.join(d, "pid")
         argv = [NBDCBT, "-f", "-U", sock, "-P", pid] + list(extra) + list(args)
-        return cls(argv, sock, pid, export)
+        return cls(argv, sock, pid, export, check_exit=True)
 
     @classmethod
     def nbdkit(cls, args, export=""):
@@ -126,8 +129,11 @@ class Server:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, *exc):
+        running = self.proc.poll() is None
+        rc = self.stop()
+        if exc_type is None and running and self.check_exit and rc != 0:
+            raise RuntimeError("server exited with status %d on SIGTERM" % rc)
         return False
 
 
