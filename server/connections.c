@@ -224,6 +224,7 @@ conn_free (struct connection *conn)
   pthread_mutex_destroy (&conn->read_lock);
   pthread_mutex_destroy (&conn->write_lock);
   pthread_mutex_destroy (&conn->pool_lock);
+  pthread_mutex_destroy (&conn->workers_lock);
   free (conn);
 }
 
@@ -288,6 +289,7 @@ conn_new (int fd, bool is_socket, int outfd)
   pthread_mutex_init (&conn->read_lock, NULL);
   pthread_mutex_init (&conn->write_lock, NULL);
   pthread_mutex_init (&conn->pool_lock, NULL);
+  pthread_mutex_init (&conn->workers_lock, NULL);
   return conn;
 }
 

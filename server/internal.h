@@ -155,6 +155,13 @@ struct connection {
   bool is_socket;
   pthread_mutex_t read_lock;
   unsigned in_flight;     /* requests received, not yet answered (atomic) */
+  /* Worker threads (protocol.c), started as the client's queue depth
+   * needs them, up to MAX_WORKERS.  NWORKERS counts the first one too
+   * (atomic reads; written under WORKERS_LOCK with WORKER_TIDS).
+   */
+  pthread_mutex_t workers_lock;
+  pthread_t *worker_tids;
+  unsigned nworkers, max_workers;
   /* Input buffer of the transmission phase, under read_lock.  RFILL,
    * when not 0, limits how much one read into it may take.
    */

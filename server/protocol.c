@@ -623,6 +623,43 @@ reader_should_hand_off (struct connection *conn, unsigned in_flight)
   return conn->rpos < conn->rlen || in_flight > 1;
 }
 
+/* The reader has just handed the read lock off with IN_FLIGHT requests
+ * being served: if that is every worker, none is left to read the next
+ * request, so start one more (up to -t).  Threads are started only as a
+ * client's queue depth needs them: a connection that sends one request
+ * at a time (nbdinfo, most of the handshake-only probes) costs one
+ * thread instead of creating and joining sixteen, about 0.8 ms of CPU
+ * per connection.
+ */
+static void
+maybe_add_worker (struct connection *conn, unsigned in_flight)
+{
+  pthread_t tid;
+  int err;
+
+  unsigned n = __atomic_load_n (&conn->nworkers, __ATOMIC_RELAXED);
+
+  if (in_flight < n
+      || n >= __atomic_load_n (&conn->max_workers, __ATOMIC_RELAXED))
+    return;
+  pthread_mutex_lock (&conn->workers_lock);
+  if (conn->nworkers < conn->max_workers && !conn_is_closing (conn)) {
+    err = pthread_create (&tid, NULL, worker_thread, conn);
+    if (err == 0) {
+      conn->worker_tids[conn->nworkers - 1] = tid;
+      __atomic_store_n (&conn->nworkers, conn->nworkers + 1,
+                        __ATOMIC_RELAXED);
+    }
+    else {
+      nbdcbt_debug ("pthread_create: %s (running with %u threads)",
+                    strerror (err), conn->nworkers);
+      __atomic_store_n (&conn->max_workers, conn->nworkers,
+                        __ATOMIC_RELAXED);
+    }
+  }
+  pthread_mutex_unlock (&conn->workers_lock);
+}
+
 void *
 worker_thread (void *arg)
 {
@@ -648,8 +685,10 @@ worker_thread (void *arg)
     }
     in_flight = __atomic_add_fetch (&conn->in_flight, 1, __ATOMIC_RELAXED);
     locked = !reader_should_hand_off (conn, in_flight);
-    if (!locked)
+    if (!locked) {
       pthread_mutex_unlock (&conn->read_lock);
+      maybe_add_worker (conn, in_flight);
+    }
 
     r = serve_request (&w, type, flags, cookie, offset, count);
     __atomic_sub_fetch (&conn->in_flight, 1, __ATOMIC_RELAXED);
@@ -670,22 +709,32 @@ worker_thread (void *arg)
 void
 protocol_serve (struct connection *conn)
 {
-  unsigned n = thread_model == NBDCBT_THREAD_MODEL_PARALLEL ? threads : 1;
-  pthread_t *tids;
-  unsigned i, started = 0;
+  unsigned i;
 
-  tids = calloc (n, sizeof *tids);
-  if (tids != NULL) {
-    for (i = 1; i < n; ++i) {
-      if (pthread_create (&tids[i], NULL, worker_thread, conn) != 0) {
-        nbdcbt_debug ("pthread_create: %m (running with %u threads)", i);
-        break;
-      }
-      started++;
+  conn->max_workers = thread_model == NBDCBT_THREAD_MODEL_PARALLEL
+    ? threads : 1;
+  conn->nworkers = 1;
+  if (conn->max_workers > 1) {
+    conn->worker_tids = calloc (conn->max_workers - 1,
+                                sizeof *conn->worker_tids);
+    if (conn->worker_tids == NULL) {
+      nbdcbt_debug ("calloc: %m (running with 1 thread)");
+      conn->max_workers = 1;
     }
   }
   worker_thread (conn);
-  for (i = 1; i <= started; ++i)
-    pthread_join (tids[i], NULL);
-  free (tids);
+  /* Every worker stops once the connection is closing, and none is
+   * started after that.
+   */
+  pthread_mutex_lock (&conn->workers_lock);
+  for (i = 0; i + 1 < conn->nworkers; ++i) {
+    pthread_t tid = conn->worker_tids[i];
+
+    pthread_mutex_unlock (&conn->workers_lock);
+    pthread_join (tid, NULL);
+    pthread_mutex_lock (&conn->workers_lock);
+  }
+  pthread_mutex_unlock (&conn->workers_lock);
+  free (conn->worker_tids);
+  conn->worker_tids = NULL;
 }
