@@ -166,6 +166,60 @@ rnd_len (const struct model *m)
   }
 }
 
+/* In common/bitmap/hbitmap.c, not yet declared in hbitmap.h. */
+typedef int hbitmap_area_fn (void *opaque, uint64_t start, uint64_t len);
+extern int hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset,
+                               uint64_t end, hbitmap_area_fn *fn,
+                               void *opaque);
+
+struct walk_check {
+  const struct model *m;
+  uint64_t off, end;            /* the model's next area starts at OFF */
+  unsigned n, stop_after;       /* stop (return 7) after STOP_AFTER areas */
+};
+
+/* Each area the walk reports must be the model's next_dirty_area. */
+static int
+walk_area (void *opaque, uint64_t start, uint64_t len)
+{
+  struct walk_check *w = opaque;
+  uint64_t s = 0, l = 0;
+
+  if (!model_area (w->m, w->off, w->end, 0, &s, &l) || s != start
+      || l != len)
+    FAIL ("walk_dirty area %u from %" PRIu64 ": %" PRIu64 "+%" PRIu64
+          " want %" PRIu64 "+%" PRIu64, w->n, w->off, start, len, s, l);
+  w->off = start + len;
+  if (++w->n == w->stop_after)
+    return 7;
+  return 0;
+}
+
+/* hbitmap_walk_dirty over [OFF, END) reports exactly the areas that
+ * repeated next_dirty_area calls find, and stops when told to.
+ */
+static void
+check_walk (struct hbitmap *hb, const struct model *m, uint64_t off,
+            uint64_t end)
+{
+  struct walk_check w = { .m = m, .off = off, .end = end };
+  uint64_t s, l;
+  int r;
+
+  w.stop_after = rnd_below (3) == 0 ? 1 + rnd_below (4) : 0;
+  r = hbitmap_walk_dirty (hb, off, end, walk_area, &w);
+  if (r == 7) {
+    if (w.n != w.stop_after)
+      FAIL ("walk_dirty stopped after %u areas, not %u", w.n, w.stop_after);
+  }
+  else if (r != 0)
+    FAIL ("walk_dirty returned %d", r);
+  else if (model_area (m, w.off, end, 0, &s, &l))
+    FAIL ("walk_dirty (%" PRIu64 ", %" PRIu64 ") missed %" PRIu64 "+%"
+          PRIu64, off, end, s, l);
+  checks += w.n + 1;
+}
+
 static void
 check_queries (struct hbitmap *hb, const struct model *m, int nq)
 {
@@ -214,6 +268,8 @@ check_queries (struct hbitmap *hb, const struct model *m, int nq)
             ") = %d %" PRIu64 "+%" PRIu64 " want %d %" PRIu64 "+%" PRIu64,
             off, end, max_len, a1, s1, l1, a2, s2, l2);
 
+    check_walk (hb, m, off, end);
+
     if (hbitmap_is_zero_part (hb, off, len) != (model_next (m, true, off, len) < 0))
       FAIL ("is_zero_part (%" PRIu64 ", %" PRIu64 ")", off, len);
     checks += 6;
@@ -242,6 +298,7 @@ check_full (struct hbitmap *hb, const struct model *m)
     if (seen[b] != m->bit[b] || hbitmap_get (hb, b * m->gran) != m->bit[b])
       FAIL ("bit %" PRIu64 " is %d want %d", b, seen[b], m->bit[b]);
   free (seen);
+  check_walk (hb, m, 0, UINT64_MAX);
   checks += m->nbits;
 }
 
