@@ -25,6 +25,7 @@ struct options {
   int connections;            /* --connections, 0 = default */
   int requests;               /* --requests (in flight per connection) */
   uint32_t request_size;      /* --request-size */
+  const char *disk_id;        /* --disk-id, or NULL */
 };
 extern struct options opts;
 
@@ -187,13 +188,26 @@ struct backup_entry {
 };
 DEFINE_VECTOR_TYPE (backup_list, struct backup_entry);
 
+/* The chain's identity: what an incremental must match.  The virtual
+ * size is the export's true size in bytes; the qcow2 files are that
+ * rounded up to a multiple of 512 (QCOW2_SIZE), which QEMU needs.
+ */
 struct manifest {
   char *chain_id;             /* random UUID */
   uint64_t virtual_size;
   char *export_name;
+  char *export_description;   /* NBD_INFO_DESCRIPTION, or NULL if none */
+  bool description_known;     /* false for manifests older than the field */
+  char *disk_id;              /* --disk-id of the full backup, or NULL */
   char *bitmap;               /* or NULL */
   backup_list backups;
 };
+
+/* QEMU reads a qcow2 image's size rounded down to 512 bytes, so the
+ * files are made a little larger than an odd-sized disk; the tail reads
+ * as zero.
+ */
+#define QCOW2_SIZE(size) (((size) + 511) & ~UINT64_C (511))
 
 #define MANIFEST_NAME "manifest.json"
 
@@ -242,11 +256,13 @@ extern int sums_save (const char *path, const struct sum_params *p,
                       const sum_list *list, char hex[65]);
 /* Check the backup file of B in DIR against its manifest entry: for a
  * checksum list, read every record's range through the qcow2 library
- * and compare; for an older entry, the SHA-256 of the whole file.
- * Prints each problem prefixed with WHAT and returns how many.
+ * and compare (DISK_SIZE is the chain's virtual size: the file's
+ * padding beyond it must read as zero); for an older entry, the SHA-256
+ * of the whole file.  Prints each problem prefixed with WHAT and returns
+ * how many.
  */
 extern int check_contents (const char *what, const char *dir,
-                           const struct backup_entry *b);
+                           const struct backup_entry *b, uint64_t disk_size);
 
 /* --- Operations ------------------------------------------------------- */
 

@@ -26,11 +26,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
+
 #include "backup.h"
 #include "cleanup.h"
 #include "qcow2.h"
 
-#define SAMPLES 16
+#define SAMPLES 32
 #define SAMPLE_SIZE (64 * 1024)
 
 char *
@@ -129,7 +132,9 @@ connect_source (const char *uri, const char *bitmap_context)
 {
   struct nbd_handle *h = nbd_create ();
 
+  /* Full info: the export description, part of the disk's identity. */
   if (h == NULL ||
+      nbd_set_full_info (h, true) == -1 ||
       nbd_add_meta_context (h, "base:allocation") == -1 ||
       (bitmap_context && nbd_add_meta_context (h, bitmap_context) == -1) ||
       nbd_connect_uri (h, uri) == -1) {
@@ -151,32 +156,188 @@ set_why (char **why, const char *fs, ...)
   va_end (args);
 }
 
+/* What the server tells about the disk, compared with the chain's
+ * record of it before an incremental is added.
+ */
+struct disk_identity {
+  const char *export_name;
+  const char *description;      /* NULL if the server sent none */
+  uint64_t size;
+};
+
+static bool
+same_string (const char *a, const char *b)
+{
+  if (a == NULL || b == NULL)
+    return a == b;
+  return strcmp (a, b) == 0;
+}
+
+/* Is the export the disk the chain was taken from, as far as the
+ * reliable facts go: the user's --disk-id, the export name, the
+ * export description, the size.  Returns 0, or -1 with *why set.
+ */
+static int
+check_identity (const struct manifest *m, const struct disk_identity *id,
+                char **why)
+{
+  if (!same_string (m->disk_id, opts.disk_id)) {
+    if (m->disk_id == NULL)
+      set_why (why, "the chain was started without --disk-id, this backup "
+                "gives --disk-id '%s'", opts.disk_id);
+    else if (opts.disk_id == NULL)
+      set_why (why, "the chain belongs to --disk-id '%s', this backup "
+                "gives no --disk-id", m->disk_id);
+    else
+      set_why (why, "the chain belongs to --disk-id '%s', not '%s'",
+                m->disk_id, opts.disk_id);
+    return -1;
+  }
+  if (!same_string (m->export_name, id->export_name)) {
+    set_why (why, "the chain was taken from export \"%s\", this is export "
+              "\"%s\"", m->export_name, id->export_name);
+    return -1;
+  }
+  if (m->description_known &&
+      !same_string (m->export_description, id->description)) {
+    if (m->export_description == NULL)
+      set_why (why, "the chain's export had no description, this one has "
+                "\"%s\"", id->description);
+    else if (id->description == NULL)
+      set_why (why, "the chain's export had the description \"%s\", this "
+                "one has none", m->export_description);
+    else
+      set_why (why, "the chain's export had the description \"%s\", this "
+                "one has \"%s\"", m->export_description, id->description);
+    return -1;
+  }
+  if (id->size != m->virtual_size) {
+    set_why (why, "the disk size changed (the chain has %" PRIu64
+              " bytes, the export %" PRIu64 ")", m->virtual_size, id->size);
+    return -1;
+  }
+  return 0;
+}
+
+/* A random number below N (N > 0); not for secrets.  Only spreads the
+ * spot check's samples differently at each backup.
+ */
+static uint64_t
+random_below (uint64_t n)
+{
+  uint64_t r = 0;
+
+  if (gnutls_rnd (GNUTLS_RND_NONCE, &r, sizeof r) < 0)
+    r = (uint64_t) time (NULL) * UINT64_C (6364136223846793005);
+  return r % n;
+}
+
+/* The spot check: where the bitmap says nothing changed since the last
+ * backup, the export must read exactly as the chain does.  SAMPLES
+ * reads of SAMPLE_SIZE bytes, one at a random place in each of SAMPLES
+ * equal slices of the clean bytes.  It is a heuristic: it finds a
+ * bitmap that was cleared or recreated without a backup in between, or
+ * a chain of another disk, only if a sample falls where they differ.
+ * Returns 0, or -1 with *why set.
+ */
+static int
+spot_check (const char *top, struct nbd_handle *h, uint64_t size,
+            const extent_list *list, char **why)
+{
+  CLEANUP_FREE char *srcbuf = NULL, *chainbuf = NULL;
+  struct qcow2 *q = NULL;
+  uint64_t clean_total = 0, step, base, pos[SAMPLES];
+  size_t i, k, nsamples;
+  int r = -1;
+
+  for (i = 0; i < list->len; ++i)
+    if (list->ptr[i].kind == EXTENT_CLEAN)
+      clean_total += list->ptr[i].length;
+  if (clean_total == 0)
+    return 0;
+
+  /* Sample K starts at POS[K] counted in clean bytes (increasing). */
+  step = clean_total / SAMPLES;
+  nsamples = step == 0 ? 1 : SAMPLES;
+  for (k = 0; k < nsamples; ++k)
+    pos[k] = step == 0 ? 0 : k * step + random_below (step);
+
+  q = qcow2_open (top, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BITMAP_IN_USE);
+  if (q == NULL) {
+    set_why (why, "the last backup %s cannot be opened: %s", top,
+              qcow2_last_error ());
+    return -1;
+  }
+  /* Chains made before the size was rounded up have the exact size. */
+  if (qcow2_get_size (q) != QCOW2_SIZE (size) && qcow2_get_size (q) != size) {
+    set_why (why, "the last backup %s is not of the disk's size", top);
+    goto out;
+  }
+  srcbuf = malloc (SAMPLE_SIZE);
+  chainbuf = malloc (SAMPLE_SIZE);
+  if (!srcbuf || !chainbuf) {
+    set_why (why, "out of memory");
+    goto out;
+  }
+  base = 0;                     /* clean bytes before extent I */
+  for (i = 0, k = 0; k < nsamples && i < list->len; ++i) {
+    const struct extent *x = &list->ptr[i];
+
+    if (x->kind != EXTENT_CLEAN)
+      continue;
+    while (k < nsamples && pos[k] < base + x->length) {
+      uint64_t off = x->offset + (pos[k] - base);
+      uint64_t len = x->offset + x->length - off;
+
+      if (len > SAMPLE_SIZE)
+        len = SAMPLE_SIZE;
+      if (nbd_pread (h, srcbuf, len, off, 0) == -1) {
+        set_why (why, "read at %" PRIu64 ": %s", off, nbd_get_error ());
+        goto out;
+      }
+      if (qcow2_pread (q, chainbuf, len, off) == -1) {
+        set_why (why, "%s: read at %" PRIu64 ": %s", top, off,
+                  qcow2_last_error ());
+        goto out;
+      }
+      if (memcmp (srcbuf, chainbuf, len) != 0) {
+        set_why (why, "the export differs from the chain at offset %"
+                  PRIu64 " where bitmap '%s' reports no change: the chain "
+                  "belongs to another disk, or the bitmap missed writes or "
+                  "was cleared without a backup (found by sampling %zu "
+                  "places of the unchanged areas, a heuristic that cannot "
+                  "catch every case)", off, opts.bitmap, nsamples);
+        goto out;
+      }
+      k++;
+    }
+    base += x->length;
+  }
+  r = 0;
+
+ out:
+  qcow2_close (q);
+  return r;
+}
+
 /* Is the chain usable as the base of an incremental of this export?
  * Returns 0, or -1 with the reason in *why (malloc'd).  On success the
  * dirty work list is in *list.
  */
 static int
 check_chain (const char *dir, const struct manifest *m,
-             struct nbd_handle *h, uint64_t size,
+             struct nbd_handle *h, const struct disk_identity *id,
              const char *bitmap_context, extent_list *list, char **why)
 {
   const struct backup_entry *last = &m->backups.ptr[m->backups.len - 1];
   CLEANUP_FREE char *top = dir_file (dir, last->file);
-  CLEANUP_FREE char *srcbuf = NULL, *chainbuf = NULL;
-  struct qcow2 *q = NULL;
   struct stat st;
-  uint64_t clean_total = 0, step, base;
-  size_t i, k;
-  int r = -1;
 
   *why = NULL;
   if (top == NULL)
     return -1;
-  if (size != m->virtual_size) {
-    set_why (why, "the disk size changed (the chain has %" PRIu64
-              " bytes, the export %" PRIu64 ")", m->virtual_size, size);
+  if (check_identity (m, id, why) == -1)
     return -1;
-  }
   if (m->bitmap && strcmp (m->bitmap, opts.bitmap) != 0) {
     set_why (why, "the chain follows bitmap '%s', not '%s'", m->bitmap,
               opts.bitmap);
@@ -196,79 +357,11 @@ check_chain (const char *dir, const struct manifest *m,
               "written (damaged?)", top);
     return -1;
   }
-  if (get_extents (h, size, bitmap_context, list) == -1) {
+  if (get_extents (h, id->size, bitmap_context, list) == -1) {
     set_why (why, "the dirty extents could not be read");
     return -1;
   }
-
-  /* Spot check: where the bitmap says nothing changed, the export must
-   * read exactly as the chain does.  This catches a chain taken from
-   * another disk, and a bitmap that was cleared or recreated without a
-   * backup in between (whose clean areas then hide changes).
-   */
-  for (i = 0; i < list->len; ++i)
-    if (list->ptr[i].kind == EXTENT_CLEAN)
-      clean_total += list->ptr[i].length;
-  if (clean_total == 0)
-    return 0;
-
-  q = qcow2_open (top, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BITMAP_IN_USE);
-  if (q == NULL) {
-    set_why (why, "the last backup %s cannot be opened: %s", top,
-              qcow2_last_error ());
-    return -1;
-  }
-  if (qcow2_get_size (q) != size) {
-    set_why (why, "the last backup %s is not of the disk's size", top);
-    goto out;
-  }
-  srcbuf = malloc (SAMPLE_SIZE);
-  chainbuf = malloc (SAMPLE_SIZE);
-  if (!srcbuf || !chainbuf) {
-    set_why (why, "out of memory");
-    goto out;
-  }
-  step = clean_total / SAMPLES;
-  base = 0;
-  for (i = 0, k = 0; k < SAMPLES && i < list->len; ++i) {
-    const struct extent *x = &list->ptr[i];
-
-    if (x->kind != EXTENT_CLEAN)
-      continue;
-    /* Samples at k * step counted in clean bytes; BASE is the clean
-     * bytes before this extent.
-     */
-    while (k < SAMPLES && k * step < base + x->length) {
-      uint64_t off = x->offset + (k * step - base);
-      uint64_t len = x->offset + x->length - off;
-
-      if (len > SAMPLE_SIZE)
-        len = SAMPLE_SIZE;
-      if (nbd_pread (h, srcbuf, len, off, 0) == -1) {
-        set_why (why, "read at %" PRIu64 ": %s", off, nbd_get_error ());
-        goto out;
-      }
-      if (qcow2_pread (q, chainbuf, len, off) == -1) {
-        set_why (why, "%s: read at %" PRIu64 ": %s", top, off,
-                  qcow2_last_error ());
-        goto out;
-      }
-      if (memcmp (srcbuf, chainbuf, len) != 0) {
-        set_why (why, "the export differs from the chain at offset %"
-                  PRIu64 " where bitmap '%s' reports no change: this chain "
-                  "belongs to another disk, or the bitmap missed writes",
-                  off, opts.bitmap);
-        goto out;
-      }
-      k++;
-    }
-    base += x->length;
-  }
-  r = 0;
-
- out:
-  qcow2_close (q);
-  return r;
+  return spot_check (top, h, id->size, list, why);
 }
 
 /* Move the chain of M out of the way into DIR/chain-UUID/: the backup
@@ -366,6 +459,8 @@ do_backup (enum backup_mode mode, const char *uri)
   CLEANUP_FREE char *file = NULL, *part = NULL, *final = NULL;
   CLEANUP_FREE char *sums_file = NULL, *sums_part = NULL, *sums_final = NULL;
   CLEANUP_FREE char *started = NULL, *export_name = NULL;
+  CLEANUP_FREE char *description = NULL;
+  struct disk_identity id;
   struct manifest m = { 0 };
   extent_list list = empty_vector;
   struct nbd_handle *h = NULL;
@@ -419,12 +514,20 @@ do_backup (enum backup_mode mode, const char *uri)
     goto out;
   }
   export_name = nbd_get_export_name (h);
+  if (export_name == NULL) {
+    error ("%s: %s", uri, nbd_get_error ());
+    goto out;
+  }
+  /* NULL when the server sent no description (not an error). */
+  description = nbd_get_export_description (h);
+  id = (struct disk_identity) { .export_name = export_name,
+                                .description = description, .size = size };
   started = now_iso8601 ();
   debug_time ("connect");
 
   full = mode == MODE_FULL || !have_chain;
   if (!full) {
-    if (check_chain (dir, &m, h, size, bitmap_context, &list, &why) == -1) {
+    if (check_chain (dir, &m, h, &id, bitmap_context, &list, &why) == -1) {
       if (mode == MODE_AUTO) {
         info ("%s; taking a full backup", why ? why : "the chain is unusable");
         full = true;
@@ -464,7 +567,7 @@ do_backup (enum backup_mode mode, const char *uri)
   }
 
   /* Write the new layer under its temporary name. */
-  copts.size = size;
+  copts.size = QCOW2_SIZE ((uint64_t) size);
   if (!full) {
     copts.backing_file = m.backups.ptr[m.backups.len - 1].file;
     copts.backing_format = "qcow2";
@@ -529,15 +632,22 @@ do_backup (enum backup_mode mode, const char *uri)
     manifest_free (&m);
     m.chain_id = new_uuid ();
     m.virtual_size = size;
-    m.export_name = strdup (export_name ? export_name : "");
+    m.export_name = strdup (export_name);
+    m.export_description = description ? strdup (description) : NULL;
+    m.description_known = true;
+    m.disk_id = opts.disk_id ? strdup (opts.disk_id) : NULL;
     m.bitmap = opts.bitmap ? strdup (opts.bitmap) : NULL;
-    if (!m.chain_id || !m.export_name || (opts.bitmap && !m.bitmap)) {
+    if (!m.chain_id || !m.export_name || (opts.bitmap && !m.bitmap) ||
+        (description && !m.export_description) ||
+        (opts.disk_id && !m.disk_id)) {
       error ("out of memory");
       goto out;
     }
   }
-  else if (m.bitmap == NULL && (m.bitmap = strdup (opts.bitmap)) == NULL)
+  else if (m.bitmap == NULL && (m.bitmap = strdup (opts.bitmap)) == NULL) {
+    error ("out of memory");
     goto out;
+  }
   entry.file = strdup (file);
   entry.backing = full ? NULL : strdup (copts.backing_file);
   entry.started = started;
@@ -611,6 +721,9 @@ do_list (const char *dir)
   printf ("virtual size: %" PRIu64 "\n", m.virtual_size);
   printf ("bitmap:       %s\n", m.bitmap ? m.bitmap : "(none)");
   printf ("export name:  \"%s\"\n", m.export_name);
+  if (m.export_description)
+    printf ("description:  \"%s\"\n", m.export_description);
+  printf ("disk id:      %s\n", m.disk_id ? m.disk_id : "(none)");
   printf ("%-5s %-11s %-20s %-20s %14s %14s\n", "N", "TYPE", "FILE",
           "FINISHED", "DATA", "FILE SIZE");
   for (i = 0; i < m.backups.len; ++i) {

@@ -61,9 +61,10 @@ usage (FILE *fp)
 {
   fprintf (fp,
 "Usage:\n"
-"  " PROG " full URI -o DIR [--bitmap NAME] [-p]\n"
-"  " PROG " inc URI -o DIR --bitmap NAME [-p]\n"
-"  " PROG " auto URI -o DIR --bitmap NAME [-p]    (also: inc --auto)\n"
+"  " PROG " full URI -o DIR [--bitmap NAME] [--disk-id ID] [-p]\n"
+"  " PROG " inc URI -o DIR --bitmap NAME [--disk-id ID] [-p]\n"
+"  " PROG " auto URI -o DIR --bitmap NAME [--disk-id ID] [-p]\n"
+"                                          (auto is also: inc --auto)\n"
 "  " PROG " verify DIR\n"
 "  " PROG " restore DIR [--until N] -o FILE|URI [-O raw|qcow2] [-p]\n"
 "  " PROG " list DIR\n"
@@ -76,6 +77,8 @@ usage (FILE *fp)
 "Options:\n"
 "  -o, --output DIR|FILE|URI  backup directory, or restore target\n"
 "  -b, --bitmap NAME          dirty bitmap exported by the server\n"
+"      --disk-id ID           name of the disk, recorded by the full backup;\n"
+"                             an incremental must give the same\n"
 "      --auto                 with inc: full backup when DIR holds no\n"
 "                             usable chain\n"
 "  -n, --until N              restore the image as of backup N (0 = full)\n"
@@ -92,12 +95,13 @@ usage (FILE *fp)
 "See " PROG "(1).\n");
 }
 
-enum { HELP_OPTION = CHAR_MAX + 1, AUTO_OPTION };
+enum { HELP_OPTION = CHAR_MAX + 1, AUTO_OPTION, DISK_ID_OPTION };
 
 static const struct option long_options[] = {
   { "output", required_argument, NULL, 'o' },
   { "bitmap", required_argument, NULL, 'b' },
   { "auto", no_argument, NULL, AUTO_OPTION },
+  { "disk-id", required_argument, NULL, DISK_ID_OPTION },
   { "until", required_argument, NULL, 'n' },
   { "output-format", required_argument, NULL, 'O' },
   { "connections", required_argument, NULL, 'C' },
@@ -147,6 +151,20 @@ main (int argc, char *argv[])
       opts.bitmap = optarg;
       break;
     case AUTO_OPTION: auto_flag = true; break;
+    case DISK_ID_OPTION: {
+      const unsigned char *p;
+      if (*optarg == '\0' || strlen (optarg) > 1023) {
+        error ("--disk-id: a disk id is 1 to 1023 bytes");
+        exit (EXIT_FAILURE);
+      }
+      for (p = (const unsigned char *) optarg; *p; ++p)
+        if (*p < 0x20 || *p == 0x7f) {
+          error ("--disk-id: control characters are not allowed");
+          exit (EXIT_FAILURE);
+        }
+      opts.disk_id = optarg;
+      break;
+    }
     case 'n':
       if (parse_int ("--until", optarg, 0, INT_MAX, &v) == -1)
         exit (EXIT_FAILURE);
@@ -246,7 +264,11 @@ main (int argc, char *argv[])
     }
     exit (do_backup (mode, arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
   }
-  else if (strcmp (cmd, "verify") == 0)
+  if (opts.disk_id) {
+    error ("%s: --disk-id is an option of 'full', 'inc' and 'auto'", cmd);
+    exit (EXIT_FAILURE);
+  }
+  if (strcmp (cmd, "verify") == 0)
     exit (do_verify (arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
   else if (strcmp (cmd, "restore") == 0) {
     if (!opts.output) {

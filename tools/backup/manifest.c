@@ -3,6 +3,7 @@
  * {
  *   "format": "nbdcbt-backup", "version": 1,
  *   "chain-id": "UUID", "virtual-size": N, "export-name": "...",
+ *   "export-description": "..." or null, "disk-id": "..." or null,
  *   "bitmap": "NAME" or null,
  *   "backups": [
  *     { "index": 0, "type": "full", "file": "backup-0000.qcow2",
@@ -15,7 +16,8 @@
  * "sums" names the checksum list of the file's contents (sums.c) and
  * "sums-sha256" is the SHA-256 of that list.  Entries written before the
  * checksum lists have instead "sha256", the SHA-256 of the whole file;
- * both kinds are read and checked.
+ * both kinds are read and checked.  Manifests written before
+ * "export-description" and "disk-id" existed lack them: read as null.
  *
  * It is replaced atomically: written to a temporary file, fsync'd, and
  * renamed over the old one, then the directory is fsync'd.
@@ -83,6 +85,8 @@ manifest_free (struct manifest *m)
 
   free (m->chain_id);
   free (m->export_name);
+  free (m->export_description);
+  free (m->disk_id);
   free (m->bitmap);
   for (i = 0; i < m->backups.len; ++i) {
     struct backup_entry *b = &m->backups.ptr[i];
@@ -297,6 +301,14 @@ manifest_load (const char *dir, struct manifest *m)
       get_str (root, "export-name", false, &m->export_name) == -1 ||
       get_str (root, "bitmap", true, &m->bitmap) == -1)
     goto out;
+  m->description_known =
+    json_object_object_get_ex (root, "export-description", NULL);
+  if ((m->description_known &&
+       get_str (root, "export-description", true,
+                &m->export_description) == -1) ||
+      (json_object_object_get_ex (root, "disk-id", NULL) &&
+       get_str (root, "disk-id", true, &m->disk_id) == -1))
+    goto out;
   if ((list = get (root, "backups", json_type_array, false)) == NULL)
     goto out;
   n = json_object_array_length (list);
@@ -363,6 +375,9 @@ manifest_save (const char *dir, const struct manifest *m)
   json_object_object_add (root, "export-name",
                           json_object_new_string (m->export_name
                                                   ? m->export_name : ""));
+  json_object_object_add (root, "export-description",
+                          str_or_null (m->export_description));
+  json_object_object_add (root, "disk-id", str_or_null (m->disk_id));
   json_object_object_add (root, "bitmap", str_or_null (m->bitmap));
   list = json_object_new_array ();
   for (i = 0; i < m->backups.len; ++i) {

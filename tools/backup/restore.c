@@ -54,7 +54,8 @@ do_restore (const char *dir)
     goto out;
   }
   for (i = 0; i <= n; ++i)
-    if (check_contents ("restore", dir, &m.backups.ptr[i]) > 0) {
+    if (check_contents ("restore", dir, &m.backups.ptr[i],
+                        m.virtual_size) > 0) {
       error ("restore: backup %" PRIi64 " is damaged (run '" PROG
              " verify')", i);
       goto out;
@@ -68,12 +69,16 @@ do_restore (const char *dir)
     error ("restore: %s: %s", top, qcow2_last_error ());
     goto out;
   }
+  /* The file is the disk rounded up to 512 bytes (older chains: the
+   * disk's exact size); what is restored is the disk's true size.
+   */
   size = qcow2_get_size (q);
-  if (size != m.virtual_size) {
-    error ("restore: %s: virtual size %" PRIu64 " differs from the chain's "
-           "%" PRIu64, top, size, m.virtual_size);
+  if (size != QCOW2_SIZE (m.virtual_size) && size != m.virtual_size) {
+    error ("restore: %s: virtual size %" PRIu64 " does not match the "
+           "chain's %" PRIu64, top, size, m.virtual_size);
     goto out;
   }
+  size = m.virtual_size;
 
   if (is_uri (target)) {
     if (opts.out_format) {
@@ -83,7 +88,8 @@ do_restore (const char *dir)
     sink = sink_nbd_open (target, size);
   }
   else if (opts.out_format && strcmp (opts.out_format, "qcow2") == 0) {
-    struct qcow2_create_opts copts = { .size = size };
+    /* Rounded up as the backups are, so that QEMU reads all of it. */
+    struct qcow2_create_opts copts = { .size = QCOW2_SIZE (size) };
     if (qcow2_create (target, &copts) == -1 ||
         (outq = qcow2_open (target, QCOW2_OPEN_NO_BITMAP_IN_USE)) == NULL) {
       error ("restore: %s: %s", target, qcow2_last_error ());

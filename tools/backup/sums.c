@@ -218,13 +218,35 @@ load_sums (const char *what, const char *path, const char *want_hex,
   return 1;
 }
 
-/* Every range that the layer decides must be listed. */
+/* Every range that the layer decides must be listed.  DISK_SIZE is the
+ * disk's true size: the file may be up to 511 bytes larger (QCOW2_SIZE),
+ * and that padding must read as zero.
+ */
 static int
 check_coverage (const char *what, const char *path, struct qcow2 *q,
-                const sum_list *list)
+                const sum_list *list, uint64_t disk_size)
 {
   uint64_t size = qcow2_get_size (q), pos = 0;
   size_t j = 0;
+
+  if (disk_size < size) {
+    char pad[512];
+
+    if (size - disk_size > sizeof pad ||
+        qcow2_pread (q, pad, size - disk_size, disk_size) == -1) {
+      error ("%s: %s: cannot read the padding after the disk's %" PRIu64
+             " bytes: %s", what, path, disk_size,
+             size - disk_size > sizeof pad ? "the file is too large"
+             : qcow2_last_error ());
+      return 1;
+    }
+    if (!is_zero (pad, size - disk_size)) {
+      error ("%s: %s: the file is damaged: the padding after the disk's %"
+             PRIu64 " bytes is not zero", what, path, disk_size);
+      return 1;
+    }
+    size = disk_size;
+  }
 
   while (pos < size) {
     uint64_t pnum, end;
@@ -340,7 +362,7 @@ check_records (const char *what, const char *path, struct qcow2 *q,
 
 int
 check_contents (const char *what, const char *dir,
-                const struct backup_entry *b)
+                const struct backup_entry *b, uint64_t disk_size)
 {
   CLEANUP_FREE char *path = dir_file (dir, b->file);
   CLEANUP_FREE char *sums_path = NULL;
@@ -396,7 +418,7 @@ check_contents (const char *what, const char *dir,
   }
   bad = check_records (what, path, q, summer, &list);
   if (!bad)
-    bad = check_coverage (what, path, q, &list);
+    bad = check_coverage (what, path, q, &list, disk_size);
   qcow2_close (q);
 
  out:

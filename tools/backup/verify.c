@@ -63,7 +63,7 @@ verify_one (const char *dir, const struct manifest *m,
     bad++;
   }
   close (fd);
-  bad += check_contents ("verify", dir, b);
+  bad += check_contents ("verify", dir, b, m->virtual_size);
 
   q = qcow2_open (path, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
                   QCOW2_OPEN_NO_BITMAP_IN_USE);
@@ -73,9 +73,11 @@ verify_one (const char *dir, const struct manifest *m,
     return bad + 1;
   }
   qcow2_get_info (q, &qi);
-  if (qi.size != m->virtual_size) {
-    error ("verify: %s: virtual size %" PRIu64 ", the chain's is %" PRIu64,
-           path, qi.size, m->virtual_size);
+  /* The disk's size rounded up to 512 bytes (older chains: exact). */
+  if (qi.size != QCOW2_SIZE (m->virtual_size) && qi.size != m->virtual_size) {
+    error ("verify: %s: virtual size %" PRIu64 ", expected %" PRIu64
+           " (the chain's %" PRIu64 " rounded up to 512 bytes)", path,
+           qi.size, QCOW2_SIZE (m->virtual_size), m->virtual_size);
     bad++;
   }
   if (b->backing == NULL && qi.backing_file != NULL) {
