@@ -32,6 +32,12 @@ expect_error "output format" nbdcbt-backup restore "$tmpdir" -O vmdk -o f
 expect_error "power of two" nbdcbt-backup full nbd://x -o d -S 3000
 expect_error "between 1 and 64" nbdcbt-backup full nbd://x -o d -C 0
 expect_error "1 to 1023 bytes" nbdcbt-backup inc nbd://x -o d --bitmap ''
+expect_error "a disk id is 1 to 1023 bytes" \
+  nbdcbt-backup full nbd://x -o d --disk-id ''
+expect_error "control characters" \
+  nbdcbt-backup full nbd://x -o d --disk-id "$(printf 'a\tb')"
+expect_error "option of 'full', 'inc' and 'auto'" \
+  nbdcbt-backup verify "$tmpdir" --disk-id x
 expect_error "holds no backup chain" nbdcbt-backup verify "$tmpdir"
 expect_error "holds no backup chain" nbdcbt-backup list "$tmpdir"
 expect_error "holds no backup chain" nbdcbt-backup restore "$tmpdir" -o "$tmpdir/x"
