@@ -166,6 +166,33 @@ conn_recv_buffered (struct connection *conn, void *buf, size_t len)
   return 1;
 }
 
+/* Under the read lock, with the input buffer empty: take whatever input
+ * is already there without waiting (at most RFILL bytes when set), so the
+ * caller can tell whether the client has sent more.  Returns the bytes now
+ * buffered; 0 if none, at EOF (the next conn_recv_buffered sees it again)
+ * or on a pipe.
+ */
+size_t
+conn_fill_nowait (struct connection *conn)
+{
+  ssize_t r;
+
+  if (conn->rpos < conn->rlen)
+    return conn->rlen - conn->rpos;
+  if (!conn->is_socket)
+    return 0;
+  do
+    r = recv (conn->sockin, conn->rbuf,
+              conn->rfill ? MIN (conn->rfill, sizeof conn->rbuf)
+              : sizeof conn->rbuf, MSG_DONTWAIT);
+  while (r == -1 && errno == EINTR);
+  if (r <= 0)
+    return 0;
+  conn->rpos = 0;
+  conn->rlen = r;
+  return r;
+}
+
 int
 conn_sendv (struct connection *conn, struct iovec *iov, int n)
 {

@@ -195,6 +195,7 @@ extern int conn_recv (struct connection *conn, void *buf, size_t len,
                       bool handshake);
 extern int conn_recv_buffered (struct connection *conn, void *buf,
                                size_t len);
+extern size_t conn_fill_nowait (struct connection *conn);
 extern int conn_send (struct connection *conn, const void *buf, size_t len);
 extern int conn_sendv (struct connection *conn, struct iovec *iov, int n);
 

@@ -620,7 +620,16 @@ recv_request (struct worker *w, uint16_t *type, uint16_t *flags,
 static bool
 reader_should_hand_off (struct connection *conn, unsigned in_flight)
 {
-  return conn->rpos < conn->rlen || in_flight > 1;
+  if (conn->rpos < conn->rlen || in_flight > 1)
+    return true;
+  /* A large WRITE's payload went straight into the worker's buffer, so
+   * the input buffer says nothing about what follows it (a sequential
+   * writer keeps several in flight): look, without waiting.  One system
+   * call per large write; the bytes it reads are the next request's.
+   */
+  if (conn->rfill != 0)
+    return conn_fill_nowait (conn) > 0;
+  return false;
 }
 
 /* The reader has just handed the read lock off with IN_FLIGHT requests
