@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# An interrupted backup (Ctrl-C, kill -9, or the server going away)
-# leaves the chain as it was: same manifest, verify passes, and the
-# leftover part file is removed by the next backup.
+# An interrupted backup, full or incremental (Ctrl-C, kill -9, or the
+# server going away or the connection dropping mid-copy) leaves the chain
+# as it was: same manifest, verify passes, and the leftover part file is
+# removed by the next backup, which works.
 source "$top_srcdir/tests/functions.sh"
 source "$srcdir/backup-functions.sh"
 requires nbdkit --filter=delay file --version
@@ -69,6 +70,65 @@ test $rc -eq 1
 grep -q '^nbdcbt-backup: ' "$tmpdir/err"
 check_unchanged
 
+# Interrupted incrementals: the whole disk changed (16M dirty), and the
+# backup reads through a proxy that, after 4M of the copy, stops
+# answering (then the backup is interrupted) or drops the connection.
+qemu-io -f qcow2 -c 'write -P 0x77 0 16M' "$img" >/dev/null
+serve_qemu "$img" -B b0
+puri="nbd+unix:///?socket=$tmpdir/psock"
+start_proxy ()
+{
+  rm -f "$tmpdir/ppid" "$tmpdir/psock" "$tmpdir/marker"
+  $PYTHON "$srcdir/nbd-proxy.py" "$tmpdir/psock" "$tmpdir/sock" \
+    $(( 4 << 20 )) $1 "$tmpdir/marker" "$tmpdir/ppid" &
+  ppid=$!
+  cleanup_fn "kill $ppid 2>/dev/null; wait $ppid 2>/dev/null"
+  wait_for_file "$tmpdir/ppid" 30
+}
+stop_proxy ()
+{
+  kill $ppid
+  wait $ppid 2>/dev/null || :
+}
+
+for sig in INT KILL; do
+  start_proxy stall
+  $BACKUP inc "$puri" -o "$dir" --bitmap b0 -C 1 -R 1 &
+  bpid=$!
+  wait_for_file "$tmpdir/marker" 30
+  # Mid-copy: the part file is there, the backup is waiting for data.
+  ls -a "$dir" | grep -q '^\.backup-0001\.qcow2\.part$'
+  sleep 0.2
+  kill -$sig $bpid
+  rc=0; wait $bpid || rc=$?
+  stop_proxy
+  if [ $sig = INT ]; then
+    test $rc -eq 1
+    test -z "$(ls -a "$dir" | grep '\.part$')"
+  else
+    test $rc -eq 137
+    ls -a "$dir" | grep -q '^\.backup-0001\.qcow2\.part$'
+  fi
+  check_unchanged
+done
+
+# The connection drops mid-copy, with one or many requests in flight:
+# the backup fails, it never stores a short incremental.
+for reqs in 1 16; do
+  start_proxy drop
+  rc=0
+  $BACKUP inc "$puri" -o "$dir" --bitmap b0 -C 1 -R $reqs \
+    2> "$tmpdir/err" || rc=$?
+  stop_proxy
+  cat "$tmpdir/err"
+  test -e "$tmpdir/marker"
+  test $rc -eq 1
+  grep -q '^nbdcbt-backup: ' "$tmpdir/err"
+  check_unchanged
+  test -z "$(ls -a "$dir" | grep '\.part$')"
+done
+stop_qemu
+
 # The next backup cleans up and works.
 serve_qemu "$img" -B b0
 $BACKUP inc "$uri" -o "$dir" --bitmap b0 > "$tmpdir/out"
@@ -76,3 +136,5 @@ cat "$tmpdir/out"
 stop_qemu
 test -z "$(ls -a "$dir" | grep '\.part$')"
 $BACKUP verify "$dir"
+$BACKUP restore "$dir" -o "$tmpdir/restored.raw" -q
+qemu-img compare -q -f raw -F qcow2 "$tmpdir/restored.raw" "$img"

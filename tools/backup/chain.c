@@ -77,28 +77,43 @@ lock_dir (const char *dir)
 static char *volatile part_path;
 static char *volatile sums_part_path;
 
+/* Set once the manifest names the new backup: a signal held back
+ * during the publishing (see do_backup) then arrives too late to undo it.
+ */
+static volatile sig_atomic_t published;
+
 static void
 interrupted (int sig)
 {
   static const char msg[] =
     "\n" PROG ": interrupted; the chain is unchanged\n";
+  static const char late_msg[] =
+    "\n" PROG ": interrupted after the backup was complete\n";
   char *p = part_path, *s = sums_part_path;
+  const char *text = published ? late_msg : msg;
+  size_t len = published ? sizeof late_msg - 1 : sizeof msg - 1;
 
   if (p)
     unlink (p);
   if (s)
     unlink (s);
-  if (write (STDERR_FILENO, msg, sizeof msg - 1) == -1) {
+  if (write (STDERR_FILENO, text, len) == -1) {
     /* nothing to do */
   }
   _exit (EXIT_FAILURE);
 }
+
+static sigset_t publish_signals;
 
 static void
 catch_signals (void)
 {
   struct sigaction sa = { .sa_handler = interrupted };
 
+  sigemptyset (&publish_signals);
+  sigaddset (&publish_signals, SIGINT);
+  sigaddset (&publish_signals, SIGTERM);
+  sigaddset (&publish_signals, SIGHUP);
   sigemptyset (&sa.sa_mask);
   sigaction (SIGINT, &sa, NULL);
   sigaction (SIGTERM, &sa, NULL);
@@ -611,7 +626,12 @@ do_backup (enum backup_mode mode, const char *uri)
     goto out;
   debug_time ("fsync");
 
-  /* Publish: old chain aside (full), rename, manifest. */
+  /* Publish: old chain aside (full), rename, manifest.  The signals
+   * that would interrupt us wait until that is done (or has failed), so
+   * that Ctrl-C cannot leave the old chain moved aside without the new
+   * one in its place.
+   */
+  sigprocmask (SIG_BLOCK, &publish_signals, NULL);
   if (full && have_chain) {
     if (archive_chain (dir, &m) == -1)
       goto out;
@@ -666,6 +686,7 @@ do_backup (enum backup_mode mode, const char *uri)
   memset (&entry, 0, sizeof entry);
   if (manifest_save (dir, &m) == -1)
     goto out;
+  published = 1;
 
   info ("%s backup %s: %" PRIu64 " bytes of data, %" PRIu64
         " bytes of zeroes, file %" PRIu64 " bytes",
@@ -685,6 +706,7 @@ do_backup (enum backup_mode mode, const char *uri)
     unlink (sums_part_path);
     sums_part_path = NULL;
   }
+  sigprocmask (SIG_UNBLOCK, &publish_signals, NULL);
   if (q)
     qcow2_close (q);
   if (h) {

@@ -169,7 +169,8 @@ worker_run (void *opaque)
       break;
 
     if (nbd_poll (h, -1) == -1) {
-      error ("%s", nbd_get_error ());
+      error ("connection %d to the server failed during the copy: %s",
+             w->index + 1, nbd_get_error ());
       goto fail;
     }
 

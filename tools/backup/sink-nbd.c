@@ -108,7 +108,12 @@ sink_nbd_open (const char *uri, uint64_t size)
     return NULL;
   }
   tsize = nbd_get_size (h);
-  if (tsize == -1 || (uint64_t) tsize < size) {
+  if (tsize == -1) {
+    error ("%s: %s", uri, nbd_get_error ());
+    nbd_close (h);
+    return NULL;
+  }
+  if ((uint64_t) tsize < size) {
     error ("%s: the export (%" PRIi64 " bytes) is smaller than the disk "
            "(%" PRIu64 " bytes)", uri, tsize, size);
     nbd_close (h);
