@@ -4,9 +4,12 @@
  * receives one request and its payload, releases the lock, executes the
  * request and sends its reply under the write lock.  Replies therefore go
  * out of order.  Unlike nbdkit, the lock passes to another worker only
- * when the client is pipelining (see reader_should_hand_off).  A request's buffer (from a per-connection pool) holds
- * its payload with room for the reply header in front of it, so a READ
- * reply leaves in one system call with no copy.  The payload starts on a page
+ * when the client is pipelining (see reader_should_hand_off), and workers
+ * start as the client's queue depth needs them (maybe_add_worker).
+ *
+ * A request's buffer (from a per-connection pool) holds its payload with
+ * room for the reply header in front of it, so a READ reply leaves in one
+ * system call with no copy.  The payload starts on a page
  * boundary (the header sits at the end of the page before it), so a
  * plugin doing O_DIRECT I/O can use it without a bounce buffer.
  */
@@ -643,10 +646,9 @@ reader_should_hand_off (struct connection *conn, unsigned in_flight)
 static void
 maybe_add_worker (struct connection *conn, unsigned in_flight)
 {
+  unsigned n = __atomic_load_n (&conn->nworkers, __ATOMIC_RELAXED);
   pthread_t tid;
   int err;
-
-  unsigned n = __atomic_load_n (&conn->nworkers, __ATOMIC_RELAXED);
 
   if (in_flight < n
       || n >= __atomic_load_n (&conn->max_workers, __ATOMIC_RELAXED))
