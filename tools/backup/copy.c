@@ -29,6 +29,7 @@
 struct engine {
   const char *uri;
   struct nbd_handle *first;
+  int64_t size;                 /* of the export on FIRST */
   sum_list reqs;
   struct sink *sink;
   bool skip_zero_data;
@@ -118,13 +119,22 @@ worker_run (void *opaque)
       error ("connection %d: %s", w->index + 1, nbd_get_error ());
       goto fail;
     }
+    /* The same export, not one that changed since the first connection. */
+    if (nbd_get_size (h) != e->size) {
+      error ("connection %d: the export's size changed during the backup",
+             w->index + 1);
+      goto fail;
+    }
   }
 
   /* A buffer is used only after its read succeeded (which libnbd
    * reports only when the server sent every byte): clearing it before
    * each read, libnbd's default, costs 3% of the CPU for nothing.
    */
-  nbd_set_pread_initialize (h, false);
+  if (nbd_set_pread_initialize (h, false) == -1) {
+    error ("%s", nbd_get_error ());
+    goto fail;
+  }
 
   slots = calloc (nslots, sizeof *slots);
   if (slots == NULL) {
@@ -366,6 +376,11 @@ copy_extents (const char *uri, struct nbd_handle *first,
   }
 
   if (e.reqs.len > 0) {
+    e.size = nbd_get_size (first);
+    if (e.size == -1) {
+      error ("%s", nbd_get_error ());
+      goto out;
+    }
     n = nbd_can_multi_conn (first) == 1 ? opts.connections : 1;
     /* Extra connections only pay off when there is work for them. */
     if ((size_t) n > (e.reqs.len + opts.requests - 1) / opts.requests)
