@@ -51,8 +51,10 @@ qcow2_bitmaps_free (struct qcow2 *q)
     free (q->bms[i].name);
   free (q->bms);
   free (q->bms_open_flags);
+  free (q->bms_index);
   q->bms = NULL;
   q->bms_open_flags = NULL;
+  q->bms_index = NULL;
   q->nr_bms = 0;
 }
 
@@ -64,6 +66,47 @@ cmp_range (const void *a, const void *b)
 }
 
 static uint64_t *read_table (struct qcow2 *q, const struct qcow2_bm *b);
+
+/* Bitmap names sorted, with their index in the directory: duplicate
+ * checks and lookups in O(n log n) (an image may hold 65535 bitmaps).
+ */
+struct name_index {
+  const char *name;
+  size_t i;
+};
+
+static int
+cmp_name_index (const void *a, const void *b)
+{
+  const struct name_index *x = a, *y = b;
+  return strcmp (x->name, y->name);
+}
+
+static struct name_index *
+index_names (const struct qcow2_bm *bms, size_t n)
+{
+  struct name_index *idx = malloc ((n ? n : 1) * sizeof *idx);
+  size_t i;
+
+  if (idx == NULL)
+    return qcow2_error_null (errno, "malloc: %m");
+  for (i = 0; i < n; i++) {
+    idx[i].name = bms[i].name;
+    idx[i].i = i;
+  }
+  qsort (idx, n, sizeof *idx, cmp_name_index);
+  return idx;
+}
+
+/* The directory index of NAME, or -1. */
+static ssize_t
+lookup_name (const struct name_index *idx, size_t n, const char *name)
+{
+  struct name_index key = { .name = name };
+  const struct name_index *r = bsearch (&key, idx, n, sizeof *idx,
+                                        cmp_name_index);
+  return r ? (ssize_t) r->i : -1;
+}
 
 int
 qcow2_bitmaps_load_directory (struct qcow2 *q)
@@ -117,10 +160,6 @@ qcow2_bitmaps_load_directory (struct qcow2 *q)
     if (strlen (b->name) != name_size)
       return qcow2_error (EINVAL, "%s: bitmap %" PRIu32 " name contains "
                           "a NUL byte", q->filename, i);
-    for (j = 0; j < i; j++)
-      if (strcmp (q->bms[j].name, b->name) == 0)
-        return qcow2_error (EINVAL, "%s: duplicate bitmap name '%s'",
-                            q->filename, b->name);
     if (b->table_size == 0 || b->table_size > BME_MAX_TABLE_SIZE ||
         (uint64_t) b->table_size * q->cluster_size > BME_MAX_PHYS_SIZE ||
         (b->flags & BME_RESERVED_FLAGS) || b->type != 1 ||
@@ -159,6 +198,16 @@ qcow2_bitmaps_load_directory (struct qcow2 *q)
     return qcow2_error (EINVAL, "%s: broken bitmap directory (size %" PRIu64
                         " but entries fill %" PRIu64 " bytes)",
                         q->filename, dsize, pos);
+  {
+    CLEANUP_FREE struct name_index *idx = index_names (q->bms, q->nr_bms);
+
+    if (idx == NULL)
+      return -1;
+    for (j = 1; j < q->nr_bms; j++)
+      if (strcmp (idx[j - 1].name, idx[j].name) == 0)
+        return qcow2_error (EINVAL, "%s: duplicate bitmap name '%s'",
+                            q->filename, idx[j].name);
+  }
   /* Tables must not overlap each other or the directory. */
   ranges[2 * i] = q->bitmap_directory_offset;
   ranges[2 * i + 1] = q->bitmap_directory_offset + dsize;
@@ -226,11 +275,21 @@ static struct qcow2_bm *
 find (struct qcow2 *q, const char *name)
 {
   size_t i;
+  ssize_t r;
 
-  for (i = 0; i < q->nr_bms; i++)
-    if (strcmp (q->bms[i].name, name) == 0)
-      return &q->bms[i];
-  return NULL;
+  /* A few bitmaps: a scan.  Many (up to 65535): a sorted index, or
+   * loading each of them would take quadratic time.
+   */
+  if (q->nr_bms < 32 ||
+      (q->bms_index == NULL &&
+       (q->bms_index = index_names (q->bms, q->nr_bms)) == NULL)) {
+    for (i = 0; i < q->nr_bms; i++)
+      if (strcmp (q->bms[i].name, name) == 0)
+        return &q->bms[i];
+    return NULL;
+  }
+  r = lookup_name (q->bms_index, q->nr_bms, name);
+  return r >= 0 ? &q->bms[r] : NULL;
 }
 
 /* Reads and validates a bitmap table (host order). */
@@ -476,6 +535,8 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
   uint64_t dsize = 0;
   CLEANUP_FREE uint8_t *dir = NULL;
   CLEANUP_FREE size_t *order = NULL;
+  CLEANUP_FREE size_t *slot = NULL;
+  CLEANUP_FREE struct name_index *idx = NULL;
   int64_t doff = 0;
 
   if (q->readonly)
@@ -490,10 +551,35 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
     return qcow2_error (EINVAL, "%s: Maximum number of persistent bitmaps "
                         "is already reached (%d)", q->filename,
                         BME_MAX_BITMAPS);
-  for (i = 0; i < nkeep; i++)
-    if (find (q, keep[i]) == NULL)
+  /* SLOT[i]: which entry (of SET, then of KEEP) takes old bitmap i's
+   * place, or SIZE_MAX.
+   */
+  idx = index_names (old, nold);
+  slot = malloc ((nold ? nold : 1) * sizeof *slot);
+  if (idx == NULL || slot == NULL)
+    return qcow2_error (errno, "malloc: %m");
+  for (i = 0; i < nold; i++)
+    slot[i] = SIZE_MAX;
+  for (i = 0; i < nkeep; i++) {
+    ssize_t o = lookup_name (idx, nold, keep[i]);
+    if (o == -1)
       return qcow2_error (ENOENT, "%s: no bitmap named '%s' to keep",
                           q->filename, keep[i]);
+    if (slot[o] != SIZE_MAX)
+      return qcow2_error (EINVAL, "%s: bitmap '%s' kept twice",
+                          q->filename, keep[i]);
+    slot[o] = n + i;
+  }
+  for (i = 0; i < n; i++) {
+    ssize_t o = lookup_name (idx, nold, set[i].name);
+    if (o >= 0 && slot[o] != SIZE_MAX)
+      return qcow2_error (EINVAL, slot[o] >= n
+                          ? "%s: bitmap '%s' both stored and kept"
+                          : "%s: duplicate bitmap name '%s'",
+                          q->filename, set[i].name);
+    if (o >= 0)
+      slot[o] = i;
+  }
   for (i = 0; i < n; i++) {
     if (check_name (q, set[i].name) == -1 ||
         check_granularity (q, hbitmap_granularity (set[i].bitmap)) == -1)
@@ -501,14 +587,12 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
     if (hbitmap_size (set[i].bitmap) != q->size)
       return qcow2_error (EINVAL, "%s: bitmap '%s' size does not match the "
                           "image", q->filename, set[i].name);
-    for (j = 0; j < i; j++)
-      if (strcmp (set[i].name, set[j].name) == 0)
-        return qcow2_error (EINVAL, "%s: duplicate bitmap name '%s'",
-                            q->filename, set[i].name);
-    for (j = 0; j < nkeep; j++)
-      if (strcmp (set[i].name, keep[j]) == 0)
-        return qcow2_error (EINVAL, "%s: bitmap '%s' both stored and kept",
-                            q->filename, set[i].name);
+    /* New names (not on disk) among themselves; usually a few. */
+    if (lookup_name (idx, nold, set[i].name) == -1)
+      for (j = 0; j < i; j++)
+        if (strcmp (set[i].name, set[j].name) == 0)
+          return qcow2_error (EINVAL, "%s: duplicate bitmap name '%s'",
+                              q->filename, set[i].name);
   }
 
   /* QEMU's directory order: bitmaps already on disk keep their places,
@@ -522,16 +606,11 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
   }
   {
     size_t k = 0;
-    for (i = 0; i < nold; i++) {
-      for (j = 0; j < n; j++)
-        if (strcmp (old[i].name, set[j].name) == 0)
-          order[k++] = j;
-      for (j = 0; j < nkeep; j++)
-        if (strcmp (old[i].name, keep[j]) == 0)
-          order[k++] = n + j;
-    }
+    for (i = 0; i < nold; i++)
+      if (slot[i] != SIZE_MAX)
+        order[k++] = slot[i];
     for (j = 0; j < n; j++)
-      if (find (q, set[j].name) == NULL)
+      if (lookup_name (idx, nold, set[j].name) == -1)
         order[k++] = j;
     for (k = 0; k < n + nkeep; k++) {
       size_t x = order[k];
@@ -551,7 +630,7 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
           goto err;
       }
       else {
-        struct qcow2_bm *o = find (q, keep[x - n]);
+        struct qcow2_bm *o = &old[lookup_name (idx, nold, keep[x - n])];
         nb[total] = *o;
         nb[total].name = strdup (o->name);
         if (nb[total].name == NULL) {
@@ -592,6 +671,8 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
   }
 
   /* Switched: the old directory and the replaced bitmaps go. */
+  free (q->bms_index);
+  q->bms_index = NULL;
   q->bms = nb;
   q->nr_bms = total;
   q->bms_open_flags = calloc (total + 1, sizeof (uint32_t));
@@ -602,10 +683,7 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
   for (i = 0; i < total; i++)
     q->bms_open_flags[i] = nb[i].flags;
   for (i = 0; i < nold; i++) {
-    bool kept = false;
-    for (j = 0; j < nkeep; j++)
-      if (strcmp (old[i].name, keep[j]) == 0)
-        kept = true;
+    bool kept = slot[i] != SIZE_MAX && slot[i] >= n;
     if (!kept && free_bitmap_clusters (q, &old[i]) == -1)
       q->write_error = true;
   }

@@ -65,6 +65,8 @@ struct mcache {
   bool is_l2;
 };
 
+struct name_index;
+
 struct qcow2_ext {
   uint32_t magic;
   uint32_t len;
@@ -164,6 +166,7 @@ struct qcow2 {
   size_t nr_bms;
   uint32_t *bms_open_flags;     /* flags as on disk at open */
   bool bitmaps_ours;            /* in_use set by this handle */
+  struct name_index *bms_index; /* sorted names of bms, built lazily */
 };
 
 /* error.c */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "byte-order.h"
+#include "cleanup.h"
 #include "qcow2-internal.h"
 
 uint64_t
@@ -284,16 +285,87 @@ grow_reftable (struct qcow2 *q, uint64_t ti)
 }
 
 /* NB contiguous free clusters, counted (refcount 1); their byte offset. */
+/* Refcount blocks for the MISSING ranges without one that a run of NB
+ * clusters at RUN_START touches: they go right after the run (clusters
+ * RUN_START + NB ...), each written with the refcounts of the new blocks
+ * it covers before the refcount table points to it, so a crash leaves at
+ * most leaks.
+ */
+static int
+place_blocks (struct qcow2 *q, uint64_t run_start, uint64_t nb,
+              uint64_t missing)
+{
+  uint64_t first_ti = run_start / q->rb_entries;
+  uint64_t last_ti = (run_start + nb + missing - 1) / q->rb_entries;
+  uint64_t cs = q->cluster_size, ti, j, k, n = 0;
+  CLEANUP_FREE uint64_t *tis = calloc (missing, sizeof *tis);
+  CLEANUP_FREE uint8_t *bufs = calloc (missing, cs);
+
+  if (tis == NULL || bufs == NULL)
+    return qcow2_error (errno, "calloc: %m");
+  for (ti = first_ti; ti <= last_ti; ti++)
+    if (q->reftable[ti] == 0) {
+      if (n == missing)
+        return qcow2_error (EIO, "%s: refcount block count mismatch",
+                            q->filename);
+      tis[n++] = ti;
+    }
+  if (n != missing)
+    return qcow2_error (EIO, "%s: refcount block count mismatch",
+                        q->filename);
+  /* Each new block's own refcount: in a new block, or in an existing
+   * one (through the cache, written back before the table points to
+   * the new blocks).
+   */
+  for (j = 0; j < missing; j++) {
+    uint64_t c = run_start + nb + j, tc = c / q->rb_entries;
+
+    mcache_drop (&q->rb_cache, c << q->cluster_bits);
+    for (k = 0; k < missing && tis[k] != tc; k++)
+      ;
+    if (k < missing)
+      rb_set (bufs + k * cs, q->refcount_bits, c % q->rb_entries, 1);
+    else if (qcow2_update_refcount (q, c << q->cluster_bits, 1, 1) == -1)
+      return -1;
+  }
+  for (k = 0; k < missing; k++)
+    if (qcow2_file_pwrite (q, bufs + k * cs, cs,
+                           (run_start + nb + k) << q->cluster_bits) == -1)
+      goto err;
+  if (qcow2_writeback (q) == -1 || qcow2_file_sync (q) == -1)
+    goto err;
+  for (k = 0; k < missing; k++) {
+    q->reftable[tis[k]] = (run_start + nb + k) << q->cluster_bits;
+    if (write_reftable_entry (q, tis[k]) == -1)
+      goto err;
+  }
+  if (qcow2_file_sync (q) == -1)
+    goto err;
+  if (((run_start + nb + missing) << q->cluster_bits) > q->host_end)
+    q->host_end = (run_start + nb + missing) << q->cluster_bits;
+  return 0;
+ err:
+  q->write_error = true;
+  return -1;
+}
+
 int64_t
 qcow2_alloc_clusters (struct qcow2 *q, uint64_t nb)
 {
   uint64_t idx = q->free_hint, run_start = 0, run = 0;
   uint64_t first_free = UINT64_MAX;
+  /* A run longer than a refcount block covers cannot get self-describing
+   * blocks at the start of each range it crosses (they would break it):
+   * the ranges without a block count as free, and their blocks go after
+   * the run (MISSING of them).
+   */
+  bool long_run = nb >= q->rb_entries / 2;
+  uint64_t missing = 0;
 
   if (q->write_error)
     return qcow2_error (EIO, "%s: an earlier metadata write failed; the "
                         "image is read-only now", q->filename);
-  while (run < nb) {
+  while (run < nb + missing) {
     uint64_t ti = idx / q->rb_entries;
     bool none;
     uint8_t *b;
@@ -304,9 +376,28 @@ qcow2_alloc_clusters (struct qcow2 *q, uint64_t nb)
     if (ti >= q->reftable_entries) {
       if (grow_reftable (q, ti) == -1)
         return -1;
+      /* The new table and its blocks may lie where the run was. */
+      if (run > 0) {
+        idx = run_start;
+        run = missing = 0;
+      }
       continue;
     }
     b = get_block (q, ti, &none);
+    if (none && long_run) {
+      uint64_t take = (ti + 1) * q->rb_entries - idx;
+
+      if (run == 0)
+        run_start = idx;
+      if (first_free == UINT64_MAX)
+        first_free = idx;
+      missing++;
+      if (take > nb + missing - run)
+        take = nb + missing - run;
+      run += take;
+      idx += take;
+      continue;
+    }
     if (none) {
       if (create_block (q, ti) == -1)
         return -1;
@@ -315,7 +406,7 @@ qcow2_alloc_clusters (struct qcow2 *q, uint64_t nb)
     if (b == NULL)
       return -1;
     /* Scan the rest of this block. */
-    for (; idx / q->rb_entries == ti && run < nb; idx++) {
+    for (; idx / q->rb_entries == ti && run < nb + missing; idx++) {
       if (rb_get (b, q->refcount_bits, idx % q->rb_entries) == 0) {
         if (first_free == UINT64_MAX)
           first_free = idx;
@@ -324,12 +415,15 @@ qcow2_alloc_clusters (struct qcow2 *q, uint64_t nb)
         run++;
       }
       else
-        run = 0;
+        run = missing = 0;
     }
   }
+  if (missing > 0 && place_blocks (q, run_start, nb, missing) == -1)
+    return -1;
   if (qcow2_update_refcount (q, run_start << q->cluster_bits, nb, 1) == -1)
     return -1;
-  q->free_hint = first_free < run_start ? first_free : run_start + nb;
+  q->free_hint = first_free < run_start ? first_free
+    : run_start + nb + missing;
   if (((run_start + nb) << q->cluster_bits) > q->host_end)
     q->host_end = (run_start + nb) << q->cluster_bits;
   return run_start << q->cluster_bits;

@@ -262,6 +262,12 @@ CASES = [
     ("bitmap-table-size-wrong", "open",
      patched("bitmap-table-size-wrong",
              _set_dir_entry(0, "table_size", "I", 0x7ffffff))),
+    # One cluster more than the image needs (b0: 1 -> 2), the table
+    # still inside the file: QEMU refuses to load the bitmap, and so to
+    # open the image; nothing may be written to it.
+    ("bitmap-table-size-one-more", "open",
+     patched("bitmap-table-size-one-more",
+             _set_dir_entry(0, "table_size", "I", 2))),
     ("bitmap-table-past-end", "open",
      patched("bitmap-table-past-end",
              lambda i: i.put("Q", i.entries[0]["at"], past_end(i)))),

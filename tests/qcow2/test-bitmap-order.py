@@ -2,11 +2,9 @@
 """The order of the bitmap directory after nbdcbt-img bitmap edits is
 QEMU's: bitmaps already on disk keep their places (inconsistent ones
 too), a new one goes at the end.  Twin images, one edited by qemu-img,
-one by nbdcbt-img; qemu-img info must list them in the same order.
-
-Not in TESTS yet: common/qcow2's qcow2_bitmaps_store writes the entries
-to store first and the kept ones after them, so qcow2_bitmap_add puts the
-new bitmap first (see the report of the qcow2 integration work)."""
+one by nbdcbt-img; qemu-img info must list them in the same order
+(qcow2_bitmaps_store keeps the order of the old directory for the
+entries it stores and keeps, and appends the new ones)."""
 
 import json
 import os

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Damaged qcow2 images (qcow2corpus.py) through nbdcbt-img info and check:
-each must be refused with a message (never a crash or a sanitizer report),
-and the file must be left exactly as it was."""
+"""Damaged qcow2 images (qcow2corpus.py) through nbdcbt-img info, check
+and (for the images that cannot be opened) bitmap --add: each must be
+refused with a message (never a crash or a sanitizer report), and the
+file must be left exactly as it was."""
 
 import os
 import subprocess
@@ -61,6 +62,14 @@ for name, kind, make in qcow2corpus.CASES:
            "check did not report it (exit %d)" % rc, out + err)
     print("%-32s check exit %d  %s" % (name, rc,
                                        err.strip().split("\n")[0][:110]))
+
+    if kind == "open" and not name.startswith("backing-"):
+        # A writable open must refuse it too, before writing anything.
+        rc, out, err = run(["bitmap", "--add", "-f", "qcow2", path, "new"])
+        expect(name, not qcow2corpus.crashed(rc, err),
+               "bitmap --add crashed (%d)" % rc, err)
+        expect(name, rc == 1 and "nbdcbt-img:" in err,
+               "bitmap --add did not refuse it (exit %d)" % rc, out + err)
 
     expect(name, qcow2corpus.sha256(path) == before, "the file was modified")
 
