@@ -74,12 +74,23 @@ qemu-img create -q -f qcow2 -b sub/mid.qcow2 -F qcow2 top.qcow2 12M
 qemu-io -f qcow2 -c 'write -P 0x77 100k 4k' -c 'discard 2M 64k' \
     -c 'write -P 0x78 9M 4k' top.qcow2 >/dev/null
 same top.qcow2
-# Backing without a format extension (probed), extended L2 on top.
-qemu-img create -q -f qcow2 -o extended_l2=on -b sub/mid.qcow2 -F qcow2 \
-    ext.qcow2
+# Backing files without a format extension: the format is probed (qemu-img
+# 7.2 cannot create such images any more, so the library does).  A qcow2
+# backing file with extended L2 on top, and a raw one.
+"$tool" create ext.qcow2 0 extended_l2=1 backing=sub/mid.qcow2
+"$tool" create probed-raw.qcow2 0 backing=sub/deeper/base.raw
+for img in ext.qcow2 probed-raw.qcow2; do
+    if qemu-img info $img | grep -q 'backing file format'; then
+        echo "$img: has a backing format extension"; exit 1
+    fi
+done
+"$tool" info ext.qcow2 | grep -qx 'backing_format='
+"$tool" info probed-raw.qcow2 | grep -qx 'backing_format='
 qemu-io -f qcow2 -c 'write -P 0x79 4k 4k' -c 'write -z 200k 8k' ext.qcow2 \
     >/dev/null
+qemu-io -f qcow2 -c 'write -P 0x7a 64k 4k' probed-raw.qcow2 >/dev/null
 same ext.qcow2
+same probed-raw.qcow2
 
 # Allocation depth as qemu-img map reports it.
 "$tool" map top.qcow2 > map.txt
@@ -95,7 +106,7 @@ awk '$1 <= 5242880 && 5242880 < $1 + $2 { exit !($4 == 3) }' map.txt
 # Past the backing file's end: unallocated (depth 0), zero.
 awk '$1 <= 10485760 && 10485760 < $1 + $2 { exit !($4 == 0 && $3 == 2) }' map.txt
 # Block status agrees with qemu-img map (data, zero, depth) everywhere.
-for img in top.qcow2 ext.qcow2 zstd.qcow2 img.qcow2; do
+for img in top.qcow2 ext.qcow2 probed-raw.qcow2 zstd.qcow2 img.qcow2; do
     /usr/bin/python3 "$srcdir/compare-map.py" "$tool" $img
 done
 qemu-img create -q -f qcow2 -o extended_l2=on e2.qcow2 8M

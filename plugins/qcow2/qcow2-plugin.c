@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,24 @@ static bool stored;                /* the filter stored after the mark */
 static pthread_mutex_t bitmaps_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void restore_untouched_bitmaps (void);
+
+/* The server has no warning level (nbdcbt-common.h has only error and
+ * debug): a warning goes out through nbdcbt_error, said once, not as
+ * "nbdcbt: error: qcow2: warning: ...".
+ */
+static void warning (const char *fs, ...)
+  __attribute__ ((__format__ (__printf__, 1, 2)));
+static void
+warning (const char *fs, ...)
+{
+  char msg[1024];
+  va_list args;
+
+  va_start (args, fs);
+  vsnprintf (msg, sizeof msg, fs, args);
+  va_end (args);
+  nbdcbt_error ("qcow2: %s", msg);
+}
 
 /* The store's message for a v2 image (see store_list). */
 static char v2_error[PATH_MAX + 128];
@@ -111,7 +130,7 @@ open_image (void)
       nbdcbt_error ("qcow2: %s", qcow2_last_error ());
       return -1;
     }
-    nbdcbt_error ("qcow2: warning: cannot open for writing: %s; serving "
+    warning ("cannot open for writing: %s; serving "
                   "it read-only", qcow2_last_error ());
   }
   image = qcow2_open (filename, OPEN_FLAGS | QCOW2_OPEN_RDONLY);
@@ -278,7 +297,7 @@ before_write (void)
       nbdcbt_set_error (EIO);
       return -1;
     }
-    nbdcbt_error ("qcow2: warning: no filter records writes into the "
+    warning ("no filter records writes into the "
                   "persistent bitmaps of %s; they are now marked in use "
                   "(inconsistent).  Serve the image with --filter=dirty "
                   "to keep them.", filename);
@@ -594,7 +613,7 @@ store_store (void *opaque, const struct bitmap_store_entry *entries,
   int r;
 
   if (!image_writable) {
-    nbdcbt_error ("qcow2: warning: %s is not writable: the persistent "
+    warning ("%s is not writable: the persistent "
                   "bitmaps are left as they were", filename);
     return 0;
   }

@@ -1,10 +1,14 @@
 /* libFuzzer harness for the qcow2 library: header, extensions, bitmap
- * directory and tables, L1/L2 and refcount parsing.
+ * directory and tables, L1/L2 and refcount parsing, and the paths a
+ * writable open takes.
  *
  * Each input is an image file (in a memfd), opened read-only without its
- * backing chain, then listed, checked, and a little of it read.  Any
- * crash, sanitizer report, leak or hang is a bug in the library: a
- * damaged image must only ever give an error.
+ * backing chain, then listed, checked, and a little of it read.  Then a
+ * copy is opened read-write (bitmap table checks, the autoclear rewrite,
+ * the repair of a dirty image), its bitmaps are marked in use, stored
+ * back, one is added and removed, a little is written, and it is checked
+ * again.  Any crash, sanitizer report, leak or hang is a bug in the
+ * library: a damaged image must only ever give an error.
  */
 #include <config.h>
 
@@ -72,14 +76,65 @@ exercise (struct qcow2 *q)
     qcow2_pread (q, buf, disk_size < sizeof buf ? disk_size : sizeof buf, 0);
 }
 
-int
-LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+/* The writable paths, on Q opened read-write. */
+static void
+exercise_writable (struct qcow2 *q)
 {
-  char path[64];
-  struct qcow2 *q;
-  int fd;
+  struct qcow2_bitmap_info *list;
+  struct qcow2_bitmap_store_entry set[8];
+  const char *keep[8];
+  struct qcow2_check_result result;
+  uint64_t disk_size = qcow2_get_size (q);
+  size_t n, i, nset = 0, nkeep = 0;
+  static char buf[4096];
 
-  fd = memfd_create ("fuzz-qcow2", MFD_CLOEXEC);
+  if (qcow2_bitmap_list (q, &list, &n) == 0) {
+    if (qcow2_bitmaps_mark_in_use (q) == 0 && n <= 8) {
+      for (i = 0; i < n; i++) {
+        struct hbitmap *hb = NULL;
+
+        if (list[i].flags & QCOW2_BME_IN_USE) {
+          keep[nkeep++] = list[i].name;
+          continue;
+        }
+        if (list[i].granularity > 0 &&
+            disk_size / list[i].granularity / 8 <= MAX_BITMAP_BYTES)
+          hb = qcow2_bitmap_load (q, list[i].name);
+        if (hb == NULL) {
+          keep[nkeep++] = list[i].name;
+          continue;
+        }
+        set[nset].name = list[i].name;
+        set[nset].bitmap = hb;
+        set[nset].recording = true;
+        set[nset].in_use = false;
+        nset++;
+      }
+      if (disk_size > 0)
+        qcow2_pwrite (q, buf, disk_size < sizeof buf ? disk_size
+                      : sizeof buf, 0, 0);
+      qcow2_bitmaps_store (q, set, nset, keep, nkeep);
+      for (i = 0; i < nset; i++)
+        hbitmap_free ((struct hbitmap *) set[i].bitmap);
+    }
+    qcow2_bitmap_list_free (list, n);
+  }
+  if (disk_size > 0 && disk_size / 65536 / 8 <= MAX_BITMAP_BYTES &&
+      qcow2_bitmap_add (q, "fuzz-added", 65536, true) == 0)
+    qcow2_bitmap_remove (q, "fuzz-added");
+  if (disk_size > 0)
+    qcow2_zero (q, disk_size < 8192 ? disk_size : 8192, 0,
+                QCOW2_ZERO_MAY_UNMAP);
+  qcow2_flush (q);
+  qcow2_check (q, QCOW2_CHECK_REPAIR_LEAKS, &result, ignore_message, NULL);
+}
+
+/* A memfd holding DATA, and its path. */
+static int
+memfd_with (const uint8_t *data, size_t size, char *path, size_t len)
+{
+  int fd = memfd_create ("fuzz-qcow2", MFD_CLOEXEC);
+
   if (fd == -1) {
     perror ("memfd_create");
     abort ();
@@ -88,7 +143,18 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     perror ("write");
     abort ();
   }
-  snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
+  snprintf (path, len, "/proc/self/fd/%d", fd);
+  return fd;
+}
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+  char path[64];
+  struct qcow2 *q;
+  int fd;
+
+  fd = memfd_with (data, size, path, sizeof path);
 
   q = qcow2_open (path, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
                   QCOW2_OPEN_NO_BITMAP_IN_USE);
@@ -99,6 +165,19 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   else if (qcow2_last_error () == NULL || qcow2_last_error ()[0] == '\0') {
     /* Every refusal must say why. */
     fprintf (stderr, "qcow2_open failed without a message\n");
+    abort ();
+  }
+  close (fd);
+
+  /* The same image, writable, in its own copy. */
+  fd = memfd_with (data, size, path, sizeof path);
+  q = qcow2_open (path, QCOW2_OPEN_NO_BACKING | QCOW2_OPEN_NO_BITMAP_IN_USE);
+  if (q) {
+    exercise_writable (q);
+    qcow2_close (q);
+  }
+  else if (qcow2_last_error () == NULL || qcow2_last_error ()[0] == '\0') {
+    fprintf (stderr, "writable qcow2_open failed without a message\n");
     abort ();
   }
   close (fd);

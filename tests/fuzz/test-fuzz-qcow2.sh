@@ -39,6 +39,16 @@ qemu-img create -q -f qcow2 \
   -o cluster_size=16384,extended_l2=on,compression_type=zstd,refcount_bits=1 \
   "$seeds/extl2.qcow2" 1M
 qemu-io -f qcow2 -c "write -P 3 0 2k" "$seeds/extl2.qcow2" >/dev/null
+# A dirty image (lazy refcounts, killed while writing): the writable
+# open repairs it.  Unknown autoclear bits: the writable open clears them.
+qemu-img create -q -f qcow2 -o cluster_size=512,lazy_refcounts=on \
+  "$seeds/dirty.qcow2" 64k
+qemu-img bitmap --add "$seeds/dirty.qcow2" b0
+qemu-io -f qcow2 -c "write -P 4 0 4k" -c "sigraise 9" "$seeds/dirty.qcow2" \
+  >/dev/null 2>&1 || :
+cp "$seeds/seed1-bitmaps.qcow2" "$seeds/autoclear.qcow2"
+printf '\x00\x00\x00\x00\x00\x00\x00\x83' |
+  dd of="$seeds/autoclear.qcow2" bs=1 seek=88 conv=notrunc status=none
 
 # -rss_limit_mb: the library may allocate up to its own limits (L1 32 MiB,
 # refcount table 8 MiB, ...) but nothing like the input-driven gigabytes.

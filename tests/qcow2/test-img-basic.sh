@@ -8,17 +8,6 @@ requires qemu-img --version
 requires qemu-io --version
 cd "$tmpdir"
 
-# Skip while common/qcow2 still has placeholder bitmap/check code.
-qemu-img create -q -f qcow2 probe.qcow2 1M
-qemu-img bitmap --add probe.qcow2 probe
-for c in info check; do
-  if ! nbdcbt-img $c probe.qcow2 >/dev/null 2>probe.err &&
-     grep -q "not yet" probe.err; then
-    echo "$0: skipped: common/qcow2 bitmaps/check not implemented yet"
-    exit 77
-  fi
-done
-
 fail=0
 filter () { grep -v -e '^disk size:' -e '"actual-size":' -e 'count' -e 'sha256' ; }
 same_info ()
