@@ -322,12 +322,21 @@ read_table (struct qcow2 *q, const struct qcow2_bm *b)
   return t;
 }
 
+#define LOAD_BATCH (1024 * 1024)
+
+static bool
+is_zero (const uint8_t *p, size_t len)
+{
+  /* len is a cluster size: a multiple of 512. */
+  return p[0] == 0 && memcmp (p, p + 1, len - 1) == 0;
+}
+
 struct hbitmap *
 qcow2_bitmap_load (struct qcow2 *q, const char *name)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
   struct qcow2_bm *b = find (q, name);
-  uint64_t g, chunk, i;
+  uint64_t g, chunk, i, batch;
   CLEANUP_FREE uint64_t *t = NULL;
   CLEANUP_FREE uint8_t *buf = NULL;
   struct hbitmap *hb;
@@ -347,28 +356,49 @@ qcow2_bitmap_load (struct qcow2 *q, const char *name)
   t = read_table (q, b);
   if (t == NULL)
     return NULL;
-  buf = malloc (q->cluster_size);
-  if (buf == NULL)
-    return qcow2_error_null (errno, "malloc: %m");
   hb = hbitmap_new (q->size, g);
   if (hb == NULL)
     return qcow2_error_null (errno, "hbitmap_new: %m");
   chunk = q->cluster_size * 8 * g;
-  for (i = 0; i < b->table_size; i++) {
-    uint64_t start = i * chunk, count;
+  /* Data clusters that follow each other on disk (as QEMU and we write
+   * them) are read together, up to LOAD_BATCH bytes; all-zero clusters
+   * are not deserialized (the new bitmap is clear already).
+   */
+  batch = LOAD_BATCH > q->cluster_size ? LOAD_BATCH / q->cluster_size : 1;
+  buf = malloc (batch * q->cluster_size);
+  if (buf == NULL) {
+    hbitmap_free (hb);
+    return qcow2_error_null (errno, "malloc: %m");
+  }
+  for (i = 0; i < b->table_size; ) {
+    uint64_t off = t[i] & BME_TABLE_OFFSET_MASK, start = i * chunk, count;
+    uint64_t k, nc = 1;
+
     if (start >= q->size)
       break;
-    count = q->size - start < chunk ? q->size - start : chunk;
-    if (t[i] & BME_TABLE_OFFSET_MASK) {
-      if (qcow2_file_pread (q, buf, q->cluster_size,
-                            t[i] & BME_TABLE_OFFSET_MASK) == -1) {
-        hbitmap_free (hb);
-        return NULL;
-      }
-      hbitmap_deserialize_part (hb, buf, start, count);
+    if (off == 0) {
+      if (t[i] & BME_TABLE_ALL_ONES)
+        hbitmap_set (hb, start, q->size - start < chunk ? q->size - start
+                     : chunk);
+      i++;
+      continue;
     }
-    else if (t[i] & BME_TABLE_ALL_ONES)
-      hbitmap_set (hb, start, count);
+    while (nc < batch && i + nc < b->table_size &&
+           (t[i + nc] & BME_TABLE_OFFSET_MASK) == off + nc * q->cluster_size &&
+           (i + nc) * chunk < q->size)
+      nc++;
+    if (qcow2_file_pread (q, buf, nc * q->cluster_size, off) == -1) {
+      hbitmap_free (hb);
+      return NULL;
+    }
+    for (k = 0; k < nc; k++, i++) {
+      const uint8_t *c = buf + k * q->cluster_size;
+
+      start = i * chunk;
+      count = q->size - start < chunk ? q->size - start : chunk;
+      if (!is_zero (c, q->cluster_size))
+        hbitmap_deserialize_part (hb, c, start, count);
+    }
   }
   return hb;
 }
