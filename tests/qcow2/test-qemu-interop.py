@@ -241,10 +241,13 @@ check(rc == 0 and bitmap_list(quiet) == listed
       and qemu_nbd_maps(quiet, ["q0", "q1"]) == maps0,
       "no write: after a clean stop the bitmaps are as before",
       bitmap_list(quiet))
+quiet_before = sha256_file(quiet)
 p = run(NBDCBT, "-f", "-U", os.path.join(d, "never.sock"), "--filter=dirty",
         "qcow2", "file=" + quiet, "bitmap=q0:4k", check=False)
 check(p.returncode != 0 and "granularity" in p.stderr,
       "a bitmap= contradicting the stored bitmap stops the server", p.stderr)
+check(sha256_file(quiet) == quiet_before,
+      "failed startup: not one byte of the image was written")
 code, result = qemu_check(quiet)
 check(bitmap_list(quiet) == listed and code == 0 and not result.get("leaks"),
       "failed startup: the bitmaps stay consistent, no leak",
