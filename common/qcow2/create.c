@@ -153,9 +153,18 @@ qcow2_create (const char *path, const struct qcow2_create_opts *opts)
     }
   }
 
-  q.fd = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  /* Truncated only once QEMU's write locks are ours, as qemu-img create
+   * does: an image another process uses is refused, not destroyed.
+   */
+  q.fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (q.fd == -1) {
     qcow2_error (errno, "%s: %m", path);
+    goto out;
+  }
+  if (qcow2_lock_file (&q, true, false) == -1)
+    goto out;
+  if (ftruncate (q.fd, 0) == -1) {
+    qcow2_error (errno, "%s: ftruncate: %m", path);
     goto out;
   }
   buf = calloc (t + k + l, cs);

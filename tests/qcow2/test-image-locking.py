@@ -8,8 +8,9 @@ directions, and the refusal of persistent bitmaps on a qcow2 v2 image.
   nbdcbt stops, qemu-img works and the image is clean;
 - nbdcbt -r lets qemu-img info (and nbdcbt-img info) read but not write;
 - while qemu-nbd serves an image read-write: nbdcbt refuses it with a
-  clear message, nbdcbt-img info says why and works with -U, and nbdcbt
-  -r refuses it too (as qemu-img info does);
+  clear message, nbdcbt-img info says why and works with -U, nbdcbt -r
+  refuses it too (as qemu-img info does), nbdcbt-img create does not
+  overwrite it;
 - --filter=dirty with bitmap=x on a v2 image refuses to start with
   QEMU's message and leaves the file as it was.
 """
@@ -127,6 +128,9 @@ with Server.qemu_nbd(["-f", "qcow2", top]):
     check(p.returncode == 0, "nbdcbt-img info --force-share works", p.stderr)
     p = run([IMG, "check", "-r", "leaks", "-U", top])
     check(p.returncode == 1, "check -U -r is refused", p.stderr)
+    p = run([IMG, "create", "-f", "qcow2", top, "1M"])
+    check(p.returncode == 1 and 'Failed to get "write" lock' in p.stderr,
+          "nbdcbt-img create refuses to overwrite it", p.stderr)
     check(sha256(top) == before, "nbdcbt left the image alone")
 
 # 4. A persistent bitmap on a v2 image: refused at startup.
