@@ -50,13 +50,17 @@ extern "C" {
 #define NBDCBT_EXTENT_HOLE (1 << 0)
 #define NBDCBT_EXTENT_ZERO (1 << 1)
 
-/* Logging.  nbdcbt_error goes to stderr (or syslog); nbdcbt_debug only with
- * -v.  Both accept %m.
+/* Logging.  nbdcbt_error and nbdcbt_warning go to stderr (or syslog);
+ * nbdcbt_debug only with -v.  All accept %m.  An error logged while the
+ * server shuts down (in close or cleanup) makes it exit with status 1.
  */
 extern void nbdcbt_error (const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 1, 2)));
 extern void nbdcbt_verror (const char *fs, va_list args)
   __attribute__ ((__format__ (__printf__, 1, 0)));
+/* Something the operator should know that does not stop the server. */
+extern void nbdcbt_warning (const char *fs, ...)
+  __attribute__ ((__format__ (__printf__, 1, 2)));
 extern void nbdcbt_debug (const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 1, 2)));
 extern bool nbdcbt_verbose (void);

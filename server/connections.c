@@ -269,6 +269,14 @@ run_connection (struct connection *conn)
    * stores in them) finish before the client sees the disconnect.
    */
   if (conn->top) {
+    int err;
+
+    /* Whatever the client wrote reaches stable storage before the chain
+     * closes, whether it said goodbye or the server is stopping.
+     */
+    if (conn->top->can_write > 0 && conn->top->can_flush > 0
+        && backend_flush (conn->top, 0, &err) == -1)
+      nbdcbt_error ("flush at disconnect: %s", strerror (err));
     backend_close (conn->top);
     conn->top = NULL;
   }

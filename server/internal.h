@@ -39,6 +39,7 @@ extern void set_quit (void);
 extern void quit_init (void);
 
 /* log.c */
+extern unsigned long log_error_count (void);
 extern bool log_to_syslog;
 extern void log_init_thread_error (void);
 extern int get_thread_error (void);

@@ -57,10 +57,32 @@ vlog (int priority, const char *kind, const char *fs, va_list args)
   errno = saved_errno;
 }
 
+/* Errors logged so far: main turns errors during shutdown (a bitmap
+ * store that failed, a flush at disconnect) into a failing exit status.
+ */
+static unsigned long error_count;
+
+unsigned long
+log_error_count (void)
+{
+  return __atomic_load_n (&error_count, __ATOMIC_RELAXED);
+}
+
 void
 nbdcbt_verror (const char *fs, va_list args)
 {
+  __atomic_add_fetch (&error_count, 1, __ATOMIC_RELAXED);
   vlog (LOG_ERR, "error: ", fs, args);
+}
+
+void
+nbdcbt_warning (const char *fs, ...)
+{
+  va_list args;
+
+  va_start (args, fs);
+  vlog (LOG_WARNING, "warning: ", fs, args);
+  va_end (args);
 }
 
 void

@@ -493,11 +493,13 @@ main (int argc, char *argv[])
 
   if (backend_get_ready (top) == -1)
     exit (EXIT_FAILURE);
+  unsigned long errors_before_shutdown = 0;
 
   if (single) {
     if (pidfile && write_pidfile (pidfile) == -1)
       exit (EXIT_FAILURE);
     handle_single_connection (0, 1);
+    errors_before_shutdown = log_error_count ();
   }
   else {
     if (activated)
@@ -518,6 +520,7 @@ main (int argc, char *argv[])
       exit (EXIT_FAILURE);
     }
     sockets_accept_loop ();
+    errors_before_shutdown = log_error_count ();
     /* Stop accepting, then let every connection finish. */
     sockets_close ();
     if (unix_path)
@@ -534,5 +537,9 @@ main (int argc, char *argv[])
     unlink (pidfile);
   free (pidfile);
   free (unix_path);
-  return EXIT_SUCCESS;
+  /* Errors while stopping (data or bitmaps that could not be stored) must
+   * not look like a clean stop to whoever supervises the server.
+   */
+  return log_error_count () > errors_before_shutdown ? EXIT_FAILURE
+                                                     : EXIT_SUCCESS;
 }

@@ -50,9 +50,8 @@ static pthread_mutex_t bitmaps_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void restore_untouched_bitmaps (void);
 
-/* The server has no warning level (nbdcbt-common.h has only error and
- * debug): a warning goes out through nbdcbt_error, said once, not as
- * "nbdcbt: error: qcow2: warning: ...".
+/* Warnings (nbdcbt_warning) are not errors: an error logged while the
+ * server stops makes it exit with status 1.
  */
 static void warning (const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 1, 2)));
@@ -65,7 +64,7 @@ warning (const char *fs, ...)
   va_start (args, fs);
   vsnprintf (msg, sizeof msg, fs, args);
   va_end (args);
-  nbdcbt_error ("qcow2: %s", msg);
+  nbdcbt_warning ("qcow2: %s", msg);
 }
 
 /* The store's message for a v2 image (see store_list). */
