@@ -271,10 +271,13 @@ run_connection (struct connection *conn)
   if (conn->top) {
     int err;
 
-    /* Whatever the client wrote reaches stable storage before the chain
-     * closes, whether it said goodbye or the server is stopping.
+    /* Whatever the client wrote and did not flush reaches stable storage
+     * before the chain closes, whether it said goodbye or the server is
+     * stopping.
      */
-    if (conn->top->can_write > 0 && conn->top->can_flush > 0
+    if (conn->top->can_flush > 0
+        && __atomic_load_n (&conn->writes_done, __ATOMIC_ACQUIRE)
+             > __atomic_load_n (&conn->writes_flushed, __ATOMIC_ACQUIRE)
         && backend_flush (conn->top, 0, &err) == -1)
       nbdcbt_error ("flush at disconnect: %s", strerror (err));
     backend_close (conn->top);

@@ -173,6 +173,11 @@ struct connection {
   pthread_mutex_t pool_lock;
   buffer_vector pool;
   bool closing;           /* no more requests are read (atomic) */
+  /* Writes, zeroes and trims completed, and how many of them the last
+   * successful flush covers (both atomic): the chain is flushed at
+   * disconnect only when something is left.
+   */
+  uint64_t writes_done, writes_flushed;
   bool structured;
   bool meta_set;          /* SET_META_CONTEXT seen since last reset */
   char *meta_export;      /* export name of the last SET */

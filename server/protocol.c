@@ -453,34 +453,62 @@ block_status (struct worker *w, uint64_t cookie, uint16_t flags,
   return 0;
 }
 
+/* Record that a flush covered the first DONE writes. */
+static void
+note_flushed (struct connection *conn, uint64_t done)
+{
+  uint64_t cur = __atomic_load_n (&conn->writes_flushed, __ATOMIC_RELAXED);
+
+  while (cur < done
+         && !__atomic_compare_exchange_n (&conn->writes_flushed, &cur, done,
+                                          false, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED))
+    ;
+}
+
 static int
 execute (struct worker *w, uint16_t type, uint16_t flags, uint64_t offset,
          uint32_t count, int *err)
 {
-  struct nbdcbt_context *top_ctx = w->conn->top;
+  struct connection *conn = w->conn;
+  struct nbdcbt_context *top_ctx = conn->top;
   uint32_t f = (flags & NBD_CMD_FLAG_FUA) ? NBDCBT_FLAG_FUA : 0;
   char *data = w->buf ? w->buf + HDR_ROOM : NULL; /* READ, WRITE only */
+  uint64_t done;
+  int r;
 
   switch (type) {
   case NBD_CMD_READ:
     return backend_pread (top_ctx, data, count, offset, 0, err);
   case NBD_CMD_WRITE:
-    return backend_pwrite (top_ctx, data, count, offset, f, err);
+    r = backend_pwrite (top_ctx, data, count, offset, f, err);
+    break;
   case NBD_CMD_FLUSH:
-    return backend_flush (top_ctx, 0, err);
+    /* A flush covers every write completed before it started. */
+    done = __atomic_load_n (&conn->writes_done, __ATOMIC_ACQUIRE);
+    r = backend_flush (top_ctx, 0, err);
+    if (r == 0)
+      note_flushed (conn, done);
+    return r;
   case NBD_CMD_TRIM:
-    return backend_trim (top_ctx, count, offset, f, err);
+    r = backend_trim (top_ctx, count, offset, f, err);
+    break;
   case NBD_CMD_WRITE_ZEROES:
     if (!(flags & NBD_CMD_FLAG_NO_HOLE))
       f |= NBDCBT_FLAG_MAY_TRIM;
     if (flags & NBD_CMD_FLAG_FAST_ZERO)
       f |= NBDCBT_FLAG_FAST_ZERO;
-    return backend_zero (top_ctx, count, offset, f, err);
+    r = backend_zero (top_ctx, count, offset, f, err);
+    break;
   case NBD_CMD_CACHE:
     return backend_cache (top_ctx, count, offset, 0, err);
+  default:
+    *err = EINVAL;
+    return -1;
   }
-  *err = EINVAL;
-  return -1;
+  /* WRITE, TRIM, WRITE_ZEROES: counted even when they failed part-way. */
+  __atomic_add_fetch (&conn->writes_done, 1, __ATOMIC_RELEASE);
+  return r;
 }
 
 /* Serve one request already received.  -1 = the connection is dead. */
