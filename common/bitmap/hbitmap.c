@@ -623,22 +623,9 @@ hbitmap_next_dirty_area (const struct hbitmap *hb,
   return r;
 }
 
-/* hbitmap_walk_dirty: every dirty area of [OFFSET, END) in order, as
- * hbitmap_next_dirty_area would return them one by one (clipped to
- * [OFFSET, END) and the size), passed to FN under one lock instead of one
- * lock per area.  FN returning nonzero stops the walk and is returned;
- * otherwise 0.  FN must not call back into HB.  The lock is dropped and
- * retaken every WALK_BATCH areas so that a long walk does not hold up
- * writers; each area is still consistent.
- *
- * Not yet in hbitmap.h (outside this change's files): declared here for
- * -Wmissing-prototypes and, identically, in the dirty filter.
+/* hbitmap_walk_dirty (hbitmap.h): areas passed to FN in batches of
+ * WALK_BATCH per lock hold.
  */
-typedef int hbitmap_area_fn (void *opaque, uint64_t start, uint64_t len);
-extern int hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset,
-                               uint64_t end, hbitmap_area_fn *fn,
-                               void *opaque);
-
 #define WALK_BATCH 1024
 
 int

@@ -69,6 +69,18 @@ extern bool hbitmap_next_dirty_area (const struct hbitmap *hb,
                                      uint64_t max_len, uint64_t *area_start,
                                      uint64_t *area_len);
 
+/* Every dirty area of [offset, end) in order, as hbitmap_next_dirty_area
+ * would return them one by one (clipped to [offset, end) and the size),
+ * passed to FN under one lock instead of one lock per area.  FN returning
+ * nonzero stops the walk and is returned; otherwise 0.  FN must not call
+ * back into HB.  The lock is dropped and retaken every 1024 areas so that
+ * a long walk does not hold up writers; each area is still consistent.
+ */
+typedef int hbitmap_area_fn (void *opaque, uint64_t start, uint64_t len);
+extern int hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset,
+                               uint64_t end, hbitmap_area_fn *fn,
+                               void *opaque);
+
 /* dst |= src.  Same size and granularity, else -1 with errno EINVAL
  * (dst unchanged).  Merging a bitmap into itself does nothing.
  */

@@ -166,12 +166,6 @@ rnd_len (const struct model *m)
   }
 }
 
-/* In common/bitmap/hbitmap.c, not yet declared in hbitmap.h. */
-typedef int hbitmap_area_fn (void *opaque, uint64_t start, uint64_t len);
-extern int hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset,
-                               uint64_t end, hbitmap_area_fn *fn,
-                               void *opaque);
-
 struct walk_check {
   const struct model *m;
   uint64_t off, end;            /* the model's next area starts at OFF */

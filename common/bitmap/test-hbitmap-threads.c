@@ -59,12 +59,6 @@ writer_main (void *arg)
   return NULL;
 }
 
-/* In hbitmap.c, not yet declared in hbitmap.h. */
-typedef int hbitmap_area_fn (void *opaque, uint64_t start, uint64_t len);
-extern int hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset,
-                               uint64_t end, hbitmap_area_fn *fn,
-                               void *opaque);
-
 /* A walk under concurrent writes (which it lets in every 1024 areas)
  * still reports ascending, disjoint, non-empty areas.
  */

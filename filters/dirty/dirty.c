@@ -540,14 +540,6 @@ dirty_flush (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   return 0;
 }
 
-/* From common/bitmap/hbitmap.c, not yet declared in hbitmap.h: every
- * dirty area of [OFFSET, END) passed to FN in order under one lock.
- */
-typedef int hbitmap_area_fn (void *opaque, uint64_t start, uint64_t len);
-extern int hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset,
-                               uint64_t end, hbitmap_area_fn *fn,
-                               void *opaque);
-
 struct extents_walk {
   struct nbdcbt_extents *extents;
   uint64_t pos;                 /* end of what was added so far */
