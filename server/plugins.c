@@ -99,6 +99,40 @@ module_open (const char *name, const char *path, const char *kind,
   return dl;
 }
 
+/* What plugins and filters share once a module is open: its registration
+ * must match this server's API and carry a valid name; then it becomes a
+ * backend.  On failure the module is closed and PATH freed.
+ */
+static struct nbdcbt_backend *
+module_backend (const char *kind, char *path, void *dl, int api_version,
+                size_t struct_size, size_t want_size, const char *name)
+{
+  struct nbdcbt_backend *b;
+
+  if (api_version != NBDCBT_API_VERSION || struct_size != want_size) {
+    nbdcbt_error ("%s: %s was built for a different nbdcbt API", path, kind);
+    goto fail;
+  }
+  if (!is_module_name (name)) {
+    nbdcbt_error ("%s: %s has an invalid name", path, kind);
+    goto fail;
+  }
+  b = calloc (1, sizeof *b);
+  if (b == NULL || (b->name = strdup (name)) == NULL) {
+    nbdcbt_error ("calloc: %m");
+    free (b);
+    goto fail;
+  }
+  b->filename = path;
+  b->dl = dl;
+  return b;
+
+ fail:
+  dlclose (dl);
+  free (path);
+  return NULL;
+}
+
 struct nbdcbt_backend *
 plugin_load (const char *name, bool quiet)
 {
@@ -127,31 +161,26 @@ plugin_load (const char *name, bool quiet)
     return NULL;
   }
   p = reg ();
-  if (p == NULL || p->_api_version != NBDCBT_API_VERSION
-      || p->_struct_size != sizeof (struct nbdcbt_plugin)) {
-    nbdcbt_error ("%s: plugin was built for a different nbdcbt API", path);
+  if (p == NULL) {
+    nbdcbt_error ("%s: plugin registered nothing", path);
+    dlclose (dl);
     free (path);
     return NULL;
   }
-  if (!is_module_name (p->name)) {
-    nbdcbt_error ("%s: plugin has an invalid name", path);
-    free (path);
+  /* The API check first: only then are the callbacks where we look. */
+  b = module_backend ("plugin", path, dl, p->_api_version, p->_struct_size,
+                      sizeof (struct nbdcbt_plugin), p->name);
+  if (b == NULL)
     return NULL;
-  }
   if (p->pread == NULL || p->get_size == NULL) {
-    nbdcbt_error ("%s: plugin must have pread and get_size callbacks", path);
-    free (path);
-    return NULL;
-  }
-  b = calloc (1, sizeof *b);
-  if (b == NULL || (b->name = strdup (p->name)) == NULL) {
-    nbdcbt_error ("calloc: %m");
+    nbdcbt_error ("%s: plugin must have pread and get_size callbacks",
+                  b->filename);
+    dlclose (b->dl);
+    free (b->filename);
+    free (b->name);
     free (b);
-    free (path);
     return NULL;
   }
-  b->filename = path;
-  b->dl = dl;
   b->plugin = p;
   if (p->load)
     p->load ();
@@ -180,26 +209,16 @@ filter_load (const char *name, struct nbdcbt_backend *next)
     return NULL;
   }
   f = reg ();
-  if (f == NULL || f->_api_version != NBDCBT_API_VERSION
-      || f->_struct_size != sizeof (struct nbdcbt_filter)) {
-    nbdcbt_error ("%s: filter was built for a different nbdcbt API", path);
+  if (f == NULL) {
+    nbdcbt_error ("%s: filter registered nothing", path);
+    dlclose (dl);
     free (path);
     return NULL;
   }
-  if (!is_module_name (f->name)) {
-    nbdcbt_error ("%s: filter has an invalid name", path);
-    free (path);
+  b = module_backend ("filter", path, dl, f->_api_version, f->_struct_size,
+                      sizeof (struct nbdcbt_filter), f->name);
+  if (b == NULL)
     return NULL;
-  }
-  b = calloc (1, sizeof *b);
-  if (b == NULL || (b->name = strdup (f->name)) == NULL) {
-    nbdcbt_error ("calloc: %m");
-    free (b);
-    free (path);
-    return NULL;
-  }
-  b->filename = path;
-  b->dl = dl;
   b->filter = f;
   b->next = next;
   b->i = next->i + 1;
