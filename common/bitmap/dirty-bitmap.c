@@ -16,7 +16,7 @@
 
 /* One bitmap.  A named bitmap is in the set's list; a successor hangs from
  * its parent and has no name.  REFS counts the set's own reference (while
- * the node is in the set) plus every bitmap_set_get; the node and its data
+ * the node is in the set) plus every dirty_bitmaps_get; the node and its data
  * are freed when it drops to zero.  The fields other than REFS change only
  * under the set's write lock; HB never changes once set.
  */
@@ -32,15 +32,15 @@ struct dirty_bitmap {
   atomic_uint refs;
 };
 
-struct bitmap_set {
+struct dirty_bitmaps {
   pthread_rwlock_t lock;
   uint64_t size;
   struct dirty_bitmap **bitmaps; /* named bitmaps, in creation order */
   size_t nbitmaps, bitmaps_cap;
-  /* What bitmap_set_mark writes to: the data of every recording bitmap
+  /* What dirty_bitmaps_mark writes to: the data of every recording bitmap
    * and successor.  Rebuilt under the write lock after each change, never
    * reallocated there: RECORDING_CAP is kept at 2 x BITMAPS_CAP (a bitmap
-   * and its successor) by bitmap_set_add, which may fail cleanly.
+   * and its successor) by dirty_bitmaps_add, which may fail cleanly.
    */
   struct hbitmap **recording;
   size_t nrecording, recording_cap;
@@ -120,10 +120,10 @@ dirty_bitmap_check_granularity (uint64_t granularity, char **errp)
   return 0;
 }
 
-struct bitmap_set *
-bitmap_set_new (uint64_t size)
+struct dirty_bitmaps *
+dirty_bitmaps_new (uint64_t size)
 {
-  struct bitmap_set *set = calloc (1, sizeof *set);
+  struct dirty_bitmaps *set = calloc (1, sizeof *set);
 
   if (set == NULL)
     return NULL;
@@ -136,7 +136,7 @@ bitmap_set_new (uint64_t size)
 }
 
 void
-bitmap_set_free (struct bitmap_set *set)
+dirty_bitmaps_free (struct dirty_bitmaps *set)
 {
   size_t i;
 
@@ -151,7 +151,7 @@ bitmap_set_free (struct bitmap_set *set)
 }
 
 uint64_t
-bitmap_set_size (struct bitmap_set *set)
+dirty_bitmaps_size (struct dirty_bitmaps *set)
 {
   ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&set->lock);
   return set->size;
@@ -161,7 +161,7 @@ bitmap_set_size (struct bitmap_set *set)
  * (see recording_cap).
  */
 static void
-rebuild_recording (struct bitmap_set *set)
+rebuild_recording (struct dirty_bitmaps *set)
 {
   size_t i, n = 0;
 
@@ -178,7 +178,7 @@ rebuild_recording (struct bitmap_set *set)
 
 /* Index of NAME in the set, or -1.  Lock held. */
 static ssize_t
-find_index (struct bitmap_set *set, const char *name)
+find_index (struct dirty_bitmaps *set, const char *name)
 {
   size_t i;
 
@@ -192,7 +192,7 @@ find_index (struct bitmap_set *set, const char *name)
 
 /* Find NAME or fail with QEMU's message.  Lock held. */
 static struct dirty_bitmap *
-lookup (struct bitmap_set *set, const char *name, char **errp)
+lookup (struct dirty_bitmaps *set, const char *name, char **errp)
 {
   ssize_t i = find_index (set, name);
 
@@ -234,7 +234,7 @@ check (const struct dirty_bitmap *bm, int flags, char **errp)
 }
 
 int
-bitmap_set_add (struct bitmap_set *set, const char *name,
+dirty_bitmaps_add (struct dirty_bitmaps *set, const char *name,
                 const struct dirty_bitmap_opts *opts, struct hbitmap *data,
                 char **errp)
 {
@@ -319,7 +319,7 @@ bitmap_set_add (struct bitmap_set *set, const char *name,
 }
 
 int
-bitmap_set_remove (struct bitmap_set *set, const char *name,
+dirty_bitmaps_remove (struct dirty_bitmaps *set, const char *name,
                    bool *was_persistent, char **errp)
 {
   struct dirty_bitmap *bm;
@@ -342,7 +342,7 @@ bitmap_set_remove (struct bitmap_set *set, const char *name,
 }
 
 int
-bitmap_set_clear (struct bitmap_set *set, const char *name, char **errp)
+dirty_bitmaps_clear (struct dirty_bitmaps *set, const char *name, char **errp)
 {
   struct dirty_bitmap *bm;
 
@@ -356,7 +356,7 @@ bitmap_set_clear (struct bitmap_set *set, const char *name, char **errp)
 }
 
 static int
-set_recording (struct bitmap_set *set, const char *name, bool on,
+set_recording (struct dirty_bitmaps *set, const char *name, bool on,
                char **errp)
 {
   struct dirty_bitmap *bm;
@@ -372,13 +372,13 @@ set_recording (struct bitmap_set *set, const char *name, bool on,
 }
 
 int
-bitmap_set_enable (struct bitmap_set *set, const char *name, char **errp)
+dirty_bitmaps_enable (struct dirty_bitmaps *set, const char *name, char **errp)
 {
   return set_recording (set, name, true, errp);
 }
 
 int
-bitmap_set_disable (struct bitmap_set *set, const char *name, char **errp)
+dirty_bitmaps_disable (struct dirty_bitmaps *set, const char *name, char **errp)
 {
   return set_recording (set, name, false, errp);
 }
@@ -401,7 +401,7 @@ merge_data (struct hbitmap *dst, const struct hbitmap *src)
 }
 
 int
-bitmap_set_merge (struct bitmap_set *set, const char *target,
+dirty_bitmaps_merge (struct dirty_bitmaps *set, const char *target,
                   const char *const *sources, size_t nsources, char **errp)
 {
   struct dirty_bitmap *dst;
@@ -454,7 +454,7 @@ bitmap_set_merge (struct bitmap_set *set, const char *target,
 }
 
 int
-bitmap_set_set_persistent (struct bitmap_set *set, const char *name,
+dirty_bitmaps_set_persistent (struct dirty_bitmaps *set, const char *name,
                            bool persistent, char **errp)
 {
   struct dirty_bitmap *bm;
@@ -469,7 +469,7 @@ bitmap_set_set_persistent (struct bitmap_set *set, const char *name,
 }
 
 int
-bitmap_set_set_busy (struct bitmap_set *set, const char *name, bool busy,
+dirty_bitmaps_set_busy (struct dirty_bitmaps *set, const char *name, bool busy,
                      char **errp)
 {
   struct dirty_bitmap *bm;
@@ -491,7 +491,7 @@ bitmap_set_set_busy (struct bitmap_set *set, const char *name, bool busy,
 }
 
 int
-bitmap_set_create_successor (struct bitmap_set *set, const char *name,
+dirty_bitmaps_create_successor (struct dirty_bitmaps *set, const char *name,
                              char **errp)
 {
   struct dirty_bitmap *bm, *child;
@@ -526,7 +526,7 @@ bitmap_set_create_successor (struct bitmap_set *set, const char *name,
 
 /* Find NAME with a successor, or fail.  Lock held. */
 static struct dirty_bitmap *
-lookup_frozen (struct bitmap_set *set, const char *name, char **errp)
+lookup_frozen (struct dirty_bitmaps *set, const char *name, char **errp)
 {
   struct dirty_bitmap *bm = lookup (set, name, errp);
 
@@ -539,7 +539,7 @@ lookup_frozen (struct bitmap_set *set, const char *name, char **errp)
 }
 
 int
-bitmap_set_abdicate (struct bitmap_set *set, const char *name, char **errp)
+dirty_bitmaps_abdicate (struct dirty_bitmaps *set, const char *name, char **errp)
 {
   struct dirty_bitmap *bm, *child;
   size_t i;
@@ -565,7 +565,7 @@ bitmap_set_abdicate (struct bitmap_set *set, const char *name, char **errp)
 }
 
 int
-bitmap_set_reclaim (struct bitmap_set *set, const char *name, char **errp)
+dirty_bitmaps_reclaim (struct dirty_bitmaps *set, const char *name, char **errp)
 {
   struct dirty_bitmap *bm, *child;
 
@@ -589,7 +589,7 @@ bitmap_set_reclaim (struct bitmap_set *set, const char *name, char **errp)
 }
 
 void
-bitmap_set_mark (struct bitmap_set *set, uint64_t offset, uint64_t len)
+dirty_bitmaps_mark (struct dirty_bitmaps *set, uint64_t offset, uint64_t len)
 {
   size_t i;
 
@@ -602,14 +602,14 @@ bitmap_set_mark (struct bitmap_set *set, uint64_t offset, uint64_t len)
 }
 
 size_t
-bitmap_set_recording_count (struct bitmap_set *set)
+dirty_bitmaps_recording_count (struct dirty_bitmaps *set)
 {
   ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&set->lock);
   return set->nrecording;
 }
 
 int
-bitmap_set_resize (struct bitmap_set *set, uint64_t new_size,
+dirty_bitmaps_resize (struct dirty_bitmaps *set, uint64_t new_size,
                    bool mark_growth, char **errp)
 {
   CLEANUP_FREE struct hbitmap **all = NULL;
@@ -679,7 +679,7 @@ fill_info (const struct dirty_bitmap *bm, struct dirty_bitmap_info *info)
 }
 
 int
-bitmap_set_list (struct bitmap_set *set, struct dirty_bitmap_info **list,
+dirty_bitmaps_list (struct dirty_bitmaps *set, struct dirty_bitmap_info **list,
                  size_t *n)
 {
   struct dirty_bitmap_info *l;
@@ -703,7 +703,7 @@ bitmap_set_list (struct bitmap_set *set, struct dirty_bitmap_info **list,
 }
 
 int
-bitmap_set_query (struct bitmap_set *set, const char *name,
+dirty_bitmaps_query (struct dirty_bitmaps *set, const char *name,
                   struct dirty_bitmap_info *info, char **errp)
 {
   struct dirty_bitmap *bm;
@@ -733,7 +733,7 @@ dirty_bitmap_info_free (struct dirty_bitmap_info *list, size_t n)
 }
 
 struct dirty_bitmap *
-bitmap_set_get (struct bitmap_set *set, const char *name, char **errp)
+dirty_bitmaps_get (struct dirty_bitmaps *set, const char *name, char **errp)
 {
   struct dirty_bitmap *bm;
 
@@ -747,7 +747,7 @@ bitmap_set_get (struct bitmap_set *set, const char *name, char **errp)
 }
 
 bool
-bitmap_set_exists (struct bitmap_set *set, const char *name)
+dirty_bitmaps_exists (struct dirty_bitmaps *set, const char *name)
 {
   ssize_t i;
 

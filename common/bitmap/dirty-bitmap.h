@@ -9,7 +9,7 @@
  * store that did not close cleanly: it may only be removed), and
  * readonly (loaded from a read-only store).
  *
- * Jobs use successors: bitmap_set_create_successor freezes a bitmap (it
+ * Jobs use successors: dirty_bitmaps_create_successor freezes a bitmap (it
  * becomes disabled and busy) and starts an anonymous child with the same
  * granularity that records the writes made meanwhile.  When the job ends,
  * either abdicate (the successor takes the name: the bitmap now holds only
@@ -21,7 +21,7 @@
  * caller frees.  Nothing is changed on error.
  *
  * Locking: one read-write lock guards the set's structure; the data of
- * each bitmap is guarded by its hbitmap's own lock.  bitmap_set_mark takes
+ * each bitmap is guarded by its hbitmap's own lock.  dirty_bitmaps_mark takes
  * the set's read lock and touches only the bitmaps that record.
  */
 #ifndef NBDCBT_DIRTY_BITMAP_H
@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 struct hbitmap;
-struct bitmap_set;
+struct dirty_bitmaps;
 
 #define DIRTY_BITMAP_NAME_MAX 1023
 #define DIRTY_BITMAP_GRANULARITY_MIN UINT64_C(512)
@@ -48,12 +48,12 @@ extern int dirty_bitmap_check_granularity (uint64_t granularity,
                                            char **errp);
 
 /* A new empty set for an export of SIZE bytes. */
-extern struct bitmap_set *bitmap_set_new (uint64_t size);
+extern struct dirty_bitmaps *dirty_bitmaps_new (uint64_t size);
 /* Frees every bitmap (successors too). */
-extern void bitmap_set_free (struct bitmap_set *set);
-extern uint64_t bitmap_set_size (struct bitmap_set *set);
+extern void dirty_bitmaps_free (struct dirty_bitmaps *set);
+extern uint64_t dirty_bitmaps_size (struct dirty_bitmaps *set);
 
-/* Options for bitmap_set_add. */
+/* Options for dirty_bitmaps_add. */
 struct dirty_bitmap_opts {
   uint64_t granularity;  /* 0 = DIRTY_BITMAP_GRANULARITY_DEFAULT */
   bool disabled;         /* created not recording */
@@ -68,32 +68,32 @@ struct dirty_bitmap_opts {
  * empty", "Bitmap name too long: NAME", "Bitmap already exists: NAME",
  * granularity errors, too many bitmaps.  On error DATA is not taken.
  */
-extern int bitmap_set_add (struct bitmap_set *set, const char *name,
+extern int dirty_bitmaps_add (struct dirty_bitmaps *set, const char *name,
                            const struct dirty_bitmap_opts *opts,
                            struct hbitmap *data, char **errp);
 /* Remove NAME (refused while busy or readonly; inconsistent ones can be
  * removed).  Returns whether it was persistent in *WAS_PERSISTENT (may be
  * NULL) so the caller can drop it from the store.
  */
-extern int bitmap_set_remove (struct bitmap_set *set, const char *name,
+extern int dirty_bitmaps_remove (struct dirty_bitmaps *set, const char *name,
                               bool *was_persistent, char **errp);
-extern int bitmap_set_clear (struct bitmap_set *set, const char *name,
+extern int dirty_bitmaps_clear (struct dirty_bitmaps *set, const char *name,
                              char **errp);
-extern int bitmap_set_enable (struct bitmap_set *set, const char *name,
+extern int dirty_bitmaps_enable (struct dirty_bitmaps *set, const char *name,
                               char **errp);
-extern int bitmap_set_disable (struct bitmap_set *set, const char *name,
+extern int dirty_bitmaps_disable (struct dirty_bitmaps *set, const char *name,
                                char **errp);
 /* TARGET |= every SOURCE.  Sources must exist, be consistent, and have
  * the set's size; granularities may differ (each dirty granule of a
  * source marks every target granule it touches).
  */
-extern int bitmap_set_merge (struct bitmap_set *set, const char *target,
+extern int dirty_bitmaps_merge (struct dirty_bitmaps *set, const char *target,
                              const char *const *sources, size_t nsources,
                              char **errp);
 /* Change the persistent flag (a store decides what "persistent" may
  * mean; the model only records it).
  */
-extern int bitmap_set_set_persistent (struct bitmap_set *set,
+extern int dirty_bitmaps_set_persistent (struct dirty_bitmaps *set,
                                       const char *name, bool persistent,
                                       char **errp);
 
@@ -105,30 +105,30 @@ extern int bitmap_set_set_persistent (struct bitmap_set *set,
  * parent, which takes the successor's recording state and is no longer
  * busy.
  */
-extern int bitmap_set_create_successor (struct bitmap_set *set,
+extern int dirty_bitmaps_create_successor (struct dirty_bitmaps *set,
                                         const char *name, char **errp);
-extern int bitmap_set_abdicate (struct bitmap_set *set, const char *name,
+extern int dirty_bitmaps_abdicate (struct dirty_bitmaps *set, const char *name,
                                 char **errp);
-extern int bitmap_set_reclaim (struct bitmap_set *set, const char *name,
+extern int dirty_bitmaps_reclaim (struct dirty_bitmaps *set, const char *name,
                                char **errp);
 /* Busy without a successor (a read-only export of the bitmap, say). */
-extern int bitmap_set_set_busy (struct bitmap_set *set, const char *name,
+extern int dirty_bitmaps_set_busy (struct dirty_bitmaps *set, const char *name,
                                 bool busy, char **errp);
 
 /* The write path: mark every granule [offset, offset+len) touches in
  * every recording bitmap and successor.  No allocation; the set's read
  * lock and one hbitmap lock per recording bitmap.
  */
-extern void bitmap_set_mark (struct bitmap_set *set, uint64_t offset,
+extern void dirty_bitmaps_mark (struct dirty_bitmaps *set, uint64_t offset,
                              uint64_t len);
-/* Number of bitmaps bitmap_set_mark writes to (0 = writes are free). */
-extern size_t bitmap_set_recording_count (struct bitmap_set *set);
+/* Number of bitmaps dirty_bitmaps_mark writes to (0 = writes are free). */
+extern size_t dirty_bitmaps_recording_count (struct dirty_bitmaps *set);
 
 /* Resize every bitmap (successors too).  When MARK_GROWTH and the size
  * grows, the new area is marked in every recording bitmap: it is new data
  * a backup has not seen.  On error nothing changes.
  */
-extern int bitmap_set_resize (struct bitmap_set *set, uint64_t new_size,
+extern int dirty_bitmaps_resize (struct dirty_bitmaps *set, uint64_t new_size,
                               bool mark_growth, char **errp);
 
 /* A snapshot of one bitmap's state (query-block's BlockDirtyInfo). */
@@ -146,26 +146,26 @@ struct dirty_bitmap_info {
 /* All bitmaps in creation order.  Caller frees with
  * dirty_bitmap_info_free.
  */
-extern int bitmap_set_list (struct bitmap_set *set,
+extern int dirty_bitmaps_list (struct dirty_bitmaps *set,
                             struct dirty_bitmap_info **list, size_t *n);
-extern int bitmap_set_query (struct bitmap_set *set, const char *name,
+extern int dirty_bitmaps_query (struct dirty_bitmaps *set, const char *name,
                              struct dirty_bitmap_info *info, char **errp);
 extern void dirty_bitmap_info_free (struct dirty_bitmap_info *list,
                                     size_t n);
 
-/* Reading a bitmap's data (block status, backup, store).  bitmap_set_get
+/* Reading a bitmap's data (block status, backup, store).  dirty_bitmaps_get
  * returns a reference to NAME that keeps its data alive even if the bitmap
  * is removed or abdicated meanwhile; release it with dirty_bitmap_put.
  * NULL with *ERRP if NAME is missing or inconsistent.  The hbitmap's own
  * lock makes each call on it atomic; it keeps changing while it records.
  */
 struct dirty_bitmap;
-extern struct dirty_bitmap *bitmap_set_get (struct bitmap_set *set,
+extern struct dirty_bitmap *dirty_bitmaps_get (struct dirty_bitmaps *set,
                                             const char *name, char **errp);
 extern struct hbitmap *dirty_bitmap_data (struct dirty_bitmap *bm);
 extern void dirty_bitmap_put (struct dirty_bitmap *bm);
 
 /* Does a consistent bitmap called NAME exist? */
-extern bool bitmap_set_exists (struct bitmap_set *set, const char *name);
+extern bool dirty_bitmaps_exists (struct dirty_bitmaps *set, const char *name);
 
 #endif /* NBDCBT_DIRTY_BITMAP_H */

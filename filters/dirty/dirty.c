@@ -12,7 +12,7 @@
  * chain, say) passes down the chain.
  *
  * The bitmaps are sized from the plugin's size, which is known only once
- * a connection is open: the model (struct bitmap_set) is created at the
+ * a connection is open: the model (struct dirty_bitmaps) is created at the
  * first prepare, under a lock.  Until then the bitmaps exist as a list of
  * pending names, which is what list_meta_contexts reports during the
  * first handshake.
@@ -64,7 +64,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 /* Written once under LOCK at the first prepare; every data callback of a
  * connection runs after its prepare, so they read it without the lock.
  */
-static struct bitmap_set *set;
+static struct dirty_bitmaps *set;
 static bool marked_in_use;
 
 static void
@@ -114,7 +114,7 @@ static void
 dirty_unload (void)
 {
   pending_free_all ();
-  bitmap_set_free (set);
+  dirty_bitmaps_free (set);
   set = NULL;
 }
 
@@ -307,12 +307,12 @@ static int
 create_set (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata)
 {
   int64_t size = next_ops->get_size (nxdata);
-  struct bitmap_set *s;
+  struct dirty_bitmaps *s;
   size_t i;
 
   if (size == -1)
     return -1;
-  s = bitmap_set_new (size);
+  s = dirty_bitmaps_new (size);
   if (s == NULL) {
     nbdcbt_error ("dirty: %m");
     return -1;
@@ -333,7 +333,7 @@ create_set (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata)
                     p->name, size);
       goto err;
     }
-    if (bitmap_set_add (s, p->name, &opts, p->data, &msg) == -1) {
+    if (dirty_bitmaps_add (s, p->name, &opts, p->data, &msg) == -1) {
       nbdcbt_error ("dirty: %s", msg ? msg : strerror (errno));
       goto err;
     }
@@ -341,11 +341,11 @@ create_set (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata)
   }
   set = s;
   nbdcbt_debug ("dirty: %zu bitmap(s) over %" PRIi64 " bytes, %zu "
-                "recording", npending, size, bitmap_set_recording_count (s));
+                "recording", npending, size, dirty_bitmaps_recording_count (s));
   return 0;
 
  err:
-  bitmap_set_free (s);
+  dirty_bitmaps_free (s);
   return -1;
 }
 
@@ -379,7 +379,7 @@ store_all (bool in_use)
   size_t i, n = 0, nentries = 0, nkeep = 0;
   int r = -1;
 
-  if (bitmap_set_list (set, &info, &n) == -1) {
+  if (dirty_bitmaps_list (set, &info, &n) == -1) {
     nbdcbt_error ("dirty: %m");
     return -1;
   }
@@ -397,7 +397,7 @@ store_all (bool in_use)
       keep[nkeep++] = info[i].name;
       continue;
     }
-    refs[nentries] = bitmap_set_get (set, info[i].name, NULL);
+    refs[nentries] = dirty_bitmaps_get (set, info[i].name, NULL);
     if (refs[nentries] == NULL)
       continue;                 /* removed meanwhile */
     entries[nentries].name = info[i].name;
@@ -432,10 +432,10 @@ dirty_cleanup (nbdcbt_backend *nxdata)
     size_t i, n;
 
     /* A job still running at shutdown failed: give its successor back. */
-    if (bitmap_set_list (set, &info, &n) == 0) {
+    if (dirty_bitmaps_list (set, &info, &n) == 0) {
       for (i = 0; i < n; i++)
         if (info[i].has_successor)
-          bitmap_set_reclaim (set, info[i].name, NULL);
+          dirty_bitmaps_reclaim (set, info[i].name, NULL);
       dirty_bitmap_info_free (info, n);
     }
     if (store_all (false) == 0)
@@ -457,7 +457,7 @@ dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
       struct dirty_bitmap_info *info;
       size_t n;
 
-      if (bitmap_set_list (set, &info, &n) == -1) {
+      if (dirty_bitmaps_list (set, &info, &n) == -1) {
         nbdcbt_error ("dirty: %m");
         return -1;
       }
@@ -494,7 +494,7 @@ static inline void
 mark (uint64_t offset, uint32_t count)
 {
   if (set)
-    bitmap_set_mark (set, offset, count);
+    dirty_bitmaps_mark (set, offset, count);
 }
 
 static int
@@ -607,7 +607,7 @@ dirty_meta_extents (const struct nbdcbt_next_ops *next_ops,
   int r;
 
   if (set == NULL || strncmp (context, CONTEXT_PREFIX, CONTEXT_PREFIX_LEN)
-      || (bm = bitmap_set_get (set, context + CONTEXT_PREFIX_LEN,
+      || (bm = dirty_bitmaps_get (set, context + CONTEXT_PREFIX_LEN,
                                NULL)) == NULL)
     /* Not ours: qemu:allocation-depth and the like live below. */
     return next_ops->meta_extents (nxdata, context, count, offset, flags,

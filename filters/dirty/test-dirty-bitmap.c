@@ -1,6 +1,6 @@
 /* Unit test of the bitmap model (common/bitmap/dirty-bitmap.c): QEMU's
  * rules and messages, successors, merge, resize, references, concurrent
- * marking, and the cost of bitmap_set_mark.
+ * marking, and the cost of dirty_bitmaps_mark.
  */
 #include <config.h>
 
@@ -55,12 +55,12 @@ static int failures;
   } while (0)
 
 static uint64_t
-count_of (struct bitmap_set *set, const char *name)
+count_of (struct dirty_bitmaps *set, const char *name)
 {
   struct dirty_bitmap_info info;
   uint64_t c;
 
-  if (bitmap_set_query (set, name, &info, NULL) == -1)
+  if (dirty_bitmaps_query (set, name, &info, NULL) == -1)
     return UINT64_MAX;
   c = info.count;
   free (info.name);
@@ -68,9 +68,9 @@ count_of (struct bitmap_set *set, const char *name)
 }
 
 static bool
-dirty_at (struct bitmap_set *set, const char *name, uint64_t offset)
+dirty_at (struct dirty_bitmaps *set, const char *name, uint64_t offset)
 {
-  struct dirty_bitmap *bm = bitmap_set_get (set, name, NULL);
+  struct dirty_bitmap *bm = dirty_bitmaps_get (set, name, NULL);
   bool r;
 
   assert (bm);
@@ -82,148 +82,148 @@ dirty_at (struct bitmap_set *set, const char *name, uint64_t offset)
 static void
 test_limits (void)
 {
-  struct bitmap_set *set = bitmap_set_new (1 << 20);
+  struct dirty_bitmaps *set = dirty_bitmaps_new (1 << 20);
   struct dirty_bitmap_opts o = { 0 };
   char name[1025];
 
-  CHECK_ERR (bitmap_set_add (set, "", NULL, NULL, errp), EINVAL,
+  CHECK_ERR (dirty_bitmaps_add (set, "", NULL, NULL, errp), EINVAL,
              "Bitmap name cannot be empty");
-  CHECK_ERR (bitmap_set_add (set, NULL, NULL, NULL, errp), EINVAL,
+  CHECK_ERR (dirty_bitmaps_add (set, NULL, NULL, NULL, errp), EINVAL,
              "cannot be empty");
   memset (name, 'a', 1024);
   name[1024] = '\0';
-  CHECK_ERR (bitmap_set_add (set, name, NULL, NULL, errp), EINVAL,
+  CHECK_ERR (dirty_bitmaps_add (set, name, NULL, NULL, errp), EINVAL,
              "Bitmap name too long");
   name[1023] = '\0';
-  CHECK_OK (bitmap_set_add (set, name, NULL, NULL, errp));
+  CHECK_OK (dirty_bitmaps_add (set, name, NULL, NULL, errp));
   o.granularity = 256;
-  CHECK_ERR (bitmap_set_add (set, "g", &o, NULL, errp), EINVAL,
+  CHECK_ERR (dirty_bitmaps_add (set, "g", &o, NULL, errp), EINVAL,
              "power of 2 and at least 512");
   o.granularity = 4097;
-  CHECK_ERR (bitmap_set_add (set, "g", &o, NULL, errp), EINVAL,
+  CHECK_ERR (dirty_bitmaps_add (set, "g", &o, NULL, errp), EINVAL,
              "power of 2");
   o.granularity = UINT64_C(1) << 32;
-  CHECK_ERR (bitmap_set_add (set, "g", &o, NULL, errp), EINVAL,
+  CHECK_ERR (dirty_bitmaps_add (set, "g", &o, NULL, errp), EINVAL,
              "Granularity exceeds maximum");
   o.granularity = UINT64_C(1) << 31;
-  CHECK_OK (bitmap_set_add (set, "g", &o, NULL, errp));
-  CHECK_ERR (bitmap_set_add (set, "g", NULL, NULL, errp), EEXIST,
+  CHECK_OK (dirty_bitmaps_add (set, "g", &o, NULL, errp));
+  CHECK_ERR (dirty_bitmaps_add (set, "g", NULL, NULL, errp), EEXIST,
              "Bitmap already exists: g");
-  CHECK_ERR (bitmap_set_remove (set, "nope", NULL, errp), ENOENT,
+  CHECK_ERR (dirty_bitmaps_remove (set, "nope", NULL, errp), ENOENT,
              "Dirty bitmap 'nope' not found");
-  CHECK_ERR (bitmap_set_clear (set, "nope", errp), ENOENT, "not found");
+  CHECK_ERR (dirty_bitmaps_clear (set, "nope", errp), ENOENT, "not found");
 
   /* Default granularity. */
   {
     struct dirty_bitmap_info info;
-    CHECK_OK (bitmap_set_query (set, name, &info, errp));
+    CHECK_OK (dirty_bitmaps_query (set, name, &info, errp));
     CHECK (info.granularity == 65536);
     CHECK (info.recording && !info.busy && !info.persistent);
     free (info.name);
   }
-  bitmap_set_free (set);
+  dirty_bitmaps_free (set);
 }
 
 static void
 test_mark_enable (void)
 {
-  struct bitmap_set *set = bitmap_set_new (1000000);
+  struct dirty_bitmaps *set = dirty_bitmaps_new (1000000);
   struct dirty_bitmap_opts o = { .granularity = 4096 };
   struct dirty_bitmap_opts d = { .granularity = 512, .disabled = true };
 
-  CHECK_OK (bitmap_set_add (set, "a", &o, NULL, errp));
-  CHECK_OK (bitmap_set_add (set, "off", &d, NULL, errp));
-  CHECK (bitmap_set_recording_count (set) == 1);
-  bitmap_set_mark (set, 4095, 2);       /* two partial granules */
+  CHECK_OK (dirty_bitmaps_add (set, "a", &o, NULL, errp));
+  CHECK_OK (dirty_bitmaps_add (set, "off", &d, NULL, errp));
+  CHECK (dirty_bitmaps_recording_count (set) == 1);
+  dirty_bitmaps_mark (set, 4095, 2);       /* two partial granules */
   CHECK (count_of (set, "a") == 8192);
   CHECK (count_of (set, "off") == 0);
-  bitmap_set_mark (set, 999999, 1);     /* the short last granule */
+  dirty_bitmaps_mark (set, 999999, 1);     /* the short last granule */
   CHECK (dirty_at (set, "a", 999999));
-  CHECK_OK (bitmap_set_enable (set, "off", errp));
-  CHECK (bitmap_set_recording_count (set) == 2);
-  bitmap_set_mark (set, 0, 1);
+  CHECK_OK (dirty_bitmaps_enable (set, "off", errp));
+  CHECK (dirty_bitmaps_recording_count (set) == 2);
+  dirty_bitmaps_mark (set, 0, 1);
   CHECK (count_of (set, "off") == 512);
-  CHECK_OK (bitmap_set_disable (set, "a", errp));
-  bitmap_set_mark (set, 500000, 1);
+  CHECK_OK (dirty_bitmaps_disable (set, "a", errp));
+  dirty_bitmaps_mark (set, 500000, 1);
   CHECK (!dirty_at (set, "a", 500000));
   CHECK (dirty_at (set, "off", 500000));
-  CHECK_OK (bitmap_set_clear (set, "off", errp));
+  CHECK_OK (dirty_bitmaps_clear (set, "off", errp));
   CHECK (count_of (set, "off") == 0);
-  bitmap_set_mark (set, 0, 0);          /* nothing */
+  dirty_bitmaps_mark (set, 0, 0);          /* nothing */
   CHECK (count_of (set, "off") == 0);
-  bitmap_set_free (set);
+  dirty_bitmaps_free (set);
 }
 
 static void
 test_successor (void)
 {
-  struct bitmap_set *set = bitmap_set_new (1 << 20);
+  struct dirty_bitmaps *set = dirty_bitmaps_new (1 << 20);
   struct dirty_bitmap_opts o = { .granularity = 4096, .persistent = true };
   struct dirty_bitmap_info info;
   struct dirty_bitmap *frozen;
 
-  CHECK_OK (bitmap_set_add (set, "b", &o, NULL, errp));
-  bitmap_set_mark (set, 0, 4096);
+  CHECK_OK (dirty_bitmaps_add (set, "b", &o, NULL, errp));
+  dirty_bitmaps_mark (set, 0, 4096);
 
   /* create: parent frozen (busy, not recording), successor records. */
-  CHECK_OK (bitmap_set_create_successor (set, "b", errp));
-  CHECK_ERR (bitmap_set_create_successor (set, "b", errp), EBUSY,
+  CHECK_OK (dirty_bitmaps_create_successor (set, "b", errp));
+  CHECK_ERR (dirty_bitmaps_create_successor (set, "b", errp), EBUSY,
              "currently in use");
-  CHECK_ERR (bitmap_set_clear (set, "b", errp), EBUSY,
+  CHECK_ERR (dirty_bitmaps_clear (set, "b", errp), EBUSY,
              "Bitmap 'b' is currently in use by another operation");
-  CHECK_ERR (bitmap_set_remove (set, "b", NULL, errp), EBUSY, "in use");
-  CHECK_ERR (bitmap_set_enable (set, "b", errp), EBUSY, "in use");
-  CHECK_OK (bitmap_set_query (set, "b", &info, errp));
+  CHECK_ERR (dirty_bitmaps_remove (set, "b", NULL, errp), EBUSY, "in use");
+  CHECK_ERR (dirty_bitmaps_enable (set, "b", errp), EBUSY, "in use");
+  CHECK_OK (dirty_bitmaps_query (set, "b", &info, errp));
   CHECK (info.busy && info.has_successor && info.recording);
   free (info.name);
-  frozen = bitmap_set_get (set, "b", NULL);
-  bitmap_set_mark (set, 8192, 1);
+  frozen = dirty_bitmaps_get (set, "b", NULL);
+  dirty_bitmaps_mark (set, 8192, 1);
   CHECK (!dirty_at (set, "b", 8192));   /* the parent is frozen */
 
   /* reclaim: the successor's bits return, parent records again. */
-  CHECK_OK (bitmap_set_reclaim (set, "b", errp));
+  CHECK_OK (dirty_bitmaps_reclaim (set, "b", errp));
   CHECK (dirty_at (set, "b", 0) && dirty_at (set, "b", 8192));
-  CHECK_OK (bitmap_set_query (set, "b", &info, errp));
+  CHECK_OK (dirty_bitmaps_query (set, "b", &info, errp));
   CHECK (!info.busy && !info.has_successor && info.recording);
   free (info.name);
-  CHECK_ERR (bitmap_set_reclaim (set, "b", errp), EINVAL,
+  CHECK_ERR (dirty_bitmaps_reclaim (set, "b", errp), EINVAL,
              "no successor");
   dirty_bitmap_put (frozen);
 
   /* abdicate: the successor takes the name and only holds new writes;
    * a reference to the frozen parent keeps its data alive.
    */
-  CHECK_OK (bitmap_set_create_successor (set, "b", errp));
-  frozen = bitmap_set_get (set, "b", NULL);
-  bitmap_set_mark (set, 65536, 1);
-  CHECK_OK (bitmap_set_abdicate (set, "b", errp));
+  CHECK_OK (dirty_bitmaps_create_successor (set, "b", errp));
+  frozen = dirty_bitmaps_get (set, "b", NULL);
+  dirty_bitmaps_mark (set, 65536, 1);
+  CHECK_OK (dirty_bitmaps_abdicate (set, "b", errp));
   CHECK (!dirty_at (set, "b", 0));
   CHECK (dirty_at (set, "b", 65536));
   CHECK (hbitmap_get (dirty_bitmap_data (frozen), 0));
   CHECK (!hbitmap_get (dirty_bitmap_data (frozen), 65536));
   dirty_bitmap_put (frozen);
-  CHECK_OK (bitmap_set_query (set, "b", &info, errp));
+  CHECK_OK (dirty_bitmaps_query (set, "b", &info, errp));
   CHECK (info.persistent && info.recording && !info.busy
          && info.granularity == 4096);
   free (info.name);
-  bitmap_set_mark (set, 131072, 1);
+  dirty_bitmaps_mark (set, 131072, 1);
   CHECK (dirty_at (set, "b", 131072));
 
   /* A disabled bitmap's successor does not record either. */
-  CHECK_OK (bitmap_set_disable (set, "b", errp));
-  CHECK_OK (bitmap_set_create_successor (set, "b", errp));
-  CHECK (bitmap_set_recording_count (set) == 0);
-  CHECK_OK (bitmap_set_reclaim (set, "b", errp));
-  CHECK_OK (bitmap_set_query (set, "b", &info, errp));
+  CHECK_OK (dirty_bitmaps_disable (set, "b", errp));
+  CHECK_OK (dirty_bitmaps_create_successor (set, "b", errp));
+  CHECK (dirty_bitmaps_recording_count (set) == 0);
+  CHECK_OK (dirty_bitmaps_reclaim (set, "b", errp));
+  CHECK_OK (dirty_bitmaps_query (set, "b", &info, errp));
   CHECK (!info.recording);
   free (info.name);
-  bitmap_set_free (set);
+  dirty_bitmaps_free (set);
 }
 
 static void
 test_merge_inconsistent (void)
 {
-  struct bitmap_set *set = bitmap_set_new (3 << 20);
+  struct dirty_bitmaps *set = dirty_bitmaps_new (3 << 20);
   struct dirty_bitmap_opts fine = { .granularity = 512, .disabled = true };
   struct dirty_bitmap_opts coarse = { .granularity = 1 << 20,
                                       .disabled = true };
@@ -235,67 +235,67 @@ test_merge_inconsistent (void)
 
   data = hbitmap_new (3 << 20, 512);
   hbitmap_set (data, 1000, 1);
-  CHECK_OK (bitmap_set_add (set, "fine", &fine, data, errp));
-  CHECK_OK (bitmap_set_add (set, "coarse", &coarse, NULL, errp));
-  CHECK_OK (bitmap_set_merge (set, "coarse", srcs, 1, errp));
+  CHECK_OK (dirty_bitmaps_add (set, "fine", &fine, data, errp));
+  CHECK_OK (dirty_bitmaps_add (set, "coarse", &coarse, NULL, errp));
+  CHECK_OK (dirty_bitmaps_merge (set, "coarse", srcs, 1, errp));
   CHECK (dirty_at (set, "coarse", 0) && dirty_at (set, "coarse", 1048575));
   CHECK (!dirty_at (set, "coarse", 1 << 20));
-  CHECK_ERR (bitmap_set_merge (set, "fine", bad_srcs, 2, errp), ENOENT,
+  CHECK_ERR (dirty_bitmaps_merge (set, "fine", bad_srcs, 2, errp), ENOENT,
              "Dirty bitmap 'nope' not found");
 
   /* Data of the wrong size is refused and not taken. */
   data = hbitmap_new (1 << 20, 512);
-  CHECK_ERR (bitmap_set_add (set, "x", NULL, data, errp), EINVAL,
+  CHECK_ERR (dirty_bitmaps_add (set, "x", NULL, data, errp), EINVAL,
              "has size");
   hbitmap_free (data);
 
-  CHECK_OK (bitmap_set_add (set, "bad", &bad, NULL, errp));
-  CHECK (!bitmap_set_exists (set, "bad"));
-  CHECK (bitmap_set_get (set, "bad", NULL) == NULL);
-  CHECK_ERR (bitmap_set_clear (set, "bad", errp), EINVAL,
+  CHECK_OK (dirty_bitmaps_add (set, "bad", &bad, NULL, errp));
+  CHECK (!dirty_bitmaps_exists (set, "bad"));
+  CHECK (dirty_bitmaps_get (set, "bad", NULL) == NULL);
+  CHECK_ERR (dirty_bitmaps_clear (set, "bad", errp), EINVAL,
              "Bitmap 'bad' is inconsistent");
-  CHECK_ERR (bitmap_set_enable (set, "bad", errp), EINVAL, "inconsistent");
-  CHECK_ERR (bitmap_set_merge (set, "bad", srcs, 1, errp), EINVAL,
+  CHECK_ERR (dirty_bitmaps_enable (set, "bad", errp), EINVAL, "inconsistent");
+  CHECK_ERR (dirty_bitmaps_merge (set, "bad", srcs, 1, errp), EINVAL,
              "inconsistent");
-  CHECK_ERR (bitmap_set_create_successor (set, "bad", errp), EINVAL,
+  CHECK_ERR (dirty_bitmaps_create_successor (set, "bad", errp), EINVAL,
              "inconsistent");
-  bitmap_set_mark (set, 0, 3 << 20);
-  CHECK_OK (bitmap_set_remove (set, "bad", &persistent, errp));
+  dirty_bitmaps_mark (set, 0, 3 << 20);
+  CHECK_OK (dirty_bitmaps_remove (set, "bad", &persistent, errp));
   CHECK (persistent);
-  bitmap_set_free (set);
+  dirty_bitmaps_free (set);
 }
 
 static void
 test_resize_list (void)
 {
-  struct bitmap_set *set = bitmap_set_new (100000);
+  struct dirty_bitmaps *set = dirty_bitmaps_new (100000);
   struct dirty_bitmap_opts o = { .granularity = 4096 };
   struct dirty_bitmap_opts d = { .granularity = 4096, .disabled = true };
   struct dirty_bitmap_info *list;
   size_t n;
 
-  CHECK_OK (bitmap_set_add (set, "rec", &o, NULL, errp));
-  CHECK_OK (bitmap_set_add (set, "dis", &d, NULL, errp));
-  CHECK_OK (bitmap_set_resize (set, 200000, true, errp));
-  CHECK (bitmap_set_size (set) == 200000);
+  CHECK_OK (dirty_bitmaps_add (set, "rec", &o, NULL, errp));
+  CHECK_OK (dirty_bitmaps_add (set, "dis", &d, NULL, errp));
+  CHECK_OK (dirty_bitmaps_resize (set, 200000, true, errp));
+  CHECK (dirty_bitmaps_size (set) == 200000);
   CHECK (!dirty_at (set, "rec", 98303));
   CHECK (dirty_at (set, "rec", 100000) && dirty_at (set, "rec", 199999));
   CHECK (!dirty_at (set, "dis", 150000));
-  CHECK_OK (bitmap_set_resize (set, 50000, true, errp));
-  CHECK (bitmap_set_size (set) == 50000);
+  CHECK_OK (dirty_bitmaps_resize (set, 50000, true, errp));
+  CHECK (dirty_bitmaps_size (set) == 50000);
   CHECK (count_of (set, "rec") == 0);
-  CHECK (bitmap_set_list (set, &list, &n) == 0);
+  CHECK (dirty_bitmaps_list (set, &list, &n) == 0);
   CHECK (n == 2 && strcmp (list[0].name, "rec") == 0
          && strcmp (list[1].name, "dis") == 0
          && list[0].recording && !list[1].recording);
   dirty_bitmap_info_free (list, n);
-  bitmap_set_free (set);
+  dirty_bitmaps_free (set);
 }
 
 /* Writers mark while another thread toggles recording and adds/removes
  * bitmaps: no crash, and an always-recording bitmap sees every mark.
  */
-static struct bitmap_set *tset;
+static struct dirty_bitmaps *tset;
 #define TSIZE (64 << 20)
 
 static void *
@@ -305,7 +305,7 @@ writer (void *arg)
 
   for (i = 0; i < 20000; i++) {
     seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    bitmap_set_mark (tset, (seed >> 20) % (TSIZE - 4096), 4096);
+    dirty_bitmaps_mark (tset, (seed >> 20) % (TSIZE - 4096), 4096);
   }
   return NULL;
 }
@@ -316,15 +316,15 @@ toggler (void *arg)
   int i;
 
   for (i = 0; i < 500; i++) {
-    bitmap_set_disable (tset, "t", NULL);
-    bitmap_set_enable (tset, "t", NULL);
-    bitmap_set_add (tset, "tmp", NULL, NULL, NULL);
-    bitmap_set_create_successor (tset, "tmp", NULL);
+    dirty_bitmaps_disable (tset, "t", NULL);
+    dirty_bitmaps_enable (tset, "t", NULL);
+    dirty_bitmaps_add (tset, "tmp", NULL, NULL, NULL);
+    dirty_bitmaps_create_successor (tset, "tmp", NULL);
     if (i & 1)
-      bitmap_set_abdicate (tset, "tmp", NULL);
+      dirty_bitmaps_abdicate (tset, "tmp", NULL);
     else
-      bitmap_set_reclaim (tset, "tmp", NULL);
-    bitmap_set_remove (tset, "tmp", NULL, NULL);
+      dirty_bitmaps_reclaim (tset, "tmp", NULL);
+    dirty_bitmaps_remove (tset, "tmp", NULL, NULL);
   }
   return NULL;
 }
@@ -335,9 +335,9 @@ test_threads (void)
   pthread_t t[3];
   struct dirty_bitmap_opts o = { .granularity = 4096 };
 
-  tset = bitmap_set_new (TSIZE);
-  CHECK_OK (bitmap_set_add (tset, "always", &o, NULL, errp));
-  CHECK_OK (bitmap_set_add (tset, "t", &o, NULL, errp));
+  tset = dirty_bitmaps_new (TSIZE);
+  CHECK_OK (dirty_bitmaps_add (tset, "always", &o, NULL, errp));
+  CHECK_OK (dirty_bitmaps_add (tset, "t", &o, NULL, errp));
   pthread_create (&t[0], NULL, writer, (void *) 1);
   pthread_create (&t[1], NULL, writer, (void *) 2);
   pthread_create (&t[2], NULL, toggler, NULL);
@@ -345,7 +345,7 @@ test_threads (void)
   pthread_join (t[1], NULL);
   pthread_join (t[2], NULL);
   CHECK (count_of (tset, "always") > 0);
-  bitmap_set_free (tset);
+  dirty_bitmaps_free (tset);
 }
 
 /* The write path's cost: 4 recording bitmaps, 4 KiB writes at random
@@ -355,7 +355,7 @@ test_threads (void)
 static void
 bench_mark (void)
 {
-  struct bitmap_set *set = bitmap_set_new (UINT64_C(1) << 30);
+  struct dirty_bitmaps *set = dirty_bitmaps_new (UINT64_C(1) << 30);
   struct dirty_bitmap_opts o = { .granularity = 65536 };
   struct timespec a, b;
   uint64_t i, seed = 1, n = 200000;
@@ -363,17 +363,17 @@ bench_mark (void)
   double ns;
 
   for (i = 0; i < 4; i++)
-    CHECK_OK (bitmap_set_add (set, names[i], &o, NULL, errp));
+    CHECK_OK (dirty_bitmaps_add (set, names[i], &o, NULL, errp));
   clock_gettime (CLOCK_MONOTONIC, &a);
   for (i = 0; i < n; i++) {
     seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    bitmap_set_mark (set, (seed >> 30) % ((UINT64_C(1) << 30) - 4096),
+    dirty_bitmaps_mark (set, (seed >> 30) % ((UINT64_C(1) << 30) - 4096),
                      4096);
   }
   clock_gettime (CLOCK_MONOTONIC, &b);
   ns = ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n;
-  printf ("bitmap_set_mark, 4 bitmaps, 4 KiB: %.0f ns per write\n", ns);
-  bitmap_set_free (set);
+  printf ("dirty_bitmaps_mark, 4 bitmaps, 4 KiB: %.0f ns per write\n", ns);
+  dirty_bitmaps_free (set);
 }
 
 int
