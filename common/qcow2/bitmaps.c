@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitmap-store.h"
 #include "byte-order.h"
 #include "cleanup.h"
 #include "hbitmap.h"
@@ -538,6 +539,18 @@ check_name (struct qcow2 *q, const char *name)
   return 0;
 }
 
+int
+qcow2_bitmaps_supported (struct qcow2 *q)
+{
+  /* Without autoclear bits, an older program that opened the image could
+   * not tell that the bitmaps no longer match the data.
+   */
+  if (q->version < 3)
+    return qcow2_error (ENOTSUP, "%s: Cannot store dirty bitmaps in qcow2 "
+                        "v2 files", q->filename);
+  return 0;
+}
+
 static int
 check_granularity (struct qcow2 *q, uint64_t g)
 {
@@ -553,172 +566,256 @@ check_granularity (struct qcow2 *q, uint64_t g)
   return 0;
 }
 
-static int
-store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
-              size_t n, const char *const *keep, size_t nkeep)
+/* One store, cut at the joints of QEMU's
+ * qcow2_store_persistent_dirty_bitmaps: the request is checked against
+ * the directory on disk (store_validate), the new bitmaps are written to
+ * new clusters (store_write_bitmaps), then the new directory
+ * (store_write_directory); the header is switched to it
+ * (store_switch_header) and only then are the replaced clusters freed
+ * (store_free_old).  Until the switch the image on disk is the old one: a
+ * failure before it leaks new clusters and changes nothing else.
+ */
+struct store_job {
+  /* The request. */
+  const struct bitmap_store_entry *set;
+  size_t n;
+  const char *const *keep;
+  size_t nkeep;
+
+  /* The old directory: its names sorted, and for each old bitmap which
+   * entry (of SET, then of KEEP) takes its place, or SIZE_MAX.
+   */
+  struct name_index *old_index;
+  size_t *slot;
+
+  /* The new directory: its entries, and where its bytes were written. */
+  struct qcow2_bm *bms;
+  size_t nr_bms;
+  uint64_t dir_offset;
+  uint64_t dir_size;
+};
+
+static void
+store_job_free (struct store_job *job)
 {
-  struct qcow2_bm *nb = NULL, *old = q->bms;
-  uint32_t *old_flags = q->bms_open_flags;
-  size_t nold = q->nr_bms, total = 0, i, j;
-  uint64_t old_dir_off = q->bitmap_directory_offset;
-  uint64_t old_dir_size = q->has_bitmaps_ext ? q->bitmap_directory_size : 0;
-  uint64_t dsize = 0;
-  CLEANUP_FREE uint8_t *dir = NULL;
-  CLEANUP_FREE size_t *order = NULL;
-  CLEANUP_FREE size_t *slot = NULL;
-  CLEANUP_FREE struct name_index *idx = NULL;
-  int64_t doff = 0;
+  size_t i;
+
+  if (job->bms)
+    for (i = 0; i < job->nr_bms; i++)
+      free (job->bms[i].name);
+  free (job->bms);
+  free (job->old_index);
+  free (job->slot);
+}
+
+/* The directory index of old bitmap NAME, or -1. */
+static ssize_t
+store_old_index (struct qcow2 *q, const struct store_job *job,
+                 const char *name)
+{
+  return lookup_name (job->old_index, q->nr_bms, name);
+}
+
+/* Checks the request against QEMU's constraints and the directory on
+ * disk, and maps every old bitmap to the entry that replaces or keeps it.
+ * Nothing is written.
+ */
+static int
+store_validate (struct qcow2 *q, struct store_job *job)
+{
+  size_t nold = q->nr_bms, n = job->n, i, j;
 
   if (q->readonly)
     return qcow2_error (EROFS, "%s: image is read-only", q->filename);
   if (q->write_error)
     return qcow2_error (EIO, "%s: an earlier metadata write failed",
                         q->filename);
-  if (n + nkeep > 0 && q->version < 3)
-    return qcow2_error (ENOTSUP, "%s: Cannot store dirty bitmaps in qcow2 "
-                        "v2 files", q->filename);
-  if (n + nkeep > BME_MAX_BITMAPS)
+  if (n + job->nkeep > 0 && qcow2_bitmaps_supported (q) == -1)
+    return -1;
+  if (n + job->nkeep > BME_MAX_BITMAPS)
     return qcow2_error (EINVAL, "%s: Maximum number of persistent bitmaps "
                         "is already reached (%d)", q->filename,
                         BME_MAX_BITMAPS);
-  /* SLOT[i]: which entry (of SET, then of KEEP) takes old bitmap i's
-   * place, or SIZE_MAX.
-   */
-  idx = index_names (old, nold);
-  slot = malloc ((nold ? nold : 1) * sizeof *slot);
-  if (idx == NULL || slot == NULL)
+  job->old_index = index_names (q->bms, nold);
+  job->slot = malloc ((nold ? nold : 1) * sizeof *job->slot);
+  if (job->old_index == NULL || job->slot == NULL)
     return qcow2_error (errno, "malloc: %m");
   for (i = 0; i < nold; i++)
-    slot[i] = SIZE_MAX;
-  for (i = 0; i < nkeep; i++) {
-    ssize_t o = lookup_name (idx, nold, keep[i]);
+    job->slot[i] = SIZE_MAX;
+  for (i = 0; i < job->nkeep; i++) {
+    ssize_t o = store_old_index (q, job, job->keep[i]);
     if (o == -1)
       return qcow2_error (ENOENT, "%s: no bitmap named '%s' to keep",
-                          q->filename, keep[i]);
-    if (slot[o] != SIZE_MAX)
+                          q->filename, job->keep[i]);
+    if (job->slot[o] != SIZE_MAX)
       return qcow2_error (EINVAL, "%s: bitmap '%s' kept twice",
-                          q->filename, keep[i]);
-    slot[o] = n + i;
+                          q->filename, job->keep[i]);
+    job->slot[o] = n + i;
   }
   for (i = 0; i < n; i++) {
-    ssize_t o = lookup_name (idx, nold, set[i].name);
-    if (o >= 0 && slot[o] != SIZE_MAX)
-      return qcow2_error (EINVAL, slot[o] >= n
+    ssize_t o = store_old_index (q, job, job->set[i].name);
+    if (o >= 0 && job->slot[o] != SIZE_MAX)
+      return qcow2_error (EINVAL, job->slot[o] >= n
                           ? "%s: bitmap '%s' both stored and kept"
                           : "%s: duplicate bitmap name '%s'",
-                          q->filename, set[i].name);
+                          q->filename, job->set[i].name);
     if (o >= 0)
-      slot[o] = i;
+      job->slot[o] = i;
   }
   for (i = 0; i < n; i++) {
-    if (check_name (q, set[i].name) == -1 ||
-        check_granularity (q, hbitmap_granularity (set[i].bitmap)) == -1)
-      return -1;
-    if (hbitmap_size (set[i].bitmap) != q->size)
-      return qcow2_error (EINVAL, "%s: bitmap '%s' size does not match the "
-                          "image", q->filename, set[i].name);
-    /* New names (not on disk) among themselves; usually a few. */
-    if (lookup_name (idx, nold, set[i].name) == -1)
-      for (j = 0; j < i; j++)
-        if (strcmp (set[i].name, set[j].name) == 0)
-          return qcow2_error (EINVAL, "%s: duplicate bitmap name '%s'",
-                              q->filename, set[i].name);
-  }
+    const struct bitmap_store_entry *e = &job->set[i];
 
-  /* QEMU's directory order: bitmaps already on disk keep their places,
-   * new ones go at the end.
-   */
-  nb = calloc (n + nkeep + 1, sizeof *nb);
-  order = calloc (n + nkeep + 1, sizeof *order);
-  if (nb == NULL || order == NULL) {
-    free (nb);
-    return qcow2_error (errno, "calloc: %m");
+    if (check_name (q, e->name) == -1 ||
+        check_granularity (q, hbitmap_granularity (e->bitmap)) == -1)
+      return -1;
+    if (hbitmap_size (e->bitmap) != q->size)
+      return qcow2_error (EINVAL, "%s: bitmap '%s' size does not match the "
+                          "image", q->filename, e->name);
+    /* New names (not on disk) among themselves; usually a few. */
+    if (store_old_index (q, job, e->name) == -1)
+      for (j = 0; j < i; j++)
+        if (strcmp (e->name, job->set[j].name) == 0)
+          return qcow2_error (EINVAL, "%s: duplicate bitmap name '%s'",
+                              q->filename, e->name);
   }
-  {
-    size_t k = 0;
-    for (i = 0; i < nold; i++)
-      if (slot[i] != SIZE_MAX)
-        order[k++] = slot[i];
-    for (j = 0; j < n; j++)
-      if (lookup_name (idx, nold, set[j].name) == -1)
-        order[k++] = j;
-    for (k = 0; k < n + nkeep; k++) {
-      size_t x = order[k];
-      if (x < n) {
-        nb[total].name = strdup (set[x].name);
-        if (nb[total].name == NULL) {
-          qcow2_error (errno, "strdup: %m");
-          goto err;
-        }
-        nb[total].type = 1;
-        nb[total].granularity_bits =
-          __builtin_ctzll (hbitmap_granularity (set[x].bitmap));
-        nb[total].flags = (set[x].recording ? BME_AUTO : 0) |
-          (set[x].in_use ? BME_IN_USE : 0);
-        total++;
-        if (write_bitmap (q, set[x].bitmap, &nb[total - 1]) == -1)
-          goto err;
-      }
-      else {
-        struct qcow2_bm *o = &old[lookup_name (idx, nold, keep[x - n])];
-        nb[total] = *o;
-        nb[total].name = strdup (o->name);
-        if (nb[total].name == NULL) {
-          qcow2_error (errno, "strdup: %m");
-          goto err;
-        }
-        total++;
-      }
+  return 0;
+}
+
+/* The new directory's entries in QEMU's order (bitmaps already on disk
+ * keep their places, new ones go at the end); each bitmap of the set is
+ * written to new data clusters and a new table, kept ones are copied.
+ */
+static int
+store_write_bitmaps (struct qcow2 *q, struct store_job *job)
+{
+  size_t nold = q->nr_bms, total = job->n + job->nkeep, k = 0, i;
+  CLEANUP_FREE size_t *order = calloc (total + 1, sizeof *order);
+
+  job->bms = calloc (total + 1, sizeof *job->bms);
+  if (job->bms == NULL || order == NULL)
+    return qcow2_error (errno, "calloc: %m");
+  for (i = 0; i < nold; i++)
+    if (job->slot[i] != SIZE_MAX)
+      order[k++] = job->slot[i];
+  for (i = 0; i < job->n; i++)
+    if (store_old_index (q, job, job->set[i].name) == -1)
+      order[k++] = i;
+
+  for (k = 0; k < total; k++) {
+    struct qcow2_bm *b = &job->bms[k];
+    size_t x = order[k];
+
+    if (x < job->n) {
+      const struct bitmap_store_entry *e = &job->set[x];
+
+      b->name = strdup (e->name);
+      if (b->name == NULL)
+        return qcow2_error (errno, "strdup: %m");
+      job->nr_bms++;
+      b->type = 1;
+      b->granularity_bits = __builtin_ctzll (hbitmap_granularity (e->bitmap));
+      b->flags = (e->recording ? BME_AUTO : 0) | (e->in_use ? BME_IN_USE : 0);
+      if (write_bitmap (q, e->bitmap, b) == -1)
+        return -1;
+    }
+    else {
+      const struct qcow2_bm *o =
+        &q->bms[store_old_index (q, job, job->keep[x - job->n])];
+
+      *b = *o;
+      b->name = strdup (o->name);
+      if (b->name == NULL)
+        return qcow2_error (errno, "strdup: %m");
+      job->nr_bms++;
     }
   }
-  dir = build_directory (q, nb, total, &dsize);
+  return 0;
+}
+
+/* The new directory, written to new clusters (none for an empty one). */
+static int
+store_write_directory (struct qcow2 *q, struct store_job *job)
+{
+  CLEANUP_FREE uint8_t *dir = build_directory (q, job->bms, job->nr_bms,
+                                               &job->dir_size);
+  int64_t off;
+
   if (dir == NULL)
-    goto err;
-  if (dsize > BME_MAX_DIR_SIZE) {
-    qcow2_error (EINVAL, "%s: bitmap directory too large", q->filename);
-    goto err;
+    return -1;
+  if (job->dir_size > BME_MAX_DIR_SIZE)
+    return qcow2_error (EINVAL, "%s: bitmap directory too large",
+                        q->filename);
+  job->dir_offset = 0;
+  if (job->nr_bms == 0) {
+    job->dir_size = 0;
+    return 0;
   }
-  if (total > 0) {
-    doff = qcow2_alloc_clusters (q, (dsize + q->cluster_size - 1)
-                                 >> q->cluster_bits);
-    if (doff == -1 || qcow2_file_pwrite (q, dir, dsize, doff) == -1)
-      goto err;
-  }
-  /* New clusters and their refcounts on disk before the header switch. */
+  off = qcow2_alloc_clusters (q, (job->dir_size + q->cluster_size - 1)
+                              >> q->cluster_bits);
+  if (off == -1 || qcow2_file_pwrite (q, dir, job->dir_size, off) == -1)
+    return -1;
+  job->dir_offset = off;
+  return 0;
+}
+
+/* The commit point: once the new clusters and their refcounts are on
+ * disk, the header's bitmaps extension is pointed at the new directory
+ * (and dropped, with its autoclear bit, when the directory is empty).  A
+ * failed header write leaves the image's state unknown: no more writes.
+ */
+static int
+store_switch_header (struct qcow2 *q, const struct store_job *job)
+{
   if (qcow2_writeback (q) == -1 || qcow2_file_sync (q) == -1)
-    goto err;
-  q->has_bitmaps_ext = total > 0;
-  q->nb_bitmaps = total;
-  q->bitmap_directory_size = total ? dsize : 0;
-  q->bitmap_directory_offset = total ? doff : 0;
-  if (total)
+    return -1;
+  q->has_bitmaps_ext = job->nr_bms > 0;
+  q->nb_bitmaps = job->nr_bms;
+  q->bitmap_directory_size = job->dir_size;
+  q->bitmap_directory_offset = job->dir_offset;
+  if (job->nr_bms)
     q->autoclear |= AUTOCLEAR_BITMAPS;
   else
     q->autoclear &= ~AUTOCLEAR_BITMAPS;
   if (qcow2_write_header (q) == -1 || qcow2_file_sync (q) == -1) {
     q->write_error = true;
-    goto err;
+    return -1;
   }
+  return 0;
+}
 
-  /* Switched: the old directory and the replaced bitmaps go. */
+/* After the switch: the handle takes the new directory, and the old
+ * directory and every bitmap not kept lose their clusters.  A failure
+ * here leaks clusters (qemu-img check repairs that) and stops writes.
+ */
+static int
+store_free_old (struct qcow2 *q, struct store_job *job,
+                uint64_t old_dir_offset, uint64_t old_dir_size)
+{
+  struct qcow2_bm *old = q->bms;
+  uint32_t *old_flags = q->bms_open_flags;
+  size_t nold = q->nr_bms, i;
+
   free (q->bms_index);
   q->bms_index = NULL;
-  q->bms = nb;
-  q->nr_bms = total;
-  q->bms_open_flags = calloc (total + 1, sizeof (uint32_t));
+  q->bms = job->bms;
+  q->nr_bms = job->nr_bms;
+  job->bms = NULL;
+  job->nr_bms = 0;
+  q->bms_open_flags = calloc (q->nr_bms + 1, sizeof (uint32_t));
   if (q->bms_open_flags == NULL) {
     q->bms_open_flags = old_flags;
     old_flags = NULL;
   }
-  for (i = 0; i < total; i++)
-    q->bms_open_flags[i] = nb[i].flags;
+  for (i = 0; i < q->nr_bms; i++)
+    q->bms_open_flags[i] = q->bms[i].flags;
+
   for (i = 0; i < nold; i++) {
-    bool kept = slot[i] != SIZE_MAX && slot[i] >= n;
+    bool kept = job->slot[i] != SIZE_MAX && job->slot[i] >= job->n;
     if (!kept && free_bitmap_clusters (q, &old[i]) == -1)
       q->write_error = true;
   }
   if (old_dir_size &&
-      qcow2_update_refcount (q, old_dir_off,
+      qcow2_update_refcount (q, old_dir_offset,
                              (old_dir_size + q->cluster_size - 1)
                              >> q->cluster_bits, -1) == -1)
     q->write_error = true;
@@ -730,18 +827,31 @@ store_locked (struct qcow2 *q, const struct qcow2_bitmap_store_entry *set,
     return -1;
   return q->write_error ? qcow2_error (EIO, "%s: freeing old bitmap "
                                        "clusters failed", q->filename) : 0;
+}
 
- err:
-  /* Clusters allocated so far leak; the image stays consistent. */
-  for (i = 0; i < n + nkeep; i++)
-    free (nb[i].name);
-  free (nb);
-  return -1;
+static int
+store_locked (struct qcow2 *q, const struct bitmap_store_entry *set,
+              size_t n, const char *const *keep, size_t nkeep)
+{
+  struct store_job job = {
+    .set = set, .n = n, .keep = keep, .nkeep = nkeep,
+  };
+  uint64_t old_dir_offset = q->bitmap_directory_offset;
+  uint64_t old_dir_size = q->has_bitmaps_ext ? q->bitmap_directory_size : 0;
+  int r = -1;
+
+  if (store_validate (q, &job) == 0 &&
+      store_write_bitmaps (q, &job) == 0 &&
+      store_write_directory (q, &job) == 0 &&
+      store_switch_header (q, &job) == 0)
+    r = store_free_old (q, &job, old_dir_offset, old_dir_size);
+  store_job_free (&job);
+  return r;
 }
 
 int
 qcow2_bitmaps_store (struct qcow2 *q,
-                     const struct qcow2_bitmap_store_entry *set, size_t n,
+                     const struct bitmap_store_entry *set, size_t n,
                      const char *const *keep, size_t nkeep)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
@@ -769,7 +879,7 @@ qcow2_bitmap_add (struct qcow2 *q, const char *name, uint64_t granularity,
                   bool recording)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-  struct qcow2_bitmap_store_entry e = { .name = name, .recording = recording };
+  struct bitmap_store_entry e = { .name = name, .recording = recording };
   CLEANUP_FREE const char **keep = NULL;
   struct hbitmap *hb;
   size_t nkeep;
@@ -780,9 +890,8 @@ qcow2_bitmap_add (struct qcow2 *q, const char *name, uint64_t granularity,
   if (find (q, name))
     return qcow2_error (EEXIST, "%s: bitmap '%s' already exists",
                         q->filename, name);
-  if (q->version < 3)
-    return qcow2_error (ENOTSUP, "%s: Cannot store dirty bitmaps in qcow2 "
-                        "v2 files", q->filename);
+  if (qcow2_bitmaps_supported (q) == -1)
+    return -1;
   keep = keep_all_but (q, NULL, &nkeep);
   if (keep == NULL)
     return -1;

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bitmap-store.h"
 #include "hbitmap.h"
 #include "qcow2.h"
 
@@ -430,7 +431,7 @@ do_bitmaps (int argc, char **argv)
   else if (!strcmp (cmd, "setbits") && argc >= 5) {
     /* Load every bitmap, mark in use, set a range in NAME, store all. */
     struct qcow2_bitmap_info *l;
-    struct qcow2_bitmap_store_entry *set;
+    struct bitmap_store_entry *set;
     struct hbitmap **hbs;
     size_t n, i;
     q = open_or_die (img, 0);

@@ -20,6 +20,7 @@
 
 struct qcow2;
 struct hbitmap;
+struct bitmap_store_entry;
 
 extern const char *qcow2_last_error (void);
 
@@ -163,22 +164,23 @@ extern struct hbitmap *qcow2_bitmap_load (struct qcow2 *q, const char *name);
  */
 extern int qcow2_bitmaps_mark_in_use (struct qcow2 *q);
 
-/* Replace the whole set of persistent bitmaps: each entry is written
- * (data clusters, table, new directory) with flags AUTO if recording and
- * in_use clear, then the header switched and the old clusters freed, as
+/* Can this image hold persistent bitmaps?  0 if so; -1 with errno
+ * ENOTSUP and QEMU's message for a qcow2 v2 image, which has no
+ * autoclear bits to tell whether another program changed the data.
+ */
+extern int qcow2_bitmaps_supported (struct qcow2 *q);
+
+/* Replace the whole set of persistent bitmaps: each entry of SET (see
+ * bitmap-store.h: name, data, recording stored as AUTO, in_use kept set
+ * for a bitmap still recording) is written (data clusters, table, new
+ * directory), then the header switched and the old clusters freed, as
  * qcow2_store_persistent_dirty_bitmaps.  Bitmaps on disk that are not in
  * the set and not listed in KEEP are removed.  Entries in KEEP (for
  * example inconsistent bitmaps) are copied from the old directory as they
  * are.
  */
-struct qcow2_bitmap_store_entry {
-  const char *name;
-  const struct hbitmap *bitmap; /* granularity taken from it */
-  bool recording;               /* AUTO */
-  bool in_use;                  /* keep in_use set (still running) */
-};
 extern int qcow2_bitmaps_store (struct qcow2 *q,
-                                const struct qcow2_bitmap_store_entry *set,
+                                const struct bitmap_store_entry *set,
                                 size_t n, const char *const *keep,
                                 size_t nkeep);
 

@@ -208,7 +208,7 @@ mark_in_use_locked (void)
 static void
 restore_untouched_bitmaps (void)
 {
-  struct qcow2_bitmap_store_entry *set;
+  struct bitmap_store_entry *set;
   const char **keep;
   size_t i, n = 0, nkeep = 0;
 
@@ -540,7 +540,6 @@ static int
 store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
 {
   struct qcow2_bitmap_info *qlist;
-  struct qcow2_info info;
   size_t i, qn;
 
   /* A v2 image has no autoclear bits and so cannot hold persistent
@@ -548,12 +547,10 @@ store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
    * unusable, and the filter refuses to start with bitmaps it would
    * lose at shutdown.
    */
-  qcow2_get_info (image, &info);
-  if (info.version < 3) {
+  if (qcow2_bitmaps_supported (image) == -1) {
+    snprintf (v2_error, sizeof v2_error, "%s (convert it with 'qemu-img "
+              "amend -o compat=v3')", qcow2_last_error ());
     errno = ENOTSUP;
-    snprintf (v2_error, sizeof v2_error, "%s: Cannot store dirty bitmaps "
-              "in qcow2 v2 files (convert it with 'qemu-img amend -o "
-              "compat=v3')", filename);
     return -1;
   }
 
@@ -607,8 +604,6 @@ static int
 store_store (void *opaque, const struct bitmap_store_entry *entries,
              size_t n, const char *const *keep, size_t nkeep)
 {
-  CLEANUP_FREE struct qcow2_bitmap_store_entry *set = NULL;
-  size_t i;
   int r;
 
   if (!image_writable) {
@@ -617,16 +612,7 @@ store_store (void *opaque, const struct bitmap_store_entry *entries,
     return 0;
   }
 
-  set = calloc (n ? n : 1, sizeof *set);
-  if (set == NULL)
-    return -1;
-  for (i = 0; i < n; i++) {
-    set[i].name = entries[i].name;
-    set[i].bitmap = entries[i].bitmap;
-    set[i].recording = entries[i].recording;
-    set[i].in_use = entries[i].in_use;
-  }
-  r = qcow2_bitmaps_store (image, set, n, keep, nkeep);
+  r = qcow2_bitmaps_store (image, entries, n, keep, nkeep);
   if (r == 0) {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
     stored = true;

@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "bitmap-store.h"
 #include "hbitmap.h"
 #include "qcow2.h"
 
@@ -81,7 +82,7 @@ static void
 exercise_writable (struct qcow2 *q)
 {
   struct qcow2_bitmap_info *list;
-  struct qcow2_bitmap_store_entry set[8];
+  struct bitmap_store_entry set[8];
   const char *keep[8];
   struct qcow2_check_result result;
   uint64_t disk_size = qcow2_get_size (q);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitmap-store.h"
 #include "cleanup.h"
 #include "hbitmap.h"
 #include "qcow2.h"
@@ -37,7 +38,6 @@ struct bitmap_cmd {
   const char *bitmap;
   struct qcow2 *q;
   uint32_t cluster_size;
-  int version;
   uint64_t granularity;         /* -g, or 0 */
   const char *src_filename;     /* -b */
   enum img_format src_fmt;      /* -F */
@@ -75,7 +75,7 @@ store_with (struct bitmap_cmd *c, const char *target,
             const struct hbitmap *new_data, bool recording)
 {
   struct qcow2_bitmap_info *list;
-  struct qcow2_bitmap_store_entry *set = NULL;
+  struct bitmap_store_entry *set = NULL;
   struct hbitmap **loaded = NULL;
   const char **keep = NULL;
   size_t n, i, nset = 0, nkeep = 0;
@@ -202,8 +202,8 @@ do_add (struct bitmap_cmd *c)
     set_err (c, "Bitmap name is too long");
     return -1;
   }
-  if (c->version < 3) {
-    set_err (c, "Cannot store dirty bitmaps in qcow2 v2 files");
+  if (qcow2_bitmaps_supported (c->q) == -1) {
+    set_err (c, "%s", lib_error (c->filename));
     return -1;
   }
   if (qcow2_bitmap_list (c->q, &list, &n) == -1) {
@@ -429,7 +429,6 @@ cmd_bitmap (int argc, char *argv[])
     return 1;
   qcow2_get_info (cmd.q, &info);
   cmd.cluster_size = info.cluster_size;
-  cmd.version = info.version;
 
   for (i = 0; i < nops; i++) {
     int r;
