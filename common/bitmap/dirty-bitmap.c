@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitmap-rules.h"
 #include "cleanup.h"
 #include "dirty-bitmap.h"
 #include "hbitmap.h"
@@ -87,37 +88,6 @@ struct hbitmap *
 dirty_bitmap_data (struct dirty_bitmap *bm)
 {
   return bm->hb;
-}
-
-int
-dirty_bitmap_check_name (const char *name, char **errp)
-{
-  if (name == NULL || name[0] == '\0') {
-    set_error (errp, EINVAL, "Bitmap name cannot be empty");
-    return -1;
-  }
-  if (strlen (name) > DIRTY_BITMAP_NAME_MAX) {
-    set_error (errp, EINVAL, "Bitmap name too long: %s", name);
-    return -1;
-  }
-  return 0;
-}
-
-int
-dirty_bitmap_check_granularity (uint64_t granularity, char **errp)
-{
-  if (granularity < DIRTY_BITMAP_GRANULARITY_MIN
-      || (granularity & (granularity - 1)) != 0) {
-    set_error (errp, EINVAL,
-               "Granularity must be power of 2 and at least 512");
-    return -1;
-  }
-  if (granularity > DIRTY_BITMAP_GRANULARITY_MAX) {
-    set_error (errp, EINVAL, "Granularity exceeds maximum (%" PRIu64
-               " bytes)", DIRTY_BITMAP_GRANULARITY_MAX);
-    return -1;
-  }
-  return 0;
 }
 
 struct dirty_bitmaps *
@@ -241,17 +211,22 @@ dirty_bitmaps_add (struct dirty_bitmaps *set, const char *name,
   static const struct dirty_bitmap_opts default_opts;
   uint64_t granularity;
   struct dirty_bitmap *bm;
+  const char *msg;
 
   if (opts == NULL)
     opts = &default_opts;
-  if (dirty_bitmap_check_name (name, errp) == -1)
+  if ((msg = bitmap_name_error (name)) != NULL) {
+    set_error (errp, EINVAL, "%s", msg);
     return -1;
+  }
   granularity = opts->granularity;
   if (granularity == 0)
     granularity = data ? hbitmap_granularity (data)
-      : DIRTY_BITMAP_GRANULARITY_DEFAULT;
-  if (dirty_bitmap_check_granularity (granularity, errp) == -1)
+      : BITMAP_GRANULARITY_DEFAULT;
+  if ((msg = bitmap_granularity_error (granularity)) != NULL) {
+    set_error (errp, EINVAL, "%s", msg);
     return -1;
+  }
 
   ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&set->lock);
 
@@ -259,9 +234,8 @@ dirty_bitmaps_add (struct dirty_bitmaps *set, const char *name,
     set_error (errp, EEXIST, "Bitmap already exists: %s", name);
     return -1;
   }
-  if (set->nbitmaps >= DIRTY_BITMAP_COUNT_MAX) {
-    set_error (errp, ENOSPC, "Maximum number of bitmaps (%d) reached",
-               DIRTY_BITMAP_COUNT_MAX);
+  if ((msg = bitmap_count_error (set->nbitmaps + 1)) != NULL) {
+    set_error (errp, ENOSPC, "%s", msg);
     return -1;
   }
   if (data && (hbitmap_size (data) != set->size

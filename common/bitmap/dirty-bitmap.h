@@ -2,8 +2,7 @@
  * in a thread-safe set, with QEMU's rules and error messages
  * (block/dirty-bitmap.c, block/monitor/bitmap-qmp-cmds.c).
  *
- * A bitmap has a name (1..1023 bytes), a granularity (power of two,
- * 512 B .. 2 GiB), and the states QEMU's query-block shows: recording
+ * A bitmap has a name and a granularity (bitmap-rules.h), and the states QEMU's query-block shows: recording
  * (enabled), persistent (kept in a store across restarts), busy (owned by
  * a job or a point-in-time export; frozen), inconsistent (loaded from a
  * store that did not close cleanly: it may only be removed), and
@@ -34,19 +33,6 @@
 struct hbitmap;
 struct dirty_bitmaps;
 
-#define DIRTY_BITMAP_NAME_MAX 1023
-#define DIRTY_BITMAP_GRANULARITY_MIN UINT64_C(512)
-#define DIRTY_BITMAP_GRANULARITY_MAX (UINT64_C(1) << 31)
-#define DIRTY_BITMAP_GRANULARITY_DEFAULT UINT64_C(65536)
-#define DIRTY_BITMAP_COUNT_MAX 65535
-
-/* Check a name / a granularity against QEMU's limits.  0 or -1 (EINVAL)
- * with *ERRP as for the other functions.
- */
-extern int dirty_bitmap_check_name (const char *name, char **errp);
-extern int dirty_bitmap_check_granularity (uint64_t granularity,
-                                           char **errp);
-
 /* A new empty set for an export of SIZE bytes. */
 extern struct dirty_bitmaps *dirty_bitmaps_new (uint64_t size);
 /* Frees every bitmap (successors too). */
@@ -55,7 +41,7 @@ extern uint64_t dirty_bitmaps_size (struct dirty_bitmaps *set);
 
 /* Options for dirty_bitmaps_add. */
 struct dirty_bitmap_opts {
-  uint64_t granularity;  /* 0 = DIRTY_BITMAP_GRANULARITY_DEFAULT */
+  uint64_t granularity;  /* 0 = BITMAP_GRANULARITY_DEFAULT */
   bool disabled;         /* created not recording */
   bool persistent;
   bool inconsistent;     /* loaded from a store with in_use set */
@@ -64,9 +50,9 @@ struct dirty_bitmap_opts {
 
 /* Add a bitmap.  With DATA (not NULL) the set takes ownership of it (it
  * must match the set's size and OPTS' granularity, 0 meaning "DATA's");
- * without, a new clean one is allocated.  Errors: "Bitmap name cannot be
- * empty", "Bitmap name too long: NAME", "Bitmap already exists: NAME",
- * granularity errors, too many bitmaps.  On error DATA is not taken.
+ * without, a new clean one is allocated.  Errors: the rules of
+ * bitmap-rules.h (name, granularity, count), "Bitmap already exists:
+ * NAME".  On error DATA is not taken.
  */
 extern int dirty_bitmaps_add (struct dirty_bitmaps *set, const char *name,
                            const struct dirty_bitmap_opts *opts,

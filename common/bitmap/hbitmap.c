@@ -26,7 +26,6 @@
 #include <config.h>
 
 #include <errno.h>
-#include <endian.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,7 +36,10 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
 
+#include "bitmap-rules.h"
+#include "byte-order.h"
 #include "hbitmap.h"
+#include "rounding.h"
 
 #define MAX_LEVELS 12           /* 2^64 bits need 11 levels */
 #define NONE UINT64_MAX
@@ -69,12 +71,6 @@ unlock_hb (const struct hbitmap *hb)
   pthread_mutex_unlock ((pthread_mutex_t *) &hb->lock);
 }
 
-static inline uint64_t
-div_round_up (uint64_t a, uint64_t b)
-{
-  return a / b + (a % b != 0);
-}
-
 /* Mask of bits [lo, hi] within one word, 0 <= lo <= hi <= 63. */
 static inline uint64_t
 word_mask (unsigned lo, unsigned hi)
@@ -87,13 +83,13 @@ static unsigned
 compute_geometry (uint64_t nbits, uint64_t nwords[MAX_LEVELS])
 {
   unsigned n = 0;
-  uint64_t w = div_round_up (nbits, 64);
+  uint64_t w = DIV_ROUND_UP (nbits, 64);
 
   if (w == 0)
     w = 1;
   nwords[n++] = w;
   while (w > 1) {
-    w = div_round_up (w, 64);
+    w = DIV_ROUND_UP (w, 64);
     nwords[n++] = w;
   }
   return n;
@@ -337,19 +333,13 @@ find_bit (const struct hbitmap *hb, bool dirty, uint64_t p, uint64_t e)
   return pos < e ? pos : NONE;
 }
 
-static bool
-valid_granularity (uint64_t g)
-{
-  return g >= 512 && g <= (UINT64_C (1) << 31) && (g & (g - 1)) == 0;
-}
-
 struct hbitmap *
 hbitmap_new (uint64_t size, uint64_t granularity)
 {
   struct hbitmap *hb;
   int err;
 
-  if (!valid_granularity (granularity) || size > INT64_MAX) {
+  if (!bitmap_granularity_valid (granularity) || size > INT64_MAX) {
     errno = EINVAL;
     return NULL;
   }
@@ -359,7 +349,7 @@ hbitmap_new (uint64_t size, uint64_t granularity)
     return NULL;
   hb->size = size;
   hb->shift = __builtin_ctzll (granularity);
-  hb->nbits = div_round_up (size, granularity);
+  hb->nbits = DIV_ROUND_UP (size, granularity);
   hb->nlevels = compute_geometry (hb->nbits, hb->nwords);
   hb->any[0] = hb->full[0] = calloc (hb->nwords[0], sizeof (uint64_t));
   if (hb->any[0] == NULL) {
@@ -748,7 +738,7 @@ hbitmap_resize (struct hbitmap *hb, uint64_t new_size)
   }
 
   lock_hb (hb);
-  nbits = div_round_up (new_size, UINT64_C (1) << hb->shift);
+  nbits = DIV_ROUND_UP (new_size, UINT64_C (1) << hb->shift);
   if (nbits == hb->nbits) {
     hb->size = new_size;
     r = 0;
@@ -871,22 +861,6 @@ store_bits (struct hbitmap *hb, uint64_t p, unsigned n, uint64_t v)
   }
 }
 
-static inline void
-put_le64 (uint8_t *p, uint64_t v)
-{
-  v = htole64 (v);
-  memcpy (p, &v, 8);
-}
-
-static inline uint64_t
-get_le64 (const uint8_t *p)
-{
-  uint64_t v;
-
-  memcpy (&v, p, 8);
-  return le64toh (v);
-}
-
 uint64_t
 hbitmap_serialization_size (const struct hbitmap *hb,
                             uint64_t start, uint64_t count)
@@ -895,7 +869,7 @@ hbitmap_serialization_size (const struct hbitmap *hb,
 
   lock_hb (hb);
   if (part_bits (hb, start, count, &sb, &eb))
-    r = div_round_up (eb - sb, 8);
+    r = DIV_ROUND_UP (eb - sb, 8);
   unlock_hb (hb);
   return r;
 }
@@ -910,12 +884,12 @@ hbitmap_serialize_part (const struct hbitmap *hb, uint8_t *buf,
   if (!part_bits (hb, start, count, &sb, &eb))
     goto out;
   for (p = sb; eb - p >= 64; p += 64, buf += 8)
-    put_le64 (buf, load_bits (hb, p, 64));
+    store_le64 (buf, load_bits (hb, p, 64));
   if (p < eb) {
     unsigned n = eb - p;
     uint8_t tmp[8];
 
-    put_le64 (tmp, load_bits (hb, p, n));
+    store_le64 (tmp, load_bits (hb, p, n));
     memcpy (buf, tmp, (n + 7) / 8);
   }
  out:
@@ -932,13 +906,13 @@ hbitmap_deserialize_part (struct hbitmap *hb, const uint8_t *buf,
   if (!part_bits (hb, start, count, &sb, &eb))
     goto out;
   for (p = sb; eb - p >= 64; p += 64, buf += 8)
-    store_bits (hb, p, 64, get_le64 (buf));
+    store_bits (hb, p, 64, load_le64 (buf));
   if (p < eb) {
     unsigned n = eb - p;
     uint8_t tmp[8] = { 0 };
 
     memcpy (tmp, buf, (n + 7) / 8);
-    store_bits (hb, p, n, get_le64 (tmp));
+    store_bits (hb, p, n, load_le64 (tmp));
   }
   refresh_summaries (hb, sb >> 6, (eb - 1) >> 6);
  out:

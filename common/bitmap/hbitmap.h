@@ -19,7 +19,8 @@
 
 struct hbitmap;
 
-/* GRANULARITY: power of two, 512 B .. 2 GiB; SIZE at most INT64_MAX.
+/* GRANULARITY: as bitmap-rules.h allows (a power of two, 512 B ..
+ * 2 GiB); SIZE at most INT64_MAX.
  * NULL with errno EINVAL (bad argument) or ENOMEM.
  */
 extern struct hbitmap *hbitmap_new (uint64_t size, uint64_t granularity);

@@ -15,15 +15,13 @@
 #include "cleanup.h"
 #include "hbitmap.h"
 #include "qcow2-internal.h"
+#include "rounding.h"
 
 #define BME_IN_USE 1u
 #define BME_AUTO 2u
 #define BME_RESERVED_FLAGS 0xfffffffcu
 #define BME_MAX_TABLE_SIZE 0x8000000
 #define BME_MAX_PHYS_SIZE 0x20000000
-#define BME_MAX_NAME_SIZE 1023
-#define BME_MAX_BITMAPS 65535
-#define BME_MAX_DIR_SIZE (1024 * 65535)
 #define BME_TABLE_OFFSET_MASK UINT64_C (0x00fffffffffffe00)
 #define BME_TABLE_RESERVED_MASK UINT64_C (0xff000000000001fe)
 #define BME_TABLE_ALL_ONES 1
@@ -150,7 +148,7 @@ qcow2_bitmaps_load_directory (struct qcow2 *q)
     if (extra != 0)
       return qcow2_error (ENOTSUP, "%s: bitmap extra data is not supported",
                           q->filename);
-    if (name_size == 0 || name_size > BME_MAX_NAME_SIZE)
+    if (name_size == 0 || name_size > BITMAP_NAME_MAX)
       return qcow2_error (EINVAL, "%s: bitmap %" PRIu32 " has an invalid "
                           "name size %u", q->filename, i, name_size);
     b->name = strndup ((const char *) dir + pos + 24, name_size);
@@ -164,7 +162,8 @@ qcow2_bitmaps_load_directory (struct qcow2 *q)
     if (b->table_size == 0 || b->table_size > BME_MAX_TABLE_SIZE ||
         (uint64_t) b->table_size * q->cluster_size > BME_MAX_PHYS_SIZE ||
         (b->flags & BME_RESERVED_FLAGS) || b->type != 1 ||
-        b->granularity_bits < 9 || b->granularity_bits > 31 ||
+        b->granularity_bits > 63 ||
+        !bitmap_granularity_valid (UINT64_C (1) << b->granularity_bits) ||
         b->table_offset == 0 ||
         (b->table_offset & (q->cluster_size - 1)) ||
         b->table_offset < q->cluster_size ||
@@ -532,10 +531,10 @@ write_bitmap (struct qcow2 *q, const struct hbitmap *hb, struct qcow2_bm *b)
 static int
 check_name (struct qcow2 *q, const char *name)
 {
-  size_t len = strlen (name);
-  if (len == 0 || len > BME_MAX_NAME_SIZE)
-    return qcow2_error (EINVAL, "%s: bitmap name must be 1 to 1023 bytes",
-                        q->filename);
+  const char *msg = bitmap_name_error (name);
+
+  if (msg)
+    return qcow2_error (EINVAL, "%s: %s", q->filename, msg);
   return 0;
 }
 
@@ -554,15 +553,16 @@ qcow2_bitmaps_supported (struct qcow2 *q)
 static int
 check_granularity (struct qcow2 *q, uint64_t g)
 {
+  const char *msg = bitmap_granularity_error (g);
   uint64_t bytes;
-  if (g < 512 || g > (UINT64_C (1) << 31) || (g & (g - 1)))
-    return qcow2_error (EINVAL, "%s: bitmap granularity must be a power of "
-                        "two from 512 bytes to 2 GiB", q->filename);
-  bytes = ((q->size + g - 1) / g + 7) / 8;
+
+  if (msg)
+    return qcow2_error (EINVAL, "%s: %s", q->filename, msg);
+  bytes = DIV_ROUND_UP (DIV_ROUND_UP (q->size, g), 8);
   if (bytes > BME_MAX_PHYS_SIZE ||
       bytes > (uint64_t) BME_MAX_TABLE_SIZE * q->cluster_size)
-    return qcow2_error (EFBIG, "%s: bitmap is too large for this granularity",
-                        q->filename);
+    return qcow2_error (EFBIG, "%s: Too much space will be occupied by the "
+                        "bitmap. Use larger granularity", q->filename);
   return 0;
 }
 
@@ -624,6 +624,7 @@ static int
 store_validate (struct qcow2 *q, struct store_job *job)
 {
   size_t nold = q->nr_bms, n = job->n, i, j;
+  const char *msg;
 
   if (q->readonly)
     return qcow2_error (EROFS, "%s: image is read-only", q->filename);
@@ -632,10 +633,9 @@ store_validate (struct qcow2 *q, struct store_job *job)
                         q->filename);
   if (n + job->nkeep > 0 && qcow2_bitmaps_supported (q) == -1)
     return -1;
-  if (n + job->nkeep > BME_MAX_BITMAPS)
-    return qcow2_error (EINVAL, "%s: Maximum number of persistent bitmaps "
-                        "is already reached (%d)", q->filename,
-                        BME_MAX_BITMAPS);
+  if ((msg = bitmap_count_error (n + job->nkeep)) != NULL)
+    return qcow2_error (EINVAL, "%s: %s (%d)", q->filename, msg,
+                        BITMAP_COUNT_MAX);
   job->old_index = index_names (q->bms, nold);
   job->slot = malloc ((nold ? nold : 1) * sizeof *job->slot);
   if (job->old_index == NULL || job->slot == NULL)
@@ -742,7 +742,7 @@ store_write_directory (struct qcow2 *q, struct store_job *job)
 
   if (dir == NULL)
     return -1;
-  if (job->dir_size > BME_MAX_DIR_SIZE)
+  if (job->dir_size > QCOW2_MAX_BITMAP_DIRECTORY_SIZE)
     return qcow2_error (EINVAL, "%s: bitmap directory too large",
                         q->filename);
   job->dir_offset = 0;

@@ -255,11 +255,11 @@ qcow2_parse_header (struct qcow2 *q, const uint8_t *buf, size_t len,
       if (load_be32 (data + 4) != 0)
         return qcow2_error (EINVAL, "%s: bitmaps extension: reserved field "
                             "is not zero", q->filename);
-      if (q->nb_bitmaps == 0 || q->nb_bitmaps > 65535)
+      if (q->nb_bitmaps == 0 || q->nb_bitmaps > BITMAP_COUNT_MAX)
         return qcow2_error (EINVAL, "%s: bitmaps extension: invalid number "
                             "of bitmaps %" PRIu32, q->filename,
                             q->nb_bitmaps);
-      if (q->bitmap_directory_size > 1024 * 65535 ||
+      if (q->bitmap_directory_size > QCOW2_MAX_BITMAP_DIRECTORY_SIZE ||
           q->bitmap_directory_size < 24 * (uint64_t) q->nb_bitmaps)
         return qcow2_error (EINVAL, "%s: bitmaps extension: invalid bitmap "
                             "directory size %" PRIu64, q->filename,

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdint.h>
 
+#include "bitmap-rules.h"
 #include "qcow2.h"
 
 #define QCOW2_MAGIC 0x514649fb
@@ -45,6 +46,10 @@
 #define MAX_L1_BYTES (32 * 1024 * 1024)
 #define MAX_REFTABLE_BYTES (8 * 1024 * 1024)
 #define MAX_BACKING_FILE_SIZE 1023
+/* The bitmaps extension: at most BITMAP_COUNT_MAX entries of at most
+ * 1 KiB each (QEMU's QCOW2_MAX_BITMAP_DIRECTORY_SIZE).
+ */
+#define QCOW2_MAX_BITMAP_DIRECTORY_SIZE (1024 * BITMAP_COUNT_MAX)
 #define MAX_BACKING_DEPTH 64
 #define MIN_CLUSTER_BITS 9
 #define MAX_CLUSTER_BITS 21

@@ -1,4 +1,6 @@
-/* Big-endian load/store helpers for on-disk and on-wire structures. */
+/* Load/store helpers for on-disk and on-wire structures: big-endian
+ * (qcow2, NBD) and little-endian 64-bit words (qcow2 bitmap data).
+ */
 #ifndef NBDCBT_BYTE_ORDER_H
 #define NBDCBT_BYTE_ORDER_H
 #include <endian.h>
@@ -41,6 +43,19 @@ static inline void
 store_be64 (void *p, uint64_t v)
 {
   v = htobe64 (v);
+  memcpy (p, &v, 8);
+}
+static inline uint64_t
+load_le64 (const void *p)
+{
+  uint64_t v;
+  memcpy (&v, p, 8);
+  return le64toh (v);
+}
+static inline void
+store_le64 (void *p, uint64_t v)
+{
+  v = htole64 (v);
   memcpy (p, &v, 8);
 }
 #endif

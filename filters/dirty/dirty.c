@@ -34,6 +34,7 @@
 
 #include <nbdcbt-filter.h>
 
+#include "bitmap-rules.h"
 #include "bitmap-store.h"
 #include "cleanup.h"
 #include "dirty-bitmap.h"
@@ -125,7 +126,7 @@ static int
 parse_bitmap (const char *value)
 {
   CLEANUP_FREE char *name = strdup (value);
-  CLEANUP_FREE char *msg = NULL;
+  const char *msg;
   uint64_t granularity = 0;
   char *colon;
   struct pending *p;
@@ -146,22 +147,16 @@ parse_bitmap (const char *value)
                     value, colon + 1, err);
       return -1;
     }
-    if (g == 0 || dirty_bitmap_check_granularity (g, &msg) == -1) {
-      nbdcbt_error ("dirty: bitmap=%s: %s", value,
-                    msg ? msg : "Granularity must be power of 2 and at "
-                    "least 512");
+    if ((msg = bitmap_granularity_error (g)) != NULL) {
+      nbdcbt_error ("dirty: bitmap=%s: %s", value, msg);
       return -1;
     }
     granularity = g;
   }
-  if (dirty_bitmap_check_name (name, &msg) == -1) {
+  if ((msg = bitmap_name_error (name)) != NULL) {
     /* Do not print a 1000-byte name back. */
-    if (strlen (name) > DIRTY_BITMAP_NAME_MAX)
-      nbdcbt_error ("dirty: bitmap=: the name is %zu bytes long, the "
-                    "limit is %d bytes", strlen (name),
-                    DIRTY_BITMAP_NAME_MAX);
-    else
-      nbdcbt_error ("dirty: bitmap=%s: %s", value, msg);
+    nbdcbt_error ("dirty: bitmap=%.*s%s: %s", 64, value,
+                  strlen (value) > 64 ? "..." : "", msg);
     return -1;
   }
   if (pending_find (name)) {
@@ -169,9 +164,9 @@ parse_bitmap (const char *value)
                   "(bitmap names must be unique)", value, name);
     return -1;
   }
-  if (npending >= DIRTY_BITMAP_COUNT_MAX) {
-    nbdcbt_error ("dirty: too many bitmaps (at most %d)",
-                  DIRTY_BITMAP_COUNT_MAX);
+  if ((msg = bitmap_count_error (npending + 1)) != NULL) {
+    nbdcbt_error ("dirty: bitmap=%.*s%s: %s", 64, value,
+                  strlen (value) > 64 ? "..." : "", msg);
     return -1;
   }
   p = pending_append (name);

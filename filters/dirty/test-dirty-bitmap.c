@@ -93,7 +93,7 @@ test_limits (void)
   memset (name, 'a', 1024);
   name[1024] = '\0';
   CHECK_ERR (dirty_bitmaps_add (set, name, NULL, NULL, errp), EINVAL,
-             "Bitmap name too long");
+             "Name length exceeds maximum (1023 characters)");
   name[1023] = '\0';
   CHECK_OK (dirty_bitmaps_add (set, name, NULL, NULL, errp));
   o.granularity = 256;

@@ -34,8 +34,8 @@ bad "cannot parse granularity" bitmap=b0:-4k
 bad "name cannot be empty" bitmap=
 bad "name cannot be empty" bitmap=:4k
 bad "already exists: b0" bitmap=b0 bitmap=b0:4k
-bad "1024 bytes long, the limit is 1023" "bitmap=$long"
-bad "1024 bytes long" "bitmap=$long:64k"
+bad "Name length exceeds maximum (1023 characters)" "bitmap=$long"
+bad "Name length exceeds maximum" "bitmap=$long:64k"
 
 # Good ones: sizes with suffixes, the limits, a name with colons.
 start_server "$tmpdir/pid" "$sock" --filter=dirty memory size=1M \

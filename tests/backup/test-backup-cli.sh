@@ -31,7 +31,7 @@ expect_error "not a number" nbdcbt-backup restore "$tmpdir" --until x -o f
 expect_error "output format" nbdcbt-backup restore "$tmpdir" -O vmdk -o f
 expect_error "power of two" nbdcbt-backup full nbd://x -o d -S 3000
 expect_error "between 1 and 64" nbdcbt-backup full nbd://x -o d -C 0
-expect_error "1 to 1023 bytes" nbdcbt-backup inc nbd://x -o d --bitmap ''
+expect_error "Bitmap name cannot be empty" nbdcbt-backup inc nbd://x -o d --bitmap ''
 expect_error "a disk id is 1 to 1023 bytes" \
   nbdcbt-backup full nbd://x -o d --disk-id ''
 expect_error "control characters" \

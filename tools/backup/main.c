@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "bitmap-rules.h"
 #include "utils.h"
 
 struct options opts = {
@@ -144,8 +145,8 @@ main (int argc, char *argv[])
     switch (c) {
     case 'o': opts.output = optarg; break;
     case 'b':
-      if (*optarg == '\0' || strlen (optarg) > 1023) {
-        error ("--bitmap: a bitmap name is 1 to 1023 bytes");
+      if (bitmap_name_error (optarg)) {
+        error ("--bitmap: %s", bitmap_name_error (optarg));
         exit (EXIT_FAILURE);
       }
       opts.bitmap = optarg;

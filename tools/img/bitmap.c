@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitmap-rules.h"
 #include "bitmap-store.h"
 #include "cleanup.h"
 #include "hbitmap.h"
@@ -183,23 +184,13 @@ do_add (struct bitmap_cmd *c)
   struct qcow2_bitmap_info *list;
   uint64_t g = c->granularity ? c->granularity
     : default_bitmap_granularity (c->cluster_size);
+  const char *msg;
   size_t n;
   ssize_t i;
 
-  if (c->bitmap[0] == '\0') {
-    set_err (c, "Bitmap name cannot be empty");
-    return -1;
-  }
-  if (g < 512 || (g & (g - 1)) != 0) {
-    set_err (c, "Granularity must be power of 2 and at least 512");
-    return -1;
-  }
-  if (g > (UINT64_C(1) << 31)) {
-    set_err (c, "Granularity must be at most 2 GiB");
-    return -1;
-  }
-  if (strlen (c->bitmap) > 1023) {
-    set_err (c, "Bitmap name is too long");
+  if ((msg = bitmap_name_error (c->bitmap)) != NULL ||
+      (msg = bitmap_granularity_error (g)) != NULL) {
+    set_err (c, "%s", msg);
     return -1;
   }
   if (qcow2_bitmaps_supported (c->q) == -1) {
