@@ -133,8 +133,15 @@ send_info_block_size (struct connection *conn, uint32_t option)
 {
   char buf[14];
   uint32_t min = conn->minimum;
-  uint32_t preferred = MAX (4096u, min);
+  uint32_t preferred = conn->top->preferred;
   uint32_t max = MAX_PAYLOAD_ADVERTISED;
+
+  /* The chain's preferred size when it is a sane one (a power of two
+   * from the minimum to 32 MiB), else 4 KiB.
+   */
+  if (preferred < min || preferred > MAX_PAYLOAD_ADVERTISED
+      || (preferred & (preferred - 1)) != 0)
+    preferred = MAX (4096u, min);
 
   if (conn->top->maximum < max && conn->top->maximum >= preferred)
     max = conn->top->maximum / min * min;
