@@ -264,15 +264,48 @@ extern int sums_save (const char *path, const struct sum_params *p,
 extern int check_contents (const char *what, const char *dir,
                            const struct backup_entry *b, uint64_t disk_size);
 
+/* --- The source export (source.c) ------------------------------------ */
+
+/* A connection to URI asking for base:allocation and, if not NULL,
+ * BITMAP_CONTEXT, with the full export info.  NULL after printing an
+ * error.
+ */
+extern struct nbd_handle *connect_source (const char *uri,
+                                          const char *bitmap_context);
+/* "qemu:dirty-bitmap:BITMAP" into *CONTEXT (malloc'd), or NULL without
+ * BITMAP.  -1 after printing an error.
+ */
+extern int bitmap_context_name (const char *bitmap, char **context);
+
+/* --- Is the chain a usable base (chain-check.c) ---------------------- */
+
+/* What the server tells about the disk, compared with the chain's
+ * record of it before an incremental is added.
+ */
+struct disk_identity {
+  const char *export_name;
+  const char *description;      /* NULL if the server sent none */
+  uint64_t size;
+};
+
+/* Is the chain M in DIR usable as the base of an incremental of the
+ * export on H?  Returns 0, or -1 with the reason in *WHY (malloc'd).  On
+ * success the dirty work list is in *LIST.
+ */
+extern int check_chain (const char *dir, const struct manifest *m,
+                        struct nbd_handle *h, const struct disk_identity *id,
+                        const char *bitmap_context, extent_list *list,
+                        char **why);
+
 /* --- Operations ------------------------------------------------------- */
 
 enum backup_mode { MODE_FULL, MODE_INC, MODE_AUTO };
 extern int do_backup (enum backup_mode mode, const char *uri);   /* chain.c */
 extern int do_verify (const char *dir);                          /* verify.c */
 extern int do_restore (const char *dir);                         /* restore.c */
-extern int do_list (const char *dir);                            /* chain.c */
-extern int do_copy_raw (const char *uri);                        /* chain.c */
-extern int do_print_extents (const char *uri);                   /* chain.c */
+extern int do_list (const char *dir);                            /* list.c */
+extern int do_copy_raw (const char *uri);                      /* copy-raw.c */
+extern int do_print_extents (const char *uri);            /* print-extents.c */
 
 /* Helper of chain.c: DIR/NAME, malloc'd (NULL after an error). */
 extern char *dir_file (const char *dir, const char *name);

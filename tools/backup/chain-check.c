@@ -1,0 +1,231 @@
+/* nbdcbt-backup: is the chain in the directory a usable base for an
+ * incremental backup of this export?  The disk's identity (--disk-id,
+ * export name and description, size), the bitmap the chain follows, the
+ * last backup's file, and a spot check of the areas the bitmap reports
+ * unchanged.
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
+
+#include "backup.h"
+#include "cleanup.h"
+#include "qcow2.h"
+
+#define SAMPLES 32
+#define SAMPLE_SIZE (64 * 1024)
+
+static void __attribute__ ((format (printf, 2, 3)))
+set_why (char **why, const char *fs, ...)
+{
+  va_list args;
+
+  va_start (args, fs);
+  if (vasprintf (why, fs, args) == -1)
+    *why = NULL;
+  va_end (args);
+}
+
+static bool
+same_string (const char *a, const char *b)
+{
+  if (a == NULL || b == NULL)
+    return a == b;
+  return strcmp (a, b) == 0;
+}
+
+/* Is the export the disk the chain was taken from, as far as the
+ * reliable facts go: the user's --disk-id, the export name, the
+ * export description, the size.  Returns 0, or -1 with *why set.
+ */
+static int
+check_identity (const struct manifest *m, const struct disk_identity *id,
+                char **why)
+{
+  if (!same_string (m->disk_id, opts.disk_id)) {
+    if (m->disk_id == NULL)
+      set_why (why, "the chain was started without --disk-id, this backup "
+                "gives --disk-id '%s'", opts.disk_id);
+    else if (opts.disk_id == NULL)
+      set_why (why, "the chain belongs to --disk-id '%s', this backup "
+                "gives no --disk-id", m->disk_id);
+    else
+      set_why (why, "the chain belongs to --disk-id '%s', not '%s'",
+                m->disk_id, opts.disk_id);
+    return -1;
+  }
+  if (!same_string (m->export_name, id->export_name)) {
+    set_why (why, "the chain was taken from export \"%s\", this is export "
+              "\"%s\"", m->export_name, id->export_name);
+    return -1;
+  }
+  if (m->description_known &&
+      !same_string (m->export_description, id->description)) {
+    if (m->export_description == NULL)
+      set_why (why, "the chain's export had no description, this one has "
+                "\"%s\"", id->description);
+    else if (id->description == NULL)
+      set_why (why, "the chain's export had the description \"%s\", this "
+                "one has none", m->export_description);
+    else
+      set_why (why, "the chain's export had the description \"%s\", this "
+                "one has \"%s\"", m->export_description, id->description);
+    return -1;
+  }
+  if (id->size != m->virtual_size) {
+    set_why (why, "the disk size changed (the chain has %" PRIu64
+              " bytes, the export %" PRIu64 ")", m->virtual_size, id->size);
+    return -1;
+  }
+  return 0;
+}
+
+/* A random number below N (N > 0); not for secrets.  Only spreads the
+ * spot check's samples differently at each backup.
+ */
+static uint64_t
+random_below (uint64_t n)
+{
+  uint64_t r = 0;
+
+  if (gnutls_rnd (GNUTLS_RND_NONCE, &r, sizeof r) < 0)
+    r = (uint64_t) time (NULL) * UINT64_C (6364136223846793005);
+  return r % n;
+}
+
+/* The spot check: where the bitmap says nothing changed since the last
+ * backup, the export must read exactly as the chain does.  SAMPLES
+ * reads of SAMPLE_SIZE bytes, one at a random place in each of SAMPLES
+ * equal slices of the clean bytes.  It is a heuristic: it finds a
+ * bitmap that was cleared or recreated without a backup in between, or
+ * a chain of another disk, only if a sample falls where they differ.
+ * Returns 0, or -1 with *why set.
+ */
+static int
+spot_check (const char *top, struct nbd_handle *h, uint64_t size,
+            const extent_list *list, char **why)
+{
+  CLEANUP_FREE char *srcbuf = NULL, *chainbuf = NULL;
+  struct qcow2 *q = NULL;
+  uint64_t clean_total = 0, step, base, pos[SAMPLES];
+  size_t i, k, nsamples;
+  int r = -1;
+
+  for (i = 0; i < list->len; ++i)
+    if (list->ptr[i].kind == EXTENT_CLEAN)
+      clean_total += list->ptr[i].length;
+  if (clean_total == 0)
+    return 0;
+
+  /* Sample K starts at POS[K] counted in clean bytes (increasing). */
+  step = clean_total / SAMPLES;
+  nsamples = step == 0 ? 1 : SAMPLES;
+  for (k = 0; k < nsamples; ++k)
+    pos[k] = step == 0 ? 0 : k * step + random_below (step);
+
+  q = qcow2_open (top, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BITMAP_IN_USE);
+  if (q == NULL) {
+    set_why (why, "the last backup %s cannot be opened: %s", top,
+              qcow2_last_error ());
+    return -1;
+  }
+  /* Chains made before the size was rounded up have the exact size. */
+  if (qcow2_get_size (q) != QCOW2_SIZE (size) && qcow2_get_size (q) != size) {
+    set_why (why, "the last backup %s is not of the disk's size", top);
+    goto out;
+  }
+  srcbuf = malloc (SAMPLE_SIZE);
+  chainbuf = malloc (SAMPLE_SIZE);
+  if (!srcbuf || !chainbuf) {
+    set_why (why, "out of memory");
+    goto out;
+  }
+  base = 0;                     /* clean bytes before extent I */
+  for (i = 0, k = 0; k < nsamples && i < list->len; ++i) {
+    const struct extent *x = &list->ptr[i];
+
+    if (x->kind != EXTENT_CLEAN)
+      continue;
+    while (k < nsamples && pos[k] < base + x->length) {
+      uint64_t off = x->offset + (pos[k] - base);
+      uint64_t len = x->offset + x->length - off;
+
+      if (len > SAMPLE_SIZE)
+        len = SAMPLE_SIZE;
+      if (nbd_pread (h, srcbuf, len, off, 0) == -1) {
+        set_why (why, "read at %" PRIu64 ": %s", off, nbd_get_error ());
+        goto out;
+      }
+      if (qcow2_pread (q, chainbuf, len, off) == -1) {
+        set_why (why, "%s: read at %" PRIu64 ": %s", top, off,
+                  qcow2_last_error ());
+        goto out;
+      }
+      if (memcmp (srcbuf, chainbuf, len) != 0) {
+        set_why (why, "the export differs from the chain at offset %"
+                  PRIu64 " where bitmap '%s' reports no change: the chain "
+                  "belongs to another disk, or the bitmap missed writes or "
+                  "was cleared without a backup (found by sampling %zu "
+                  "places of the unchanged areas, a heuristic that cannot "
+                  "catch every case)", off, opts.bitmap, nsamples);
+        goto out;
+      }
+      k++;
+    }
+    base += x->length;
+  }
+  r = 0;
+
+ out:
+  qcow2_close (q);
+  return r;
+}
+
+int
+check_chain (const char *dir, const struct manifest *m,
+             struct nbd_handle *h, const struct disk_identity *id,
+             const char *bitmap_context, extent_list *list, char **why)
+{
+  const struct backup_entry *last = &m->backups.ptr[m->backups.len - 1];
+  CLEANUP_FREE char *top = dir_file (dir, last->file);
+  struct stat st;
+
+  *why = NULL;
+  if (top == NULL)
+    return -1;
+  if (check_identity (m, id, why) == -1)
+    return -1;
+  if (m->bitmap && strcmp (m->bitmap, opts.bitmap) != 0) {
+    set_why (why, "the chain follows bitmap '%s', not '%s'", m->bitmap,
+              opts.bitmap);
+    return -1;
+  }
+  if (nbd_can_meta_context (h, bitmap_context) != 1) {
+    set_why (why, "the server does not offer '%s': the bitmap is missing, "
+              "inconsistent, or not exported", bitmap_context);
+    return -1;
+  }
+  if (stat (top, &st) == -1) {
+    set_why (why, "the last backup %s is missing: %m", top);
+    return -1;
+  }
+  if ((uint64_t) st.st_size != last->file_size) {
+    set_why (why, "the last backup %s has changed size since it was "
+              "written (damaged?)", top);
+    return -1;
+  }
+  if (get_extents (h, id->size, bitmap_context, list) == -1) {
+    set_why (why, "the dirty extents could not be read");
+    return -1;
+  }
+  return spot_check (top, h, id->size, list, why);
+}
