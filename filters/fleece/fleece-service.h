@@ -1,0 +1,43 @@
+/* The "fleece" service: how the server reaches the copy-before-write
+ * engine of an export whose chain has the fleece filter (see cbw.h for
+ * the engine and its rules).  The server finds it with
+ * nbdcbt_next_service (top, FLEECE_SERVICE) and serves each session's
+ * views through these entry points, so that one copy of the engine (the
+ * filter's) does all the work.
+ */
+#ifndef NBDCBT_FLEECE_SERVICE_H
+#define NBDCBT_FLEECE_SERVICE_H
+
+#include "cbw.h"
+
+#define FLEECE_SERVICE "fleece"
+
+struct fleece_service {
+  void *fleece;                 /* the filter's instance */
+  /* The engine of the disk below, made on first use with the disk's
+   * SIZE (the filter also makes it at the first connection).  NULL with
+   * *ERRP if SIZE differs from the size it was made with.
+   */
+  struct cbw_disk *(*disk) (void *fleece, uint64_t size, char **errp);
+  /* The session-dir= directory (the default resolved). */
+  const char *(*session_dir) (void *fleece);
+
+  void (*quiesce) (struct cbw_disk *d);
+  void (*resume) (struct cbw_disk *d);
+  struct cbw_session *(*session_new) (struct cbw_disk *d,
+                                      const struct cbw_session_opts *o,
+                                      char **errp);
+  void (*session_detach) (struct cbw_session *s);
+  void (*session_ref) (struct cbw_session *s);
+  void (*session_unref) (struct cbw_session *s);
+  int (*session_read) (struct cbw_session *s, void *buf, uint32_t count,
+                       uint64_t offset, bool delta, cbw_read_fn *read,
+                       void *opaque, int *err);
+  int (*session_map) (struct cbw_session *s, uint64_t offset,
+                      uint64_t count, cbw_map_fn *fn, void *opaque);
+  void (*session_stats) (struct cbw_session *s,
+                         struct cbw_session_stats *st);
+  const char *(*session_failed) (struct cbw_session *s);
+};
+
+#endif /* NBDCBT_FLEECE_SERVICE_H */

@@ -1,0 +1,261 @@
+/* The fleece filter: point-in-time views of a disk that keeps being
+ * written, by copy-before-write.
+ *
+ * On its own export the filter passes every request down; around each
+ * write, write-zeroes and trim it runs the copy-before-write engine
+ * (cbw.c): while a backup session is open, the first write into a
+ * granule the session still needs copies the granule's old data into
+ * the session's store before the write goes on.  The sessions themselves
+ * are begun and ended by the server (backup-begin and backup-end on the
+ * control socket), which finds the engine through the "fleece" service
+ * and serves each session's views as exports of their own.
+ *
+ * Placement: the filter must be above the dirty filter (--filter=fleece
+ * --filter=dirty), so that a write is marked in the bitmaps inside the
+ * same window the engine's gate covers: a session and its frozen bitmap
+ * then begin at one instant between two writes.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <nbdcbt-filter.h>
+
+#include "cbw.h"
+#include "cleanup.h"
+#include "fleece-service.h"
+
+struct fleece {
+  char *session_dir;            /* NULL until config_complete resolves it */
+  pthread_mutex_t lock;         /* guards DISK's creation */
+  struct cbw_disk *disk;        /* written once, under LOCK */
+};
+
+static struct fleece instance = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void
+fleece_unload (void)
+{
+  free (instance.session_dir);
+  cbw_disk_free (instance.disk);
+}
+
+static int
+fleece_config (nbdcbt_next_config *next, nbdcbt_backend *nxdata,
+               const char *key, const char *value)
+{
+  if (strcmp (key, "session-dir") == 0) {
+    free (instance.session_dir);
+    instance.session_dir = nbdcbt_absolute_path (value);
+    return instance.session_dir ? 0 : -1;
+  }
+  return next (nxdata, key, value);
+}
+
+#define fleece_config_help \
+  "session-dir=DIR   Where backup sessions keep their stores (default\n" \
+  "                  $TMPDIR, else /var/tmp)."
+
+static int
+fleece_config_complete (nbdcbt_next_config_complete *next,
+                        nbdcbt_backend *nxdata)
+{
+  struct stat sb;
+
+  if (instance.session_dir == NULL) {
+    const char *t = getenv ("TMPDIR");
+
+    instance.session_dir = strdup (t && *t ? t : "/var/tmp");
+    if (instance.session_dir == NULL) {
+      nbdcbt_error ("fleece: %m");
+      return -1;
+    }
+  }
+  if (stat (instance.session_dir, &sb) == -1) {
+    nbdcbt_error ("fleece: session-dir=%s: %m", instance.session_dir);
+    return -1;
+  }
+  if (!S_ISDIR (sb.st_mode)) {
+    nbdcbt_error ("fleece: session-dir=%s: not a directory",
+                  instance.session_dir);
+    return -1;
+  }
+  return next (nxdata);
+}
+
+/* The engine, made with the disk's size on first use.  LOCK not held. */
+static struct cbw_disk *
+get_disk (struct fleece *f, uint64_t size, char **errp)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&f->lock);
+
+  if (f->disk == NULL) {
+    f->disk = cbw_disk_new (size);
+    if (f->disk == NULL) {
+      if (asprintf (errp, "fleece: %s", strerror (errno)) == -1)
+        *errp = NULL;
+      return NULL;
+    }
+  }
+  else if (cbw_disk_size (f->disk) != size) {
+    if (asprintf (errp, "fleece: the disk has %" PRIu64 " bytes, not %"
+                  PRIu64 " (it cannot change size under the filter)",
+                  cbw_disk_size (f->disk), size) == -1)
+      *errp = NULL;
+    return NULL;
+  }
+  return f->disk;
+}
+
+static struct cbw_disk *
+service_disk (void *fleece, uint64_t size, char **errp)
+{
+  *errp = NULL;
+  return get_disk (fleece, size, errp);
+}
+
+static const char *
+service_session_dir (void *fleece)
+{
+  return ((struct fleece *) fleece)->session_dir;
+}
+
+static const struct fleece_service service = {
+  .fleece = &instance,
+  .disk = service_disk,
+  .session_dir = service_session_dir,
+  .quiesce = cbw_quiesce,
+  .resume = cbw_resume,
+  .session_new = cbw_session_new,
+  .session_detach = cbw_session_detach,
+  .session_ref = cbw_session_ref,
+  .session_unref = cbw_session_unref,
+  .session_read = cbw_session_read,
+  .session_map = cbw_session_map,
+  .session_stats = cbw_session_stats,
+  .session_failed = cbw_session_failed,
+};
+
+static const void *
+fleece_get_service (nbdcbt_backend *nxdata, const char *name)
+{
+  if (strcmp (name, FLEECE_SERVICE) == 0)
+    return &service;
+  return nbdcbt_next_service (nxdata, name);
+}
+
+static int
+fleece_prepare (const struct nbdcbt_next_ops *next_ops,
+                nbdcbt_context *nxdata, void *handle, int readonly)
+{
+  CLEANUP_FREE char *msg = NULL;
+  int64_t size;
+
+  if (instance.disk)
+    return 0;
+  size = next_ops->get_size (nxdata);
+  if (size == -1)
+    return -1;
+  if (get_disk (&instance, size, &msg) == NULL) {
+    nbdcbt_error ("%s", msg ? msg : "fleece: out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+/* The old data is read from the layer below, on the writer's own
+ * connection.
+ */
+struct below {
+  const struct nbdcbt_next_ops *next_ops;
+  nbdcbt_context *nxdata;
+};
+
+static int
+read_below (void *opaque, void *buf, uint32_t count, uint64_t offset,
+            int *err)
+{
+  struct below *b = opaque;
+
+  return b->next_ops->pread (b->nxdata, buf, count, offset, 0, err);
+}
+
+enum change { CHANGE_WRITE, CHANGE_ZERO, CHANGE_TRIM };
+
+static int
+change (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
+        enum change what, const void *buf, uint32_t count, uint64_t offset,
+        uint32_t flags, int *err)
+{
+  struct cbw_disk *d = instance.disk;   /* made in prepare */
+  struct below b = { next_ops, nxdata };
+  int r;
+
+  cbw_write_enter (d);
+  cbw_before_write (d, offset, count, read_below, &b);
+  switch (what) {
+  case CHANGE_WRITE:
+    r = next_ops->pwrite (nxdata, buf, count, offset, flags, err);
+    break;
+  case CHANGE_ZERO:
+    r = next_ops->zero (nxdata, count, offset, flags, err);
+    break;
+  default:
+    r = next_ops->trim (nxdata, count, offset, flags, err);
+  }
+  cbw_write_leave (d);
+  return r;
+}
+
+static int
+fleece_pwrite (const struct nbdcbt_next_ops *next_ops,
+               nbdcbt_context *nxdata, void *handle, const void *buf,
+               uint32_t count, uint64_t offset, uint32_t flags, int *err)
+{
+  return change (next_ops, nxdata, CHANGE_WRITE, buf, count, offset, flags,
+                 err);
+}
+
+static int
+fleece_zero (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
+             void *handle, uint32_t count, uint64_t offset, uint32_t flags,
+             int *err)
+{
+  return change (next_ops, nxdata, CHANGE_ZERO, NULL, count, offset, flags,
+                 err);
+}
+
+static int
+fleece_trim (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
+             void *handle, uint32_t count, uint64_t offset, uint32_t flags,
+             int *err)
+{
+  return change (next_ops, nxdata, CHANGE_TRIM, NULL, count, offset, flags,
+                 err);
+}
+
+static struct nbdcbt_filter filter = {
+  .name = "fleece",
+  .longname = "nbdcbt fleece filter",
+  .version = PACKAGE_VERSION,
+  .description = "point-in-time views by copy-before-write",
+  .config_help = fleece_config_help,
+  .unload = fleece_unload,
+  .config = fleece_config,
+  .config_complete = fleece_config_complete,
+  .get_service = fleece_get_service,
+  .prepare = fleece_prepare,
+  .pwrite = fleece_pwrite,
+  .zero = fleece_zero,
+  .trim = fleece_trim,
+};
+
+NBDCBT_REGISTER_FILTER (filter)
