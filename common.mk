@@ -5,6 +5,7 @@ AM_CPPFLAGS = \
 	-I$(top_srcdir)/common/protocol \
 	-I$(top_srcdir)/common/bitmap \
 	-I$(top_srcdir)/common/qcow2 \
+	-I$(top_srcdir)/common/qbm \
 	-I$(top_builddir)
 AM_CFLAGS = $(WARN_CFLAGS) $(PTHREAD_LIBS)
 

@@ -1,0 +1,101 @@
+/* QBM sidecar: persistent bitmaps beside a raw image (or block device).
+ *
+ * The sidecar is a JSON descriptor (IMAGE.qbm by default) plus one plain
+ * bitmap file per bitmap, in the qcow2 bit order, each with its SHA-256
+ * in the descriptor, plus an intent record file.  The format is
+ * specified in docs/qbm.md.  Every replacement is crash-safe: new bitmap
+ * files get new names, the descriptor is replaced by temp file + fsync +
+ * rename + directory fsync, old files are removed afterwards.
+ *
+ * Errors: -1 (or NULL) with errno set; qbm_last_error () has a message
+ * naming the file (thread-local).
+ */
+#ifndef NBDCBT_QBM_H
+#define NBDCBT_QBM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hbitmap;
+struct intent;
+
+#define QBM_SUFFIX ".qbm"
+
+extern const char *qbm_last_error (void);
+
+/* Is PATH a QBM descriptor (a JSON file with a "QBM" object)?  On true,
+ * *IMAGE is the image it describes (absolute path, malloc'd).
+ */
+extern bool qbm_probe (const char *path, char **image);
+
+/* The default descriptor path of IMAGE: IMAGE.qbm (malloc'd). */
+extern char *qbm_default_path (const char *image);
+
+#define QBM_OPEN_RDONLY (1 << 0)
+
+struct qbm;
+
+/* Open the sidecar DESC_PATH of IMAGE_PATH (IMAGE_SIZE bytes).  A
+ * missing descriptor is an empty store (created by the first qbm_store
+ * that has something to keep).  A descriptor that is damaged, describes
+ * another image, or another size, fails with a message.
+ */
+extern struct qbm *qbm_open (const char *desc_path, const char *image_path,
+                             uint64_t image_size, int flags);
+extern void qbm_close (struct qbm *q);
+extern bool qbm_exists (const struct qbm *q);
+extern const char *qbm_path (const struct qbm *q);
+
+struct qbm_bitmap_info {
+  char *name;
+  uint64_t granularity;
+  bool recording;
+  /* In use on disk (a server had it open) ... */
+  bool in_use;
+  /* ... and not recoverable from the intent record: inconsistent. */
+  bool inconsistent;
+};
+
+extern int qbm_list (struct qbm *q, struct qbm_bitmap_info **list,
+                     size_t *n);
+extern void qbm_list_free (struct qbm_bitmap_info *list, size_t n);
+
+/* NAME's data, checksum verified; for a bitmap in use with a valid
+ * intent record: the stored data plus every zone marked in the record.
+ */
+extern struct hbitmap *qbm_load (struct qbm *q, const char *name);
+
+struct qbm_store_entry {
+  const char *name;
+  const struct hbitmap *bitmap;
+  bool recording;
+  bool in_use;
+};
+
+/* Replace the stored set by ENTRIES; stored bitmaps named in KEEP stay as
+ * they are; any other is removed.
+ */
+extern int qbm_store (struct qbm *q, const struct qbm_store_entry *entries,
+                      size_t n, const char *const *keep, size_t nkeep);
+
+/* Set in_use on every stored bitmap and start a fresh intent record
+ * (zone size ZONE_SIZE; 0 = the default), durably, before the first
+ * write.  *INTENT (if not NULL) is the record to drive; it belongs to Q.
+ * Bitmaps recovered from a previous record are carried over: the new
+ * record starts with the old one's zones.
+ */
+extern int qbm_mark_in_use (struct qbm *q, uint64_t zone_size,
+                            struct intent **intent);
+
+extern int qbm_remove (struct qbm *q, const char *name);
+
+/* Verify everything: descriptor, every bitmap file's size and checksum,
+ * the intent record.  Returns the number of problems found (each printed
+ * by REPORT), or -1 if the descriptor cannot be read at all.
+ */
+extern int qbm_check (struct qbm *q, void (*report) (void *opaque,
+                                                      const char *msg),
+                      void *opaque);
+
+#endif /* NBDCBT_QBM_H */
