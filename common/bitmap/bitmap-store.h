@@ -42,6 +42,7 @@
 #include <stdint.h>
 
 struct hbitmap;
+struct intent;
 
 #define BITMAP_STORE_SERVICE "bitmap-store"
 
@@ -94,6 +95,17 @@ struct bitmap_store {
 
   /* A message for the last failure in this thread, or NULL. */
   const char *(*last_error) (void *opaque);
+
+  /* Optional: the store keeps an intent record (intent.h), so that its
+   * bitmaps survive a crash.  Called instead of mark_in_use: marks the
+   * stored bitmaps in use and starts a record of ZONE_SIZE zones (0: the
+   * default) that still holds every zone the previous record marked,
+   * durably.  *INTENT is the record to drive (owned by the store).  With
+   * a record, list () reports in_use only for bitmaps it cannot recover
+   * and load () returns stored data | marked zones.
+   */
+  int (*start_intent) (void *opaque, uint64_t zone_size,
+                       struct intent **intent);
 };
 
 #endif /* NBDCBT_BITMAP_STORE_H */

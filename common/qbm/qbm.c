@@ -246,6 +246,23 @@ find (struct qbm *q, const char *name)
   return NULL;
 }
 
+/* PATH made absolute (without resolving links: the descriptor's
+ * directory is where the user put it).
+ */
+static char *
+absolute (const char *path)
+{
+  CLEANUP_FREE char *cwd = NULL;
+  char *r;
+
+  if (path[0] == '/')
+    return strdup (path);
+  cwd = getcwd (NULL, 0);
+  if (cwd == NULL || asprintf (&r, "%s/%s", cwd, path) == -1)
+    return NULL;
+  return r;
+}
+
 /* --- descriptor -------------------------------------------------------- */
 
 static json_object *
@@ -619,8 +636,8 @@ qbm_open (const char *desc_path, const char *image_path, uint64_t image_size,
   q->intent_fd = -1;
   q->rdonly = flags & QBM_OPEN_RDONLY;
   q->image_size = image_size;
-  q->desc_path = strdup (desc_path);
-  q->image_path = strdup (image_path);
+  q->desc_path = absolute (desc_path);
+  q->image_path = absolute (image_path);
   slash = q->desc_path ? strrchr (q->desc_path, '/') : NULL;
   if (slash == NULL) {
     q->dir = strdup (".");

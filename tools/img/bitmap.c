@@ -18,11 +18,16 @@
 #include "bitmap-store.h"
 #include "cleanup.h"
 #include "hbitmap.h"
+#include "qbm.h"
 #include "qcow2.h"
 #include "utils.h"
 #include "nbdcbt-img.h"
 
-enum op_type { OP_ADD, OP_REMOVE, OP_CLEAR, OP_ENABLE, OP_DISABLE, OP_MERGE };
+enum op_type {
+  OP_ADD = IMG_BITMAP_ADD, OP_REMOVE = IMG_BITMAP_REMOVE,
+  OP_CLEAR = IMG_BITMAP_CLEAR, OP_ENABLE = IMG_BITMAP_ENABLE,
+  OP_DISABLE = IMG_BITMAP_DISABLE, OP_MERGE = IMG_BITMAP_MERGE
+};
 
 static const char *const op_names[] = {
   "add", "remove", "clear", "enable", "disable", "merge"
@@ -151,19 +156,16 @@ target_recording (struct bitmap_cmd *c, const char *name)
   return r;
 }
 
-/* dst |= src for bitmaps of the same size; the granularities may differ
- * (each dirty area of SRC marks every granule of DST it touches).
- */
-static int
-merge_into (struct bitmap_cmd *c, struct hbitmap *dst,
-            const struct hbitmap *src)
+int
+merge_bitmaps (struct hbitmap *dst, const struct hbitmap *src, char *err,
+               size_t errlen)
 {
   uint64_t size = hbitmap_size (dst), offset = 0, start, len;
 
   if (hbitmap_size (src) != size) {
-    set_err (c, "Bitmaps are of different sizes (destination size is %"
-             PRIu64 ", source size is %" PRIu64 ") and can't be merged",
-             size, hbitmap_size (src));
+    snprintf (err, errlen, "Bitmaps are of different sizes (destination "
+              "size is %" PRIu64 ", source size is %" PRIu64 ") and can't "
+              "be merged", size, hbitmap_size (src));
     return -1;
   }
   if (hbitmap_granularity (src) == hbitmap_granularity (dst))
@@ -261,36 +263,15 @@ do_modify (struct bitmap_cmd *c, const struct op *op)
     recording = false;
     break;
   case OP_MERGE:
-    if (c->src_filename) {
-      struct qcow2 *sq;
-      enum img_format fmt = probe_format (c->src_filename, c->src_fmt);
-
-      if (fmt == FMT_UNKNOWN) {
-        set_err (c, "Could not open source file '%s'", c->src_filename);
-        goto out;
-      }
-      if (fmt != FMT_QCOW2) {
-        /* A raw image has no bitmaps. */
-        set_err (c, "Dirty bitmap '%s' not found", op->source);
-        goto out;
-      }
-      sq = qcow2_open (c->src_filename, QCOW2_OPEN_RDONLY |
-                       QCOW2_OPEN_NO_BACKING | QCOW2_OPEN_NO_BITMAP_IN_USE);
-      if (sq == NULL) {
-        set_err (c, "Could not open '%s': %s", c->src_filename,
-                 lib_error (c->src_filename));
-        goto out;
-      }
-      src = load_usable_bitmap (sq, c->src_filename, op->source,
+    if (c->src_filename)
+      src = load_source_bitmap (c->src_filename, c->src_fmt, op->source,
                                 c->errbuf, sizeof c->errbuf);
-      qcow2_close (sq);         /* read-only: nothing to lose */
-    }
     else
       src = load_usable_bitmap (c->q, c->filename, op->source,
                                 c->errbuf, sizeof c->errbuf);
     if (src == NULL)
       goto out;
-    if (merge_into (c, target, src) == -1)
+    if (merge_bitmaps (target, src, c->errbuf, sizeof c->errbuf) == -1)
       goto out;
     break;
   default:
@@ -302,6 +283,33 @@ do_modify (struct bitmap_cmd *c, const struct op *op)
   hbitmap_free (src);
   hbitmap_free (target);
   return r;
+}
+
+/* A raw image: the same operations on its QBM sidecar. */
+static int
+bitmap_raw (struct bitmap_cmd *c, const struct op *ops, size_t nops)
+{
+  CLEANUP_FREE char *image = NULL;
+  struct qbm *q = open_sidecar (c->filename, false, &image);
+  size_t i;
+  int ret = 0;
+
+  if (q == NULL)
+    return 1;
+  for (i = 0; i < nops; i++) {
+    c->errbuf[0] = '\0';
+    if (sidecar_bitmap_op (q, image, (enum img_bitmap_op) ops[i].type,
+                           c->bitmap, ops[i].source, c->granularity,
+                           c->src_filename, c->src_fmt, c->errbuf,
+                           sizeof c->errbuf) == -1) {
+      img_error ("Operation %s on bitmap %s failed: %s",
+                 op_names[ops[i].type], c->bitmap, c->errbuf);
+      ret = 1;
+      break;
+    }
+  }
+  qbm_close (q);
+  return ret;
 }
 
 int
@@ -319,6 +327,7 @@ cmd_bitmap (int argc, char *argv[])
     { "merge", required_argument, NULL, OPT_MERGE },
     { "granularity", required_argument, NULL, 'g' },
     { "format", required_argument, NULL, 'f' },
+    { "sidecar", required_argument, NULL, 'S' },
     { NULL }
   };
   struct bitmap_cmd cmd = { .src_fmt = FMT_UNKNOWN };
@@ -351,6 +360,7 @@ cmd_bitmap (int argc, char *argv[])
         return 1;
       break;
     case 'b': cmd.src_filename = optarg; break;
+    case 'S': img_sidecar_path = optarg; break;
     case 'F': src_fmt = optarg; break;
     case 'g': {
       const char *err;
@@ -368,7 +378,7 @@ cmd_bitmap (int argc, char *argv[])
       printf ("usage: %s bitmap (--merge SOURCE | --add | --remove | --clear "
               "| --enable | --disable)...\n"
               "       [-b SOURCE_FILE [-F SOURCE_FMT]] [-g GRANULARITY] "
-              "[-f FMT] FILENAME BITMAP\n", PROGNAME);
+              "[-f FMT] [--sidecar=PATH] FILENAME BITMAP\n", PROGNAME);
       return 0;
     default:
       return 1;
@@ -407,12 +417,8 @@ cmd_bitmap (int argc, char *argv[])
   fmt = probe_format (cmd.filename, fmt);
   if (fmt == FMT_UNKNOWN)
     return 1;
-  if (fmt != FMT_QCOW2) {
-    img_error ("Operation %s on bitmap %s failed: persistent bitmaps of "
-               "'%s' format images are not supported yet (use qcow2)",
-               op_names[ops[0].type], cmd.bitmap, format_name (fmt));
-    return 1;
-  }
+  if (fmt != FMT_QCOW2)
+    return bitmap_raw (&cmd, ops, nops);
 
   cmd.q = open_qcow2 (cmd.filename, QCOW2_OPEN_NO_BACKING |
                       QCOW2_OPEN_NO_BITMAP_IN_USE);

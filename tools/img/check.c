@@ -88,6 +88,7 @@ cmd_check (int argc, char *argv[])
     { "output", required_argument, NULL, 'O' },
     { "format", required_argument, NULL, 'f' },
     { "repair", required_argument, NULL, 'r' },
+    { "sidecar", required_argument, NULL, 'S' },
     { NULL }
   };
   enum img_format fmt = FMT_UNKNOWN;
@@ -127,9 +128,10 @@ cmd_check (int argc, char *argv[])
       break;
     case 'q': quiet = true; break;
     case 'U': force_share = true; break;
+    case 'S': img_sidecar_path = optarg; break;
     case 'h':
       printf ("usage: %s check [-q] [-U] [-f FMT] [--output=human|json] "
-              "[-r leaks] FILENAME\n", PROGNAME);
+              "[-r leaks] [--sidecar=PATH] FILENAME\n", PROGNAME);
       return 0;
     default:
       return 1;
@@ -138,8 +140,11 @@ cmd_check (int argc, char *argv[])
   if (image_argument (argc, argv, fmt, &filename, &fmt) == -1)
     return 1;
   if (fmt != FMT_QCOW2) {
-    img_error ("This image format does not support checks");
-    return 63;
+    if (repair) {
+      img_error ("This image format does not support checks");
+      return 63;
+    }
+    return sidecar_check (filename, quiet, json);
   }
 
   /* The backing chain is opened too (as qemu-img check does), so a

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cleanup.h"
 #include "hbitmap.h"
+#include "qbm.h"
 #include "qcow2.h"
 #include "nbdcbt-img.h"
 
@@ -19,6 +21,7 @@ struct image_info {
   uint64_t virtual_size;
   uint64_t actual_size;
   struct qcow2_info q;          /* qcow2 only */
+  char *sidecar;                /* raw with a QBM sidecar only */
   char *full_backing;           /* qcow2 with backing only */
   struct qcow2_bitmap_info *bitmaps;
   size_t nbitmaps;
@@ -36,38 +39,10 @@ compression_name (int type)
 }
 
 static void
-print_human (const struct image_info *ii)
+print_human_bitmaps (const struct image_info *ii)
 {
-  char buf[64];
   size_t i;
 
-  printf ("image: %s\n", ii->filename);
-  printf ("file format: %s\n", format_name (ii->fmt));
-  size_to_str (ii->virtual_size, buf, sizeof buf);
-  printf ("virtual size: %s (%" PRIu64 " bytes)\n", buf, ii->virtual_size);
-  size_to_str (ii->actual_size, buf, sizeof buf);
-  printf ("disk size: %s\n", buf);
-  if (ii->fmt != FMT_QCOW2)
-    return;
-
-  printf ("cluster_size: %" PRIu32 "\n", ii->q.cluster_size);
-  if (ii->q.dirty)
-    printf ("dirty flag: yes\n");
-  if (ii->q.backing_file) {
-    printf ("backing file: %s", ii->q.backing_file);
-    if (ii->full_backing && strcmp (ii->full_backing, ii->q.backing_file))
-      printf (" (actual path: %s)", ii->full_backing);
-    printf ("\n");
-    if (ii->q.backing_format)
-      printf ("backing file format: %s\n", ii->q.backing_format);
-  }
-
-  printf ("Format specific information:\n");
-  printf ("    compat: %s\n", ii->q.version >= 3 ? "1.1" : "0.10");
-  printf ("    compression type: %s\n",
-          compression_name (ii->q.compression_type));
-  if (ii->q.version >= 3)
-    printf ("    lazy refcounts: %s\n", ii->q.lazy_refcounts ? "true" : "false");
   if (ii->nbitmaps > 0) {
     printf ("    bitmaps:\n");
     for (i = 0; i < ii->nbitmaps; i++) {
@@ -89,6 +64,47 @@ print_human (const struct image_info *ii)
         printf ("            sha256: %s\n", ii->sha256[i]);
     }
   }
+}
+
+static void
+print_human (const struct image_info *ii)
+{
+  char buf[64];
+
+  printf ("image: %s\n", ii->filename);
+  printf ("file format: %s\n", format_name (ii->fmt));
+  size_to_str (ii->virtual_size, buf, sizeof buf);
+  printf ("virtual size: %s (%" PRIu64 " bytes)\n", buf, ii->virtual_size);
+  size_to_str (ii->actual_size, buf, sizeof buf);
+  printf ("disk size: %s\n", buf);
+  if (ii->fmt != FMT_QCOW2 && ii->sidecar == NULL)
+    return;
+  if (ii->fmt != FMT_QCOW2) {
+    printf ("Format specific information:\n");
+    printf ("    sidecar: %s\n", ii->sidecar);
+    print_human_bitmaps (ii);
+    return;
+  }
+
+  printf ("cluster_size: %" PRIu32 "\n", ii->q.cluster_size);
+  if (ii->q.dirty)
+    printf ("dirty flag: yes\n");
+  if (ii->q.backing_file) {
+    printf ("backing file: %s", ii->q.backing_file);
+    if (ii->full_backing && strcmp (ii->full_backing, ii->q.backing_file))
+      printf (" (actual path: %s)", ii->full_backing);
+    printf ("\n");
+    if (ii->q.backing_format)
+      printf ("backing file format: %s\n", ii->q.backing_format);
+  }
+
+  printf ("Format specific information:\n");
+  printf ("    compat: %s\n", ii->q.version >= 3 ? "1.1" : "0.10");
+  printf ("    compression type: %s\n",
+          compression_name (ii->q.compression_type));
+  if (ii->q.version >= 3)
+    printf ("    lazy refcounts: %s\n", ii->q.lazy_refcounts ? "true" : "false");
+  print_human_bitmaps (ii);
   printf ("    refcount bits: %d\n", ii->q.refcount_bits);
   if (ii->q.version >= 3) {
     printf ("    corrupt: %s\n", ii->q.corrupt ? "true" : "false");
@@ -102,41 +118,11 @@ json_bool (bool b)
   return b ? "true" : "false";
 }
 
-/* Pretty-printed as QEMU's qobject_to_json_pretty: 4-space indents, keys
- * in the order QEMU's dictionaries print them.
- */
 static void
-print_json (const struct image_info *ii)
+print_json_bitmaps (const struct image_info *ii, const char *comma)
 {
   size_t i;
 
-  printf ("{\n");
-  if (ii->fmt == FMT_QCOW2 && ii->q.backing_file && ii->q.backing_format) {
-    printf ("    \"backing-filename-format\": ");
-    json_print_string (ii->q.backing_format);
-    printf (",\n");
-  }
-  printf ("    \"virtual-size\": %" PRIu64 ",\n", ii->virtual_size);
-  printf ("    \"filename\": ");
-  json_print_string (ii->filename);
-  printf (",\n");
-  if (ii->fmt == FMT_QCOW2)
-    printf ("    \"cluster-size\": %" PRIu32 ",\n", ii->q.cluster_size);
-  printf ("    \"format\": \"%s\",\n", format_name (ii->fmt));
-  printf ("    \"actual-size\": %" PRIu64 ",\n", ii->actual_size);
-
-  if (ii->fmt == FMT_QCOW2) {
-    bool v3 = ii->q.version >= 3;
-
-    printf ("    \"format-specific\": {\n");
-    printf ("        \"type\": \"qcow2\",\n");
-    printf ("        \"data\": {\n");
-    printf ("            \"compat\": \"%s\",\n", v3 ? "1.1" : "0.10");
-    printf ("            \"compression-type\": \"%s\",\n",
-            compression_name (ii->q.compression_type));
-    if (v3)
-      printf ("            \"lazy-refcounts\": %s,\n",
-              json_bool (ii->q.lazy_refcounts));
     if (ii->nbitmaps > 0) {
       printf ("            \"bitmaps\": [\n");
       for (i = 0; i < ii->nbitmaps; i++) {
@@ -169,8 +155,44 @@ print_json (const struct image_info *ii)
                 b->granularity);
         printf ("                }%s\n", i + 1 < ii->nbitmaps ? "," : "");
       }
-      printf ("            ],\n");
+      printf ("            ]%s\n", comma);
     }
+}
+
+/* Pretty-printed as QEMU's qobject_to_json_pretty: 4-space indents, keys
+ * in the order QEMU's dictionaries print them.
+ */
+static void
+print_json (const struct image_info *ii)
+{
+  printf ("{\n");
+  if (ii->fmt == FMT_QCOW2 && ii->q.backing_file && ii->q.backing_format) {
+    printf ("    \"backing-filename-format\": ");
+    json_print_string (ii->q.backing_format);
+    printf (",\n");
+  }
+  printf ("    \"virtual-size\": %" PRIu64 ",\n", ii->virtual_size);
+  printf ("    \"filename\": ");
+  json_print_string (ii->filename);
+  printf (",\n");
+  if (ii->fmt == FMT_QCOW2)
+    printf ("    \"cluster-size\": %" PRIu32 ",\n", ii->q.cluster_size);
+  printf ("    \"format\": \"%s\",\n", format_name (ii->fmt));
+  printf ("    \"actual-size\": %" PRIu64 ",\n", ii->actual_size);
+
+  if (ii->fmt == FMT_QCOW2) {
+    bool v3 = ii->q.version >= 3;
+
+    printf ("    \"format-specific\": {\n");
+    printf ("        \"type\": \"qcow2\",\n");
+    printf ("        \"data\": {\n");
+    printf ("            \"compat\": \"%s\",\n", v3 ? "1.1" : "0.10");
+    printf ("            \"compression-type\": \"%s\",\n",
+            compression_name (ii->q.compression_type));
+    if (v3)
+      printf ("            \"lazy-refcounts\": %s,\n",
+              json_bool (ii->q.lazy_refcounts));
+    print_json_bitmaps (ii, ",");
     printf ("            \"refcount-bits\": %d%s\n", ii->q.refcount_bits,
             v3 ? "," : "");
     if (v3) {
@@ -190,6 +212,17 @@ print_json (const struct image_info *ii)
       printf (",\n");
     }
   }
+  if (ii->fmt != FMT_QCOW2 && ii->sidecar) {
+    printf ("    \"format-specific\": {\n");
+    printf ("        \"type\": \"raw\",\n");
+    printf ("        \"data\": {\n");
+    printf ("            \"sidecar\": ");
+    json_print_string (ii->sidecar);
+    printf ("%s\n", ii->nbitmaps ? "," : "");
+    print_json_bitmaps (ii, "");
+    printf ("        }\n");
+    printf ("    },\n");
+  }
   printf ("    \"dirty-flag\": %s\n",
           json_bool (ii->fmt == FMT_QCOW2 && ii->q.dirty));
   printf ("}\n");
@@ -203,9 +236,11 @@ cmd_info (int argc, char *argv[])
     { "force-share", no_argument, NULL, 'U' },
     { "output", required_argument, NULL, 'O' },
     { "format", required_argument, NULL, 'f' },
+    { "sidecar", required_argument, NULL, 'S' },
     { NULL }
   };
   struct image_info ii = { 0 };
+  struct qbm *sidecar = NULL;
   enum img_format fmt = FMT_UNKNOWN;
   bool json = false;
   struct qcow2 *q = NULL;
@@ -226,9 +261,10 @@ cmd_info (int argc, char *argv[])
         return 1;
       break;
     case 'U': force_share = true; break;
+    case 'S': img_sidecar_path = optarg; break;
     case 'h':
       printf ("usage: %s info [-U] [-f FMT] [--output=human|json] "
-              "FILENAME\n",
+              "[--sidecar=PATH] FILENAME\n",
               PROGNAME);
       return 0;
     default:
@@ -243,8 +279,26 @@ cmd_info (int argc, char *argv[])
   }
   ii.actual_size = (uint64_t) st.st_blocks * 512;
 
-  if (ii.fmt == FMT_RAW)
-    ii.virtual_size = st.st_size;
+  if (ii.fmt == FMT_RAW) {
+    CLEANUP_FREE char *image = NULL;
+
+    sidecar = open_sidecar (ii.filename, true, &image);
+    if (sidecar == NULL)
+      goto out;
+    if (image_size_of (image, &ii.virtual_size) == -1) {
+      img_error ("Could not open '%s': %m", image);
+      goto out;
+    }
+    if (qbm_exists (sidecar)) {
+      ii.sidecar = strdup (qbm_path (sidecar));
+      if (ii.sidecar == NULL
+          || sidecar_bitmap_list (sidecar, &ii.bitmaps, &ii.nbitmaps) == -1) {
+        img_error ("Could not read the bitmaps of '%s': %s", ii.filename,
+                   qbm_last_error ());
+        goto out;
+      }
+    }
+  }
   else {
     q = open_qcow2 (ii.filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
                     QCOW2_OPEN_NO_BITMAP_IN_USE |
@@ -265,28 +319,30 @@ cmd_info (int argc, char *argv[])
                  lib_error (ii.filename));
       goto out;
     }
-    ii.counts = calloc (ii.nbitmaps ? ii.nbitmaps : 1, sizeof *ii.counts);
-    ii.sha256 = calloc (ii.nbitmaps ? ii.nbitmaps : 1, sizeof *ii.sha256);
-    if (ii.counts == NULL || ii.sha256 == NULL) {
-      img_error ("%m");
-      goto out;
-    }
-    for (i = 0; i < ii.nbitmaps; i++) {
-      struct hbitmap *hb = NULL;
+  }
+  ii.counts = calloc (ii.nbitmaps ? ii.nbitmaps : 1, sizeof *ii.counts);
+  ii.sha256 = calloc (ii.nbitmaps ? ii.nbitmaps : 1, sizeof *ii.sha256);
+  if (ii.counts == NULL || ii.sha256 == NULL) {
+    img_error ("%m");
+    goto out;
+  }
+  for (i = 0; i < ii.nbitmaps; i++) {
+    struct hbitmap *hb = NULL;
 
-      ii.counts[i] = -1;
-      if (!(ii.bitmaps[i].flags & QCOW2_BME_IN_USE))
-        hb = qcow2_bitmap_load (q, ii.bitmaps[i].name);
-      if (hb) {
-        ii.counts[i] = hbitmap_count (hb);
-        if (hbitmap_sha256 (hb, ii.sha256[i]) == -1) {
-          img_error ("bitmap '%s': cannot compute its SHA-256: %m",
-                     ii.bitmaps[i].name);
-          hbitmap_free (hb);
-          goto out;
-        }
+    ii.counts[i] = -1;
+    if (sidecar)
+      hb = qbm_load (sidecar, ii.bitmaps[i].name);
+    else if (!(ii.bitmaps[i].flags & QCOW2_BME_IN_USE))
+      hb = qcow2_bitmap_load (q, ii.bitmaps[i].name);
+    if (hb) {
+      ii.counts[i] = hbitmap_count (hb);
+      if (hbitmap_sha256 (hb, ii.sha256[i]) == -1) {
+        img_error ("bitmap '%s': cannot compute its SHA-256: %m",
+                   ii.bitmaps[i].name);
         hbitmap_free (hb);
+        goto out;
       }
+      hbitmap_free (hb);
     }
   }
 
@@ -302,6 +358,8 @@ cmd_info (int argc, char *argv[])
   free (ii.counts);
   free (ii.sha256);
   free (ii.full_backing);
+  free (ii.sidecar);
+  qbm_close (sidecar);
   if (q)
     qcow2_close (q);
   return ret;

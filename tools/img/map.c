@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "hbitmap.h"
+#include "qbm.h"
 #include "qcow2.h"
 #include "nbdcbt-img.h"
 
@@ -41,6 +42,7 @@ cmd_map (int argc, char *argv[])
     { "output", required_argument, NULL, 'O' },
     { "format", required_argument, NULL, 'f' },
     { "bitmap", required_argument, NULL, 'B' },
+    { "sidecar", required_argument, NULL, 'S' },
     { NULL }
   };
   enum img_format fmt = FMT_UNKNOWN;
@@ -48,7 +50,7 @@ cmd_map (int argc, char *argv[])
   bool json = false, first = true;
   char err[1200];
   struct hbitmap *hb = NULL;
-  struct qcow2 *q;
+  struct qcow2 *q = NULL;
   uint64_t size, offset;
   bool force_share = false;
   int c, ret = 1;
@@ -67,8 +69,10 @@ cmd_map (int argc, char *argv[])
         return 1;
       break;
     case 'U': force_share = true; break;
+    case 'S': img_sidecar_path = optarg; break;
     case 'h':
       printf ("usage: %s map --bitmap NAME [-U] [-f FMT] [--output=human|json] "
+              "[--sidecar=PATH] "
               "FILENAME\n", PROGNAME);
       return 0;
     default:
@@ -82,17 +86,21 @@ cmd_map (int argc, char *argv[])
   if (image_argument (argc, argv, fmt, &filename, &fmt) == -1)
     return 1;
   if (fmt != FMT_QCOW2) {
-    img_error ("Dirty bitmap '%s' not found: '%s' format images have no "
-               "persistent bitmaps yet", bitmap, format_name (fmt));
-    return 1;
-  }
+    struct qbm *sc = open_sidecar (filename, true, NULL);
 
-  q = open_qcow2 (filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
-                  QCOW2_OPEN_NO_BITMAP_IN_USE |
-                  (force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
-  if (q == NULL)
-    return 1;
-  hb = load_usable_bitmap (q, filename, bitmap, err, sizeof err);
+    if (sc == NULL)
+      return 1;
+    hb = load_usable_sidecar_bitmap (sc, bitmap, err, sizeof err);
+    qbm_close (sc);
+  }
+  else {
+    q = open_qcow2 (filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
+                    QCOW2_OPEN_NO_BITMAP_IN_USE |
+                    (force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
+    if (q == NULL)
+      return 1;
+    hb = load_usable_bitmap (q, filename, bitmap, err, sizeof err);
+  }
   if (hb == NULL) {
     img_error ("%s", err);
     goto out;
@@ -117,7 +125,7 @@ cmd_map (int argc, char *argv[])
 
  out:
   hbitmap_free (hb);
-  if (close_qcow2 (q, filename) == -1)
+  if (q && close_qcow2 (q, filename) == -1)
     ret = 1;
   return ret;
 }

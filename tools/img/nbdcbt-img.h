@@ -69,6 +69,55 @@ extern void json_print_string (const char *str);
 /* The default bitmap granularity QEMU picks for a cluster size. */
 extern uint64_t default_bitmap_granularity (uint32_t cluster_size);
 
+/* Raw images: persistent bitmaps in the QBM sidecar (sidecar.c). */
+struct qbm;
+struct qcow2_bitmap_info;
+
+/* --sidecar=PATH of the command, or NULL for IMAGE.qbm. */
+extern const char *img_sidecar_path;
+
+enum img_bitmap_op {
+  IMG_BITMAP_ADD, IMG_BITMAP_REMOVE, IMG_BITMAP_CLEAR, IMG_BITMAP_ENABLE,
+  IMG_BITMAP_DISABLE, IMG_BITMAP_MERGE
+};
+
+/* Size of a file or block device. */
+extern int image_size_of (const char *path, uint64_t *size);
+/* The sidecar of the raw image PATH (or PATH is the descriptor itself;
+ * *IMAGE_RET, if not NULL, is then the image it describes).  Prints the
+ * error and returns NULL on failure; a missing sidecar is an empty one.
+ */
+extern struct qbm *open_sidecar (const char *path, bool rdonly,
+                                 char **image_ret);
+/* The sidecar's bitmaps as qcow2_bitmap_list reports qcow2's (in-use and
+ * auto flags).
+ */
+extern int sidecar_bitmap_list (struct qbm *q,
+                                struct qcow2_bitmap_info **list, size_t *n);
+extern struct hbitmap *load_usable_sidecar_bitmap (struct qbm *q,
+                                                   const char *name,
+                                                   char *err, size_t errlen);
+/* The bitmap NAME of a --merge source (qcow2, or raw with a sidecar). */
+extern struct hbitmap *load_source_bitmap (const char *path,
+                                           enum img_format fmt,
+                                           const char *name,
+                                           char *err, size_t errlen);
+/* One nbdcbt-img bitmap operation on the sidecar Q of IMAGE. */
+extern int sidecar_bitmap_op (struct qbm *q, const char *image,
+                              enum img_bitmap_op op, const char *bitmap,
+                              const char *source, uint64_t granularity,
+                              const char *src_filename,
+                              enum img_format src_fmt,
+                              char *err, size_t errlen);
+/* nbdcbt-img check of a raw image's sidecar: the exit status. */
+extern int sidecar_check (const char *path, bool quiet, bool json);
+
+/* dst |= src for bitmaps of the same size; the granularities may differ
+ * (each dirty area of SRC marks every granule of DST it touches).
+ */
+extern int merge_bitmaps (struct hbitmap *dst, const struct hbitmap *src,
+                          char *err, size_t errlen);
+
 extern int cmd_create (int argc, char *argv[]);
 extern int cmd_info (int argc, char *argv[]);
 extern int cmd_check (int argc, char *argv[]);

@@ -1,0 +1,137 @@
+/* The QBM sidecar as a bitmap store (bitmap-store.h), for the file
+ * plugin: what the dirty filter sees of a raw image's bitmaps.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitmap-store.h"
+#include "qbm.h"
+#include "qbm-store.h"
+
+struct qbm_store {
+  struct bitmap_store ops;      /* first: the filter gets &ops */
+  struct qbm *q;
+};
+
+static int
+s_list (void *opaque, struct bitmap_store_info **list, size_t *n)
+{
+  struct qbm_store *s = opaque;
+  struct qbm_bitmap_info *l;
+  size_t i;
+
+  if (qbm_list (s->q, &l, n) == -1)
+    return -1;
+  *list = calloc (*n + 1, sizeof **list);
+  if (*list == NULL) {
+    qbm_list_free (l, *n);
+    errno = ENOMEM;
+    return -1;
+  }
+  for (i = 0; i < *n; i++) {
+    (*list)[i].name = l[i].name;
+    l[i].name = NULL;
+    (*list)[i].granularity = l[i].granularity;
+    (*list)[i].recording = l[i].recording;
+    /* Recoverable through the intent record: consistent. */
+    (*list)[i].in_use = l[i].inconsistent;
+  }
+  qbm_list_free (l, *n);
+  return 0;
+}
+
+static void
+s_list_free (void *opaque, struct bitmap_store_info *list, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    free (list[i].name);
+  free (list);
+}
+
+static struct hbitmap *
+s_load (void *opaque, const char *name)
+{
+  struct qbm_store *s = opaque;
+  return qbm_load (s->q, name);
+}
+
+static int
+s_mark_in_use (void *opaque)
+{
+  struct qbm_store *s = opaque;
+  return qbm_mark_in_use (s->q, 0, NULL);
+}
+
+static int
+s_start_intent (void *opaque, uint64_t zone_size, struct intent **intent)
+{
+  struct qbm_store *s = opaque;
+  return qbm_mark_in_use (s->q, zone_size, intent);
+}
+
+static int
+s_store (void *opaque, const struct bitmap_store_entry *entries, size_t n,
+         const char *const *keep, size_t nkeep)
+{
+  struct qbm_store *s = opaque;
+  struct qbm_store_entry *e = calloc (n + 1, sizeof *e);
+  size_t i;
+  int r;
+
+  if (e == NULL)
+    return -1;
+  for (i = 0; i < n; i++) {
+    e[i].name = entries[i].name;
+    e[i].bitmap = entries[i].bitmap;
+    e[i].recording = entries[i].recording;
+    e[i].in_use = entries[i].in_use;
+  }
+  r = qbm_store (s->q, e, n, keep, nkeep);
+  free (e);
+  return r;
+}
+
+static int
+s_remove (void *opaque, const char *name)
+{
+  struct qbm_store *s = opaque;
+  return qbm_remove (s->q, name);
+}
+
+static const char *
+s_last_error (void *opaque)
+{
+  return qbm_last_error ();
+}
+
+const struct bitmap_store *
+qbm_store_new (struct qbm *q)
+{
+  struct qbm_store *s = calloc (1, sizeof *s);
+
+  if (s == NULL)
+    return NULL;
+  s->q = q;
+  s->ops.name = "qbm";
+  s->ops.opaque = s;
+  s->ops.list = s_list;
+  s->ops.list_free = s_list_free;
+  s->ops.load = s_load;
+  s->ops.mark_in_use = s_mark_in_use;
+  s->ops.store = s_store;
+  s->ops.remove = s_remove;
+  s->ops.last_error = s_last_error;
+  s->ops.start_intent = s_start_intent;
+  return &s->ops;
+}
+
+void
+qbm_store_free (const struct bitmap_store *store)
+{
+  free ((struct qbm_store *) store);
+}

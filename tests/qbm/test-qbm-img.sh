@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# nbdcbt-img on raw images: bitmap --add/--remove/--clear/--enable/
+# --disable/--merge, info (human and JSON), map and check work on the QBM
+# sidecar as on qcow2 (the same bitmaps give the same digests and maps as
+# a qcow2 twin edited by qemu-img), and a damaged, truncated or
+# mismatched sidecar gets a clear message, never a clean bitmap.
+source "$top_srcdir/tests/functions.sh"
+requires qemu-img --version
+requires qemu-io --help
+cd "$tmpdir"
+
+fail=0
+expect_rc ()
+{
+  local want=$1; shift
+  set +e; "$@" > out.txt 2>&1; local rc=$?; set -e
+  if [ "$rc" -ne "$want" ]; then
+    echo "FAIL: '$*' exited $rc, expected $want"; cat out.txt; fail=1
+  fi
+}
+expect_msg ()
+{
+  if ! grep -q -- "$1" out.txt; then
+    echo "FAIL: expected message '$1', got:"; cat out.txt; fail=1
+  fi
+}
+sha () { nbdcbt-img info --output=json "$@" | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for b in d["format-specific"]["data"].get("bitmaps", []):
+    print(b["name"], b["granularity"], ",".join(b["flags"]), b["count"], b["sha256"])
+'; }
+
+truncate -s 100M d.raw
+qemu-img create -q -f qcow2 t.qcow2 100M
+
+# No sidecar: nothing to check, no bitmap to map; nothing is created.
+expect_rc 63 nbdcbt-img check d.raw
+expect_rc 1 nbdcbt-img map --bitmap b0 d.raw
+expect_msg "Dirty bitmap 'b0' not found"
+test ! -e d.raw.qbm || { echo "FAIL: a sidecar appeared"; fail=1; }
+
+# The same edits on the raw image and on its qcow2 twin.
+both () { nbdcbt-img bitmap "$@" d.raw "${@: -1}" >/dev/null 2>&1 || true; }
+edit ()
+{
+  local b=${@: -1}; set -- "${@:1:$#-1}"
+  expect_rc 0 nbdcbt-img bitmap "$@" d.raw "$b"
+  qemu-img bitmap "$@" t.qcow2 "$b"
+}
+edit --add b0
+edit --add -g 4096 b1
+# Dirty data: qemu-io writes record into the twin's bitmaps; the raw
+# image's bitmaps get the same bits by --merge from the twin.
+qemu-io -c 'write 0 64k' -c 'write 5M 1M' -c 'write 99M 4k' -c 'write 1M 8k' \
+  t.qcow2 >/dev/null
+expect_rc 0 nbdcbt-img bitmap --merge b0 -b t.qcow2 d.raw b0
+expect_rc 0 nbdcbt-img bitmap --merge b1 -b t.qcow2 -F qcow2 d.raw b1
+edit --disable b1
+edit --add b2
+edit --merge b1 b2
+edit --enable b1
+edit --clear b0
+edit --add b3
+edit --remove b3
+sha d.raw > raw.txt
+nbdcbt-img info --output=json t.qcow2 | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for b in d["format-specific"]["data"].get("bitmaps", []):
+    print(b["name"], b["granularity"], ",".join(b["flags"]), b["count"], b["sha256"])
+' > q.txt
+if ! diff -u q.txt raw.txt; then
+  echo "FAIL: the sidecar's bitmaps differ from the qcow2 twin's"; fail=1
+fi
+for b in b0 b1 b2; do
+  nbdcbt-img map --bitmap $b --output=json d.raw > m1.json
+  nbdcbt-img map --bitmap $b --output=json t.qcow2 > m2.json
+  cmp m1.json m2.json || { echo "FAIL: map of $b differs"; fail=1; }
+done
+expect_rc 0 nbdcbt-img check d.raw
+expect_msg "No errors were found"
+# Errors as on qcow2, nothing changed.
+cp d.raw.qbm before.qbm
+expect_rc 1 nbdcbt-img bitmap --add d.raw b0
+expect_msg "Bitmap already exists: b0"
+expect_rc 1 nbdcbt-img bitmap --remove d.raw nope
+expect_msg "Dirty bitmap 'nope' not found"
+expect_rc 1 nbdcbt-img bitmap --add -g 1000 d.raw x
+expect_msg "Granularity must be power of 2"
+cmp before.qbm d.raw.qbm || { echo "FAIL: a refused edit changed the sidecar"; fail=1; }
+
+# The descriptor itself stands for the image; --sidecar names another
+# place (a block device's sidecar cannot live in /dev).
+expect_rc 0 nbdcbt-img info d.raw.qbm
+expect_msg "name: b2"
+mkdir side
+expect_rc 0 nbdcbt-img bitmap --add --sidecar=side/x.qbm d.raw c0
+expect_rc 0 nbdcbt-img info --sidecar=side/x.qbm d.raw
+expect_msg "name: c0"
+expect_rc 0 nbdcbt-img check --sidecar=side/x.qbm d.raw
+
+# Damage.  Each gets a message naming the problem; nothing reads clean.
+cp -a . ../good
+restore () { rm -rf ./*; cp -a ../good/. .; }
+f=$(/usr/bin/python3 -c 'import json;print(json.load(open("d.raw.qbm"))["QBM"]["bitmaps"]["b2"]["file"])')
+printf '\xff' | dd of="$f" bs=1 seek=3 conv=notrunc status=none
+expect_rc 2 nbdcbt-img check d.raw
+expect_msg "checksum mismatch"
+expect_rc 1 nbdcbt-img map --bitmap b2 d.raw
+expect_msg "checksum mismatch"
+expect_rc 1 nbdcbt-img bitmap --clear d.raw b0
+expect_msg "Could not load bitmap 'b2'"
+restore
+truncate -s 10 "$f"
+expect_rc 2 nbdcbt-img check d.raw
+expect_msg "truncated or damaged"
+restore
+head -c 100 d.raw.qbm > x && mv x d.raw.qbm
+expect_rc 2 nbdcbt-img check d.raw
+expect_msg "truncated"
+expect_rc 1 nbdcbt-img info d.raw
+restore
+truncate -s 200M d.raw
+expect_rc 1 nbdcbt-img map --bitmap b0 d.raw
+expect_msg "resized without its sidecar"
+expect_rc 2 nbdcbt-img check d.raw
+restore
+cp d.raw e.raw
+cp d.raw.qbm e.raw.qbm
+expect_rc 1 nbdcbt-img info e.raw
+expect_msg "belongs to"
+
+exit $fail
