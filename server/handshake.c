@@ -92,7 +92,7 @@ open_export (struct connection *conn)
     eflags |= NBD_FLAG_CAN_MULTI_CONN;
   if (c->can_cache != NBDCBT_CACHE_NONE)
     eflags |= NBD_FLAG_SEND_CACHE;
-  if (conn->structured)
+  if (conn->neg.structured)
     eflags |= NBD_FLAG_SEND_DF;
 
   min = c->minimum;
@@ -101,9 +101,9 @@ open_export (struct connection *conn)
                   c->b->name, min);
     min = 1;
   }
-  conn->minimum = min;
-  conn->eflags = eflags;
-  conn->size = c->size;
+  conn->neg.minimum = min;
+  conn->neg.eflags = eflags;
+  conn->neg.size = c->size;
   conn->top = c;
   return 0;
 }
@@ -111,10 +111,16 @@ open_export (struct connection *conn)
 static void
 close_export (struct connection *conn)
 {
-  if (conn->top) {
-    backend_close (conn->top);
-    conn->top = NULL;
-  }
+  connection_close_chain (conn);
+}
+
+void
+negotiation_free (struct negotiation *neg)
+{
+  selected_reset (&neg->selected);
+  free (neg->meta_export);
+  free (neg->export_name);
+  neg->meta_export = neg->export_name = NULL;
 }
 
 static int
@@ -123,8 +129,8 @@ send_info_export (struct connection *conn, uint32_t option)
   char buf[12];
 
   store_be16 (buf, NBD_INFO_EXPORT);
-  store_be64 (buf + 2, conn->size);
-  store_be16 (buf + 10, conn->eflags);
+  store_be64 (buf + 2, conn->neg.size);
+  store_be16 (buf + 10, conn->neg.eflags);
   return send_option_reply (conn, option, NBD_REP_INFO, buf, sizeof buf);
 }
 
@@ -132,7 +138,7 @@ static int
 send_info_block_size (struct connection *conn, uint32_t option)
 {
   char buf[14];
-  uint32_t min = conn->minimum;
+  uint32_t min = conn->neg.minimum;
   uint32_t preferred = conn->top->preferred;
   uint32_t max = MAX_PAYLOAD_ADVERTISED;
 
@@ -178,11 +184,11 @@ send_info_description (struct connection *conn, uint32_t option)
 static void
 check_meta_export (struct connection *conn, const char *name, uint32_t len)
 {
-  if (conn->meta_set
-      && (strlen (conn->meta_export) != len
-          || memcmp (conn->meta_export, name, len) != 0)) {
+  if (conn->neg.meta_set
+      && (strlen (conn->neg.meta_export) != len
+          || memcmp (conn->neg.meta_export, name, len) != 0)) {
     nbdcbt_debug ("meta contexts were set for another export: dropped");
-    selected_reset (&conn->selected);
+    selected_reset (&conn->neg.selected);
   }
 }
 
@@ -230,13 +236,13 @@ opt_info_go (struct connection *conn, uint32_t option, const char *data,
     return send_error (conn, option, NBD_REP_ERR_SHUTDOWN,
                        "server is shutting down");
   /* nbdcbt_export_name () answers the requested name from open on. */
-  free (conn->export_name);
-  conn->export_name = strndup (name, namelen);
-  if (conn->export_name == NULL)
+  free (conn->neg.export_name);
+  conn->neg.export_name = strndup (name, namelen);
+  if (conn->neg.export_name == NULL)
     return -1;
   if (open_export (conn) == -1) {
-    free (conn->export_name);
-    conn->export_name = NULL;
+    free (conn->neg.export_name);
+    conn->neg.export_name = NULL;
     return send_error (conn, option, NBD_REP_ERR_UNKNOWN,
                        "export could not be opened");
   }
@@ -252,8 +258,8 @@ opt_info_go (struct connection *conn, uint32_t option, const char *data,
   }
   if (option == NBD_OPT_INFO) {
     close_export (conn);
-    free (conn->export_name);
-    conn->export_name = NULL;
+    free (conn->neg.export_name);
+    conn->neg.export_name = NULL;
     return 0;
   }
   check_meta_export (conn, name, namelen);
@@ -275,13 +281,13 @@ opt_export_name (struct connection *conn, const char *data, uint32_t len,
                   (int) len, data);
     return -1;
   }
-  conn->export_name = strndup (data, len);
-  if (conn->export_name == NULL || is_quitting () || open_export (conn) == -1)
+  conn->neg.export_name = strndup (data, len);
+  if (conn->neg.export_name == NULL || is_quitting () || open_export (conn) == -1)
     return -1;
   check_meta_export (conn, data, len);
   memset (buf, 0, sizeof buf);
-  store_be64 (buf, conn->size);
-  store_be16 (buf + 8, conn->eflags);
+  store_be64 (buf, conn->neg.size);
+  store_be16 (buf + 8, conn->neg.eflags);
   return conn_send (conn, buf, no_zeroes ? 10 : sizeof buf);
 }
 
@@ -335,12 +341,12 @@ opt_meta_context (struct connection *conn, uint32_t option, const char *data,
 
   if (set) {
     /* SET replaces the selection, even when it fails. */
-    selected_reset (&conn->selected);
-    free (conn->meta_export);
-    conn->meta_export = NULL;
-    conn->meta_set = false;
+    selected_reset (&conn->neg.selected);
+    free (conn->neg.meta_export);
+    conn->neg.meta_export = NULL;
+    conn->neg.meta_set = false;
   }
-  if (!conn->structured)
+  if (!conn->neg.structured)
     return send_error (conn, option, NBD_REP_ERR_INVALID,
                        "structured replies were not negotiated");
   if (len < 8)
@@ -379,8 +385,8 @@ opt_meta_context (struct connection *conn, uint32_t option, const char *data,
       return -1;
     r = meta_contexts_for_export (ename, &mc);
     if (set && r == 0) {
-      conn->meta_export = ename;
-      conn->meta_set = true;
+      conn->neg.meta_export = ename;
+      conn->neg.meta_set = true;
     }
     else
       free (ename);
@@ -415,7 +421,7 @@ opt_meta_context (struct connection *conn, uint32_t option, const char *data,
           r = -1;
           break;
         }
-        if (selected_vector_append (&conn->selected, sc) == -1) {
+        if (selected_vector_append (&conn->neg.selected, sc) == -1) {
           free (sc.name);
           r = -1;
           break;
@@ -517,11 +523,11 @@ handshake (struct connection *conn)
       if (len != 0)
         r = send_error (conn, option, NBD_REP_ERR_INVALID,
                         "NBD_OPT_STRUCTURED_REPLY takes no data");
-      else if (conn->structured)
+      else if (conn->neg.structured)
         r = send_error (conn, option, NBD_REP_ERR_INVALID,
                         "structured replies already negotiated");
       else {
-        conn->structured = true;
+        conn->neg.structured = true;
         r = send_ack (conn, option);
       }
       break;

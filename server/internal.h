@@ -12,6 +12,7 @@
 #include "nbdcbt-filter.h"
 #include "nbd-protocol.h"
 #include "vector.h"
+#include "transport.h"
 
 #define MAX_REQUEST_SIZE (32 * 1024 * 1024) /* READ/WRITE payload */
 #define MAX_OPTION_LENGTH (64 * 1024)       /* larger options: drop */
@@ -143,41 +144,30 @@ extern bool meta_query_matches (const char *query, size_t qlen,
                                 const char *name, bool list);
 extern void selected_reset (selected_vector *v);
 
-/* connections.c */
-struct pooled_buffer {
-  char *buf;
+/* buffers.c: a connection's request buffers.  The payload starts at
+ * HDR_ROOM (a page boundary); the reply header goes right before it.
+ */
+#define HDR_ROOM 4096
+struct request_buffer {
+  char *buf;                    /* HDR_ROOM + payload, or NULL */
   size_t cap;
 };
-DEFINE_VECTOR_TYPE (buffer_vector, struct pooled_buffer);
-#define RECV_BUFFER (16 * 1024)     /* input buffer of a connection */
-#define RECV_DIRECT_MIN (8 * 1024)  /* larger reads bypass it */
-struct connection {
-  int sockin, sockout;
-  bool is_socket;
-  pthread_mutex_t read_lock;
-  unsigned in_flight;     /* requests received, not yet answered (atomic) */
-  /* Worker threads (protocol.c), started as the client's queue depth
-   * needs them, up to MAX_WORKERS.  NWORKERS counts the first one too
-   * (atomic reads; written under WORKERS_LOCK with WORKER_TIDS).
-   */
-  pthread_mutex_t workers_lock;
-  pthread_t *worker_tids;
-  unsigned nworkers, max_workers;
-  /* Input buffer of the transmission phase, under read_lock.  RFILL,
-   * when not 0, limits how much one read into it may take.
-   */
-  size_t rpos, rlen, rfill;
-  char rbuf[RECV_BUFFER];
-  pthread_mutex_t write_lock;
-  /* Request buffers not in use, the most recently used last. */
-  pthread_mutex_t pool_lock;
-  buffer_vector pool;
-  bool closing;           /* no more requests are read (atomic) */
-  /* Writes, zeroes and trims completed, and how many of them the last
-   * successful flush covers (both atomic): the chain is flushed at
-   * disconnect only when something is left.
-   */
-  uint64_t writes_done, writes_flushed;
+DEFINE_VECTOR_TYPE (buffer_vector, struct request_buffer);
+struct buffer_pool {
+  pthread_mutex_t lock;
+  buffer_vector free;           /* not in use, most recently used last */
+};
+#define REQUEST_DATA(rb) ((rb)->buf + HDR_ROOM)
+extern void buffer_pool_init (struct buffer_pool *pool);
+extern void buffer_pool_free (struct buffer_pool *pool);
+extern int buffer_get (struct buffer_pool *pool, struct request_buffer *rb,
+                       size_t len, size_t keep);
+extern void buffer_put (struct buffer_pool *pool, struct request_buffer *rb);
+
+/* handshake.c: what the client negotiated.  Written by the handshake,
+ * read-only in the transmission phase.
+ */
+struct negotiation {
   bool structured;
   bool meta_set;          /* SET_META_CONTEXT seen since last reset */
   char *meta_export;      /* export name of the last SET */
@@ -186,31 +176,98 @@ struct connection {
   uint16_t eflags;
   uint64_t size;
   uint32_t minimum;
-  unsigned hole_misses, hole_interval, hole_skip; /* protocol.c */
-  struct nbdcbt_context *top;
-  struct connection *list_next, *list_prev;
+};
+extern void negotiation_free (struct negotiation *neg);
+
+/* workers.c: the worker threads of a connection, started as the
+ * client's queue depth needs them, up to MAX_WORKERS.  NWORKERS counts
+ * the first one too (atomic reads; written under WORKERS_LOCK with
+ * WORKER_TIDS).
+ */
+struct scheduling {
+  pthread_mutex_t workers_lock;
+  pthread_t *worker_tids;
+  unsigned nworkers, max_workers;
+  unsigned in_flight;     /* requests received, not yet answered (atomic) */
+  bool closing;           /* no more requests are read (atomic) */
+};
+
+/* read-holes.c: the hole-aware READ path. */
+#define HOLE_READ_EXTENTS 16
+struct hole_probe {       /* when to look for holes (atomic) */
+  unsigned misses, interval, skip;
+};
+struct read_layout {      /* the extents of one READ; N = 0: one chunk */
+  size_t n;
+  struct nbdcbt_extent e[HOLE_READ_EXTENTS + 1];
+};
+
+/* connections.c: writes, zeroes and trims completed, and how many of
+ * them the last successful flush covers (both atomic): the chain is
+ * flushed at disconnect only when something is left.
+ */
+struct unflushed {
+  uint64_t writes_done, writes_flushed;
+};
+
+struct connection {
+  struct transport transport;   /* transport.c */
+  struct negotiation neg;       /* handshake.c */
+  struct scheduling sched;      /* workers.c */
+  struct buffer_pool buffers;   /* buffers.c */
+  struct hole_probe holes;      /* read-holes.c */
+  struct unflushed unflushed;   /* connections.c */
+  struct nbdcbt_context *top;   /* the chain, opened by the handshake */
+  struct connection *list_next, *list_prev; /* connections.c */
 };
 extern __thread struct connection *current_conn;
 extern void accept_connection (int fd, bool is_socket, int outfd);
 extern void handle_single_connection (int infd, int outfd);
 extern void connections_shutdown (void);
 extern void connections_wait (void);
-extern void conn_set_closing (struct connection *conn);
-extern bool conn_is_closing (struct connection *conn);
-extern int conn_recv (struct connection *conn, void *buf, size_t len,
-                      bool handshake);
-extern int conn_recv_buffered (struct connection *conn, void *buf,
-                               size_t len);
-extern size_t conn_fill_nowait (struct connection *conn);
-extern int conn_send (struct connection *conn, const void *buf, size_t len);
-extern int conn_sendv (struct connection *conn, struct iovec *iov, int n);
+extern void unflushed_note_write (struct connection *conn);
+extern uint64_t unflushed_flush_start (struct connection *conn);
+extern void unflushed_flush_done (struct connection *conn, uint64_t start);
+extern void connection_close_chain (struct connection *conn);
 
 /* handshake.c: 0 = go to transmission, -1 = drop the connection. */
 extern int handshake (struct connection *conn);
 
+/* One request of the transmission phase. */
+struct request {
+  uint16_t type, flags;
+  uint64_t cookie, offset;
+  uint32_t count;
+};
+
+/* A worker thread's state (workers.c). */
+struct worker {
+  struct connection *conn;
+  struct request_buffer rb;     /* only while serving a request */
+  struct nbdcbt_extents *ext;   /* reused by every extents call */
+  size_t reply_len;             /* BLOCK_STATUS: chunks built in RB */
+  struct read_layout layout;    /* READ */
+};
+extern void workers_serve (struct connection *conn);
+extern void conn_set_closing (struct connection *conn);
+extern bool conn_is_closing (struct connection *conn);
+extern struct nbdcbt_extents *worker_extents (struct worker *w,
+                                              uint64_t start, uint64_t end,
+                                              size_t max);
+
 /* protocol.c */
-extern void *worker_thread (void *conn);
-extern void protocol_serve (struct connection *conn);
+extern int protocol_recv_request (struct worker *w, struct request *req);
+extern int protocol_serve_request (struct worker *w,
+                                   const struct request *req);
+extern void reply_chunk_header (char *hdr, uint16_t flags, uint16_t type,
+                                uint64_t cookie, uint32_t length);
+
+/* read-holes.c */
+extern bool read_holes_wanted (struct connection *conn,
+                               const struct request *req);
+extern int read_with_holes (struct worker *w, const struct request *req,
+                            int *err);
+extern int send_read_with_holes (struct worker *w, const struct request *req);
 
 /* sockets.c */
 extern int *listen_fds;
@@ -220,7 +277,5 @@ extern int sockets_unix (const char *path);
 extern int sockets_tcp (const char *addr, const char *port);
 extern void sockets_accept_loop (void);
 extern void sockets_close (void);
-extern int request_lock (void);
-extern void request_unlock (int);
 
 #endif /* NBDCBT_INTERNAL_H */

@@ -133,7 +133,7 @@ nbdcbt_export_name (void)
 
   if (conn == NULL)
     return NULL;
-  return conn->export_name ? conn->export_name : "";
+  return conn->neg.export_name ? conn->neg.export_name : "";
 }
 
 bool

@@ -1,0 +1,101 @@
+/* nbdcbt server: the transport under a connection.
+ *
+ * Everything above this layer (handshake.c, protocol.c, the read path)
+ * reads and writes a connection only through conn_recv, conn_recv_buffered,
+ * conn_fill_nowait, conn_send and conn_sendv (transport.c), which in turn
+ * call the connection's transport_ops.  The plain transport (transport.c)
+ * reads and writes the file descriptors; a TLS session plugs in by
+ * replacing conn->transport.ops and setting conn->transport.priv after
+ * STARTTLS, with no change to the request path.  The contract of each
+ * operation:
+ *
+ *   recv      Read at most LEN bytes.  FLAGS: TRANSPORT_WAITALL (the
+ *             caller wants all LEN bytes: a transport may wait for them
+ *             in one call, or return fewer), TRANSPORT_NOWAIT (do not
+ *             block: -1 with errno EAGAIN when nothing is there).
+ *             Returns the bytes read (> 0), 0 at end of input, or -1 with
+ *             errno set.  EINTR is retried by the caller.  A blocking
+ *             read that returns -1/EAGAIN means the socket's receive
+ *             timeout passed (the caller applies the idle timeout).
+ *   sendv     Write all of IOV[0..N) (the array may be modified).  0, or
+ *             -1 with errno set.  Called with the write lock held: one
+ *             reply at a time, while another thread may be in recv.
+ *   pending   Optional.  True if recv can return data without waiting on
+ *             the file descriptor (bytes a TLS layer has already
+ *             decrypted): the caller then skips its poll.
+ *   shutdown  Stop reading (SHUT_RD, wakes a thread blocked in recv with
+ *             end of input) or end the session (SHUT_RDWR: a TLS close
+ *             notify, then the socket).  Never fails.
+ *   close     Free PRIV (not the descriptors: the connection closes them).
+ *
+ * The descriptors (SOCKIN == SOCKOUT for a socket; stdin and stdout with
+ * -s) and the locks belong to the connection whatever the transport.
+ */
+#ifndef NBDCBT_TRANSPORT_H
+#define NBDCBT_TRANSPORT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define TRANSPORT_WAITALL 1
+#define TRANSPORT_NOWAIT 2
+
+#define RECV_BUFFER (16 * 1024)     /* input buffer of a connection */
+#define RECV_DIRECT_MIN (8 * 1024)  /* larger reads bypass it */
+
+struct transport;
+
+struct transport_ops {
+  const char *name;
+  ssize_t (*recv) (struct transport *t, void *buf, size_t len, int flags);
+  int (*sendv) (struct transport *t, struct iovec *iov, int n);
+  bool (*pending) (struct transport *t);
+  void (*shutdown) (struct transport *t, int how);
+  void (*close) (struct transport *t);
+};
+
+/* The transport state of a connection (transport.c). */
+struct transport {
+  const struct transport_ops *ops;
+  void *priv;                   /* the transport's own state (TLS) */
+  int sockin, sockout;
+  bool is_socket;
+  /* The reader: whoever holds READ_LOCK reads the next request (and
+   * owns the input buffer).  WRITE_LOCK: one reply at a time.
+   */
+  pthread_mutex_t read_lock;
+  pthread_mutex_t write_lock;
+  /* Input buffer of the transmission phase, under read_lock.  RFILL,
+   * when not 0, limits how much one read into it may take.
+   */
+  size_t rpos, rlen, rfill;
+  char rbuf[RECV_BUFFER];
+};
+
+extern const struct transport_ops plain_transport_ops;
+
+struct connection;
+extern void transport_init (struct transport *t, int sockin, int sockout,
+                            bool is_socket);
+extern void transport_free (struct transport *t);
+extern void transport_shutdown (struct transport *t, int how);
+
+/* Read exactly LEN bytes.  1 = done, 0 = clean EOF before any byte,
+ * -1 = error or EOF in the middle (errno set).  HANDSHAKE: the handshake
+ * deadline applies (otherwise the idle timeout).
+ */
+extern int conn_recv (struct connection *conn, void *buf, size_t len,
+                      bool handshake);
+/* The same through the input buffer (transmission phase, under the read
+ * lock).
+ */
+extern int conn_recv_buffered (struct connection *conn, void *buf,
+                               size_t len);
+extern size_t conn_fill_nowait (struct connection *conn);
+extern int conn_send (struct connection *conn, const void *buf, size_t len);
+extern int conn_sendv (struct connection *conn, struct iovec *iov, int n);
+
+#endif /* NBDCBT_TRANSPORT_H */
