@@ -140,30 +140,24 @@ repair_dirty (struct qcow2 *q)
   return 0;
 }
 
+/* A handle for PATH, nothing opened yet. */
 static struct qcow2 *
-open_image (const char *path, int flags, bool raw, struct chain *chain)
+new_handle (const char *path, int flags, bool raw)
 {
-  struct qcow2 *q;
-  struct stat st;
-  uint8_t *buf = NULL;
-  size_t len;
+  struct qcow2 *q = calloc (1, sizeof *q);
+  pthread_rwlockattr_t attr;
   char *tmp;
-  int i;
 
-  q = calloc (1, sizeof *q);
   if (q == NULL)
     return qcow2_error_null (errno, "calloc: %m");
   q->fd = -1;
   pthread_mutex_init (&q->lock, NULL);
-  {
-    /* Writers (flushes that release freed clusters) must not starve. */
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init (&attr);
-    pthread_rwlockattr_setkind_np (&attr,
-                                   PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init (&q->io_lock, &attr);
-    pthread_rwlockattr_destroy (&attr);
-  }
+  /* Writers (flushes that release freed clusters) must not starve. */
+  pthread_rwlockattr_init (&attr);
+  pthread_rwlockattr_setkind_np (&attr,
+                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init (&q->io_lock, &attr);
+  pthread_rwlockattr_destroy (&attr);
   q->open_flags = flags;
   q->readonly = !!(flags & QCOW2_OPEN_RDONLY);
   q->is_raw = raw;
@@ -172,115 +166,156 @@ open_image (const char *path, int flags, bool raw, struct chain *chain)
   if (q->filename == NULL || tmp == NULL) {
     free (tmp);
     qcow2_error (errno, "strdup: %m");
-    goto err;
+    free_image (q);
+    return NULL;
   }
   q->dirname = strdup (dirname (tmp));
   free (tmp);
   if (q->dirname == NULL) {
     qcow2_error (errno, "strdup: %m");
-    goto err;
+    free_image (q);
+    return NULL;
   }
+  return q;
+}
 
-  q->fd = open (path, (q->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (q->fd == -1) {
-    qcow2_error (errno, "%s: %m", path);
-    goto err;
-  }
-  if (fstat (q->fd, &st) == -1) {
-    qcow2_error (errno, "%s: fstat: %m", path);
-    goto err;
-  }
+/* Opens the file, refuses a cycle in the backing chain, and takes
+ * QEMU's locks before anything is read or written.  Backing files
+ * (opened read-only) take the read-only locks, as QEMU's do.
+ */
+static int
+open_file (struct qcow2 *q, struct chain *chain, struct stat *st)
+{
+  int i;
+
+  q->fd = open (q->filename, (q->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (q->fd == -1)
+    return qcow2_error (errno, "%s: %m", q->filename);
+  if (fstat (q->fd, st) == -1)
+    return qcow2_error (errno, "%s: fstat: %m", q->filename);
   for (i = 0; i < chain->n; i++)
-    if (chain->dev[i] == st.st_dev && chain->ino[i] == st.st_ino) {
-      qcow2_error (ELOOP, "%s: backing chain contains a cycle", path);
-      goto err;
-    }
-  chain->dev[chain->n] = st.st_dev;
-  chain->ino[chain->n] = st.st_ino;
+    if (chain->dev[i] == st->st_dev && chain->ino[i] == st->st_ino)
+      return qcow2_error (ELOOP, "%s: backing chain contains a cycle",
+                          q->filename);
+  chain->dev[chain->n] = st->st_dev;
+  chain->ino[chain->n] = st->st_ino;
   chain->n++;
+  return qcow2_lock_file (q, !q->readonly,
+                          q->readonly &&
+                          (q->open_flags & QCOW2_OPEN_FORCE_SHARE));
+}
 
-  /* Before anything is read or written: QEMU's locks.  Backing files
-   * (opened read-only) take the read-only locks, as QEMU's do.
-   */
-  if (qcow2_lock_file (q, !q->readonly,
-                       q->readonly && (flags & QCOW2_OPEN_FORCE_SHARE)) == -1)
-    goto err;
+/* The header (in the first cluster at most) of a file of FILE_SIZE
+ * bytes.  An image marked corrupt opens read-only only.
+ */
+static int
+read_header (struct qcow2 *q, uint64_t file_size)
+{
+  size_t len = file_size < (1 << MAX_CLUSTER_BITS) ? file_size
+    : 1 << MAX_CLUSTER_BITS;
+  uint8_t *buf = malloc (len + 1);
+  int r;
 
-  if (raw) {
-    q->size = q->file_size = st.st_size;
-    return q;
-  }
-
-  len = st.st_size < (1 << MAX_CLUSTER_BITS) ? st.st_size : 1 << MAX_CLUSTER_BITS;
-  buf = malloc (len + 1);
-  if (buf == NULL) {
-    qcow2_error (errno, "malloc: %m");
-    goto err;
-  }
-  if (qcow2_file_pread (q, buf, len, 0) == -1)
-    goto err;
-  if (qcow2_parse_header (q, buf, len, st.st_size) == -1)
-    goto err;
+  if (buf == NULL)
+    return qcow2_error (errno, "malloc: %m");
+  r = qcow2_file_pread (q, buf, len, 0);
+  if (r == 0)
+    r = qcow2_parse_header (q, buf, len, file_size);
   free (buf);
-  buf = NULL;
-  q->host_end = (st.st_size + q->cluster_size - 1) & ~(q->cluster_size - 1);
+  if (r == -1)
+    return -1;
+  q->host_end = (file_size + q->cluster_size - 1) & ~(q->cluster_size - 1);
+  if (!q->readonly && q->corrupt_at_open)
+    return qcow2_error (EROFS, "%s: image is marked corrupt; it can only "
+                        "be opened read-only (repair with 'qemu-img check "
+                        "-r all')", q->filename);
+  return 0;
+}
 
-  if (!q->readonly) {
-    if (q->corrupt_at_open) {
-      qcow2_error (EROFS, "%s: image is marked corrupt; it can only be "
-                   "opened read-only (repair with 'qemu-img check -r all')",
-                   path);
-      goto err;
-    }
-  }
-
+/* The refcount table, the L1 table and the metadata caches. */
+static int
+load_tables (struct qcow2 *q)
+{
   if (qcow2_load_reftable (q) == -1 || qcow2_load_l1 (q) == -1)
-    goto err;
+    return -1;
   if (mcache_init (&q->l2_cache, cache_slots (q->cluster_size),
                    q->cluster_size, true) == -1 ||
       mcache_init (&q->rb_cache, cache_slots (q->cluster_size),
                    q->cluster_size, false) == -1)
-    goto err;
+    return -1;
+  return 0;
+}
 
-  /* Bitmaps: an extension without autoclear bit 0 (or in a v2 image) is
-   * inconsistent and ignored, as in QEMU.
-   */
-  bool drop_ext = false;
+/* The bitmap directory.  An extension without autoclear bit 0 (or in a
+ * v2 image) is inconsistent and ignored, as in QEMU: *DROPPED says so,
+ * for a writable open to remove it from the header.
+ */
+static int
+load_bitmaps (struct qcow2 *q, bool *dropped)
+{
+  *dropped = false;
   if (q->has_bitmaps_ext &&
       (!(q->autoclear & AUTOCLEAR_BITMAPS) || q->version < 3)) {
-    drop_ext = true;
+    *dropped = true;
     q->has_bitmaps_ext = false;
     q->nb_bitmaps = 0;
   }
   if (q->has_bitmaps_ext && qcow2_bitmaps_load_directory (q) == -1)
-    goto err;
+    return -1;
+  return 0;
+}
 
-  /* The backing chain opens before anything is written here: an image
-   * that is then refused stays as it was.
-   */
-  if (open_backing (q, chain) == -1)
-    goto err;
+/* A writable open's first write: unknown autoclear bits are cleared and
+ * an inconsistent bitmaps extension dropped (its clusters leak), as QEMU
+ * does, before anything else is written.
+ */
+static int
+clear_autoclear (struct qcow2 *q, bool drop_bitmaps_ext)
+{
+  uint64_t ac = q->autoclear & AUTOCLEAR_MASK & ~AUTOCLEAR_DATA_FILE_RAW;
 
-  if (!q->readonly) {
-    uint64_t ac = q->autoclear & AUTOCLEAR_MASK & ~AUTOCLEAR_DATA_FILE_RAW;
-    if (!q->has_bitmaps_ext)
-      ac &= ~AUTOCLEAR_BITMAPS;
-    if (ac != q->autoclear || drop_ext) {
-      /* Unknown autoclear bits are cleared before anything is written;
-       * an inconsistent bitmaps extension is dropped (its clusters leak).
-       */
-      q->autoclear = ac;
-      if (qcow2_write_header (q) == -1 || qcow2_file_sync (q) == -1)
-        goto err;
-    }
+  if (!q->has_bitmaps_ext)
+    ac &= ~AUTOCLEAR_BITMAPS;
+  if (ac == q->autoclear && !drop_bitmaps_ext)
+    return 0;
+  q->autoclear = ac;
+  if (qcow2_write_header (q) == -1 || qcow2_file_sync (q) == -1)
+    return -1;
+  return 0;
+}
+
+/* Opens PATH (a qcow2 image, or a raw backing file if RAW) and its
+ * backing chain.  Everything is read and checked, the backing chain
+ * included, before the first write, so that an image that is refused
+ * stays as it was.
+ */
+static struct qcow2 *
+open_image (const char *path, int flags, bool raw, struct chain *chain)
+{
+  struct qcow2 *q = new_handle (path, flags, raw);
+  struct stat st;
+  bool drop_bitmaps_ext;
+
+  if (q == NULL)
+    return NULL;
+  if (open_file (q, chain, &st) == -1)
+    goto err;
+  if (raw) {
+    q->size = q->file_size = st.st_size;
+    return q;
   }
-
-  if (!q->readonly && q->dirty_at_open && repair_dirty (q) == -1)
+  if (read_header (q, st.st_size) == -1 ||
+      load_tables (q) == -1 ||
+      load_bitmaps (q, &drop_bitmaps_ext) == -1 ||
+      open_backing (q, chain) == -1)
+    goto err;
+  if (!q->readonly &&
+      (clear_autoclear (q, drop_bitmaps_ext) == -1 ||
+       (q->dirty_at_open && repair_dirty (q) == -1)))
     goto err;
   return q;
 
  err:
-  free (buf);
   free_image (q);
   return NULL;
 }
