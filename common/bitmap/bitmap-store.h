@@ -1,8 +1,9 @@
 /* The bitmap store interface: where persistent bitmaps live between runs.
  *
- * A plugin (qcow2: the image's bitmaps extension) or a sidecar (qbm: a
- * JSON-described set of files beside a raw image) implements it and hands
- * it out as the service BITMAP_STORE_SERVICE from its get_service callback:
+ * The qcow2 plugin implements it over the image's bitmaps extension and
+ * hands it out as the service BITMAP_STORE_SERVICE from its get_service
+ * callback (common/qbm/qbm-store.c implements it over a raw image's
+ * sidecar); a plugin offers one like this:
  *
  *   static const struct bitmap_store my_store = { ... };
  *   static const void *
@@ -25,7 +26,9 @@
  *   3. flush (if the filter's store-on-flush=true) and cleanup (clean
  *                   shutdown): store () with every persistent bitmap;
  *                   in_use is cleared at cleanup and kept on flush.
- *   4. remove ():   a persistent bitmap was removed (control socket).
+ *   4. remove ():   a persistent bitmap is removed while the server
+ *                   runs (nothing calls it yet; without it the next
+ *                   store () drops the bitmap).
  *
  * All calls come from the server's threads; a store must be thread-safe
  * against the plugin's own I/O.  The filter never calls two store

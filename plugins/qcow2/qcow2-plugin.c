@@ -7,11 +7,12 @@
  *
  * Persistent bitmaps: the plugin hands the image's bitmaps extension to
  * the dirty filter as the "bitmap-store" service (bitmap-store.h), which
- * loads, records and stores them.  As QEMU does on a read-write open, the
- * bitmaps are marked in use on disk before the server accepts anyone: when
- * the filter asks for the store (its get_ready, right after ours).  Without
- * such a filter nothing would record writes, so they are marked in use
- * (left inconsistent) at the first write instead.
+ * loads, records and stores them.  The filter has the bitmaps marked in
+ * use on disk (store_mark_in_use) when the first client that may write
+ * connects, before its first request, as QEMU marks them at a read-write
+ * open; until then nothing is written.  Without such a filter nothing
+ * would record writes, so the plugin marks them in use (left
+ * inconsistent) at the first write instead.
  */
 #include <config.h>
 
@@ -275,9 +276,10 @@ restore_at_exit (void)
 
 /* Writes must never leave persistent bitmaps on disk that look valid but
  * missed them.  With the dirty filter above, the bitmaps were marked in
- * use when it took the store.  Without it, the plugin marks them in use
- * at the first write, so that they are inconsistent afterwards (only
- * removable), as QEMU would leave bitmaps it could not update.
+ * use when the writing client connected.  Without it, the plugin marks
+ * them in use at the first write, so that they are inconsistent
+ * afterwards (only removable), as QEMU would leave bitmaps it could not
+ * update.
  */
 static bool write_fast;            /* written and safe: nothing to do */
 
