@@ -10,6 +10,7 @@
 #include "internal.h"
 #include "byte-order.h"
 #include "minmax.h"
+#include "tls.h"
 
 #define MAX_PAYLOAD_ADVERTISED (32 * 1024 * 1024)
 
@@ -437,6 +438,45 @@ opt_meta_context (struct connection *conn, uint32_t option, const char *data,
   return send_ack (conn, option);
 }
 
+/* The client's TLS handshake follows the ACK.  Whatever was negotiated
+ * in plaintext is forgotten (the NBD spec): a man in the middle could
+ * have chosen it.
+ */
+static int
+opt_starttls (struct connection *conn, uint32_t len)
+{
+  if (tls_mode == TLS_MODE_OFF)
+    return send_error (conn, NBD_OPT_STARTTLS, NBD_REP_ERR_POLICY,
+                       "TLS is not enabled on this server");
+  if (len != 0)
+    return send_error (conn, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
+                       "NBD_OPT_STARTTLS takes no data");
+  if (tls_active (&conn->transport))
+    return send_error (conn, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
+                       "TLS is already negotiated");
+  if (send_ack (conn, NBD_OPT_STARTTLS) == -1)
+    return -1;
+  if (tls_start (&conn->transport, HANDSHAKE_TIMEOUT_MS) == -1)
+    return -1;
+  conn->neg.structured = false;
+  selected_reset (&conn->neg.selected);
+  free (conn->neg.meta_export);
+  conn->neg.meta_export = NULL;
+  conn->neg.meta_set = false;
+  return 0;
+}
+
+/* --tls=require: before STARTTLS, every option but STARTTLS and ABORT is
+ * refused without looking at it, so that nothing about the exports
+ * (names, sizes, whether a name exists) reaches a plaintext client.
+ */
+static bool
+tls_required (struct connection *conn, uint32_t option)
+{
+  return tls_mode == TLS_MODE_REQUIRE && !tls_active (&conn->transport)
+    && option != NBD_OPT_STARTTLS && option != NBD_OPT_ABORT;
+}
+
 int
 handshake (struct connection *conn)
 {
@@ -495,10 +535,26 @@ handshake (struct connection *conn)
     data[len] = '\0';
     nbdcbt_debug ("option %" PRIu32 " length %" PRIu32, option, len);
 
+    if (tls_required (conn, option)) {
+      free (data);
+      if (option == NBD_OPT_EXPORT_NAME) {
+        /* No error reply exists for it: the spec says to hang up. */
+        nbdcbt_error ("a client asked for an export without TLS "
+                      "(--tls=require): dropping it");
+        return -1;
+      }
+      if (send_error (conn, option, NBD_REP_ERR_TLS_REQD,
+                      "TLS is required: use NBD_OPT_STARTTLS first") == -1)
+        return -1;
+      continue;
+    }
+
     switch (option) {
     case NBD_OPT_EXPORT_NAME:
       r = opt_export_name (conn, data, len, no_zeroes);
       free (data);
+      if (r == 0)
+        tls_handshake_over (&conn->transport);
       return r;
     case NBD_OPT_ABORT:
       send_ack (conn, option);   /* the client may be gone already */
@@ -508,14 +564,14 @@ handshake (struct connection *conn)
       r = opt_list (conn, len);
       break;
     case NBD_OPT_STARTTLS:
-      r = send_error (conn, option, NBD_REP_ERR_POLICY,
-                      "TLS is not supported by this server");
+      r = opt_starttls (conn, len);
       break;
     case NBD_OPT_INFO:
     case NBD_OPT_GO:
       r = opt_info_go (conn, option, data, len);
       if (r == 1) {
         free (data);
+        tls_handshake_over (&conn->transport);
         return 0;
       }
       break;

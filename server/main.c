@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tls.h"
 
 bool verbose;
 bool read_only;
@@ -72,6 +73,10 @@ enum {
   OPT_DUMP_PLUGIN,
   OPT_MAX_CONNECTIONS,
   OPT_EXIT_WITH_PARENT,
+  OPT_TLS,
+  OPT_TLS_CERTIFICATES,
+  OPT_TLS_PSK,
+  OPT_TLS_VERIFY_PEER,
 };
 
 static const char short_options[] = "D:e:fhi:p:P:rst:U:vV";
@@ -94,6 +99,10 @@ static const struct option long_options[] = {
   { "single", no_argument, NULL, 's' },
   { "stdin", no_argument, NULL, 's' },
   { "threads", required_argument, NULL, 't' },
+  { "tls", required_argument, NULL, OPT_TLS },
+  { "tls-certificates", required_argument, NULL, OPT_TLS_CERTIFICATES },
+  { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
+  { "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY_PEER },
   { "unix", required_argument, NULL, 'U' },
   { "verbose", no_argument, NULL, 'v' },
   { "version", no_argument, NULL, 'V' },
@@ -126,6 +135,11 @@ usage (void)
           "  -t, --threads=N         worker threads per connection (16)\n"
           "      --filter=NAME       add a filter (first is outermost)\n"
           "      --max-connections=N at most N clients at once (100)\n"
+          "      --tls=off|on|require  TLS (require when credentials are given)\n"
+          "      --tls-certificates=DIR  X.509: DIR/server-cert.pem, server-key.pem,\n"
+          "                          ca-cert.pem, ca-crl.pem\n"
+          "      --tls-psk=FILE      pre-shared keys (psktool's format)\n"
+          "      --tls-verify-peer   require client certificates signed by the CA\n"
           "      --exit-with-parent  exit when the parent process exits\n"
           "      --dump-plugin       print facts about PLUGIN and exit\n"
           "  -v, --verbose           debug messages\n"
@@ -347,6 +361,13 @@ main (int argc, char *argv[])
       break;
     case OPT_DUMP_PLUGIN: dump = true; break;
     case OPT_EXIT_WITH_PARENT: exit_with_parent = true; break;
+    case OPT_TLS:
+      if (tls_parse_mode (optarg) == -1)
+        exit (EXIT_FAILURE);
+      break;
+    case OPT_TLS_CERTIFICATES: tls_certificates_dir = optarg; break;
+    case OPT_TLS_PSK: tls_psk_file = optarg; break;
+    case OPT_TLS_VERIFY_PEER: tls_verify_peer = true; break;
     case OPT_MAX_CONNECTIONS:
       if (nbdcbt_parse_uint32 ("--max-connections", optarg, &u) == -1)
         exit (EXIT_FAILURE);
@@ -469,6 +490,8 @@ main (int argc, char *argv[])
     exit (EXIT_FAILURE);
   nbdcbt_debug ("thread model: %d", thread_model);
 
+  if (tls_init () == -1)
+    exit (EXIT_FAILURE);
   if (exit_with_parent && prctl (PR_SET_PDEATHSIG, SIGTERM) == -1) {
     nbdcbt_error ("--exit-with-parent: %m");
     exit (EXIT_FAILURE);
@@ -533,6 +556,7 @@ main (int argc, char *argv[])
 
   backend_cleanup (top);
   backend_unload (top);
+  tls_cleanup ();
   if (pidfile)
     unlink (pidfile);
   free (pidfile);
