@@ -1,6 +1,6 @@
-/* Unit test of the bitmap model (common/bitmap/dirty-bitmap.c): QEMU's
- * rules and messages, successors, merge, resize, references, concurrent
- * marking, and the cost of dirty_bitmaps_mark.
+/* Unit test of the bitmap model (dirty-bitmap.c): QEMU's rules and
+ * messages, successors, merge, resize, references, concurrent marking
+ * checked mark by mark, and the cost of dirty_bitmaps_mark.
  */
 #include <config.h>
 
@@ -292,22 +292,62 @@ test_resize_list (void)
   dirty_bitmaps_free (set);
 }
 
-/* Writers mark while another thread toggles recording and adds/removes
- * bitmaps: no crash, and an always-recording bitmap sees every mark.
+/* Writers mark while another thread toggles recording, adds and
+ * removes bitmaps and runs successors through both endings.  Each writer
+ * also records its marks in a private hbitmap: afterwards the bitmap
+ * that always recorded must be exactly the union of those, and the one
+ * that was toggled a subset of it.
  */
 static struct dirty_bitmaps *tset;
-#define TSIZE (64 << 20)
+#define TSIZE (UINT64_C (4) << 30)   /* 2^20 granules: sparse marks */
+#define TGRAN 4096
+#define NWRITERS 2
+
+struct writer {
+  pthread_t thread;
+  uint64_t seed;
+  struct hbitmap *mine;
+};
 
 static void *
 writer (void *arg)
 {
-  uint64_t i, seed = (uintptr_t) arg;
+  struct writer *w = arg;
+  uint64_t i, seed = w->seed;
 
   for (i = 0; i < 20000; i++) {
+    uint64_t off, len;
+
     seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    dirty_bitmaps_mark (tset, (seed >> 20) % (TSIZE - 4096), 4096);
+    off = (seed >> 20) % (TSIZE - 8192);
+    len = 1 + (seed >> 8) % 8192;   /* unaligned, up to three granules */
+    dirty_bitmaps_mark (tset, off, len);
+    hbitmap_set (w->mine, off, len);
   }
   return NULL;
+}
+
+/* The data of NAME in TSET, as a copy. */
+static struct hbitmap *
+data_copy (const char *name)
+{
+  struct dirty_bitmap *bm = dirty_bitmaps_get (tset, name, NULL);
+  struct hbitmap *hb;
+
+  assert (bm);
+  hb = hbitmap_copy (dirty_bitmap_data (bm));
+  dirty_bitmap_put (bm);
+  assert (hb);
+  return hb;
+}
+
+static bool
+same_bits (const struct hbitmap *a, const struct hbitmap *b)
+{
+  char da[65], db[65];
+
+  return hbitmap_sha256 (a, da) == 0 && hbitmap_sha256 (b, db) == 0
+    && strcmp (da, db) == 0 && hbitmap_count (a) == hbitmap_count (b);
 }
 
 static void *
@@ -332,19 +372,45 @@ toggler (void *arg)
 static void
 test_threads (void)
 {
-  pthread_t t[3];
-  struct dirty_bitmap_opts o = { .granularity = 4096 };
+  struct writer w[NWRITERS];
+  pthread_t toggle;
+  struct dirty_bitmap_opts o = { .granularity = TGRAN };
+  struct hbitmap *uni = hbitmap_new (TSIZE, TGRAN);
+  struct hbitmap *always, *toggled, *with_toggled;
+  size_t i;
 
+  assert (uni);
   tset = dirty_bitmaps_new (TSIZE);
   CHECK_OK (dirty_bitmaps_add (tset, "always", &o, NULL, errp));
   CHECK_OK (dirty_bitmaps_add (tset, "t", &o, NULL, errp));
-  pthread_create (&t[0], NULL, writer, (void *) 1);
-  pthread_create (&t[1], NULL, writer, (void *) 2);
-  pthread_create (&t[2], NULL, toggler, NULL);
-  pthread_join (t[0], NULL);
-  pthread_join (t[1], NULL);
-  pthread_join (t[2], NULL);
-  CHECK (count_of (tset, "always") > 0);
+  for (i = 0; i < NWRITERS; i++) {
+    w[i].seed = i + 1;
+    w[i].mine = hbitmap_new (TSIZE, TGRAN);
+    assert (w[i].mine);
+    pthread_create (&w[i].thread, NULL, writer, &w[i]);
+  }
+  pthread_create (&toggle, NULL, toggler, NULL);
+  for (i = 0; i < NWRITERS; i++) {
+    pthread_join (w[i].thread, NULL);
+    CHECK (hbitmap_merge (uni, w[i].mine) == 0);
+    hbitmap_free (w[i].mine);
+  }
+  pthread_join (toggle, NULL);
+
+  /* Every mark is in the bitmap that always recorded, and nothing else. */
+  always = data_copy ("always");
+  CHECK (same_bits (always, uni));
+  CHECK (count_of (tset, "always") == hbitmap_count (uni));
+  /* The toggled one missed some marks but has none of its own. */
+  toggled = data_copy ("t");
+  with_toggled = hbitmap_copy (uni);
+  assert (with_toggled);
+  CHECK (hbitmap_merge (with_toggled, toggled) == 0);
+  CHECK (same_bits (with_toggled, uni));
+  hbitmap_free (with_toggled);
+  hbitmap_free (toggled);
+  hbitmap_free (always);
+  hbitmap_free (uni);
   dirty_bitmaps_free (tset);
 }
 
