@@ -344,7 +344,11 @@ qcow2_bitmap_load (struct qcow2 *q, const char *name)
   if (b == NULL)
     return qcow2_error_null (ENOENT, "%s: no bitmap named '%s'",
                              q->filename, name);
-  if ((q->bms_open_flags[b - q->bms] & BME_IN_USE) && !q->bitmaps_ours)
+  bool recover = (q->bms_open_flags[b - q->bms] & BME_IN_USE)
+    && q->intent_at_open;
+
+  if ((q->bms_open_flags[b - q->bms] & BME_IN_USE) && !q->bitmaps_ours
+      && !recover)
     return qcow2_error_null (EBUSY, "%s: bitmap '%s' is inconsistent and "
                              "cannot be used (in use flag set); remove it",
                              q->filename, name);
@@ -400,6 +404,11 @@ qcow2_bitmap_load (struct qcow2 *q, const char *name)
         hbitmap_deserialize_part (hb, c, start, count);
     }
   }
+  if (recover)
+    /* In use at open, with a valid intent record: the stored data plus
+     * every zone the record marks (docs/persistence.md).
+     */
+    qcow2_intent_apply_locked (q, hb);
   return hb;
 }
 

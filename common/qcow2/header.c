@@ -275,6 +275,7 @@ qcow2_parse_header (struct qcow2 *q, const uint8_t *buf, size_t len,
        */
       if (add_ext (q, magic, data, elen) == -1)
         return -1;
+      q->exts[q->nr_exts - 1].offset = off;
     }
     off += (elen + 7) & ~UINT64_C (7);
   }
@@ -349,8 +350,10 @@ qcow2_write_header (struct qcow2 *q)
              strlen (q->backing_format));
   for (i = 0; i < q->nr_exts; i++)
     if (q->exts[i].magic == EXT_FEATURE_TABLE ||
-        q->exts[i].magic == EXT_CRYPTO)
+        q->exts[i].magic == EXT_CRYPTO) {
+      q->exts[i].offset = off + 8;
       put_ext (buf, &off, q->exts[i].magic, q->exts[i].data, q->exts[i].len);
+    }
   if (q->has_bitmaps_ext && q->nb_bitmaps > 0) {
     uint8_t bm[24] = { 0 };
     store_be32 (bm, q->nb_bitmaps);
@@ -360,8 +363,10 @@ qcow2_write_header (struct qcow2 *q)
   }
   for (i = 0; i < q->nr_exts; i++)
     if (q->exts[i].magic != EXT_FEATURE_TABLE &&
-        q->exts[i].magic != EXT_CRYPTO)
+        q->exts[i].magic != EXT_CRYPTO) {
+      q->exts[i].offset = off + 8;
       put_ext (buf, &off, q->exts[i].magic, q->exts[i].data, q->exts[i].len);
+    }
   off += 8;                     /* end marker: zeroes */
   if (q->backing_file) {
     q->backing_file_offset = off;

@@ -309,6 +309,7 @@ open_image (const char *path, int flags, bool raw, struct chain *chain)
       load_bitmaps (q, &drop_bitmaps_ext) == -1 ||
       open_backing (q, chain) == -1)
     goto err;
+  qcow2_intent_open (q);
   if (!q->readonly &&
       (clear_autoclear (q, drop_bitmaps_ext) == -1 ||
        (q->dirty_at_open && repair_dirty (q) == -1)))

@@ -23,7 +23,9 @@
 #define COMPAT_LAZY_REFCOUNTS (UINT64_C (1) << 0)
 #define AUTOCLEAR_BITMAPS (UINT64_C (1) << 0)
 #define AUTOCLEAR_DATA_FILE_RAW (UINT64_C (1) << 1)
-#define AUTOCLEAR_MASK UINT64_C (0x3)
+/* nbdcbt's intent record is valid (docs/persistence.md); QEMU clears it. */
+#define AUTOCLEAR_INTENT (UINT64_C (1) << 56)
+#define AUTOCLEAR_MASK (UINT64_C (0x3) | AUTOCLEAR_INTENT)
 
 #define EXT_END 0x00000000
 #define EXT_BACKING_FORMAT 0xe2792aca
@@ -31,6 +33,7 @@
 #define EXT_BITMAPS 0x23852875
 #define EXT_CRYPTO 0x0537be77
 #define EXT_DATA_FILE 0x44415441
+#define EXT_INTENT 0x4e424349           /* "NBCI": nbdcbt's intent record */
 
 #define OFLAG_COPIED (UINT64_C (1) << 63)
 #define OFLAG_COMPRESSED (UINT64_C (1) << 62)
@@ -76,7 +79,10 @@ struct qcow2_ext {
   uint32_t magic;
   uint32_t len;
   uint8_t *data;
+  uint64_t offset;              /* of DATA in cluster 0, as last read/written */
 };
+
+enum { QCOW2_INTENT_NONE, QCOW2_INTENT_UNTRACKED, QCOW2_INTENT_TRACKED };
 
 struct qcow2_bm {
   uint64_t table_offset;
@@ -171,8 +177,17 @@ struct qcow2 {
   size_t nr_bms;
   uint32_t *bms_open_flags;     /* flags as on disk at open */
   bool bitmaps_ours;            /* in_use set by this handle */
+  int intent_state;             /* QCOW2_INTENT_* (intent.c) */
+  bool intent_at_open;          /* a valid record was found at open */
   struct name_index *bms_index; /* sorted names of bms, built lazily */
 };
+
+/* intent.c */
+extern void qcow2_intent_open (struct qcow2 *q);
+/* HB |= the zones of the record (LOCK held). */
+extern void qcow2_intent_apply_locked (struct qcow2 *q, struct hbitmap *hb);
+/* Before a data write: invalidates a record nobody drives. */
+extern int qcow2_intent_before_write (struct qcow2 *q);
 
 /* error.c */
 extern int qcow2_error (int errnum, const char *fs, ...)

@@ -192,6 +192,30 @@ extern int qcow2_bitmap_add (struct qcow2 *q, const char *name,
                              uint64_t granularity, bool recording);
 extern int qcow2_bitmap_remove (struct qcow2 *q, const char *name);
 
+/* --- nbdcbt's intent record (docs/persistence.md) --------------------- */
+
+/* Was a valid intent record found at open?  Then bitmaps that were in use
+ * on disk are recoverable: qcow2_bitmap_load returns their stored data
+ * plus every zone the record marks.
+ */
+extern bool qcow2_intent_recoverable (struct qcow2 *q);
+/* The record now (malloc'd copy of the zone bitmap, LSB first). */
+extern int qcow2_intent_get (struct qcow2 *q, uint8_t **bits, size_t *nbytes,
+                             uint64_t *zone_size);
+/* Start a record driven by the caller: zones of ZONE_SIZE or larger (the
+ * smallest power-of-two multiple whose record fits in cluster 0), holding
+ * every zone the previous valid record marked; written and synced.
+ * *BITS (malloc'd), *NBYTES and *ZONE_RET describe it.
+ */
+extern int qcow2_intent_start (struct qcow2 *q, uint64_t zone_size,
+                               uint8_t **bits, size_t *nbytes,
+                               uint64_t *zone_ret);
+/* Write bytes [OFFSET, OFFSET+LEN) of the zone bitmap and sync (the
+ * intent record's backend).
+ */
+extern int qcow2_intent_persist (struct qcow2 *q, const uint8_t *bits,
+                                 size_t offset, size_t len);
+
 /* --- Checking --------------------------------------------------------- */
 
 struct qcow2_check_result {

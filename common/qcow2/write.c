@@ -30,7 +30,7 @@ check_writable (struct qcow2 *q, uint64_t count, uint64_t offset)
     return qcow2_error (EINVAL, "%s: write of %" PRIu64 " bytes at %" PRIu64
                         " is beyond the end of the image (%" PRIu64 ")",
                         q->filename, count, offset, q->size);
-  return 0;
+  return qcow2_intent_before_write (q);
 }
 
 static uint64_t

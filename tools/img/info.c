@@ -332,7 +332,8 @@ cmd_info (int argc, char *argv[])
     ii.counts[i] = -1;
     if (sidecar)
       hb = qbm_load (sidecar, ii.bitmaps[i].name);
-    else if (!(ii.bitmaps[i].flags & QCOW2_BME_IN_USE))
+    else if (!(ii.bitmaps[i].flags & QCOW2_BME_IN_USE)
+             || qcow2_intent_recoverable (q))
       hb = qcow2_bitmap_load (q, ii.bitmaps[i].name);
     if (hb) {
       ii.counts[i] = hbitmap_count (hb);
