@@ -26,6 +26,10 @@ struct options {
   int requests;               /* --requests (in flight per connection) */
   uint32_t request_size;      /* --request-size */
   const char *disk_id;        /* --disk-id, or NULL */
+  int tls;                    /* --tls as LIBNBD_TLS_*, -1 = the URI's */
+  const char *tls_certificates; /* --tls-certificates DIR */
+  const char *tls_psk_file;   /* --tls-psk FILE */
+  const char *tls_username;   /* --tls-username USER */
 };
 extern struct options opts;
 
@@ -270,6 +274,16 @@ extern int check_contents (const char *what, const char *dir,
  * BITMAP_CONTEXT, with the full export info.  NULL after printing an
  * error.
  */
+/* --- Connections (connect.c) ------------------------------------------ */
+
+/* "off", "on", "require" as LIBNBD_TLS_*, -1 for anything else. */
+extern int parse_tls_mode (const char *arg);
+/* nbd_connect_uri with the --tls* options, tls-username= in the URI and
+ * local files allowed in it.  On error prints "WHAT: reason", -1.
+ */
+extern int connect_uri_tls (struct nbd_handle *h, const char *uri,
+                            const char *what);
+
 extern struct nbd_handle *connect_source (const char *uri,
                                           const char *bitmap_context);
 /* "qemu:dirty-bitmap:BITMAP" into *CONTEXT (malloc'd), or NULL without

@@ -114,11 +114,16 @@ worker_run (void *opaque)
   if (w->index == 0)
     h = e->first;
   else {
+    char what[32];
+
+    snprintf (what, sizeof what, "connection %d", w->index + 1);
     h = nbd_create ();
-    if (h == NULL || nbd_connect_uri (h, e->uri) == -1) {
-      error ("connection %d: %s", w->index + 1, nbd_get_error ());
+    if (h == NULL) {
+      error ("%s: %s", what, nbd_get_error ());
       goto fail;
     }
+    if (connect_uri_tls (h, e->uri, what) == -1)
+      goto fail;
     /* The same export, not one that changed since the first connection. */
     if (nbd_get_size (h) != e->size) {
       error ("connection %d: the export's size changed during the backup",

@@ -16,6 +16,7 @@
 
 struct options opts = {
   .until = -1,
+  .tls = -1,
 };
 
 void
@@ -88,6 +89,12 @@ usage (FILE *fp)
 "                             multi-conn (default 4)\n"
 "  -R, --requests N           requests in flight per connection (default 16)\n"
 "  -S, --request-size SIZE    bytes per read request (default 256K)\n"
+"      --tls=off|on|require   TLS to the server (nbds:// URIs: require;\n"
+"                             with --tls-certificates/--tls-psk: require)\n"
+"      --tls-certificates DIR X.509: ca-cert.pem [client-cert.pem,\n"
+"                             client-key.pem] in DIR\n"
+"      --tls-psk FILE         pre-shared keys (psktool's format)\n"
+"      --tls-username USER    the PSK's user (or USER@ in the URI)\n"
 "  -p, --progress             show a progress bar\n"
 "  -q, --quiet                print nothing but errors\n"
 "      --help                 show this help\n"
@@ -96,7 +103,10 @@ usage (FILE *fp)
 "See " PROG "(1).\n");
 }
 
-enum { HELP_OPTION = CHAR_MAX + 1, AUTO_OPTION, DISK_ID_OPTION };
+enum {
+  HELP_OPTION = CHAR_MAX + 1, AUTO_OPTION, DISK_ID_OPTION,
+  TLS_OPTION, TLS_CERTIFICATES_OPTION, TLS_PSK_OPTION, TLS_USERNAME_OPTION,
+};
 
 static const struct option long_options[] = {
   { "output", required_argument, NULL, 'o' },
@@ -110,6 +120,10 @@ static const struct option long_options[] = {
   { "request-size", required_argument, NULL, 'S' },
   { "progress", no_argument, NULL, 'p' },
   { "quiet", no_argument, NULL, 'q' },
+  { "tls", required_argument, NULL, TLS_OPTION },
+  { "tls-certificates", required_argument, NULL, TLS_CERTIFICATES_OPTION },
+  { "tls-psk", required_argument, NULL, TLS_PSK_OPTION },
+  { "tls-username", required_argument, NULL, TLS_USERNAME_OPTION },
   { "help", no_argument, NULL, HELP_OPTION },
   { "version", no_argument, NULL, 'V' },
   { NULL },
@@ -203,6 +217,16 @@ main (int argc, char *argv[])
       opts.request_size = s;
       break;
     }
+    case TLS_OPTION:
+      opts.tls = parse_tls_mode (optarg);
+      if (opts.tls == -1) {
+        error ("--tls: expected off, on or require, not '%s'", optarg);
+        exit (EXIT_FAILURE);
+      }
+      break;
+    case TLS_CERTIFICATES_OPTION: opts.tls_certificates = optarg; break;
+    case TLS_PSK_OPTION: opts.tls_psk_file = optarg; break;
+    case TLS_USERNAME_OPTION: opts.tls_username = optarg; break;
     case 'p': opts.progress = true; break;
     case 'q': opts.quiet = true; break;
     case HELP_OPTION: usage (stdout); exit (EXIT_SUCCESS);
@@ -211,6 +235,19 @@ main (int argc, char *argv[])
       usage (stderr);
       exit (EXIT_FAILURE);
     }
+  }
+
+  if (opts.tls_certificates && opts.tls_psk_file) {
+    error ("--tls-certificates and --tls-psk cannot be used together");
+    exit (EXIT_FAILURE);
+  }
+  /* Credentials mean TLS is wanted, as for the server. */
+  if (opts.tls == -1 && (opts.tls_certificates || opts.tls_psk_file))
+    opts.tls = LIBNBD_TLS_REQUIRE;
+  if (opts.tls == LIBNBD_TLS_DISABLE
+      && (opts.tls_certificates || opts.tls_psk_file)) {
+    error ("--tls=off cannot be used with --tls-certificates or --tls-psk");
+    exit (EXIT_FAILURE);
   }
 
   if (argc - optind != 2) {

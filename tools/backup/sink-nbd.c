@@ -97,8 +97,11 @@ sink_nbd_open (const char *uri, uint64_t size)
   int64_t tsize;
 
   h = nbd_create ();
-  if (h == NULL || nbd_connect_uri (h, uri) == -1) {
+  if (h == NULL) {
     error ("%s: %s", uri, nbd_get_error ());
+    return NULL;
+  }
+  if (connect_uri_tls (h, uri, uri) == -1) {
     nbd_close (h);
     return NULL;
   }

@@ -28,9 +28,12 @@ connect_source (const char *uri, const char *bitmap_context)
   if (h == NULL ||
       nbd_set_full_info (h, true) == -1 ||
       nbd_add_meta_context (h, "base:allocation") == -1 ||
-      (bitmap_context && nbd_add_meta_context (h, bitmap_context) == -1) ||
-      nbd_connect_uri (h, uri) == -1) {
+      (bitmap_context && nbd_add_meta_context (h, bitmap_context) == -1)) {
     error ("%s: %s", uri, nbd_get_error ());
+    nbd_close (h);
+    return NULL;
+  }
+  if (connect_uri_tls (h, uri, uri) == -1) {
     nbd_close (h);
     return NULL;
   }
