@@ -77,3 +77,15 @@ nbdsh -c 'h.set_tls(2)' -c "h.set_tls_psk_file('$k/keys.psk')" \
       -c "h.connect_command(['$NBDCBT', '-s', '--tls-psk=$k/keys.psk', 'memory', 'size=1M'])" \
       -c 'h.pwrite(b"a" * 100000, 0)' -c 'assert h.pread(100000, 0) == b"a" * 100000' \
       -c 'assert h.get_tls_negotiated()'
+
+# The key file is read at every handshake: a key added while the server
+# runs works at once (and the documentation says so).
+cp "$k/keys.psk" "$tmpdir/live.psk"
+start_server "$tmpdir/pid3" "$tmpdir/sock3" --tls-psk="$tmpdir/live.psk" \
+             memory size=1M 2>"$log"
+expect_fail "does not match" "$log" \
+  nbdinfo --size "nbds+unix://bob@/?socket=$tmpdir/sock3&tls-psk-file=$k/bob.psk"
+cat "$k/bob.psk" >> "$tmpdir/live.psk"
+nbdinfo --size "nbds+unix://bob@/?socket=$tmpdir/sock3&tls-psk-file=$k/bob.psk" | \
+  grep -qx 1048576
+stop_server "$tmpdir/pid3"
