@@ -15,7 +15,10 @@
 extern "C" {
 #endif
 
-#define NBDCBT_API_VERSION 1
+/* Version 2: per-instance module state (see nbdcbt-plugin.h).  A module
+ * built for another version is refused when it is loaded.
+ */
+#define NBDCBT_API_VERSION 2
 
 /* Thread models, least to most parallel (as nbdkit's). */
 #define NBDCBT_THREAD_MODEL_SERIALIZE_CONNECTIONS 0
@@ -123,8 +126,8 @@ extern int nbdcbt_add_meta_context (struct nbdcbt_meta_contexts *contexts,
 extern const char *nbdcbt_export_name (void);
 
 /* True when the server was started with -r (--readonly): no connection
- * will ever be opened for writing, so a plugin may open its image
- * read-only once, in get_ready, instead of read-write.  Valid from
+ * of any export will ever be opened for writing, so a plugin may open its
+ * image read-only once, in get_ready, instead of read-write.  Valid from
  * config on (the command line is parsed before any callback runs).
  */
 extern bool nbdcbt_read_only (void);

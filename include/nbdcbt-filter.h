@@ -19,6 +19,9 @@ extern "C" {
 typedef struct nbdcbt_backend nbdcbt_backend; /* a layer, server-wide */
 typedef struct nbdcbt_context nbdcbt_context; /* a layer, per connection */
 
+/* The next layer's callbacks at configuration time.  NXDATA stands for
+ * the next layer of this export's chain (its instance included).
+ */
 typedef int nbdcbt_next_config (nbdcbt_backend *nxdata, const char *key,
                                 const char *value);
 typedef int nbdcbt_next_config_complete (nbdcbt_backend *nxdata);
@@ -27,8 +30,8 @@ typedef int nbdcbt_next_list_meta_contexts (
   nbdcbt_backend *nxdata, const char *export_name,
   struct nbdcbt_meta_contexts *contexts);
 
-/* A service (see the plugin's get_service) of the first layer below
- * NXDATA that provides it, or NULL.
+/* A service (see the plugin's get_service) of the first layer from
+ * NXDATA down that provides it, or NULL.  Valid from get_ready on.
  */
 extern const void *nbdcbt_next_service (nbdcbt_backend *nxdata,
                                         const char *name);
@@ -76,23 +79,35 @@ struct nbdcbt_filter {
   const char *description;
   const char *config_help;
 
+  /* The module: once per process. */
   void (*load) (void);
   void (*unload) (void);
+
+  /* An instance: one per export whose chain has the filter (see the
+   * plugin's instance_new and instance_free).
+   */
+  void *(*instance_new) (void);
+  void (*instance_free) (void *instance);
   int (*config) (nbdcbt_next_config *next, nbdcbt_backend *nxdata,
-                 const char *key, const char *value);
+                 void *instance, const char *key, const char *value);
   int (*config_complete) (nbdcbt_next_config_complete *next,
-                          nbdcbt_backend *nxdata);
-  int (*thread_model) (void); /* may only lower the model below it */
-  int (*get_ready) (nbdcbt_backend *nxdata);
-  void (*cleanup) (nbdcbt_backend *nxdata);
-  const void *(*get_service) (nbdcbt_backend *nxdata, const char *name);
+                          nbdcbt_backend *nxdata, void *instance);
+  /* May only lower the model below it. */
+  int (*thread_model) (void *instance);
+  /* The layers below are ready first; cleanup runs top down. */
+  int (*get_ready) (nbdcbt_backend *nxdata, void *instance);
+  void (*cleanup) (nbdcbt_backend *nxdata, void *instance);
+  const void *(*get_service) (nbdcbt_backend *nxdata, void *instance,
+                              const char *name);
 
   int (*list_meta_contexts) (nbdcbt_next_list_meta_contexts *next,
-                             nbdcbt_backend *nxdata, const char *export_name,
+                             nbdcbt_backend *nxdata, void *instance,
+                             const char *export_name,
                              struct nbdcbt_meta_contexts *contexts);
 
+  /* Per connection: must call NEXT (nxdata, readonly) once. */
   void *(*open) (nbdcbt_next_open *next, nbdcbt_context *nxdata,
-                 int readonly);
+                 void *instance, int readonly);
   void (*close) (void *handle);
   /* After open succeeded all the way down / before close. */
   int (*prepare) (const struct nbdcbt_next_ops *next_ops,

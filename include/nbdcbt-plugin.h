@@ -5,6 +5,23 @@
  * registers it with NBDCBT_REGISTER_PLUGIN.  Callbacks return 0 (or the
  * documented value) on success and -1 with errno set (or
  * nbdcbt_set_error) on failure.  Optional callbacks may be NULL.
+ *
+ * Instances: one server may serve several exports, each through its own
+ * chain, and two of them may use the same plugin with different
+ * parameters.  The module is loaded once (load, unload); each export gets
+ * an instance: instance_new makes it, config and config_complete fill it,
+ * and every later server-wide callback (thread_model, get_ready, cleanup,
+ * get_service, list_meta_contexts, open) receives it.  Keep the
+ * configuration and whatever is shared by the connections of one export
+ * in the instance, not in globals.  Per-connection state lives in the
+ * handle that open returns; the data callbacks get only the handle, so a
+ * handle that needs its instance keeps a pointer to it.  A plugin without
+ * instance_new gets NULL as its instance.
+ *
+ * The life of an instance: instance_new, config ..., config_complete,
+ * thread_model, get_ready, then open/close per connection, then cleanup
+ * (only if get_ready succeeded), then instance_free.  Exports may also be
+ * added and removed while the server runs, so instances come and go.
  */
 #ifndef NBDCBT_PLUGIN_H
 #define NBDCBT_PLUGIN_H
@@ -26,23 +43,32 @@ struct nbdcbt_plugin {
   const char *config_help; /* shown by --help PLUGIN and --dump-plugin */
   const char *magic_config_key; /* bare VALUE means MAGIC_KEY=VALUE */
 
-  /* Life cycle of the whole server. */
+  /* The module: once per process. */
   void (*load) (void);
   void (*unload) (void);
-  int (*config) (const char *key, const char *value);
-  int (*config_complete) (void);
-  int (*thread_model) (void); /* default SERIALIZE_ALL_REQUESTS */
-  int (*get_ready) (void);    /* after config, before the first client */
-  void (*cleanup) (void);     /* at shutdown, after the last connection */
   int (*dump_plugin) (void);  /* extra KEY=VALUE lines for --dump-plugin */
+
+  /* An instance: one per export using the plugin.  instance_new returns
+   * the new instance, or NULL after nbdcbt_error.  instance_free is
+   * called exactly once for every instance made, last.
+   */
+  void *(*instance_new) (void);
+  void (*instance_free) (void *instance);
+  int (*config) (void *instance, const char *key, const char *value);
+  int (*config_complete) (void *instance);
+  int (*thread_model) (void *instance); /* default SERIALIZE_ALL_REQUESTS */
+  int (*get_ready) (void *instance); /* after config, before its clients */
+  void (*cleanup) (void *instance);  /* after its last connection */
 
   /* Named services a layer above may look up (nbdcbt_next_service), e.g.
    * "bitmap-store".  Returns NULL when not provided.
    */
-  const void *(*get_service) (const char *name);
+  const void *(*get_service) (void *instance, const char *name);
 
-  /* Per connection. */
-  void *(*open) (int readonly);
+  /* Per connection.  Without open the handle is the instance (or, with
+   * no instance, some non-NULL pointer).
+   */
+  void *(*open) (void *instance, int readonly);
   void (*close) (void *handle);
 
   int64_t (*get_size) (void *handle);
@@ -71,7 +97,7 @@ struct nbdcbt_plugin {
   int (*cache) (void *handle, uint32_t count, uint64_t offset, uint32_t flags);
 
   /* Metadata contexts this plugin owns (see nbdcbt_add_meta_context). */
-  int (*list_meta_contexts) (const char *export_name,
+  int (*list_meta_contexts) (void *instance, const char *export_name,
                              struct nbdcbt_meta_contexts *contexts);
   int (*meta_extents) (void *handle, const char *context, uint32_t count,
                        uint64_t offset, uint32_t flags,

@@ -36,14 +36,96 @@ plugin_error (void)
   return err;
 }
 
-/* Server-wide life cycle. */
+/* A chain's server-wide life cycle: its layers and their instances. */
+
+struct nbdcbt_backend *
+backend_chain_new (const char *plugin, const char *const *filters,
+                   size_t nfilters)
+{
+  struct nbdcbt_backend *top = NULL, *b;
+  struct nbdcbt_module *m;
+  size_t k;
+
+  /* Bottom up: the plugin first, then the innermost filter. */
+  for (k = 0; k <= nfilters; ++k) {
+    bool is_plugin = k == 0;
+
+    m = module_get (is_plugin ? plugin : filters[nfilters - k], is_plugin,
+                    false);
+    if (m == NULL)
+      goto fail;
+    b = calloc (1, sizeof *b);
+    if (b == NULL) {
+      nbdcbt_error ("calloc: %m");
+      goto fail;
+    }
+    b->m = m;
+    b->name = m->name;
+    b->filename = m->filename;
+    b->plugin = m->plugin;
+    b->filter = m->filter;
+    b->next = top;
+    b->i = top ? top->i + 1 : 0;
+    top = b;
+    if (b->plugin && b->plugin->instance_new)
+      b->instance = b->plugin->instance_new ();
+    else if (b->filter && b->filter->instance_new)
+      b->instance = b->filter->instance_new ();
+    else
+      continue;
+    if (b->instance == NULL) {
+      nbdcbt_debug ("%s: instance_new failed", b->name);
+      goto fail;
+    }
+    b->has_instance = true;
+  }
+  return top;
+
+ fail:
+  backend_chain_free (top);
+  return NULL;
+}
+
+/* Top down: filters first, then the plugin; only layers that got ready. */
+static void
+backend_cleanup (struct nbdcbt_backend *b)
+{
+  for (; b; b = b->next) {
+    if (!b->ready)
+      continue;
+    b->ready = false;
+    if (b->filter && b->filter->cleanup)
+      b->filter->cleanup (b->next, b->instance);
+    if (b->plugin && b->plugin->cleanup)
+      b->plugin->cleanup (b->instance);
+  }
+}
+
+void
+backend_chain_free (struct nbdcbt_backend *b)
+{
+  struct nbdcbt_backend *next;
+
+  backend_cleanup (b);
+  for (; b; b = next) {
+    next = b->next;
+    if (b->has_instance) {
+      if (b->plugin && b->plugin->instance_free)
+        b->plugin->instance_free (b->instance);
+      if (b->filter && b->filter->instance_free)
+        b->filter->instance_free (b->instance);
+    }
+    free (b);
+  }
+}
 
 int
 backend_config (struct nbdcbt_backend *b, const char *key, const char *value)
 {
   if (b->filter) {
     if (b->filter->config)
-      return b->filter->config (backend_config, b->next, key, value);
+      return b->filter->config (backend_config, b->next, b->instance, key,
+                                value);
     return backend_config (b->next, key, value);
   }
   if (b->plugin->config == NULL) {
@@ -51,7 +133,7 @@ backend_config (struct nbdcbt_backend *b, const char *key, const char *value)
                   b->name, key, value);
     return -1;
   }
-  return b->plugin->config (key, value);
+  return b->plugin->config (b->instance, key, value);
 }
 
 int
@@ -59,11 +141,12 @@ backend_config_complete (struct nbdcbt_backend *b)
 {
   if (b->filter) {
     if (b->filter->config_complete)
-      return b->filter->config_complete (backend_config_complete, b->next);
+      return b->filter->config_complete (backend_config_complete, b->next,
+                                         b->instance);
     return backend_config_complete (b->next);
   }
   if (b->plugin->config_complete)
-    return b->plugin->config_complete ();
+    return b->plugin->config_complete (b->instance);
   return 0;
 }
 
@@ -79,13 +162,17 @@ backend_magic_config_key (struct nbdcbt_backend *b)
 int
 backend_get_ready (struct nbdcbt_backend *b)
 {
+  int r = 0;
+
   if (b->next && backend_get_ready (b->next) == -1)
     return -1;
   if (b->filter && b->filter->get_ready)
-    return b->filter->get_ready (b->next);
+    r = b->filter->get_ready (b->next, b->instance);
   if (b->plugin && b->plugin->get_ready)
-    return b->plugin->get_ready ();
-  return 0;
+    r = b->plugin->get_ready (b->instance);
+  if (r == 0)
+    b->ready = true;
+  return r;
 }
 
 int
@@ -96,12 +183,14 @@ backend_thread_model (struct nbdcbt_backend *b)
   if (b->plugin) {
     model = NBDCBT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS;
     if (b->plugin->thread_model)
-      model = b->plugin->thread_model ();
+      model = b->plugin->thread_model (b->instance);
   }
   else {
     model = backend_thread_model (b->next);
+    if (model == -1)
+      return -1;
     if (b->filter->thread_model) {
-      m = b->filter->thread_model ();
+      m = b->filter->thread_model (b->instance);
       if (m < model)
         model = m;
     }
@@ -114,38 +203,6 @@ backend_thread_model (struct nbdcbt_backend *b)
   return model;
 }
 
-/* Top down: filters first, then the plugin. */
-void
-backend_cleanup (struct nbdcbt_backend *b)
-{
-  for (; b; b = b->next) {
-    if (b->filter && b->filter->cleanup)
-      b->filter->cleanup (b->next);
-    if (b->plugin && b->plugin->cleanup)
-      b->plugin->cleanup ();
-  }
-}
-
-void
-backend_unload (struct nbdcbt_backend *b)
-{
-  struct nbdcbt_backend *next;
-
-  for (; b; b = next) {
-    next = b->next;
-    if (b->filter && b->filter->unload)
-      b->filter->unload ();
-    if (b->plugin && b->plugin->unload)
-      b->plugin->unload ();
-    /* Modules stay mapped: a thread-local destructor or atexit handler in
-     * a module may still run.  The process exits right after this.
-     */
-    free (b->name);
-    free (b->filename);
-    free (b);
-  }
-}
-
 int
 backend_list_meta_contexts (struct nbdcbt_backend *b,
                             const char *export_name,
@@ -154,15 +211,23 @@ backend_list_meta_contexts (struct nbdcbt_backend *b,
   if (b->filter) {
     if (b->filter->list_meta_contexts)
       return b->filter->list_meta_contexts (backend_list_meta_contexts,
-                                            b->next, export_name, mc);
+                                            b->next, b->instance,
+                                            export_name, mc);
     return backend_list_meta_contexts (b->next, export_name, mc);
   }
   if (b->plugin->list_meta_contexts)
-    return b->plugin->list_meta_contexts (export_name, mc);
+    return b->plugin->list_meta_contexts (b->instance, export_name, mc);
   return 0;
 }
 
 /* Per connection: open, capabilities, close. */
+
+/* The handle of a layer without open: its instance, if it has one. */
+static void *
+default_handle (struct nbdcbt_backend *b)
+{
+  return b->has_instance && b->instance ? b->instance : HANDLE_NOT_NEEDED;
+}
 
 static int
 context_open (struct nbdcbt_context *c, int readonly)
@@ -175,13 +240,15 @@ context_open (struct nbdcbt_context *c, int readonly)
   }
   if (c->b->plugin) {
     clear_thread_error ();
-    h = c->b->plugin->open ? c->b->plugin->open (readonly)
-      : HANDLE_NOT_NEEDED;
+    h = c->b->plugin->open ? c->b->plugin->open (c->b->instance, readonly)
+      : default_handle (c->b);
   }
   else if (c->b->filter->open)
-    h = c->b->filter->open (context_open, c->next, readonly);
+    h = c->b->filter->open (context_open, c->next, c->b->instance,
+                            readonly);
   else
-    h = context_open (c->next, readonly) == 0 ? HANDLE_NOT_NEEDED : NULL;
+    h = context_open (c->next, readonly) == 0 ? default_handle (c->b)
+      : NULL;
   if (h == NULL) {
     nbdcbt_debug ("%s: open failed", c->b->name);
     return -1;

@@ -74,6 +74,8 @@ connection_close_chain (struct connection *conn)
     nbdcbt_error ("flush at disconnect: %s", strerror (err));
   backend_close (conn->top);
   conn->top = NULL;
+  export_put (conn->exp);
+  __atomic_store_n (&conn->exp, NULL, __ATOMIC_RELEASE);
 }
 
 static void
@@ -83,6 +85,7 @@ conn_free (struct connection *conn)
 
   if (conn->top)
     backend_close (conn->top);
+  export_put (conn->exp);
   negotiation_free (&conn->neg);
   transport_free (t);
   if (t->sockout != t->sockin && t->sockout >= 0)
@@ -222,13 +225,15 @@ handle_single_connection (int infd, int outfd)
  * finish and send their replies.
  */
 void
-connections_shutdown (void)
+connections_shutdown (struct export *exp)
 {
   struct connection *conn;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&conns_lock);
 
   for (conn = conns; conn; conn = conn->list_next)
-    transport_shutdown (&conn->transport, SHUT_RD);
+    if (exp == NULL
+        || __atomic_load_n (&conn->exp, __ATOMIC_ACQUIRE) == exp)
+      transport_shutdown (&conn->transport, SHUT_RD);
 }
 
 void

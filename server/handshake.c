@@ -46,33 +46,29 @@ send_ack (struct connection *conn, uint32_t option)
   return send_option_reply (conn, option, NBD_REP_ACK, NULL, 0);
 }
 
-/* The exports we serve: "" and the -e name. */
-static bool
-export_exists (const char *name, uint32_t len)
-{
-  return len == 0
-    || (strlen (export_name_setting) == len
-        && memcmp (export_name_setting, name, len) == 0);
-}
-
 static bool
 has_nul (const char *s, uint32_t len)
 {
   return memchr (s, '\0', len) != NULL;
 }
 
-/* Open the chain and work out what to advertise. */
+/* Open EXP's chain (the connection takes the reference) and work out
+ * what to advertise.  On failure the reference is dropped.
+ */
 static int
-open_export (struct connection *conn)
+open_export (struct connection *conn, struct export *exp)
 {
   struct nbdcbt_context *c;
   uint16_t eflags = NBD_FLAG_HAS_FLAGS;
+  bool ro = read_only || exp->read_only;
   uint32_t min;
 
-  c = backend_open (top, read_only);
-  if (c == NULL)
+  c = backend_open (exp->top, ro);
+  if (c == NULL) {
+    export_put (exp);
     return -1;
-  if (read_only || !c->can_write)
+  }
+  if (ro || !c->can_write)
     eflags |= NBD_FLAG_READ_ONLY;
   else {
     if (c->can_trim)
@@ -106,6 +102,7 @@ open_export (struct connection *conn)
   conn->neg.eflags = eflags;
   conn->neg.size = c->size;
   conn->top = c;
+  __atomic_store_n (&conn->exp, exp, __ATOMIC_RELEASE);
   return 0;
 }
 
@@ -174,10 +171,11 @@ static int
 send_info_description (struct connection *conn, uint32_t option)
 {
   char buf[2 + NBD_MAX_STRING];
-  size_t len = strlen (export_description);
+  const char *description = conn->exp->description;
+  size_t len = strlen (description);
 
   store_be16 (buf, NBD_INFO_DESCRIPTION);
-  memcpy (buf + 2, export_description, len);
+  memcpy (buf + 2, description, len);
   return send_option_reply (conn, option, NBD_REP_INFO, buf, 2 + len);
 }
 
@@ -204,6 +202,7 @@ opt_info_go (struct connection *conn, uint32_t option, const char *data,
   uint16_t nreq;
   const char *name;
   bool want_name = false, want_description = false;
+  struct export *exp;
 
   if (len < 6)
     return send_error (conn, option, NBD_REP_ERR_INVALID, "option too short");
@@ -228,20 +227,24 @@ opt_info_go (struct connection *conn, uint32_t option, const char *data,
     if (info == NBD_INFO_NAME)
       want_name = true;
     else if (info == NBD_INFO_DESCRIPTION)
-      want_description = export_description != NULL;
+      want_description = true;
   }
 
-  if (!export_exists (name, namelen))
-    return send_error (conn, option, NBD_REP_ERR_UNKNOWN, "unknown export");
   if (is_quitting ())
     return send_error (conn, option, NBD_REP_ERR_SHUTDOWN,
                        "server is shutting down");
+  exp = export_get (name, namelen);
+  if (exp == NULL)
+    return send_error (conn, option, NBD_REP_ERR_UNKNOWN, "unknown export");
+  want_description &= exp->description != NULL;
   /* nbdcbt_export_name () answers the requested name from open on. */
   free (conn->neg.export_name);
   conn->neg.export_name = strndup (name, namelen);
-  if (conn->neg.export_name == NULL)
+  if (conn->neg.export_name == NULL) {
+    export_put (exp);
     return -1;
-  if (open_export (conn) == -1) {
+  }
+  if (open_export (conn, exp) == -1) {
     free (conn->neg.export_name);
     conn->neg.export_name = NULL;
     return send_error (conn, option, NBD_REP_ERR_UNKNOWN,
@@ -272,18 +275,24 @@ opt_export_name (struct connection *conn, const char *data, uint32_t len,
                  bool no_zeroes)
 {
   char buf[8 + 2 + 124];
+  struct export *exp;
 
   if (len > NBD_MAX_STRING || has_nul (data, len)) {
     nbdcbt_error ("NBD_OPT_EXPORT_NAME: invalid export name");
     return -1;
   }
-  if (!export_exists (data, len)) {
+  exp = export_get (data, len);
+  if (exp == NULL) {
     nbdcbt_error ("NBD_OPT_EXPORT_NAME: unknown export '%.*s'",
                   (int) len, data);
     return -1;
   }
   conn->neg.export_name = strndup (data, len);
-  if (conn->neg.export_name == NULL || is_quitting () || open_export (conn) == -1)
+  if (conn->neg.export_name == NULL || is_quitting ()) {
+    export_put (exp);
+    return -1;
+  }
+  if (open_export (conn, exp) == -1)
     return -1;
   check_meta_export (conn, data, len);
   memset (buf, 0, sizeof buf);
@@ -292,24 +301,53 @@ opt_export_name (struct connection *conn, const char *data, uint32_t len,
   return conn_send (conn, buf, no_zeroes ? 10 : sizeof buf);
 }
 
-/* One NBD_REP_SERVER: the export name, then (as qemu-nbd does) the
- * description in the rest of the reply.
+/* NBD_OPT_LIST: the replies are built under the registry lock and sent
+ * after it, so a slow client holds up no one.
  */
+DEFINE_VECTOR_TYPE (reply_vector, char *);
+
+/* One NBD_REP_SERVER payload: the export name, then (as qemu-nbd does)
+ * the description in the rest of the reply; its length in front.
+ */
+static int
+list_one (struct export *exp, void *opaque)
+{
+  reply_vector *v = opaque;
+  uint32_t n = strlen (exp->name);
+  uint32_t d = exp->description ? strlen (exp->description) : 0;
+  char *buf = malloc (4 + 4 + n + d);
+
+  if (buf == NULL)
+    return -1;
+  store_be32 (buf, 4 + n + d);
+  store_be32 (buf + 4, n);
+  memcpy (buf + 8, exp->name, n);
+  memcpy (buf + 8 + n, exp->description ? exp->description : "", d);
+  if (reply_vector_append (v, buf) == -1) {
+    free (buf);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 opt_list (struct connection *conn, uint32_t len)
 {
-  char buf[4 + 2 * NBD_MAX_STRING];
-  uint32_t n = strlen (export_name_setting);
-  uint32_t d = export_description ? strlen (export_description) : 0;
+  reply_vector v = empty_vector;
+  size_t i;
+  int r;
 
   if (len != 0)
     return send_error (conn, NBD_OPT_LIST, NBD_REP_ERR_INVALID,
                        "NBD_OPT_LIST takes no data");
-  store_be32 (buf, n);
-  memcpy (buf + 4, export_name_setting, n);
-  memcpy (buf + 4 + n, export_description ? export_description : "", d);
-  if (send_option_reply (conn, NBD_OPT_LIST, NBD_REP_SERVER, buf,
-                         4 + n + d) == -1)
+  r = exports_foreach (list_one, &v);
+  for (i = 0; r == 0 && i < v.len; ++i)
+    r = send_option_reply (conn, NBD_OPT_LIST, NBD_REP_SERVER,
+                           v.ptr[i] + 4, load_be32 (v.ptr[i]));
+  for (i = 0; i < v.len; ++i)
+    free (v.ptr[i]);
+  reply_vector_reset (&v);
+  if (r == -1)
     return -1;
   return send_ack (conn, NBD_OPT_LIST);
 }
@@ -334,6 +372,7 @@ opt_meta_context (struct connection *conn, uint32_t option, const char *data,
 {
   bool set = option == NBD_OPT_SET_META_CONTEXT;
   struct nbdcbt_meta_contexts mc = { .names = empty_vector };
+  struct export *exp;
   uint32_t namelen, nq, pos, qlen, i;
   const char *name;
   bool *sent = NULL;
@@ -377,14 +416,18 @@ opt_meta_context (struct connection *conn, uint32_t option, const char *data,
   if (namelen > NBD_MAX_STRING || has_nul (name, namelen))
     return send_error (conn, option, NBD_REP_ERR_INVALID,
                        "invalid export name");
-  if (!export_exists (name, namelen))
+  exp = export_get (name, namelen);
+  if (exp == NULL)
     return send_error (conn, option, NBD_REP_ERR_UNKNOWN, "unknown export");
 
   {
     char *ename = strndup (name, namelen);
-    if (ename == NULL)
+    if (ename == NULL) {
+      export_put (exp);
       return -1;
-    r = meta_contexts_for_export (ename, &mc);
+    }
+    r = meta_contexts_for_export (exp, ename, &mc);
+    export_put (exp);
     if (set && r == 0) {
       conn->neg.meta_export = ename;
       conn->neg.meta_set = true;

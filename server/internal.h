@@ -22,14 +22,14 @@
 
 /* main.c: settings from the command line. */
 extern bool verbose;
-extern bool read_only;
+extern bool read_only;                  /* -r: every export */
 extern bool foreground;
-extern const char *export_name_setting; /* -e, default "" */
-extern const char *export_description;  /* -D, NULL if not given */
 extern unsigned threads;                /* -t */
 extern unsigned max_connections;
-extern int thread_model;                /* effective, whole chain */
-extern struct nbdcbt_backend *top;      /* top of the chain */
+/* The effective thread model of the server: the lowest of its exports'
+ * chains (exports.c lowers it while the server starts).
+ */
+extern int thread_model;
 extern const char *program_name;
 
 /* quit.c-like state (main.c): set by signals or nbdcbt_shutdown. */
@@ -46,15 +46,32 @@ extern void log_init_thread_error (void);
 extern int get_thread_error (void);
 extern void clear_thread_error (void);
 
-/* A layer of the chain, server-wide. */
-struct nbdcbt_backend {
-  struct nbdcbt_backend *next; /* layer below, NULL for the plugin */
-  unsigned i;                  /* 0 = plugin, counting upwards */
+/* A loaded plugin or filter module (plugins.c): one per .so file, shared
+ * by every chain that uses it, loaded until the server exits.
+ */
+struct nbdcbt_module {
   char *name;
   char *filename;
   void *dl;
   const struct nbdcbt_plugin *plugin; /* exactly one of these two */
   const struct nbdcbt_filter *filter;
+  struct nbdcbt_module *list_next;
+};
+
+/* A layer of one export's chain: a module and its instance (the state
+ * that config filled, shared by the export's connections).
+ */
+struct nbdcbt_backend {
+  struct nbdcbt_backend *next; /* layer below, NULL for the plugin */
+  unsigned i;                  /* 0 = plugin, counting upwards */
+  const char *name;            /* the module's */
+  const char *filename;
+  const struct nbdcbt_plugin *plugin; /* the module's; one of the two */
+  const struct nbdcbt_filter *filter;
+  struct nbdcbt_module *m;
+  void *instance;
+  bool has_instance;           /* instance_new ran */
+  bool ready;                  /* get_ready succeeded: cleanup is due */
 };
 
 /* A layer of the chain on one connection.  The capability fields are
@@ -71,24 +88,33 @@ struct nbdcbt_context {
   int can_fast_zero, can_extents, can_fua, can_multi_conn, can_cache;
 };
 
-/* plugins.c / filters.c */
-extern struct nbdcbt_backend *plugin_load (const char *name, bool quiet);
+/* plugins.c: finding and loading modules. */
 extern char *module_find (const char *name, bool is_plugin);
-extern struct nbdcbt_backend *filter_load (const char *name,
-                                           struct nbdcbt_backend *next);
+/* The module NAME (a name or a path), loaded on first use.  QUIET: no
+ * message when a plugin is not found.  NULL on error.
+ */
+extern struct nbdcbt_module *module_get (const char *name, bool is_plugin,
+                                         bool quiet);
+extern void modules_unload (void);   /* at exit: unload every module */
 extern void plugin_dump (struct nbdcbt_backend *b);
 extern void plugin_usage (struct nbdcbt_backend *b);
 extern void filter_usage (struct nbdcbt_backend *b);
 extern bool is_module_name (const char *name);
 
-/* backend.c */
+/* backend.c: a chain's server-wide life cycle, then its connections. */
+/* A new chain: PLUGIN under FILTERS (FILTERS[0] outermost), each layer
+ * with a new instance.  NULL (error logged) on failure.
+ */
+extern struct nbdcbt_backend *backend_chain_new (const char *plugin,
+                                                 const char *const *filters,
+                                                 size_t nfilters);
+/* cleanup of the layers that got ready, then instance_free of all. */
+extern void backend_chain_free (struct nbdcbt_backend *b);
 extern int backend_config (struct nbdcbt_backend *b, const char *key,
                            const char *value);
 extern int backend_config_complete (struct nbdcbt_backend *b);
 extern int backend_get_ready (struct nbdcbt_backend *b);
 extern int backend_thread_model (struct nbdcbt_backend *b);
-extern void backend_cleanup (struct nbdcbt_backend *b);
-extern void backend_unload (struct nbdcbt_backend *b);
 extern const char *backend_magic_config_key (struct nbdcbt_backend *b);
 extern int backend_list_meta_contexts (struct nbdcbt_backend *b,
                                        const char *export_name,
@@ -127,6 +153,76 @@ extern int extents_reuse (struct nbdcbt_extents *e, uint64_t start,
 extern void extents_encode (const struct nbdcbt_extents *e, char *p,
                             uint32_t type_mask);
 
+/* exports.c: the exports this server serves.
+ *
+ * Each export has its own chain (its own instances of its modules) and a
+ * node name, the name the control socket uses for it.  Exports are added
+ * at startup and may be added and removed while the server runs.  The
+ * registry holds a reference to each export; every connection that picked
+ * an export (and the handshake while it looks at one) holds another, so an
+ * export removed while in use lives until its last connection ends.
+ */
+#define NODE_NAME_MAX 31        /* as QEMU's node names */
+struct export {
+  char *name;                   /* export name ("" allowed) */
+  char *node_name;
+  char *description;            /* NULL: none */
+  struct nbdcbt_backend *top;   /* top of its chain, owned */
+  bool read_only;               /* this export only (-r is global) */
+  bool default_alias;           /* also answers to "" (single export form) */
+  /* Registry state, under the registry lock. */
+  bool listed;                  /* in the registry */
+  unsigned refs;
+  struct export *list_next;
+};
+/* A new export (not yet served) around the configured chain TOP, which it
+ * takes over even on failure.  NODE_NAME NULL: the export's name.  NULL
+ * (error logged) for an invalid name or node name.
+ */
+extern struct export *export_new (const char *name, const char *node_name,
+                                  const char *description,
+                                  struct nbdcbt_backend *top, bool read_only);
+/* Free an export no one references: cleanup, then its instances. */
+extern void export_free (struct export *exp);
+/* Serve EXP: its chain gets ready (get_ready), then new connections may
+ * pick it.  Refused (-1, error logged, EXP unchanged and still the
+ * caller's) if its name or node name is taken, get_ready fails, or, once
+ * the server accepts clients, its chain needs a lower thread model than
+ * the server runs with.  At run time the caller then frees it.
+ */
+extern int exports_add (struct export *exp);
+/* Stop serving export NAME: new connections no longer find it, its
+ * connections stop reading requests, answer those in flight and close
+ * (flushing, as at any disconnect); then its chain is cleaned up and
+ * freed.  Returns once all that is done; -1 (errno ENOENT) if there is no
+ * such export.  Must not be called from one of its connections.
+ */
+extern int exports_remove (const char *name);
+/* The export a client asking for NAME (LEN bytes, not NUL-terminated)
+ * gets, with a reference (export_put it); NULL if none.
+ */
+extern struct export *export_get (const char *name, size_t len);
+extern struct export *export_get_by_node (const char *node_name);
+extern void export_put (struct export *exp);
+/* Call F for each export in the order they were added, under the
+ * registry lock (F must not call other exports_* functions); stops at and
+ * returns F's first non-zero result.
+ */
+extern int exports_foreach (int (*f) (struct export *exp, void *opaque),
+                            void *opaque);
+extern size_t exports_count (void);
+/* The service NAME of EXP's chain (the first layer from the top that
+ * offers it: nbdcbt_next_service), e.g. "dirty-bitmaps"; NULL if none.
+ */
+extern const void *export_get_service (struct export *exp, const char *name);
+/* After the startup exports were added: from now on exports_add keeps
+ * the server's thread model (connections are about to be accepted).
+ */
+extern void exports_start (void);
+/* At shutdown, after the last connection: remove every export. */
+extern void exports_remove_all (void);
+extern bool is_node_name (const char *name);
+
 /* metacontext.c */
 DEFINE_VECTOR_TYPE (string_vector, char *);
 struct nbdcbt_meta_contexts {
@@ -138,7 +234,8 @@ struct selected_context {
 };
 DEFINE_VECTOR_TYPE (selected_vector, struct selected_context);
 extern void meta_contexts_free (struct nbdcbt_meta_contexts *mc);
-extern int meta_contexts_for_export (const char *export_name,
+extern int meta_contexts_for_export (struct export *exp,
+                                     const char *export_name,
                                      struct nbdcbt_meta_contexts *mc);
 extern bool meta_query_matches (const char *query, size_t qlen,
                                 const char *name, bool list);
@@ -218,12 +315,14 @@ struct connection {
   struct hole_probe holes;      /* read-holes.c */
   struct unflushed unflushed;   /* connections.c */
   struct nbdcbt_context *top;   /* the chain, opened by the handshake */
+  struct export *exp;           /* TOP's export, with a reference */
   struct connection *list_next, *list_prev; /* connections.c */
 };
 extern __thread struct connection *current_conn;
 extern void accept_connection (int fd, bool is_socket, int outfd);
 extern void handle_single_connection (int infd, int outfd);
-extern void connections_shutdown (void);
+/* Stop reading requests on the connections of EXP (NULL: all). */
+extern void connections_shutdown (struct export *exp);
 extern void connections_wait (void);
 extern void unflushed_note_write (struct connection *conn);
 extern uint64_t unflushed_flush_start (struct connection *conn);

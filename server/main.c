@@ -19,12 +19,9 @@
 bool verbose;
 bool read_only;
 bool foreground;
-const char *export_name_setting = "";
-const char *export_description;
 unsigned threads = 16;
 unsigned max_connections = 100;
-int thread_model;
-struct nbdcbt_backend *top;
+int thread_model = NBDCBT_THREAD_MODEL_PARALLEL;
 const char *program_name = "nbdcbt";
 
 int quit;
@@ -77,6 +74,8 @@ enum {
   OPT_TLS_CERTIFICATES,
   OPT_TLS_PSK,
   OPT_TLS_VERIFY_PEER,
+  OPT_EXPORT,
+  OPT_NODE_NAME,
 };
 
 static const char short_options[] = "D:e:fhi:p:P:rst:U:vV";
@@ -84,11 +83,13 @@ static const struct option long_options[] = {
   { "description", required_argument, NULL, 'D' },
   { "dump-plugin", no_argument, NULL, OPT_DUMP_PLUGIN },
   { "exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT },
+  { "export", required_argument, NULL, OPT_EXPORT },
   { "exportname", required_argument, NULL, 'e' },
   { "export-name", required_argument, NULL, 'e' },
   { "filter", required_argument, NULL, OPT_FILTER },
   { "foreground", no_argument, NULL, 'f' },
   { "no-fork", no_argument, NULL, 'f' },
+  { "node-name", required_argument, NULL, OPT_NODE_NAME },
   { "help", no_argument, NULL, 'h' },
   { "ipaddr", required_argument, NULL, 'i' },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
@@ -120,6 +121,8 @@ usage (void)
           "         [--filter=NAME]...\n"
           "         PLUGIN [[KEY=]VALUE]...\n"
           "  nbdcbt [OPTIONS] FILE     (probe FILE and pick the plugin)\n"
+          "  nbdcbt [OPTIONS] --export=NAME=FILE [--node-name=NODE] [-D TEXT]\n"
+          "         [--export=NAME=FILE ...]...\n"
           "  nbdcbt PLUGIN --help | --dump-plugin PLUGIN | --version\n"
           "\n"
           "options:\n"
@@ -132,6 +135,9 @@ usage (void)
           "  -P, --pidfile=FILE      write the pid once the server accepts\n"
           "  -e, --exportname=NAME   export name besides \"\" (default \"\")\n"
           "  -D, --description=TEXT  export description shown to clients\n"
+          "      --export=NAME=FILE  serve FILE as export NAME (repeatable)\n"
+          "      --node-name=NODE    node name of the export (after --export:\n"
+          "                          of that export)\n"
           "  -t, --threads=N         worker threads per connection (16)\n"
           "      --filter=NAME       add a filter (first is outermost)\n"
           "      --max-connections=N at most N clients at once (100)\n"
@@ -297,24 +303,134 @@ daemonize (void)
   log_to_syslog = true;
 }
 
+/* A long option must be written out in full: getopt_long takes any
+ * unambiguous prefix, and "--export" used to be read as "--exportname".
+ * TEXT is the argument the option came from.
+ */
+static void
+check_not_abbreviated (const char *text, const char *name)
+{
+  size_t n;
+
+  if (text == NULL || strncmp (text, "--", 2) != 0)
+    return;
+  text += 2;
+  n = strcspn (text, "=");
+  if (n != strlen (name) || strncmp (text, name, n) != 0) {
+    nbdcbt_error ("option '--%.*s' is an abbreviation of '--%s': write "
+                  "options out in full", (int) n, text, name);
+    exit (EXIT_FAILURE);
+  }
+}
+
+/* One --export=NAME=IMAGE and what follows it on the command line. */
+struct export_arg {
+  char *name;
+  const char *image;
+  const char *node_name;        /* --node-name after it */
+  const char *description;      /* -D after it */
+};
+DEFINE_VECTOR_TYPE (export_arg_vector, struct export_arg);
+
+static void
+parse_export (const char *arg, export_arg_vector *v)
+{
+  const char *eq = strchr (arg, '=');
+  struct export_arg ea = { 0 };
+  size_t i;
+
+  if (eq == NULL || eq[1] == '\0') {
+    nbdcbt_error ("--export=%s: expected --export=NAME=IMAGE (for the name "
+                  "of a single export use -e/--exportname)", arg);
+    exit (EXIT_FAILURE);
+  }
+  if (eq - arg > NBD_MAX_STRING) {
+    nbdcbt_error ("--export: export name longer than %d bytes",
+                  NBD_MAX_STRING);
+    exit (EXIT_FAILURE);
+  }
+  ea.name = strndup (arg, eq - arg);
+  if (ea.name == NULL) {
+    perror ("nbdcbt");
+    exit (EXIT_FAILURE);
+  }
+  for (i = 0; i < v->len; ++i)
+    if (strcmp (v->ptr[i].name, ea.name) == 0) {
+      nbdcbt_error ("--export=%s: export '%s' is given twice", arg, ea.name);
+      exit (EXIT_FAILURE);
+    }
+  ea.image = eq + 1;
+  if (export_arg_vector_append (v, ea) == -1) {
+    perror ("nbdcbt");
+    exit (EXIT_FAILURE);
+  }
+}
+
+/* The node name of the single export: --node-name, else its export name
+ * if that is a valid node name, else "disk".
+ */
+#define DEFAULT_NODE_NAME "disk"
+
+/* The chain for one image: a file the probe maps to a plugin (and filters
+ * above it), FILE given as the plugin's file parameter.
+ */
+static struct nbdcbt_backend *
+image_chain (const char *file)
+{
+  const_string_vector filters = empty_vector;
+  const char *plugin, *key = "file";
+  struct nbdcbt_backend *top;
+  struct stat st;
+
+  if (stat (file, &st) == 0 && (S_ISREG (st.st_mode) || S_ISBLK (st.st_mode)))
+    plugin = probe_file (file, &filters, &key);
+  else
+    plugin = "file";            /* it says what is wrong with FILE */
+  if (plugin == NULL)
+    return NULL;
+  top = backend_chain_new (plugin, filters.ptr, filters.len);
+  const_string_vector_reset (&filters);
+  if (top == NULL)
+    return NULL;
+  if (backend_config (top, key, file) == -1
+      || backend_config_complete (top) == -1) {
+    backend_chain_free (top);
+    return NULL;
+  }
+  return top;
+}
+
 static const_string_vector filters = empty_vector;
 
 int
 main (int argc, char *argv[])
 {
   const char *unix_socket = NULL, *port = NULL, *ipaddr = NULL;
-  const char *pidfile_arg = NULL, *plugin_arg, *extra_key = NULL;
+  const char *pidfile_arg = NULL, *plugin_arg = NULL, *extra_key = NULL;
+  const char *export_name = NULL, *description = NULL, *node_name = NULL;
   char *unix_path = NULL, *pidfile = NULL;
   bool single = false, help = false, dump = false, exit_with_parent = false;
   bool activated = false, is_file = false;
-  struct nbdcbt_backend *b;
+  export_arg_vector export_args = empty_vector;
+  struct export_arg *last_export = NULL;
+  struct export **exps = NULL;
+  size_t nexps = 0;
+  struct nbdcbt_backend *top = NULL;
   struct stat st;
   uint32_t u;
-  int c, i;
+  int c, i, longindex;
   size_t k;
 
-  while ((c = getopt_long (argc, argv, short_options, long_options,
-                           NULL)) != -1) {
+  for (;;) {
+    longindex = -1;
+    c = getopt_long (argc, argv, short_options, long_options, &longindex);
+    if (c == -1)
+      break;
+    if (longindex >= 0)
+      /* The option's own argument: OPTARG may be the next one. */
+      check_not_abbreviated (optarg && optind >= 2 && optarg == argv[optind - 1]
+                             ? argv[optind - 2] : argv[optind - 1],
+                             long_options[longindex].name);
     switch (c) {
     case 'e':
       if (strlen (optarg) > NBD_MAX_STRING) {
@@ -322,7 +438,7 @@ main (int argc, char *argv[])
                       NBD_MAX_STRING);
         exit (EXIT_FAILURE);
       }
-      export_name_setting = optarg;
+      export_name = optarg;
       break;
     case 'D':
       if (strlen (optarg) > NBD_MAX_STRING) {
@@ -330,7 +446,16 @@ main (int argc, char *argv[])
                       NBD_MAX_STRING);
         exit (EXIT_FAILURE);
       }
-      export_description = optarg;
+      if (last_export) {
+        if (last_export->description) {
+          nbdcbt_error ("-D: export '%s' has a description already",
+                        last_export->name);
+          exit (EXIT_FAILURE);
+        }
+        last_export->description = optarg;
+      }
+      else
+        description = optarg;
       break;
     case 'f': foreground = true; break;
     case 'h': help = true; break;
@@ -359,6 +484,33 @@ main (int argc, char *argv[])
         exit (EXIT_FAILURE);
       }
       break;
+    case OPT_EXPORT:
+      if (description || node_name) {
+        nbdcbt_error ("%s before the first --export: give it after the "
+                      "--export it belongs to",
+                      description ? "-D" : "--node-name");
+        exit (EXIT_FAILURE);
+      }
+      parse_export (optarg, &export_args);
+      last_export = &export_args.ptr[export_args.len - 1];
+      break;
+    case OPT_NODE_NAME:
+      if (!is_node_name (optarg)) {
+        nbdcbt_error ("--node-name=%s: not a valid node name (a letter, "
+                      "then letters, digits, '-', '.' or '_', at most %d "
+                      "bytes)", optarg, NODE_NAME_MAX);
+        exit (EXIT_FAILURE);
+      }
+      if (last_export ? last_export->node_name != NULL : node_name != NULL) {
+        nbdcbt_error ("--node-name=%s: the export has a node name already "
+                      "(one --node-name after each --export)", optarg);
+        exit (EXIT_FAILURE);
+      }
+      if (last_export)
+        last_export->node_name = optarg;
+      else
+        node_name = optarg;
+      break;
     case OPT_DUMP_PLUGIN: dump = true; break;
     case OPT_EXIT_WITH_PARENT: exit_with_parent = true; break;
     case OPT_TLS:
@@ -381,9 +533,25 @@ main (int argc, char *argv[])
       fprintf (stderr, "Try 'nbdcbt --help' for more information.\n");
       exit (EXIT_FAILURE);
     }
+    /* -D and --node-name bind to the --export just before them. */
+    if (c != OPT_EXPORT && c != 'D' && c != OPT_NODE_NAME)
+      last_export = NULL;
   }
 
-  if (optind >= argc) {
+  if (export_args.len > 0) {
+    if (optind < argc) {
+      nbdcbt_error ("--export: '%s': with --export, give no PLUGIN, FILE "
+                    "or KEY=VALUE arguments", argv[optind]);
+      exit (EXIT_FAILURE);
+    }
+    if (filters.len > 0 || export_name || help || dump) {
+      nbdcbt_error ("--export cannot be used with %s",
+                    filters.len > 0 ? "--filter" : export_name ? "-e"
+                    : help ? "--help" : "--dump-plugin");
+      exit (EXIT_FAILURE);
+    }
+  }
+  else if (optind >= argc) {
     if (help) {
       usage ();
       exit (EXIT_SUCCESS);
@@ -394,6 +562,30 @@ main (int argc, char *argv[])
   if ((unix_socket != NULL) + (port != NULL || ipaddr != NULL) + single > 1) {
     nbdcbt_error ("-U, -p/-i and -s cannot be used together");
     exit (EXIT_FAILURE);
+  }
+
+  if (export_args.len > 0) {
+    /* Several exports: each image gets the shorthand chain. */
+    exps = calloc (export_args.len, sizeof *exps);
+    if (exps == NULL) {
+      perror ("nbdcbt");
+      exit (EXIT_FAILURE);
+    }
+    for (k = 0; k < export_args.len; ++k) {
+      struct export_arg *ea = &export_args.ptr[k];
+
+      top = image_chain (ea->image);
+      if (top == NULL)
+        exit (EXIT_FAILURE);
+      exps[nexps] = export_new (ea->name, ea->node_name, ea->description, top,
+                                false);
+      if (exps[nexps] == NULL)
+        exit (EXIT_FAILURE);
+      nexps++;
+      free (ea->name);
+    }
+    export_arg_vector_reset (&export_args);
+    goto configured;
   }
 
   /* PLUGIN, path to a plugin .so, or an image FILE. */
@@ -424,16 +616,9 @@ main (int argc, char *argv[])
     extra_key = "file";
     is_file = true;
   }
-  /* TOP always holds the chain loaded so far. */
-  top = plugin_load (plugin_arg, false);
+  top = backend_chain_new (plugin_arg, filters.ptr, filters.len);
   if (top == NULL)
     exit (EXIT_FAILURE);
-  for (k = filters.len; k > 0; --k) {
-    b = filter_load (filters.ptr[k - 1], top);
-    if (b == NULL)
-      exit (EXIT_FAILURE);
-    top = b;
-  }
   const_string_vector_reset (&filters);
 
   if (help) {
@@ -485,10 +670,26 @@ main (int argc, char *argv[])
   }
   if (backend_config_complete (top) == -1)
     exit (EXIT_FAILURE);
-  thread_model = backend_thread_model (top);
-  if (thread_model == -1)
+  /* The single export: its -e name, and "" too. */
+  if (node_name == NULL)
+    node_name = export_name && is_node_name (export_name) ? export_name
+      : DEFAULT_NODE_NAME;
+  exps = calloc (1, sizeof *exps);
+  if (exps == NULL) {
+    perror ("nbdcbt");
     exit (EXIT_FAILURE);
-  nbdcbt_debug ("thread model: %d", thread_model);
+  }
+  exps[0] = export_new (export_name ? export_name : "", node_name,
+                        description, top, false);
+  if (exps[0] == NULL)
+    exit (EXIT_FAILURE);
+  exps[0]->default_alias = true;
+  nexps = 1;
+
+ configured:
+  for (k = 0; k < nexps; ++k)
+    if (backend_thread_model (exps[k]->top) == -1)
+      exit (EXIT_FAILURE);
 
   if (tls_init () == -1)
     exit (EXIT_FAILURE);
@@ -514,8 +715,15 @@ main (int argc, char *argv[])
   if (pidfile_arg)
     pidfile = absolute_or_exit (pidfile_arg);
 
-  if (backend_get_ready (top) == -1)
-    exit (EXIT_FAILURE);
+  /* Each export's chain gets ready; a failure stops the server before it
+   * listens.
+   */
+  for (k = 0; k < nexps; ++k)
+    if (exports_add (exps[k]) == -1)
+      exit (EXIT_FAILURE);
+  free (exps);
+  exports_start ();
+  nbdcbt_debug ("thread model: %d", thread_model);
   unsigned long errors_before_shutdown = 0;
 
   if (single) {
@@ -549,13 +757,13 @@ main (int argc, char *argv[])
     if (unix_path)
       unlink (unix_path);
     set_quit ();
-    connections_shutdown ();
+    connections_shutdown (NULL);
     connections_wait ();
   }
   nbdcbt_debug ("shutting down");
 
-  backend_cleanup (top);
-  backend_unload (top);
+  exports_remove_all ();
+  modules_unload ();
   tls_cleanup ();
   if (pidfile)
     unlink (pidfile);

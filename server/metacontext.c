@@ -70,9 +70,11 @@ nbdcbt_add_meta_context (struct nbdcbt_meta_contexts *mc, const char *name)
   return 0;
 }
 
-/* Every context of EXPORT_NAME: base:allocation, then the chain's. */
+/* Every context of EXP (asked for as EXPORT_NAME): base:allocation, then
+ * its chain's.
+ */
 int
-meta_contexts_for_export (const char *export_name,
+meta_contexts_for_export (struct export *exp, const char *export_name,
                           struct nbdcbt_meta_contexts *mc)
 {
   char *base = strdup ("base:allocation");
@@ -81,7 +83,7 @@ meta_contexts_for_export (const char *export_name,
     free (base);
     return -1;
   }
-  return backend_list_meta_contexts (top, export_name, mc);
+  return backend_list_meta_contexts (exp->top, export_name, mc);
 }
 
 /* Does QUERY (not NUL-terminated) select NAME?  LIST treats a query that

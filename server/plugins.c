@@ -1,8 +1,11 @@
-/* Finding and loading plugin modules; --dump-plugin and plugin --help. */
+/* Finding and loading plugin and filter modules (each .so once); --dump-plugin
+ * and PLUGIN --help.
+ */
 #include <config.h>
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +79,13 @@ module_find (const char *name, bool is_plugin)
   return NULL;
 }
 
+/* Every module loaded so far.  A chain takes its modules from here, so
+ * that one .so is loaded (and its load called) once however many exports
+ * use it.
+ */
+static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct nbdcbt_module *modules;
+
 static void *
 module_open (const char *name, const char *path, const char *kind,
              const char *symbol, void **fn)
@@ -99,132 +109,157 @@ module_open (const char *name, const char *path, const char *kind,
   return dl;
 }
 
-/* What plugins and filters share once a module is open: its registration
- * must match this server's API and carry a valid name; then it becomes a
- * backend.  On failure the module is closed and PATH freed.
+/* The registration must match this server's API and carry a valid name.
+ * An old module's struct may be shorter than ours: only its first two
+ * fields, which every version has, are read before the version check.
  */
-static struct nbdcbt_backend *
-module_backend (const char *kind, char *path, void *dl, int api_version,
-                size_t struct_size, size_t want_size, const char *name)
+static int
+module_check (const char *kind, const char *path, int api_version,
+              size_t struct_size, size_t want_size, const char *const *name)
 {
-  struct nbdcbt_backend *b;
-
-  if (api_version != NBDCBT_API_VERSION || struct_size != want_size) {
-    nbdcbt_error ("%s: %s was built for a different nbdcbt API", path, kind);
-    goto fail;
+  if (api_version != NBDCBT_API_VERSION) {
+    nbdcbt_error ("%s: this %s was built for nbdcbt module API version %d, "
+                  "but this server needs version %d%s: rebuild it against "
+                  "this server's nbdcbt-%s.h",
+                  path, kind, api_version, NBDCBT_API_VERSION,
+                  api_version < NBDCBT_API_VERSION
+                  ? " (per-instance state)" : "", kind);
+    return -1;
   }
-  if (!is_module_name (name)) {
+  if (struct_size != want_size) {
+    nbdcbt_error ("%s: %s was built for a different nbdcbt API "
+                  "(struct size %zu, expected %zu)", path, kind,
+                  struct_size, want_size);
+    return -1;
+  }
+  if (!is_module_name (*name)) {
     nbdcbt_error ("%s: %s has an invalid name", path, kind);
+    return -1;
+  }
+  return 0;
+}
+
+/* Open, check and register the module at PATH (which it takes).
+ * MODULES_LOCK held.
+ */
+static struct nbdcbt_module *
+module_load (const char *name, char *path, bool is_plugin)
+{
+  const char *kind = is_plugin ? "plugin" : "filter";
+  struct nbdcbt_plugin *(*preg) (void);
+  struct nbdcbt_filter *(*freg) (void);
+  const struct nbdcbt_plugin *p = NULL;
+  const struct nbdcbt_filter *f = NULL;
+  struct nbdcbt_module *m;
+  void *dl;
+
+  dl = module_open (name, path, kind, is_plugin ? "nbdcbt_register_plugin"
+                    : "nbdcbt_register_filter",
+                    is_plugin ? (void **) &preg : (void **) &freg);
+  if (dl == NULL)
+    goto fail;
+  if (is_plugin)
+    p = preg ();
+  else
+    f = freg ();
+  if (p == NULL && f == NULL) {
+    nbdcbt_error ("%s: %s registered nothing", path, kind);
     goto fail;
   }
-  b = calloc (1, sizeof *b);
-  if (b == NULL || (b->name = strdup (name)) == NULL) {
+  /* The API check first: only then are the callbacks where we look. */
+  if (p ? module_check (kind, path, p->_api_version, p->_struct_size,
+                        sizeof *p, &p->name)
+      : module_check (kind, path, f->_api_version, f->_struct_size,
+                      sizeof *f, &f->name))
+    goto fail;
+  if (p && (p->pread == NULL || p->get_size == NULL)) {
+    nbdcbt_error ("%s: plugin must have pread and get_size callbacks", path);
+    goto fail;
+  }
+  m = calloc (1, sizeof *m);
+  if (m == NULL || (m->name = strdup (p ? p->name : f->name)) == NULL) {
     nbdcbt_error ("calloc: %m");
-    free (b);
+    free (m);
     goto fail;
   }
-  b->filename = path;
-  b->dl = dl;
-  return b;
+  m->filename = path;
+  m->dl = dl;
+  m->plugin = p;
+  m->filter = f;
+  if (p && p->load)
+    p->load ();
+  if (f && f->load)
+    f->load ();
+  m->list_next = modules;
+  modules = m;
+  return m;
 
  fail:
-  dlclose (dl);
+  if (dl)
+    dlclose (dl);
   free (path);
   return NULL;
 }
 
-struct nbdcbt_backend *
-plugin_load (const char *name, bool quiet)
+struct nbdcbt_module *
+module_get (const char *name, bool is_plugin, bool quiet)
 {
-  struct nbdcbt_plugin *(*reg) (void);
-  const struct nbdcbt_plugin *p;
-  struct nbdcbt_backend *b;
-  char *path = module_find (name, true);
-  void *dl;
+  const char *kind = is_plugin ? "plugin" : "filter";
+  char *path = module_find (name, is_plugin);
+  struct nbdcbt_module *m;
 
   if (path == NULL && strchr (name, '/')) {
     if (!quiet)
-      nbdcbt_error ("cannot open plugin '%s': %m", name);
+      nbdcbt_error ("cannot open %s '%s': %m", kind, name);
     return NULL;
   }
   if (path == NULL) {
     if (!quiet)
-      nbdcbt_error ("cannot find plugin '%s' (looked for "
-                    "nbdcbt-%s-plugin.so in $NBDCBT_PLUGIN_PATH and %s)",
-                    name, name, PLUGINDIR);
+      nbdcbt_error ("cannot find %s '%s' (looked for nbdcbt-%s-%s.so in "
+                    "$NBDCBT_%s_PATH and %s)", kind, name, name, kind,
+                    is_plugin ? "PLUGIN" : "FILTER",
+                    is_plugin ? PLUGINDIR : FILTERDIR);
     return NULL;
   }
-  dl = module_open (name, path, "plugin", "nbdcbt_register_plugin",
-                    (void **) &reg);
-  if (dl == NULL) {
+
+  pthread_mutex_lock (&modules_lock);
+  for (m = modules; m; m = m->list_next)
+    if (strcmp (m->filename, path) == 0)
+      break;
+  if (m && (m->plugin != NULL) != is_plugin) {
+    nbdcbt_error ("%s is a %s, not a %s", path, is_plugin ? "filter"
+                  : "plugin", kind);
+    m = NULL;
+  }
+  else if (m)
     free (path);
-    return NULL;
-  }
-  p = reg ();
-  if (p == NULL) {
-    nbdcbt_error ("%s: plugin registered nothing", path);
-    dlclose (dl);
-    free (path);
-    return NULL;
-  }
-  /* The API check first: only then are the callbacks where we look. */
-  b = module_backend ("plugin", path, dl, p->_api_version, p->_struct_size,
-                      sizeof (struct nbdcbt_plugin), p->name);
-  if (b == NULL)
-    return NULL;
-  if (p->pread == NULL || p->get_size == NULL) {
-    nbdcbt_error ("%s: plugin must have pread and get_size callbacks",
-                  b->filename);
-    dlclose (b->dl);
-    free (b->filename);
-    free (b->name);
-    free (b);
-    return NULL;
-  }
-  b->plugin = p;
-  if (p->load)
-    p->load ();
-  return b;
+  else
+    m = module_load (name, path, is_plugin);
+  pthread_mutex_unlock (&modules_lock);
+  return m;
 }
 
-struct nbdcbt_backend *
-filter_load (const char *name, struct nbdcbt_backend *next)
+void
+modules_unload (void)
 {
-  struct nbdcbt_filter *(*reg) (void);
-  const struct nbdcbt_filter *f;
-  struct nbdcbt_backend *b;
-  char *path = module_find (name, false);
-  void *dl;
+  struct nbdcbt_module *m, *next;
 
-  if (path == NULL) {
-    nbdcbt_error ("cannot find filter '%s' (looked for "
-                  "nbdcbt-%s-filter.so in $NBDCBT_FILTER_PATH and %s)",
-                  name, name, FILTERDIR);
-    return NULL;
+  pthread_mutex_lock (&modules_lock);
+  for (m = modules; m; m = next) {
+    next = m->list_next;
+    if (m->plugin && m->plugin->unload)
+      m->plugin->unload ();
+    if (m->filter && m->filter->unload)
+      m->filter->unload ();
+    /* Modules stay mapped: a thread-local destructor or atexit handler in
+     * a module may still run.  The process exits right after this.
+     */
+    free (m->name);
+    free (m->filename);
+    free (m);
   }
-  dl = module_open (name, path, "filter", "nbdcbt_register_filter",
-                    (void **) &reg);
-  if (dl == NULL) {
-    free (path);
-    return NULL;
-  }
-  f = reg ();
-  if (f == NULL) {
-    nbdcbt_error ("%s: filter registered nothing", path);
-    dlclose (dl);
-    free (path);
-    return NULL;
-  }
-  b = module_backend ("filter", path, dl, f->_api_version, f->_struct_size,
-                      sizeof (struct nbdcbt_filter), f->name);
-  if (b == NULL)
-    return NULL;
-  b->filter = f;
-  b->next = next;
-  b->i = next->i + 1;
-  if (f->load)
-    f->load ();
-  return b;
+  modules = NULL;
+  pthread_mutex_unlock (&modules_lock);
 }
 
 void
@@ -272,7 +307,7 @@ plugin_dump (struct nbdcbt_backend *b)
     printf ("version=%s\n", p->version);
   printf ("api_version=%d\n", p->_api_version);
   printf ("struct_size=%zu\n", p->_struct_size);
-  model = p->thread_model ? p->thread_model ()
+  model = p->thread_model ? p->thread_model (b->instance)
     : NBDCBT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS;
   printf ("thread_model=%s\n",
           model == NBDCBT_THREAD_MODEL_SERIALIZE_CONNECTIONS
@@ -289,6 +324,8 @@ plugin_dump (struct nbdcbt_backend *b)
   HAS (description);
   HAS (load);
   HAS (unload);
+  HAS (instance_new);
+  HAS (instance_free);
   HAS (config);
   HAS (config_complete);
   HAS (config_help);

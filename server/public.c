@@ -156,11 +156,11 @@ nbdcbt_next_service (nbdcbt_backend *b, const char *name)
   for (; b; b = b->next) {
     if (b->plugin) {
       if (b->plugin->get_service)
-        return b->plugin->get_service (name);
+        return b->plugin->get_service (b->instance, name);
       return NULL;
     }
     if (b->filter->get_service) {
-      r = b->filter->get_service (b->next, name);
+      r = b->filter->get_service (b->next, b->instance, name);
       if (r)
         return r;
     }

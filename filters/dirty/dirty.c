@@ -17,9 +17,7 @@
  * pending names, which is what list_meta_contexts reports during the
  * first handshake.
  *
- * With a bitmap store below (the "bitmap-store" service, see
- * bitmap-store.h) the stored bitmaps are loaded at get_ready, marked in
- * use at the first read-write connection and stored at clean shutdown.
+ * Each export has its own instance (dirty.h); persistence is in store.c.
  */
 #include <config.h>
 
@@ -35,101 +33,92 @@
 #include <nbdcbt-filter.h>
 
 #include "bitmap-rules.h"
-#include "bitmap-store.h"
 #include "cleanup.h"
-#include "dirty-bitmap.h"
+#include "dirty.h"
 #include "hbitmap.h"
 #include "utils.h"
 
 #define CONTEXT_PREFIX "qemu:dirty-bitmap:"
 #define CONTEXT_PREFIX_LEN (sizeof CONTEXT_PREFIX - 1)
 
-/* A bitmap known before the model exists: from bitmap= or the store. */
-struct pending {
-  char *name;
-  uint64_t granularity;   /* 0 = default (bitmap=NAME without one) */
-  bool persistent;        /* kept in the store */
-  bool disabled;          /* stored without "auto" */
-  bool inconsistent;      /* stored with in_use */
-  struct hbitmap *data;   /* loaded from the store, or NULL */
-};
-
-static struct pending *pending;
-static size_t npending;
-
-static const struct bitmap_store *store;
-static bool store_on_flush;
-
-/* Guards the creation of SET and the store calls. */
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-/* Written once under LOCK at the first prepare; every data callback of a
- * connection runs after its prepare, so they read it without the lock.
- */
-static struct dirty_bitmaps *set;
-static bool marked_in_use;
-
 static void
-pending_free_all (void)
+pending_free_all (struct dirty_instance *d)
 {
   size_t i;
 
-  for (i = 0; i < npending; i++) {
-    free (pending[i].name);
-    hbitmap_free (pending[i].data);
+  for (i = 0; i < d->npending; i++) {
+    free (d->pending[i].name);
+    hbitmap_free (d->pending[i].data);
   }
-  free (pending);
-  pending = NULL;
-  npending = 0;
+  free (d->pending);
+  d->pending = NULL;
+  d->npending = 0;
 }
 
-static struct pending *
-pending_find (const char *name)
+struct dirty_pending *
+dirty_pending_find (struct dirty_instance *d, const char *name)
 {
   size_t i;
 
-  for (i = 0; i < npending; i++)
-    if (strcmp (pending[i].name, name) == 0)
-      return &pending[i];
+  for (i = 0; i < d->npending; i++)
+    if (strcmp (d->pending[i].name, name) == 0)
+      return &d->pending[i];
   return NULL;
 }
 
-static struct pending *
-pending_append (const char *name)
+struct dirty_pending *
+dirty_pending_append (struct dirty_instance *d, const char *name)
 {
-  struct pending *p;
+  struct dirty_pending *p;
 
-  p = realloc (pending, (npending + 1) * sizeof *p);
+  p = realloc (d->pending, (d->npending + 1) * sizeof *p);
   if (p == NULL)
     return NULL;
-  pending = p;
-  p = &pending[npending];
+  d->pending = p;
+  p = &d->pending[d->npending];
   memset (p, 0, sizeof *p);
   p->name = strdup (name);
   if (p->name == NULL)
     return NULL;
-  npending++;
+  d->npending++;
   return p;
 }
 
-static void
-dirty_unload (void)
+static void *
+dirty_instance_new (void)
 {
-  pending_free_all ();
-  dirty_bitmaps_free (set);
-  set = NULL;
+  struct dirty_instance *d = calloc (1, sizeof *d);
+
+  if (d == NULL) {
+    nbdcbt_error ("dirty: calloc: %m");
+    return NULL;
+  }
+  pthread_mutex_init (&d->lock, NULL);
+  return d;
+}
+
+static void
+dirty_instance_free (void *instance)
+{
+  struct dirty_instance *d = instance;
+
+  pending_free_all (d);
+  dirty_bitmaps_free (d->bitmaps);
+  pthread_mutex_destroy (&d->lock);
+  free (d);
 }
 
 /* bitmap=NAME or bitmap=NAME:GRANULARITY.  The granularity follows the
  * last colon, so a name containing colons needs an explicit granularity.
  */
 static int
-parse_bitmap (const char *value)
+parse_bitmap (struct dirty_instance *d, const char *value)
 {
   CLEANUP_FREE char *name = strdup (value);
   const char *msg;
   uint64_t granularity = 0;
   char *colon;
-  struct pending *p;
+  struct dirty_pending *p;
 
   if (name == NULL) {
     nbdcbt_error ("strdup: %m");
@@ -159,17 +148,17 @@ parse_bitmap (const char *value)
                   strlen (value) > 64 ? "..." : "", msg);
     return -1;
   }
-  if (pending_find (name)) {
+  if (dirty_pending_find (d, name)) {
     nbdcbt_error ("dirty: bitmap=%s: Bitmap already exists: %s "
                   "(bitmap names must be unique)", value, name);
     return -1;
   }
-  if ((msg = bitmap_count_error (npending + 1)) != NULL) {
+  if ((msg = bitmap_count_error (d->npending + 1)) != NULL) {
     nbdcbt_error ("dirty: bitmap=%.*s%s: %s", 64, value,
                   strlen (value) > 64 ? "..." : "", msg);
     return -1;
   }
-  p = pending_append (name);
+  p = dirty_pending_append (d, name);
   if (p == NULL) {
     nbdcbt_error ("dirty: %m");
     return -1;
@@ -180,15 +169,17 @@ parse_bitmap (const char *value)
 
 static int
 dirty_config (nbdcbt_next_config *next, nbdcbt_backend *nxdata,
-              const char *key, const char *value)
+              void *instance, const char *key, const char *value)
 {
+  struct dirty_instance *d = instance;
+
   if (strcmp (key, "bitmap") == 0)
-    return parse_bitmap (value);
+    return parse_bitmap (d, value);
   if (strcmp (key, "store-on-flush") == 0) {
     int r = nbdcbt_parse_bool (value);
     if (r == -1)
       return -1;
-    store_on_flush = r;
+    d->store_on_flush = r;
     return 0;
   }
   return next (nxdata, key, value);
@@ -199,107 +190,23 @@ dirty_config (nbdcbt_next_config *next, nbdcbt_backend *nxdata,
   "                           granularity 512..2G, default 64K).\n" \
   "store-on-flush=BOOL        Also store persistent bitmaps on flush."
 
-static const char *
-store_error (void)
+static int
+dirty_get_ready (nbdcbt_backend *nxdata, void *instance)
 {
-  const char *msg = store->last_error ? store->last_error (store->opaque)
-    : NULL;
-  return msg ? msg : strerror (errno);
+  return dirty_store_get_ready (instance, nxdata);
 }
 
-/* Load the store's bitmaps and reconcile them with bitmap=. */
-static int
-load_store (void)
+static void
+dirty_cleanup (nbdcbt_backend *nxdata, void *instance)
 {
-  struct bitmap_store_info *list = NULL;
-  size_t i, n = 0, nconfig = npending;
-  int r = -1;
-
-  if (store->list (store->opaque, &list, &n) == -1) {
-    /* ENOTSUP: this store can hold no bitmaps at all (a qcow2 v2 image).
-     * Fine without bitmap=; a bitmap= one would be lost at shutdown, so
-     * refuse it now, as QEMU refuses to make a bitmap persistent there.
-     */
-    if (errno == ENOTSUP && nconfig == 0) {
-      nbdcbt_debug ("dirty: no persistent bitmaps: %s", store_error ());
-      store = NULL;
-      return 0;
-    }
-    if (errno == ENOTSUP)
-      nbdcbt_error ("dirty: bitmap=%s cannot be kept: %s", pending[0].name,
-                    store_error ());
-    else
-      nbdcbt_error ("dirty: cannot list the bitmaps in the %s store: %s",
-                    store->name, store_error ());
-    return -1;
-  }
-  /* Every bitmap= one is persistent too: the store keeps it. */
-  for (i = 0; i < nconfig; i++)
-    pending[i].persistent = true;
-
-  for (i = 0; i < n; i++) {
-    struct pending *p = pending_find (list[i].name);
-
-    if (p) {
-      if (list[i].in_use) {
-        nbdcbt_error ("dirty: bitmap=%s: the stored bitmap is inconsistent "
-                      "(in use: the image was not closed cleanly); remove "
-                      "it first", list[i].name);
-        goto out;
-      }
-      if (p->granularity && p->granularity != list[i].granularity) {
-        nbdcbt_error ("dirty: bitmap=%s:%" PRIu64 ": the stored bitmap "
-                      "has granularity %" PRIu64, p->name, p->granularity,
-                      list[i].granularity);
-        goto out;
-      }
-    }
-    else {
-      p = pending_append (list[i].name);
-      if (p == NULL) {
-        nbdcbt_error ("dirty: %m");
-        goto out;
-      }
-      p->persistent = true;
-    }
-    p->granularity = list[i].granularity;
-    p->disabled = !list[i].recording;
-    p->inconsistent = list[i].in_use;
-    if (!p->inconsistent) {
-      p->data = store->load (store->opaque, p->name);
-      if (p->data == NULL) {
-        nbdcbt_error ("dirty: cannot load bitmap '%s' from the %s store: %s",
-                      p->name, store->name, store_error ());
-        goto out;
-      }
-    }
-    else
-      nbdcbt_debug ("dirty: bitmap '%s' is inconsistent: not exported",
-                    p->name);
-  }
-  r = 0;
- out:
-  if (store->list_free)
-    store->list_free (store->opaque, list, n);
-  return r;
-}
-
-static int
-dirty_get_ready (nbdcbt_backend *nxdata)
-{
-  store = nbdcbt_next_service (nxdata, BITMAP_STORE_SERVICE);
-  if (store) {
-    nbdcbt_debug ("dirty: using the %s bitmap store", store->name);
-    return load_store ();
-  }
-  if (store_on_flush)
-    nbdcbt_debug ("dirty: store-on-flush ignored: no bitmap store below");
-  return 0;
+  dirty_store_cleanup (instance);
 }
 
 /* Create the model from the pending list.  LOCK held. */
 static int
-create_set (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata)
+create_bitmaps (struct dirty_instance *d,
+                const struct nbdcbt_next_ops *next_ops,
+                nbdcbt_context *nxdata)
 {
   int64_t size = next_ops->get_size (nxdata);
   struct dirty_bitmaps *s;
@@ -312,8 +219,8 @@ create_set (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata)
     nbdcbt_error ("dirty: %m");
     return -1;
   }
-  for (i = 0; i < npending; i++) {
-    struct pending *p = &pending[i];
+  for (i = 0; i < d->npending; i++) {
+    struct dirty_pending *p = &d->pending[i];
     struct dirty_bitmap_opts opts = {
       .granularity = p->granularity,
       .disabled = p->disabled,
@@ -332,11 +239,12 @@ create_set (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata)
       nbdcbt_error ("dirty: %s", msg ? msg : strerror (errno));
       goto err;
     }
-    p->data = NULL;             /* the set owns it now */
+    p->data = NULL;             /* the model owns it now */
   }
-  set = s;
+  d->bitmaps = s;
   nbdcbt_debug ("dirty: %zu bitmap(s) over %" PRIi64 " bytes, %zu "
-                "recording", npending, size, dirty_bitmaps_recording_count (s));
+                "recording", d->npending, size,
+                dirty_bitmaps_recording_count (s));
   return 0;
 
  err:
@@ -348,111 +256,33 @@ static int
 dirty_prepare (const struct nbdcbt_next_ops *next_ops,
                nbdcbt_context *nxdata, void *handle, int readonly)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&lock);
+  struct dirty_instance *d = handle;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&d->lock);
 
-  if (set == NULL && create_set (next_ops, nxdata) == -1)
+  if (d->bitmaps == NULL && create_bitmaps (d, next_ops, nxdata) == -1)
     return -1;
-  if (store && !readonly && !marked_in_use) {
-    if (store->mark_in_use (store->opaque) == -1) {
-      nbdcbt_error ("dirty: cannot mark the bitmaps in use in the %s "
-                    "store: %s", store->name, store_error ());
-      return -1;
-    }
-    marked_in_use = true;
-  }
+  if (!readonly && dirty_store_mark_in_use (d) == -1)
+    return -1;
   return 0;
-}
-
-/* Store every persistent bitmap.  LOCK held. */
-static int
-store_all (bool in_use)
-{
-  struct dirty_bitmap_info *info = NULL;
-  struct bitmap_store_entry *entries = NULL;
-  struct dirty_bitmap **refs = NULL;
-  const char **keep = NULL;
-  size_t i, n = 0, nentries = 0, nkeep = 0;
-  int r = -1;
-
-  if (dirty_bitmaps_list (set, &info, &n) == -1) {
-    nbdcbt_error ("dirty: %m");
-    return -1;
-  }
-  entries = calloc (n + 1, sizeof *entries);
-  refs = calloc (n + 1, sizeof *refs);
-  keep = calloc (n + 1, sizeof *keep);
-  if (entries == NULL || refs == NULL || keep == NULL) {
-    nbdcbt_error ("dirty: %m");
-    goto out;
-  }
-  for (i = 0; i < n; i++) {
-    if (!info[i].persistent)
-      continue;
-    if (info[i].inconsistent) {
-      keep[nkeep++] = info[i].name;
-      continue;
-    }
-    refs[nentries] = dirty_bitmaps_get (set, info[i].name, NULL);
-    if (refs[nentries] == NULL)
-      continue;                 /* removed meanwhile */
-    entries[nentries].name = info[i].name;
-    entries[nentries].bitmap = dirty_bitmap_data (refs[nentries]);
-    entries[nentries].recording = info[i].recording;
-    entries[nentries].in_use = in_use;
-    nentries++;
-  }
-  if (store->store (store->opaque, entries, nentries, keep, nkeep) == -1) {
-    nbdcbt_error ("dirty: cannot store the bitmaps in the %s store: %s",
-                  store->name, store_error ());
-    goto out;
-  }
-  r = 0;
- out:
-  for (i = 0; i < nentries; i++)
-    dirty_bitmap_put (refs[i]);
-  free (refs);
-  free (entries);
-  free (keep);
-  dirty_bitmap_info_free (info, n);
-  return r;
-}
-
-static void
-dirty_cleanup (nbdcbt_backend *nxdata)
-{
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&lock);
-
-  if (store && set && marked_in_use) {
-    struct dirty_bitmap_info *info;
-    size_t i, n;
-
-    /* A job still running at shutdown failed: give its successor back. */
-    if (dirty_bitmaps_list (set, &info, &n) == 0) {
-      for (i = 0; i < n; i++)
-        if (info[i].has_successor)
-          dirty_bitmaps_reclaim (set, info[i].name, NULL);
-      dirty_bitmap_info_free (info, n);
-    }
-    if (store_all (false) == 0)
-      nbdcbt_debug ("dirty: bitmaps stored");
-  }
 }
 
 static int
 dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
-                          nbdcbt_backend *nxdata, const char *export_name,
+                          nbdcbt_backend *nxdata, void *instance,
+                          const char *export_name,
                           struct nbdcbt_meta_contexts *contexts)
 {
+  struct dirty_instance *d = instance;
   size_t i;
 
   {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&lock);
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&d->lock);
 
-    if (set) {
+    if (d->bitmaps) {
       struct dirty_bitmap_info *info;
       size_t n;
 
-      if (dirty_bitmaps_list (set, &info, &n) == -1) {
+      if (dirty_bitmaps_list (d->bitmaps, &info, &n) == -1) {
         nbdcbt_error ("dirty: %m");
         return -1;
       }
@@ -470,12 +300,12 @@ dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
       dirty_bitmap_info_free (info, n);
     }
     else {
-      for (i = 0; i < npending; i++) {
+      for (i = 0; i < d->npending; i++) {
         CLEANUP_FREE char *ctx = NULL;
 
-        if (pending[i].inconsistent)
+        if (d->pending[i].inconsistent)
           continue;
-        if (asprintf (&ctx, CONTEXT_PREFIX "%s", pending[i].name) == -1
+        if (asprintf (&ctx, CONTEXT_PREFIX "%s", d->pending[i].name) == -1
             || nbdcbt_add_meta_context (contexts, ctx) == -1)
           return -1;
       }
@@ -486,10 +316,12 @@ dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
 
 /* The write path. */
 static inline void
-mark (uint64_t offset, uint32_t count)
+mark (void *handle, uint64_t offset, uint32_t count)
 {
-  if (set)
-    dirty_bitmaps_mark (set, offset, count);
+  struct dirty_instance *d = handle;
+
+  if (d->bitmaps)
+    dirty_bitmaps_mark (d->bitmaps, offset, count);
 }
 
 static int
@@ -497,7 +329,7 @@ dirty_pwrite (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
               void *handle, const void *buf, uint32_t count, uint64_t offset,
               uint32_t flags, int *err)
 {
-  mark (offset, count);
+  mark (handle, offset, count);
   return next_ops->pwrite (nxdata, buf, count, offset, flags, err);
 }
 
@@ -506,7 +338,7 @@ dirty_zero (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
             void *handle, uint32_t count, uint64_t offset, uint32_t flags,
             int *err)
 {
-  mark (offset, count);
+  mark (handle, offset, count);
   return next_ops->zero (nxdata, count, offset, flags, err);
 }
 
@@ -515,7 +347,7 @@ dirty_trim (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
             void *handle, uint32_t count, uint64_t offset, uint32_t flags,
             int *err)
 {
-  mark (offset, count);
+  mark (handle, offset, count);
   return next_ops->trim (nxdata, count, offset, flags, err);
 }
 
@@ -525,12 +357,9 @@ dirty_flush (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
 {
   if (next_ops->flush (nxdata, flags, err) == -1)
     return -1;
-  if (store_on_flush && store && marked_in_use) {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&lock);
-    if (store_all (true) == -1) {
-      *err = EIO;
-      return -1;
-    }
+  if (dirty_store_on_flush (handle) == -1) {
+    *err = EIO;
+    return -1;
   }
   return 0;
 }
@@ -598,12 +427,14 @@ dirty_meta_extents (const struct nbdcbt_next_ops *next_ops,
                     const char *context, uint32_t count, uint64_t offset,
                     uint32_t flags, struct nbdcbt_extents *extents, int *err)
 {
+  struct dirty_instance *d = handle;
   struct dirty_bitmap *bm;
   int r;
 
-  if (set == NULL || strncmp (context, CONTEXT_PREFIX, CONTEXT_PREFIX_LEN)
-      || (bm = dirty_bitmaps_get (set, context + CONTEXT_PREFIX_LEN,
-                               NULL)) == NULL)
+  if (d->bitmaps == NULL
+      || strncmp (context, CONTEXT_PREFIX, CONTEXT_PREFIX_LEN)
+      || (bm = dirty_bitmaps_get (d->bitmaps, context + CONTEXT_PREFIX_LEN,
+                                  NULL)) == NULL)
     /* Not ours: qemu:allocation-depth and the like live below. */
     return next_ops->meta_extents (nxdata, context, count, offset, flags,
                                    extents, err);
@@ -619,7 +450,8 @@ static struct nbdcbt_filter filter = {
   .version = PACKAGE_VERSION,
   .description = "track changes in named dirty bitmaps",
   .config_help = dirty_config_help,
-  .unload = dirty_unload,
+  .instance_new = dirty_instance_new,
+  .instance_free = dirty_instance_free,
   .config = dirty_config,
   .get_ready = dirty_get_ready,
   .cleanup = dirty_cleanup,

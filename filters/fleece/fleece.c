@@ -33,29 +33,54 @@
 #include "cleanup.h"
 #include "fleece-service.h"
 
+/* One per export whose chain has the filter; also the per-connection
+ * handle (no open callback).
+ */
 struct fleece {
   char *session_dir;            /* NULL until config_complete resolves it */
   pthread_mutex_t lock;         /* guards DISK's creation */
   struct cbw_disk *disk;        /* written once, under LOCK */
+  struct fleece_service service; /* .fleece is this instance */
 };
 
-static struct fleece instance = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static const struct fleece_service service_template;
+
+static void *
+fleece_instance_new (void)
+{
+  struct fleece *f = calloc (1, sizeof *f);
+
+  if (f == NULL) {
+    nbdcbt_error ("fleece: calloc: %m");
+    return NULL;
+  }
+  pthread_mutex_init (&f->lock, NULL);
+  f->service = service_template;
+  f->service.fleece = f;
+  return f;
+}
 
 static void
-fleece_unload (void)
+fleece_instance_free (void *instance)
 {
-  free (instance.session_dir);
-  cbw_disk_free (instance.disk);
+  struct fleece *f = instance;
+
+  free (f->session_dir);
+  cbw_disk_free (f->disk);
+  pthread_mutex_destroy (&f->lock);
+  free (f);
 }
 
 static int
 fleece_config (nbdcbt_next_config *next, nbdcbt_backend *nxdata,
-               const char *key, const char *value)
+               void *instance, const char *key, const char *value)
 {
+  struct fleece *f = instance;
+
   if (strcmp (key, "session-dir") == 0) {
-    free (instance.session_dir);
-    instance.session_dir = nbdcbt_absolute_path (value);
-    return instance.session_dir ? 0 : -1;
+    free (f->session_dir);
+    f->session_dir = nbdcbt_absolute_path (value);
+    return f->session_dir ? 0 : -1;
   }
   return next (nxdata, key, value);
 }
@@ -66,26 +91,27 @@ fleece_config (nbdcbt_next_config *next, nbdcbt_backend *nxdata,
 
 static int
 fleece_config_complete (nbdcbt_next_config_complete *next,
-                        nbdcbt_backend *nxdata)
+                        nbdcbt_backend *nxdata, void *instance)
 {
+  struct fleece *f = instance;
   struct stat sb;
 
-  if (instance.session_dir == NULL) {
+  if (f->session_dir == NULL) {
     const char *t = getenv ("TMPDIR");
 
-    instance.session_dir = strdup (t && *t ? t : "/var/tmp");
-    if (instance.session_dir == NULL) {
+    f->session_dir = strdup (t && *t ? t : "/var/tmp");
+    if (f->session_dir == NULL) {
       nbdcbt_error ("fleece: %m");
       return -1;
     }
   }
-  if (stat (instance.session_dir, &sb) == -1) {
-    nbdcbt_error ("fleece: session-dir=%s: %m", instance.session_dir);
+  if (stat (f->session_dir, &sb) == -1) {
+    nbdcbt_error ("fleece: session-dir=%s: %m", f->session_dir);
     return -1;
   }
   if (!S_ISDIR (sb.st_mode)) {
     nbdcbt_error ("fleece: session-dir=%s: not a directory",
-                  instance.session_dir);
+                  f->session_dir);
     return -1;
   }
   return next (nxdata);
@@ -128,8 +154,7 @@ service_session_dir (void *fleece)
   return ((struct fleece *) fleece)->session_dir;
 }
 
-static const struct fleece_service service = {
-  .fleece = &instance,
+static const struct fleece_service service_template = {
   .disk = service_disk,
   .session_dir = service_session_dir,
   .quiesce = cbw_quiesce,
@@ -145,10 +170,12 @@ static const struct fleece_service service = {
 };
 
 static const void *
-fleece_get_service (nbdcbt_backend *nxdata, const char *name)
+fleece_get_service (nbdcbt_backend *nxdata, void *instance, const char *name)
 {
+  struct fleece *f = instance;
+
   if (strcmp (name, FLEECE_SERVICE) == 0)
-    return &service;
+    return &f->service;
   return nbdcbt_next_service (nxdata, name);
 }
 
@@ -156,15 +183,16 @@ static int
 fleece_prepare (const struct nbdcbt_next_ops *next_ops,
                 nbdcbt_context *nxdata, void *handle, int readonly)
 {
+  struct fleece *f = handle;
   CLEANUP_FREE char *msg = NULL;
   int64_t size;
 
-  if (instance.disk)
+  if (f->disk)
     return 0;
   size = next_ops->get_size (nxdata);
   if (size == -1)
     return -1;
-  if (get_disk (&instance, size, &msg) == NULL) {
+  if (get_disk (f, size, &msg) == NULL) {
     nbdcbt_error ("%s", msg ? msg : "fleece: out of memory");
     return -1;
   }
@@ -192,10 +220,10 @@ enum change { CHANGE_WRITE, CHANGE_ZERO, CHANGE_TRIM };
 
 static int
 change (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
-        enum change what, const void *buf, uint32_t count, uint64_t offset,
-        uint32_t flags, int *err)
+        struct fleece *f, enum change what, const void *buf, uint32_t count,
+        uint64_t offset, uint32_t flags, int *err)
 {
-  struct cbw_disk *d = instance.disk;   /* made in prepare */
+  struct cbw_disk *d = f->disk;         /* made in prepare */
   struct below b = { next_ops, nxdata };
   int r;
 
@@ -220,8 +248,8 @@ fleece_pwrite (const struct nbdcbt_next_ops *next_ops,
                nbdcbt_context *nxdata, void *handle, const void *buf,
                uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
-  return change (next_ops, nxdata, CHANGE_WRITE, buf, count, offset, flags,
-                 err);
+  return change (next_ops, nxdata, handle, CHANGE_WRITE, buf, count, offset,
+                 flags, err);
 }
 
 static int
@@ -229,8 +257,8 @@ fleece_zero (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
              void *handle, uint32_t count, uint64_t offset, uint32_t flags,
              int *err)
 {
-  return change (next_ops, nxdata, CHANGE_ZERO, NULL, count, offset, flags,
-                 err);
+  return change (next_ops, nxdata, handle, CHANGE_ZERO, NULL, count, offset,
+                 flags, err);
 }
 
 static int
@@ -238,8 +266,8 @@ fleece_trim (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
              void *handle, uint32_t count, uint64_t offset, uint32_t flags,
              int *err)
 {
-  return change (next_ops, nxdata, CHANGE_TRIM, NULL, count, offset, flags,
-                 err);
+  return change (next_ops, nxdata, handle, CHANGE_TRIM, NULL, count, offset,
+                 flags, err);
 }
 
 static struct nbdcbt_filter filter = {
@@ -248,7 +276,8 @@ static struct nbdcbt_filter filter = {
   .version = PACKAGE_VERSION,
   .description = "point-in-time views by copy-before-write",
   .config_help = fleece_config_help,
-  .unload = fleece_unload,
+  .instance_new = fleece_instance_new,
+  .instance_free = fleece_instance_free,
   .config = fleece_config,
   .config_complete = fleece_config_complete,
   .get_service = fleece_get_service,

@@ -2,7 +2,8 @@
  *
  * Each line is built in a local buffer and written with a single write(2)
  * to a file opened O_APPEND, so lines from parallel requests never mix
- * and no lock is needed.
+ * and no lock is needed.  Each instance (export) has its own log file and
+ * numbers its connections from 1.
  */
 #include <config.h>
 
@@ -19,11 +20,14 @@
 
 #include "nbdcbt-filter.h"
 
-static char *logfile;
-static int logfd = -1;
-static uint64_t connections; /* atomic counter */
+struct log_instance {
+  char *logfile;
+  int logfd;
+  uint64_t connections;  /* atomic counter */
+};
 
 struct handle {
+  struct log_instance *li;
   uint64_t connection;
   uint64_t next_id;      /* atomic */
 };
@@ -82,16 +86,16 @@ line_start (struct line *l, const struct handle *h)
 }
 
 static void
-line_write (struct line *l)
+line_write (struct line *l, const struct handle *h)
 {
   ssize_t r;
 
-  if (logfd == -1)
+  if (h->li->logfd == -1)
     return;
   l->buf[l->len++] = '\n';
   /* A failing log must not fail the request: the line is lost. */
   do
-    r = write (logfd, l->buf, l->len);
+    r = write (h->li->logfd, l->buf, l->len);
   while (r == -1 && errno == EINTR);
 }
 
@@ -152,7 +156,7 @@ log_request (const struct handle *h, const char *name, uint64_t id,
   line_result (&l, r, err);
   if (r == 0 && extents)
     line_extents (&l, extents);
-  line_write (&l);
+  line_write (&l, h);
 }
 
 static uint64_t
@@ -161,29 +165,49 @@ new_id (struct handle *h)
   return __atomic_add_fetch (&h->next_id, 1, __ATOMIC_RELAXED);
 }
 
-static void
-log_unload (void)
+static void *
+log_instance_new (void)
 {
-  free (logfile);
+  struct log_instance *li = calloc (1, sizeof *li);
+
+  if (li == NULL) {
+    nbdcbt_error ("log: calloc: %m");
+    return NULL;
+  }
+  li->logfd = -1;
+  return li;
+}
+
+static void
+log_instance_free (void *instance)
+{
+  struct log_instance *li = instance;
+
+  free (li->logfile);
+  free (li);
 }
 
 static int
 log_config (nbdcbt_next_config *next, nbdcbt_backend *nxdata,
-            const char *key, const char *value)
+            void *instance, const char *key, const char *value)
 {
+  struct log_instance *li = instance;
+
   if (strcmp (key, "logfile") == 0) {
-    free (logfile);
-    logfile = nbdcbt_absolute_path (value);
-    return logfile ? 0 : -1;
+    free (li->logfile);
+    li->logfile = nbdcbt_absolute_path (value);
+    return li->logfile ? 0 : -1;
   }
   return next (nxdata, key, value);
 }
 
 static int
 log_config_complete (nbdcbt_next_config_complete *next,
-                     nbdcbt_backend *nxdata)
+                     nbdcbt_backend *nxdata, void *instance)
 {
-  if (logfile == NULL) {
+  struct log_instance *li = instance;
+
+  if (li->logfile == NULL) {
     nbdcbt_error ("log: the logfile=FILE parameter is required");
     return -1;
   }
@@ -191,27 +215,34 @@ log_config_complete (nbdcbt_next_config_complete *next,
 }
 
 static int
-log_get_ready (nbdcbt_backend *nxdata)
+log_get_ready (nbdcbt_backend *nxdata, void *instance)
 {
-  logfd = open (logfile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (logfd == -1) {
-    nbdcbt_error ("log: cannot open %s: %m", logfile);
+  struct log_instance *li = instance;
+
+  li->logfd = open (li->logfile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                    0644);
+  if (li->logfd == -1) {
+    nbdcbt_error ("log: cannot open %s: %m", li->logfile);
     return -1;
   }
   return 0;
 }
 
 static void
-log_cleanup (nbdcbt_backend *nxdata)
+log_cleanup (nbdcbt_backend *nxdata, void *instance)
 {
-  if (logfd >= 0)
-    close (logfd);
-  logfd = -1;
+  struct log_instance *li = instance;
+
+  if (li->logfd >= 0)
+    close (li->logfd);
+  li->logfd = -1;
 }
 
 static void *
-log_open (nbdcbt_next_open *next, nbdcbt_context *nxdata, int readonly)
+log_open (nbdcbt_next_open *next, nbdcbt_context *nxdata, void *instance,
+          int readonly)
 {
+  struct log_instance *li = instance;
   struct handle *h;
 
   if (next (nxdata, readonly) == -1)
@@ -221,7 +252,8 @@ log_open (nbdcbt_next_open *next, nbdcbt_context *nxdata, int readonly)
     nbdcbt_error ("log: calloc: %m");
     return NULL;
   }
-  h->connection = __atomic_add_fetch (&connections, 1, __ATOMIC_RELAXED);
+  h->li = li;
+  h->connection = __atomic_add_fetch (&li->connections, 1, __ATOMIC_RELAXED);
   return h;
 }
 
@@ -249,7 +281,7 @@ log_prepare (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
             next_ops->can_fast_zero (nxdata), next_ops->can_fua (nxdata),
             next_ops->can_extents (nxdata), next_ops->can_cache (nxdata),
             next_ops->can_multi_conn (nxdata));
-  line_write (&l);
+  line_write (&l, h);
   return 0;
 }
 
@@ -263,7 +295,7 @@ log_finalize (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   line_start (&l, h);
   line_add (&l, "Disconnect transactions=%" PRIu64,
             __atomic_load_n (&h->next_id, __ATOMIC_RELAXED));
-  line_write (&l);
+  line_write (&l, h);
   return 0;
 }
 
@@ -389,7 +421,8 @@ static struct nbdcbt_filter filter = {
   .version = PACKAGE_VERSION,
   .description = "Log every request to a file",
   .config_help = "logfile=FILE (required)  The file to append log lines to.",
-  .unload = log_unload,
+  .instance_new = log_instance_new,
+  .instance_free = log_instance_free,
   .config = log_config,
   .config_complete = log_config_complete,
   .get_ready = log_get_ready,

@@ -11,11 +11,12 @@
 
 #include "nbdcbt-filter.h"
 
-/* The filter keeps no per-connection state. */
+/* The filter keeps no state, per instance or per connection. */
 static int handle_token;
 
 static void *
-readonly_open (nbdcbt_next_open *next, nbdcbt_context *nxdata, int readonly)
+readonly_open (nbdcbt_next_open *next, nbdcbt_context *nxdata,
+               void *instance, int readonly)
 {
   if (next (nxdata, 1) == -1)
     return NULL;

@@ -1,8 +1,9 @@
 /* nbdcbt file plugin: serve a raw file or block device.
  *
  * This file holds configuration, opening and the capability answers; the
- * data path is in rw.c, zero.c and extents.c.  Every connection opens the
- * file itself, so there is no shared state and no lock on the hot path.
+ * data path is in rw.c, zero.c and extents.c.  The instance (one per
+ * export) holds the configuration; every connection opens the file
+ * itself, so there is no shared state and no lock on the hot path.
  */
 #include <config.h>
 
@@ -24,9 +25,11 @@
 #include "minmax.h"
 #include "rounding.h"
 
-static char *filename;
-static bool cache_none;          /* cache=none: O_DIRECT */
-static int fadvise_mode = POSIX_FADV_NORMAL;
+struct file_instance {
+  char *filename;
+  bool cache_none;              /* cache=none: O_DIRECT */
+  int fadvise_mode;
+};
 
 static bool load_failed;
 
@@ -41,23 +44,46 @@ static void
 file_unload (void)
 {
   file_rw_unload ();
-  free (filename);
+}
+
+static void *
+file_instance_new (void)
+{
+  struct file_instance *fi = calloc (1, sizeof *fi);
+
+  if (fi == NULL) {
+    nbdcbt_error ("file: calloc: %m");
+    return NULL;
+  }
+  fi->fadvise_mode = POSIX_FADV_NORMAL;
+  return fi;
+}
+
+static void
+file_instance_free (void *instance)
+{
+  struct file_instance *fi = instance;
+
+  free (fi->filename);
+  free (fi);
 }
 
 static int
-file_config (const char *key, const char *value)
+file_config (void *instance, const char *key, const char *value)
 {
+  struct file_instance *fi = instance;
+
   if (strcmp (key, "file") == 0) {
-    free (filename);
-    filename = nbdcbt_absolute_path (value);
-    if (filename == NULL)
+    free (fi->filename);
+    fi->filename = nbdcbt_absolute_path (value);
+    if (fi->filename == NULL)
       return -1;
   }
   else if (strcmp (key, "cache") == 0) {
     if (strcmp (value, "default") == 0)
-      cache_none = false;
+      fi->cache_none = false;
     else if (strcmp (value, "none") == 0)
-      cache_none = true;
+      fi->cache_none = true;
     else {
       nbdcbt_error ("file: cache=%s: expected cache=default or cache=none",
                     value);
@@ -66,11 +92,11 @@ file_config (const char *key, const char *value)
   }
   else if (strcmp (key, "fadvise") == 0) {
     if (strcmp (value, "normal") == 0)
-      fadvise_mode = POSIX_FADV_NORMAL;
+      fi->fadvise_mode = POSIX_FADV_NORMAL;
     else if (strcmp (value, "random") == 0)
-      fadvise_mode = POSIX_FADV_RANDOM;
+      fi->fadvise_mode = POSIX_FADV_RANDOM;
     else if (strcmp (value, "sequential") == 0)
-      fadvise_mode = POSIX_FADV_SEQUENTIAL;
+      fi->fadvise_mode = POSIX_FADV_SEQUENTIAL;
     else {
       nbdcbt_error ("file: fadvise=%s: expected normal, random "
                     "or sequential", value);
@@ -89,8 +115,10 @@ file_config (const char *key, const char *value)
  * message, rather than on every connection.
  */
 static int
-file_config_complete (void)
+file_config_complete (void *instance)
 {
+  struct file_instance *fi = instance;
+  const char *filename = fi->filename;
   struct stat st;
   int fd;
 
@@ -115,9 +143,10 @@ file_config_complete (void)
     nbdcbt_error ("file: %s: not a regular file or block device", filename);
     return -1;
   }
-  fd = open (filename, O_RDONLY | O_CLOEXEC | (cache_none ? O_DIRECT : 0));
+  fd = open (filename,
+             O_RDONLY | O_CLOEXEC | (fi->cache_none ? O_DIRECT : 0));
   if (fd == -1) {
-    if (errno == EINVAL && cache_none)
+    if (errno == EINVAL && fi->cache_none)
       nbdcbt_error ("file: %s: cache=none needs O_DIRECT, which this "
                     "file system does not support", filename);
     else
@@ -129,7 +158,7 @@ file_config_complete (void)
 }
 
 static int
-file_thread_model (void)
+file_thread_model (void *instance)
 {
   return NBDCBT_THREAD_MODEL_PARALLEL;
 }
@@ -197,7 +226,7 @@ find_direct_alignment (struct handle *h)
       || offset_align > MAX_DIRECT_ALIGN || mem_align > MAX_DIRECT_ALIGN) {
     nbdcbt_error ("file: %s: unsupported O_DIRECT alignment "
                   "(offset %" PRIu32 ", memory %" PRIu32 ")",
-                  filename, offset_align, mem_align);
+                  h->filename, offset_align, mem_align);
     return -1;
   }
   h->align = offset_align;
@@ -218,11 +247,13 @@ probe_punch_hole (int fd, off_t size)
 }
 
 static void *
-file_open (int readonly)
+file_open (void *instance, int readonly)
 {
+  struct file_instance *fi = instance;
+  const char *filename = fi->filename;
   struct handle *h;
   struct stat st;
-  int flags = O_CLOEXEC | (cache_none ? O_DIRECT : 0);
+  int flags = O_CLOEXEC | (fi->cache_none ? O_DIRECT : 0);
 
   h = calloc (1, sizeof *h);
   if (h == NULL) {
@@ -231,7 +262,7 @@ file_open (int readonly)
   }
   h->filename = filename;
   h->can_write = !readonly;
-  h->direct = cache_none;
+  h->direct = fi->cache_none;
   h->align = h->mem_align = h->sector_size = 1;
   h->fd_buffered = -1;
   h->fd = open (filename, flags | (readonly ? O_RDONLY : O_RDWR));
@@ -287,8 +318,8 @@ file_open (int readonly)
     }
   }
 
-  if (fadvise_mode != POSIX_FADV_NORMAL)
-    posix_fadvise (h->fd, 0, 0, fadvise_mode); /* advice only */
+  if (fi->fadvise_mode != POSIX_FADV_NORMAL)
+    posix_fadvise (h->fd, 0, 0, fi->fadvise_mode); /* advice only */
 
   return h;
 
@@ -322,13 +353,13 @@ file_get_size (void *handle)
     uint64_t size;
 
     if (ioctl (h->fd, BLKGETSIZE64, &size) == -1) {
-      nbdcbt_error ("file: %s: BLKGETSIZE64: %m", filename);
+      nbdcbt_error ("file: %s: BLKGETSIZE64: %m", h->filename);
       return -1;
     }
     return size;
   }
   if (fstat (h->fd, &st) == -1) {
-    nbdcbt_error ("file: fstat: %s: %m", filename);
+    nbdcbt_error ("file: fstat: %s: %m", h->filename);
     return -1;
   }
   return st.st_size;
@@ -441,6 +472,8 @@ static struct nbdcbt_plugin plugin = {
   .magic_config_key = "file",
   .load = file_load,
   .unload = file_unload,
+  .instance_new = file_instance_new,
+  .instance_free = file_instance_free,
   .config = file_config,
   .config_complete = file_config_complete,
   .thread_model = file_thread_model,

@@ -1,5 +1,6 @@
 /* nbdcbt memory plugin: a sparse disk in RAM, shared by all connections
- * and lost when the server exits.
+ * of an export and lost when the server exits.  Each instance (export) has
+ * its own disk; it has no open callback, so the handle is the instance.
  *
  * Reads, writes and block status share a read-write lock in read mode
  * (page allocation is lock-free, see sparse.c); trim and write zeroes free
@@ -21,23 +22,41 @@
 #include "utils.h"
 #include "sparse.h"
 
-static int64_t size = -1;
-static struct sparse *sa;
-static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
+struct memory {
+  int64_t size;
+  struct sparse *sa;
+  pthread_rwlock_t lock;
+};
 
-/* Any handle will do: all the state is global. */
-static int handle_token;
+static void *
+memory_instance_new (void)
+{
+  struct memory *m = calloc (1, sizeof *m);
+
+  if (m == NULL) {
+    nbdcbt_error ("memory: calloc: %m");
+    return NULL;
+  }
+  m->size = -1;
+  pthread_rwlock_init (&m->lock, NULL);
+  return m;
+}
 
 static void
-memory_unload (void)
+memory_instance_free (void *instance)
 {
-  sparse_free (sa);
-  sa = NULL;
+  struct memory *m = instance;
+
+  sparse_free (m->sa);
+  pthread_rwlock_destroy (&m->lock);
+  free (m);
 }
 
 static int
-memory_config (const char *key, const char *value)
+memory_config (void *instance, const char *key, const char *value)
 {
+  struct memory *m = instance;
+
   if (strcmp (key, "size") == 0) {
     const char *err;
     int64_t r = parse_human_size (value, &err);
@@ -46,7 +65,7 @@ memory_config (const char *key, const char *value)
       nbdcbt_error ("memory: size=%s: %s", value, err);
       return -1;
     }
-    size = r;
+    m->size = r;
     return 0;
   }
   nbdcbt_error ("memory: unknown parameter '%s' (try size=SIZE)", key);
@@ -54,15 +73,17 @@ memory_config (const char *key, const char *value)
 }
 
 static int
-memory_config_complete (void)
+memory_config_complete (void *instance)
 {
-  if (size == -1) {
+  struct memory *m = instance;
+
+  if (m->size == -1) {
     nbdcbt_error ("memory: the size parameter is required, "
                   "for example: memory size=1G");
     return -1;
   }
-  sa = sparse_new (size);
-  if (sa == NULL) {
+  m->sa = sparse_new (m->size);
+  if (m->sa == NULL) {
     nbdcbt_error ("memory: cannot allocate the page table: %m");
     return -1;
   }
@@ -70,21 +91,17 @@ memory_config_complete (void)
 }
 
 static int
-memory_thread_model (void)
+memory_thread_model (void *instance)
 {
   return NBDCBT_THREAD_MODEL_PARALLEL;
-}
-
-static void *
-memory_open (int readonly)
-{
-  return &handle_token;
 }
 
 static int64_t
 memory_get_size (void *handle)
 {
-  return size;
+  struct memory *m = handle;
+
+  return m->size;
 }
 
 static int
@@ -147,8 +164,10 @@ static int
 memory_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
               uint32_t flags)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&lock);
-  sparse_read (sa, buf, count, offset);
+  struct memory *m = handle;
+  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&m->lock);
+
+  sparse_read (m->sa, buf, count, offset);
   return 0;
 }
 
@@ -156,8 +175,10 @@ static int
 memory_pwrite (void *handle, const void *buf, uint32_t count,
                uint64_t offset, uint32_t flags)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&lock);
-  return sparse_write (sa, buf, count, offset);
+  struct memory *m = handle;
+  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&m->lock);
+
+  return sparse_write (m->sa, buf, count, offset);
 }
 
 static int
@@ -169,8 +190,10 @@ memory_flush (void *handle, uint32_t flags)
 static int
 memory_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
-  ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&lock);
-  sparse_zero (sa, count, offset);
+  struct memory *m = handle;
+  ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&m->lock);
+
+  sparse_zero (m->sa, count, offset);
   return 0;
 }
 
@@ -178,8 +201,10 @@ memory_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 static int
 memory_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
-  ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&lock);
-  sparse_zero (sa, count, offset);
+  struct memory *m = handle;
+  ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&m->lock);
+
+  sparse_zero (m->sa, count, offset);
   return 0;
 }
 
@@ -205,8 +230,10 @@ static int
 memory_extents (void *handle, uint32_t count, uint64_t offset,
                 uint32_t flags, struct nbdcbt_extents *extents)
 {
-  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&lock);
-  return sparse_extents (sa, count, offset, add_extent, extents) == -1
+  struct memory *m = handle;
+  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&m->lock);
+
+  return sparse_extents (m->sa, count, offset, add_extent, extents) == -1
          ? -1 : 0;
 }
 
@@ -224,12 +251,12 @@ static struct nbdcbt_plugin plugin = {
   .description = "A sparse RAM disk, shared by all clients, lost at exit",
   .config_help = "size=SIZE (required)  Virtual size, e.g. 1G, 512k",
   .magic_config_key = "size",
-  .unload = memory_unload,
+  .instance_new = memory_instance_new,
+  .instance_free = memory_instance_free,
   .config = memory_config,
   .config_complete = memory_config_complete,
   .thread_model = memory_thread_model,
   .dump_plugin = memory_dump_plugin,
-  .open = memory_open,
   .get_size = memory_get_size,
   .can_write = memory_can_write,
   .can_flush = memory_can_flush,

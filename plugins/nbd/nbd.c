@@ -34,75 +34,100 @@
 #include "cleanup.h"
 #include "minmax.h"
 
-/* Parameters. */
-static char *uri;
-static char *sockname;
-static char *hostname;
-static char *port;
-static char *export;
-static bool export_set;
-static int tls = -1;            /* -1 unset, 0 off, 1 allow, 2 require */
-static char *tls_certificates;
-static int tls_verify = -1;
-static char *tls_username;
-static char *tls_psk;
-static unsigned connections;    /* 0 = one per client connection */
-static bool shared;
+/* One instance per export using the plugin. */
+struct nbd_instance {
+  /* Parameters. */
+  char *uri;
+  char *sockname;
+  char *hostname;
+  char *port;
+  char *export;
+  bool export_set;
+  int tls;                      /* -1 unset, 0 off, 1 allow, 2 require */
+  char *tls_certificates;
+  int tls_verify;
+  char *tls_username;
+  char *tls_psk;
+  unsigned connections;         /* 0 = one per client connection */
+  bool shared;
 
-/* Upstream metadata contexts other than base:allocation, learnt once
- * (at the first handshake that asks) from the upstream's list.
- */
-static pthread_mutex_t contexts_lock = PTHREAD_MUTEX_INITIALIZER;
-static char **contexts;
-static size_t ncontexts;
-static bool contexts_known;
+  /* Upstream metadata contexts other than base:allocation, learnt once
+   * (at the first handshake that asks) from the upstream's list.
+   */
+  pthread_mutex_t contexts_lock;
+  char **contexts;
+  size_t ncontexts;
+  bool contexts_known;
 
-/* The pool (shared=true is a pool of one). */
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct nbd_handle **pool;
-static size_t npool;
-static unsigned pool_next;
+  /* The pool (shared=true is a pool of one). */
+  pthread_mutex_t pool_lock;
+  struct nbd_handle **pool;
+  size_t npool;
+  unsigned pool_next;
+};
 
 struct handle {
+  struct nbd_instance *ni;
   struct nbd_handle *nbd;       /* per-connection mode; NULL with a pool */
 };
 
 /* The upstream as the user named it, for error messages. */
 static char *
-upstream_name (void)
+upstream_name (struct nbd_instance *ni)
 {
   char *s = NULL;
 
-  if (uri)
-    s = strdup (uri);
-  else if (sockname) {
-    if (asprintf (&s, "unix socket %s", sockname) == -1)
+  if (ni->uri)
+    s = strdup (ni->uri);
+  else if (ni->sockname) {
+    if (asprintf (&s, "unix socket %s", ni->sockname) == -1)
       s = NULL;
   }
-  else if (asprintf (&s, "%s:%s", hostname, port ? port : "10809") == -1)
+  else if (asprintf (&s, "%s:%s", ni->hostname,
+                     ni->port ? ni->port : "10809") == -1)
     s = NULL;
   return s;
 }
 
-static void
-nbd_unload (void)
+static void *
+nbd_instance_new (void)
 {
+  struct nbd_instance *ni = calloc (1, sizeof *ni);
+
+  if (ni == NULL) {
+    nbdcbt_error ("calloc: %m");
+    return NULL;
+  }
+  ni->tls = -1;
+  ni->tls_verify = -1;
+  pthread_mutex_init (&ni->contexts_lock, NULL);
+  pthread_mutex_init (&ni->pool_lock, NULL);
+  return ni;
+}
+
+static void
+nbd_instance_free (void *instance)
+{
+  struct nbd_instance *ni = instance;
   size_t i;
 
-  for (i = 0; i < npool; ++i)
-    nbd_close (pool[i]);
-  free (pool);
-  for (i = 0; i < ncontexts; ++i)
-    free (contexts[i]);
-  free (contexts);
-  free (uri);
-  free (sockname);
-  free (hostname);
-  free (port);
-  free (export);
-  free (tls_certificates);
-  free (tls_username);
-  free (tls_psk);
+  for (i = 0; i < ni->npool; ++i)
+    nbd_close (ni->pool[i]);
+  free (ni->pool);
+  for (i = 0; i < ni->ncontexts; ++i)
+    free (ni->contexts[i]);
+  free (ni->contexts);
+  free (ni->uri);
+  free (ni->sockname);
+  free (ni->hostname);
+  free (ni->port);
+  free (ni->export);
+  free (ni->tls_certificates);
+  free (ni->tls_username);
+  free (ni->tls_psk);
+  pthread_mutex_destroy (&ni->contexts_lock);
+  pthread_mutex_destroy (&ni->pool_lock);
+  free (ni);
 }
 
 static int
@@ -121,65 +146,66 @@ set_string (char **dst, const char *key, const char *value)
 }
 
 static int
-nbd_config (const char *key, const char *value)
+nbd_config (void *instance, const char *key, const char *value)
 {
+  struct nbd_instance *ni = instance;
   int r;
 
   if (strcmp (key, "uri") == 0)
-    return set_string (&uri, key, value);
+    return set_string (&ni->uri, key, value);
   if (strcmp (key, "socket") == 0) {
-    if (sockname) {
+    if (ni->sockname) {
       nbdcbt_error ("nbd: socket given twice");
       return -1;
     }
-    sockname = nbdcbt_absolute_path (value);
-    return sockname ? 0 : -1;
+    ni->sockname = nbdcbt_absolute_path (value);
+    return ni->sockname ? 0 : -1;
   }
   if (strcmp (key, "hostname") == 0)
-    return set_string (&hostname, key, value);
+    return set_string (&ni->hostname, key, value);
   if (strcmp (key, "port") == 0)
-    return set_string (&port, key, value);
+    return set_string (&ni->port, key, value);
   if (strcmp (key, "export") == 0) {
-    export_set = true;
-    return set_string (&export, key, value);
+    ni->export_set = true;
+    return set_string (&ni->export, key, value);
   }
   if (strcmp (key, "tls") == 0) {
     if (strcmp (value, "require") == 0 || strcmp (value, "required") == 0)
-      tls = 2;
+      ni->tls = 2;
     else {
       r = nbdcbt_parse_bool (value);
       if (r == -1) {
         nbdcbt_error ("nbd: tls=%s: expected off, on or require", value);
         return -1;
       }
-      tls = r;
+      ni->tls = r;
     }
     return 0;
   }
   if (strcmp (key, "tls-certificates") == 0) {
-    if (tls_certificates) {
+    if (ni->tls_certificates) {
       nbdcbt_error ("nbd: tls-certificates given twice");
       return -1;
     }
-    tls_certificates = nbdcbt_absolute_path (value);
-    return tls_certificates ? 0 : -1;
+    ni->tls_certificates = nbdcbt_absolute_path (value);
+    return ni->tls_certificates ? 0 : -1;
   }
   if (strcmp (key, "tls-verify") == 0) {
     r = nbdcbt_parse_bool (value);
     if (r == -1)
       return -1;
-    tls_verify = r;
+    ni->tls_verify = r;
     return 0;
   }
   if (strcmp (key, "tls-username") == 0)
-    return set_string (&tls_username, key, value);
+    return set_string (&ni->tls_username, key, value);
   if (strcmp (key, "tls-psk") == 0) {
-    if (tls_psk) {
+    if (ni->tls_psk) {
       nbdcbt_error ("nbd: tls-psk given twice");
       return -1;
     }
-    tls_psk = nbdcbt_absolute_path (value);
-    return tls_psk ? 0 : -1;
+    ni->tls_psk = nbdcbt_absolute_path (value);
+    return ni->tls_psk ? 0 : -1;
   }
   if (strcmp (key, "connections") == 0) {
     uint32_t n;
@@ -190,14 +216,14 @@ nbd_config (const char *key, const char *value)
       nbdcbt_error ("nbd: connections=%s: expected 1 to 64", value);
       return -1;
     }
-    connections = n;
+    ni->connections = n;
     return 0;
   }
   if (strcmp (key, "shared") == 0) {
     r = nbdcbt_parse_bool (value);
     if (r == -1)
       return -1;
-    shared = r;
+    ni->shared = r;
     return 0;
   }
   nbdcbt_error ("nbd: unknown parameter '%s' (see nbdcbt-nbd-plugin(1))",
@@ -206,9 +232,10 @@ nbd_config (const char *key, const char *value)
 }
 
 static int
-nbd_config_complete (void)
+nbd_config_complete (void *instance)
 {
-  int ways = !!uri + !!sockname + !!hostname;
+  struct nbd_instance *ni = instance;
+  int ways = !!ni->uri + !!ni->sockname + !!ni->hostname;
 
   if (ways == 0) {
     nbdcbt_error ("nbd: say where the upstream server is: uri=, socket= "
@@ -219,35 +246,35 @@ nbd_config_complete (void)
     nbdcbt_error ("nbd: uri=, socket= and hostname= are exclusive");
     return -1;
   }
-  if (port && !hostname) {
+  if (ni->port && !ni->hostname) {
     nbdcbt_error ("nbd: port= needs hostname=");
     return -1;
   }
-  if (uri && export_set) {
+  if (ni->uri && ni->export_set) {
     nbdcbt_error ("nbd: the export name is part of uri= "
                   "(nbd://host/EXPORT); export= cannot be combined with it");
     return -1;
   }
-  if (tls == 0 && (tls_certificates || tls_psk || tls_username
-                   || tls_verify != -1)) {
+  if (ni->tls == 0 && (ni->tls_certificates || ni->tls_psk || ni->tls_username
+                   || ni->tls_verify != -1)) {
     nbdcbt_error ("nbd: tls=off contradicts the other tls-* parameters");
     return -1;
   }
-  if (tls_certificates && tls_psk) {
+  if (ni->tls_certificates && ni->tls_psk) {
     nbdcbt_error ("nbd: tls-certificates and tls-psk are exclusive");
     return -1;
   }
-  if (shared && connections > 1) {
+  if (ni->shared && ni->connections > 1) {
     nbdcbt_error ("nbd: shared=true is one upstream connection; "
                   "it cannot be combined with connections=%u",
-                  connections);
+                  ni->connections);
     return -1;
   }
-  if (shared)
-    connections = 1;
+  if (ni->shared)
+    ni->connections = 1;
   /* TLS parameters without tls=: ask for TLS, as nbdkit's nbd plugin. */
-  if (tls == -1 && (tls_certificates || tls_psk))
-    tls = 2;
+  if (ni->tls == -1 && (ni->tls_certificates || ni->tls_psk))
+    ni->tls = 2;
   return 0;
 }
 
@@ -271,10 +298,10 @@ nbd_config_complete (void)
  * for base:allocation and every context learnt from the upstream.
  */
 static struct nbd_handle *
-upstream_connect (bool opt_mode)
+upstream_connect (struct nbd_instance *ni, bool opt_mode)
 {
   struct nbd_handle *nbd;
-  CLEANUP_FREE char *name = upstream_name ();
+  CLEANUP_FREE char *name = upstream_name (ni);
   size_t i;
   int r;
 
@@ -288,40 +315,41 @@ upstream_connect (bool opt_mode)
   if (!opt_mode) {
     if (nbd_add_meta_context (nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1)
       goto err;
-    for (i = 0; i < ncontexts; ++i)
-      if (nbd_add_meta_context (nbd, contexts[i]) == -1)
+    for (i = 0; i < ni->ncontexts; ++i)
+      if (nbd_add_meta_context (nbd, ni->contexts[i]) == -1)
         goto err;
   }
   if (nbd_set_opt_mode (nbd, opt_mode) == -1)
     goto err;
-  if (tls != -1
-      && nbd_set_tls (nbd, tls == 2 ? LIBNBD_TLS_REQUIRE
-                      : tls == 1 ? LIBNBD_TLS_ALLOW
+  if (ni->tls != -1
+      && nbd_set_tls (nbd, ni->tls == 2 ? LIBNBD_TLS_REQUIRE
+                      : ni->tls == 1 ? LIBNBD_TLS_ALLOW
                       : LIBNBD_TLS_DISABLE) == -1)
     goto err;
-  if (tls_certificates
-      && nbd_set_tls_certificates (nbd, tls_certificates) == -1)
+  if (ni->tls_certificates
+      && nbd_set_tls_certificates (nbd, ni->tls_certificates) == -1)
     goto err;
-  if (tls_verify != -1 && nbd_set_tls_verify_peer (nbd, tls_verify) == -1)
+  if (ni->tls_verify != -1
+      && nbd_set_tls_verify_peer (nbd, ni->tls_verify) == -1)
     goto err;
-  if (tls_username && nbd_set_tls_username (nbd, tls_username) == -1)
+  if (ni->tls_username && nbd_set_tls_username (nbd, ni->tls_username) == -1)
     goto err;
-  if (tls_psk && nbd_set_tls_psk_file (nbd, tls_psk) == -1)
+  if (ni->tls_psk && nbd_set_tls_psk_file (nbd, ni->tls_psk) == -1)
     goto err;
 
-  if (uri) {
+  if (ni->uri) {
     /* Query parameters such as tls-psk-file name files of this host. */
     if (nbd_set_uri_allow_local_file (nbd, true) == -1)
       goto err;
-    r = nbd_connect_uri (nbd, uri);
+    r = nbd_connect_uri (nbd, ni->uri);
   }
   else {
-    if (nbd_set_export_name (nbd, export ? export : "") == -1)
+    if (nbd_set_export_name (nbd, ni->export ? ni->export : "") == -1)
       goto err;
-    if (sockname)
-      r = nbd_connect_unix (nbd, sockname);
+    if (ni->sockname)
+      r = nbd_connect_unix (nbd, ni->sockname);
     else
-      r = nbd_connect_tcp (nbd, hostname, port ? port : "10809");
+      r = nbd_connect_tcp (nbd, ni->hostname, ni->port ? ni->port : "10809");
   }
   if (r == -1) {
     nbdcbt_error ("nbd: cannot connect to the upstream server (%s): %s",
@@ -340,17 +368,18 @@ upstream_connect (bool opt_mode)
 static int
 collect_context (void *user_data, const char *name)
 {
+  struct nbd_instance *ni = user_data;
   char **s;
 
   if (strcmp (name, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0)
     return 0;
-  s = realloc (contexts, (ncontexts + 1) * sizeof *contexts);
+  s = realloc (ni->contexts, (ni->ncontexts + 1) * sizeof *ni->contexts);
   if (s == NULL)
     return 0;
-  contexts = s;
-  contexts[ncontexts] = strdup (name);
-  if (contexts[ncontexts])
-    ncontexts++;
+  ni->contexts = s;
+  ni->contexts[ni->ncontexts] = strdup (name);
+  if (ni->contexts[ni->ncontexts])
+    ni->ncontexts++;
   return 0;
 }
 
@@ -358,18 +387,18 @@ collect_context (void *user_data, const char *name)
  * list them (oldstyle, no structured replies) simply has none.
  */
 static int
-learn_contexts (void)
+learn_contexts (struct nbd_instance *ni)
 {
   struct nbd_handle *nbd;
 
-  pthread_mutex_lock (&contexts_lock);
-  if (contexts_known) {
-    pthread_mutex_unlock (&contexts_lock);
+  pthread_mutex_lock (&ni->contexts_lock);
+  if (ni->contexts_known) {
+    pthread_mutex_unlock (&ni->contexts_lock);
     return 0;
   }
-  nbd = upstream_connect (true);
+  nbd = upstream_connect (ni, true);
   if (nbd == NULL) {
-    pthread_mutex_unlock (&contexts_lock);
+    pthread_mutex_unlock (&ni->contexts_lock);
     return -1;
   }
   /* List with no queries: "every context".  (The base:allocation
@@ -379,114 +408,117 @@ learn_contexts (void)
    */
   if (nbd_aio_is_negotiating (nbd)) {
     if (nbd_opt_list_meta_context (nbd, (nbd_context_callback) {
-          .callback = collect_context }) == -1)
+          .callback = collect_context, .user_data = ni }) == -1)
       nbdcbt_debug ("nbd: upstream cannot list metadata contexts: %s",
                     nbd_get_error ());
     if (nbd_opt_go (nbd) == -1) {
-      CLEANUP_FREE char *name = upstream_name ();
+      CLEANUP_FREE char *name = upstream_name (ni);
 
       nbdcbt_error ("nbd: cannot connect to the upstream server (%s): %s",
                     name ? name : "?", nbd_get_error ());
       nbd_close (nbd);
-      pthread_mutex_unlock (&contexts_lock);
+      pthread_mutex_unlock (&ni->contexts_lock);
       return -1;
     }
     nbd_shutdown (nbd, 0);
   }
   nbd_close (nbd);
-  contexts_known = true;
-  pthread_mutex_unlock (&contexts_lock);
+  ni->contexts_known = true;
+  pthread_mutex_unlock (&ni->contexts_lock);
   return 0;
 }
 
 static int
-nbd_get_ready (void)
+nbd_get_ready (void *instance)
 {
   /* Find an unreachable upstream at start-up, with a clear message,
    * rather than at the first client.
    */
-  return learn_contexts ();
+  return learn_contexts (instance);
 }
 
 static int
-nbd_thread_model (void)
+nbd_thread_model (void *instance)
 {
   return NBDCBT_THREAD_MODEL_PARALLEL;
 }
 
 static int
-nbd_list_meta_contexts (const char *export_name,
+nbd_list_meta_contexts (void *instance, const char *export_name,
                         struct nbdcbt_meta_contexts *mc)
 {
+  struct nbd_instance *ni = instance;
   size_t i;
 
-  if (learn_contexts () == -1)
+  if (learn_contexts (ni) == -1)
     return -1;
-  for (i = 0; i < ncontexts; ++i)
-    if (nbdcbt_add_meta_context (mc, contexts[i]) == -1)
+  for (i = 0; i < ni->ncontexts; ++i)
+    if (nbdcbt_add_meta_context (mc, ni->contexts[i]) == -1)
       return -1;
   return 0;
 }
 
 static int
-pool_open (void)
+pool_open (struct nbd_instance *ni)
 {
   size_t i;
 
-  pthread_mutex_lock (&pool_lock);
-  if (npool == connections) {
-    pthread_mutex_unlock (&pool_lock);
+  pthread_mutex_lock (&ni->pool_lock);
+  if (ni->npool == ni->connections) {
+    pthread_mutex_unlock (&ni->pool_lock);
     return 0;
   }
-  if (pool == NULL) {
-    pool = calloc (connections, sizeof *pool);
-    if (pool == NULL) {
+  if (ni->pool == NULL) {
+    ni->pool = calloc (ni->connections, sizeof *ni->pool);
+    if (ni->pool == NULL) {
       nbdcbt_error ("calloc: %m");
-      pthread_mutex_unlock (&pool_lock);
+      pthread_mutex_unlock (&ni->pool_lock);
       return -1;
     }
   }
-  for (i = npool; i < connections; ++i) {
-    pool[i] = upstream_connect (false);
-    if (pool[i] == NULL)
+  for (i = ni->npool; i < ni->connections; ++i) {
+    ni->pool[i] = upstream_connect (ni, false);
+    if (ni->pool[i] == NULL)
       goto fail;
-    if (connections > 1 && nbd_can_multi_conn (pool[i]) != 1) {
+    if (ni->connections > 1 && nbd_can_multi_conn (ni->pool[i]) != 1) {
       nbdcbt_error ("nbd: connections=%u needs an upstream that "
                     "advertises multi-conn, and this one does not "
                     "(use shared=true or one connection per client)",
-                    connections);
-      nbd_close (pool[i]);
+                    ni->connections);
+      nbd_close (ni->pool[i]);
       goto fail;
     }
   }
-  npool = connections;
-  pthread_mutex_unlock (&pool_lock);
+  ni->npool = ni->connections;
+  pthread_mutex_unlock (&ni->pool_lock);
   return 0;
 
  fail:
-  while (i > npool)
-    nbd_close (pool[--i]);
-  pthread_mutex_unlock (&pool_lock);
+  while (i > ni->npool)
+    nbd_close (ni->pool[--i]);
+  pthread_mutex_unlock (&ni->pool_lock);
   return -1;
 }
 
 static void *
-nbd_open (int readonly)
+nbd_open (void *instance, int readonly)
 {
+  struct nbd_instance *ni = instance;
   struct handle *h = calloc (1, sizeof *h);
 
   if (h == NULL) {
     nbdcbt_error ("calloc: %m");
     return NULL;
   }
-  if (learn_contexts () == -1)
+  h->ni = ni;
+  if (learn_contexts (ni) == -1)
     goto fail;
-  if (connections) {
-    if (pool_open () == -1)
+  if (ni->connections) {
+    if (pool_open (ni) == -1)
       goto fail;
     return h;
   }
-  h->nbd = upstream_connect (false);
+  h->nbd = upstream_connect (ni, false);
   if (h->nbd == NULL)
     goto fail;
   return h;
@@ -512,16 +544,19 @@ nbd_close_handle (void *handle)
 static struct nbd_handle *
 upstream (struct handle *h)
 {
+  struct nbd_instance *ni = h->ni;
+
   if (h->nbd)
     return h->nbd;
-  return pool[__atomic_fetch_add (&pool_next, 1, __ATOMIC_RELAXED) % npool];
+  return ni->pool[__atomic_fetch_add (&ni->pool_next, 1, __ATOMIC_RELAXED)
+                  % ni->npool];
 }
 
 /* Capabilities come from any one connection: they are the upstream's. */
 static struct nbd_handle *
 any (struct handle *h)
 {
-  return h->nbd ? h->nbd : pool[0];
+  return h->nbd ? h->nbd : h->ni->pool[0];
 }
 
 /* A failed libnbd call on NBD: pass its errno on and log its message.
@@ -729,7 +764,7 @@ static int
 nbd_flush_cb (void *handle, uint32_t flags)
 {
   struct handle *h = handle;
-  struct nbd_handle *nbd = h->nbd ? h->nbd : pool[0];
+  struct nbd_handle *nbd = h->nbd ? h->nbd : h->ni->pool[0];
 
   /* Over a pool (multi-conn upstream) one flush covers every
    * connection's completed writes.
@@ -873,7 +908,8 @@ static struct nbdcbt_plugin plugin = {
                  "contexts.",
   .config_help = nbd_config_help,
   .magic_config_key = "uri",
-  .unload = nbd_unload,
+  .instance_new = nbd_instance_new,
+  .instance_free = nbd_instance_free,
   .config = nbd_config,
   .config_complete = nbd_config_complete,
   .thread_model = nbd_thread_model,

@@ -1,7 +1,8 @@
 /* nbdcbt qcow2 plugin: serves a qcow2 image through common/qcow2.
  *
- * The image is opened once (get_ready) and shared by every connection;
- * the library is thread-safe, so requests run in parallel.  It is opened
+ * Each instance (export) opens its image once (get_ready) and shares it
+ * between the export's connections; the library is thread-safe, so
+ * requests run in parallel.  It is opened
  * read-only on a read-only server (-r) and read-write otherwise; a file
  * that cannot be opened for writing is served read-only.
  *
@@ -31,25 +32,42 @@
 #include "hbitmap.h"
 #include "qcow2.h"
 
-static char *filename;
+/* One instance per export: its image and the state of its bitmaps. */
+struct qcow2_instance {
+  char *filename;
 
-/* The open image, from get_ready to cleanup. */
-static struct qcow2 *image;
-static bool image_writable;
+  /* The open image, from get_ready to cleanup. */
+  struct qcow2 *image;
+  bool image_writable;
 
-/* The bitmaps as they were on disk at open (names and in_use), so that
- * the store lists the open-time state after we marked them in use.
- */
-static struct qcow2_bitmap_info *bitmaps_at_open;
-static size_t nbitmaps_at_open;
-static bool bitmaps_unsupported;   /* the library cannot read them */
-static bool bitmaps_safe;          /* marked in use: writes may proceed */
-static bool bitmaps_marked;        /* we set in_use on disk */
-static bool written;               /* a write reached the image */
-static bool stored;                /* the filter stored after the mark */
-static pthread_mutex_t bitmaps_lock = PTHREAD_MUTEX_INITIALIZER;
+  /* The bitmaps as they were on disk at open (names and in_use), so that
+   * the store lists the open-time state after we marked them in use.
+   */
+  struct qcow2_bitmap_info *bitmaps_at_open;
+  size_t nbitmaps_at_open;
+  bool bitmaps_unsupported;   /* the library cannot read them */
+  bool bitmaps_safe;          /* marked in use: writes may proceed */
+  bool bitmaps_marked;        /* we set in_use on disk */
+  bool written;               /* a write reached the image */
+  bool stored;                /* the filter stored after the mark */
+  bool write_fast;            /* written and safe: nothing to do */
+  pthread_mutex_t bitmaps_lock;
 
-static void restore_untouched_bitmaps (void);
+  /* The store's message for a v2 image (see store_list). */
+  char v2_error[PATH_MAX + 128];
+
+  /* This image's bitmap store (opaque = the instance). */
+  struct bitmap_store store;
+
+  /* Every instance with an image open, for restore_at_exit. */
+  struct qcow2_instance *list_next;
+};
+
+static pthread_mutex_t instances_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct qcow2_instance *instances;
+
+static void restore_untouched_bitmaps (struct qcow2_instance *q);
+
 
 /* Warnings (nbdcbt_warning) are not errors: an error logged while the
  * server stops makes it exit with status 1.
@@ -68,22 +86,42 @@ warning (const char *fs, ...)
   nbdcbt_warning ("qcow2: %s", msg);
 }
 
-/* The store's message for a v2 image (see store_list). */
-static char v2_error[PATH_MAX + 128];
+static const struct bitmap_store qcow2_bitmap_store;
+
+static void *
+qcow2_plugin_instance_new (void)
+{
+  struct qcow2_instance *q = calloc (1, sizeof *q);
+
+  if (q == NULL) {
+    nbdcbt_error ("qcow2: calloc: %m");
+    return NULL;
+  }
+  pthread_mutex_init (&q->bitmaps_lock, NULL);
+  q->store = qcow2_bitmap_store;
+  q->store.opaque = q;
+  return q;
+}
 
 static void
-qcow2_plugin_unload (void)
+qcow2_plugin_instance_free (void *instance)
 {
-  free (filename);
+  struct qcow2_instance *q = instance;
+
+  pthread_mutex_destroy (&q->bitmaps_lock);
+  free (q->filename);
+  free (q);
 }
 
 static int
-qcow2_plugin_config (const char *key, const char *value)
+qcow2_plugin_config (void *instance, const char *key, const char *value)
 {
+  struct qcow2_instance *q = instance;
+
   if (strcmp (key, "file") == 0) {
-    free (filename);
-    filename = nbdcbt_absolute_path (value);
-    if (filename == NULL)
+    free (q->filename);
+    q->filename = nbdcbt_absolute_path (value);
+    if (q->filename == NULL)
       return -1;
     return 0;
   }
@@ -92,9 +130,11 @@ qcow2_plugin_config (const char *key, const char *value)
 }
 
 static int
-qcow2_plugin_config_complete (void)
+qcow2_plugin_config_complete (void *instance)
 {
-  if (filename == NULL) {
+  struct qcow2_instance *q = instance;
+
+  if (q->filename == NULL) {
     nbdcbt_error ("qcow2: you must supply the file=IMAGE parameter");
     return -1;
   }
@@ -105,7 +145,7 @@ qcow2_plugin_config_complete (void)
   "file=<IMAGE>     (required) The qcow2 image to serve."
 
 static int
-qcow2_plugin_thread_model (void)
+qcow2_plugin_thread_model (void *instance)
 {
   return NBDCBT_THREAD_MODEL_PARALLEL;
 }
@@ -117,12 +157,12 @@ qcow2_plugin_thread_model (void)
 
 /* Open read-write, or read-only on -r or if the file is not writable. */
 static int
-open_image (void)
+open_image (struct qcow2_instance *q)
 {
   if (!nbdcbt_read_only ()) {
-    image = qcow2_open (filename, OPEN_FLAGS);
-    if (image) {
-      image_writable = true;
+    q->image = qcow2_open (q->filename, OPEN_FLAGS);
+    if (q->image) {
+      q->image_writable = true;
       return 0;
     }
     if (errno != EACCES && errno != EROFS && errno != EPERM) {
@@ -133,70 +173,90 @@ open_image (void)
     warning ("cannot open for writing: %s; serving "
                   "it read-only", qcow2_last_error ());
   }
-  image = qcow2_open (filename, OPEN_FLAGS | QCOW2_OPEN_RDONLY);
-  if (image == NULL) {
+  q->image = qcow2_open (q->filename, OPEN_FLAGS | QCOW2_OPEN_RDONLY);
+  if (q->image == NULL) {
     nbdcbt_error ("qcow2: %s", qcow2_last_error ());
     return -1;
   }
-  image_writable = false;
+  q->image_writable = false;
   return 0;
 }
 
 static int
-qcow2_plugin_get_ready (void)
+qcow2_plugin_get_ready (void *instance)
 {
-  if (open_image () == -1)
+  struct qcow2_instance *q = instance;
+
+  if (open_image (q) == -1)
     return -1;
 
   /* A broken bitmap directory makes the image unusable, as in QEMU, even
    * when no filter asks for the bitmaps.
    */
-  if (qcow2_bitmap_list (image, &bitmaps_at_open, &nbitmaps_at_open) == -1) {
+  if (qcow2_bitmap_list (q->image, &q->bitmaps_at_open,
+                         &q->nbitmaps_at_open) == -1) {
     if (errno == ENOTSUP) {
       /* The library cannot read bitmaps at all: serve the data. */
       nbdcbt_debug ("qcow2: bitmaps not available: %s", qcow2_last_error ());
-      bitmaps_at_open = NULL;
-      nbitmaps_at_open = 0;
-      bitmaps_unsupported = true;
-      return 0;
+      q->bitmaps_at_open = NULL;
+      q->nbitmaps_at_open = 0;
+      q->bitmaps_unsupported = true;
     }
-    nbdcbt_error ("qcow2: %s", qcow2_last_error ());
-    qcow2_close (image);
-    image = NULL;
-    return -1;
+    else {
+      nbdcbt_error ("qcow2: %s", qcow2_last_error ());
+      qcow2_close (q->image);
+      q->image = NULL;
+      return -1;
+    }
+  }
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&instances_lock);
+    q->list_next = instances;
+    instances = q;
   }
   return 0;
 }
 
 static void
-qcow2_plugin_cleanup (void)
+qcow2_plugin_cleanup (void *instance)
 {
+  struct qcow2_instance *q = instance;
+  struct qcow2_instance **pp;
+
   {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
-    restore_untouched_bitmaps ();
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->bitmaps_lock);
+    restore_untouched_bitmaps (q);
   }
-  if (image && qcow2_close (image) == -1)
-    nbdcbt_error ("qcow2: %s: close: %s", filename, qcow2_last_error ());
-  image = NULL;
-  if (bitmaps_at_open)
-    qcow2_bitmap_list_free (bitmaps_at_open, nbitmaps_at_open);
-  bitmaps_at_open = NULL;
-  nbitmaps_at_open = 0;
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&instances_lock);
+    for (pp = &instances; *pp; pp = &(*pp)->list_next)
+      if (*pp == q) {
+        *pp = q->list_next;
+        break;
+      }
+  }
+  if (q->image && qcow2_close (q->image) == -1)
+    nbdcbt_error ("qcow2: %s: close: %s", q->filename, qcow2_last_error ());
+  q->image = NULL;
+  if (q->bitmaps_at_open)
+    qcow2_bitmap_list_free (q->bitmaps_at_open, q->nbitmaps_at_open);
+  q->bitmaps_at_open = NULL;
+  q->nbitmaps_at_open = 0;
 }
 
 /* Mark every bitmap in use on disk, once.  BITMAPS_LOCK held. */
 static int
-mark_in_use_locked (void)
+mark_in_use_locked (struct qcow2_instance *q)
 {
-  if (bitmaps_safe || !image_writable)
+  if (q->bitmaps_safe || !q->image_writable)
     return 0;
-  if (nbitmaps_at_open > 0) {
-    if (qcow2_bitmaps_mark_in_use (image) == -1)
+  if (q->nbitmaps_at_open > 0) {
+    if (qcow2_bitmaps_mark_in_use (q->image) == -1)
       return -1;
-    bitmaps_marked = true;
-    stored = false;
+    q->bitmaps_marked = true;
+    q->stored = false;
   }
-  bitmaps_safe = true;
+  q->bitmaps_safe = true;
   return 0;
 }
 
@@ -207,28 +267,28 @@ mark_in_use_locked (void)
  * one is loaded (ours) and stored unchanged; inconsistent ones are kept.
  */
 static void
-restore_untouched_bitmaps (void)
+restore_untouched_bitmaps (struct qcow2_instance *q)
 {
   struct bitmap_store_entry *set;
   const char **keep;
   size_t i, n = 0, nkeep = 0;
 
-  if (image == NULL || !bitmaps_marked || written || stored)
+  if (q->image == NULL || !q->bitmaps_marked || q->written || q->stored)
     return;
-  set = calloc (nbitmaps_at_open, sizeof *set);
-  keep = calloc (nbitmaps_at_open, sizeof *keep);
+  set = calloc (q->nbitmaps_at_open, sizeof *set);
+  keep = calloc (q->nbitmaps_at_open, sizeof *keep);
   if (set == NULL || keep == NULL) {
     nbdcbt_error ("qcow2: %m");
     goto out;
   }
-  for (i = 0; i < nbitmaps_at_open; i++) {
-    const struct qcow2_bitmap_info *b = &bitmaps_at_open[i];
+  for (i = 0; i < q->nbitmaps_at_open; i++) {
+    const struct qcow2_bitmap_info *b = &q->bitmaps_at_open[i];
 
     if (b->flags & QCOW2_BME_IN_USE) {
       keep[nkeep++] = b->name;
       continue;
     }
-    set[n].bitmap = qcow2_bitmap_load (image, b->name);
+    set[n].bitmap = qcow2_bitmap_load (q->image, b->name);
     if (set[n].bitmap == NULL) {
       /* Only this one stays in use (inconsistent); the others are
        * still restored.
@@ -244,11 +304,11 @@ restore_untouched_bitmaps (void)
     set[n].in_use = false;
     n++;
   }
-  if (qcow2_bitmaps_store (image, set, n, keep, nkeep) == -1)
+  if (qcow2_bitmaps_store (q->image, set, n, keep, nkeep) == -1)
     nbdcbt_error ("qcow2: cannot clear the in-use flag of the persistent "
                   "bitmaps: %s", qcow2_last_error ());
   else {
-    stored = true;
+    q->stored = true;
     nbdcbt_debug ("qcow2: nothing was written: bitmaps stored back "
                   "unchanged");
   }
@@ -266,12 +326,19 @@ restore_untouched_bitmaps (void)
 static void
 restore_at_exit (void)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
-  if (image == NULL || !bitmaps_marked || written || stored)
-    return;
-  restore_untouched_bitmaps ();
-  if (qcow2_flush (image) == -1)
-    nbdcbt_error ("qcow2: %s: flush: %s", filename, qcow2_last_error ());
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&instances_lock);
+  struct qcow2_instance *q;
+
+  for (q = instances; q; q = q->list_next) {
+    pthread_mutex_lock (&q->bitmaps_lock);
+    if (q->image && q->bitmaps_marked && !q->written && !q->stored) {
+      restore_untouched_bitmaps (q);
+      if (qcow2_flush (q->image) == -1)
+        nbdcbt_error ("qcow2: %s: flush: %s", q->filename,
+                      qcow2_last_error ());
+    }
+    pthread_mutex_unlock (&q->bitmaps_lock);
+  }
 }
 
 /* Writes must never leave persistent bitmaps on disk that look valid but
@@ -281,18 +348,16 @@ restore_at_exit (void)
  * afterwards (only removable), as QEMU would leave bitmaps it could not
  * update.
  */
-static bool write_fast;            /* written and safe: nothing to do */
-
 static int
-before_write (void)
+before_write (struct qcow2_instance *q)
 {
-  if (__atomic_load_n (&write_fast, __ATOMIC_ACQUIRE))
+  if (__atomic_load_n (&q->write_fast, __ATOMIC_ACQUIRE))
     return 0;
 
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
-  written = true;
-  if (!bitmaps_safe && nbitmaps_at_open > 0) {
-    if (mark_in_use_locked () == -1) {
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->bitmaps_lock);
+  q->written = true;
+  if (!q->bitmaps_safe && q->nbitmaps_at_open > 0) {
+    if (mark_in_use_locked (q) == -1) {
       nbdcbt_error ("qcow2: cannot mark the persistent bitmaps in use "
                     "before writing: %s", qcow2_last_error ());
       nbdcbt_set_error (EIO);
@@ -301,21 +366,23 @@ before_write (void)
     warning ("no filter records writes into the "
                   "persistent bitmaps of %s; they are now marked in use "
                   "(inconsistent).  Serve the image with --filter=dirty "
-                  "to keep them.", filename);
+                  "to keep them.", q->filename);
   }
-  bitmaps_safe = true;
-  __atomic_store_n (&write_fast, true, __ATOMIC_RELEASE);
+  q->bitmaps_safe = true;
+  __atomic_store_n (&q->write_fast, true, __ATOMIC_RELEASE);
   return 0;
 }
 
-/* The handle only records whether this connection may write. */
+/* The handle records whether this connection may write. */
 struct handle {
+  struct qcow2_instance *q;
   int readonly;
 };
 
 static void *
-qcow2_plugin_open (int readonly)
+qcow2_plugin_open (void *instance, int readonly)
 {
+  struct qcow2_instance *q = instance;
   struct handle *h;
 
   h = malloc (sizeof *h);
@@ -323,7 +390,8 @@ qcow2_plugin_open (int readonly)
     nbdcbt_error ("malloc: %m");
     return NULL;
   }
-  h->readonly = readonly || !image_writable;
+  h->q = q;
+  h->readonly = readonly || !q->image_writable;
   return h;
 }
 
@@ -336,7 +404,10 @@ qcow2_plugin_close (void *handle)
 static int64_t
 qcow2_plugin_get_size (void *handle)
 {
-  return qcow2_get_size (image);
+  struct handle *h = handle;
+  struct qcow2_instance *q = h->q;
+
+  return qcow2_get_size (q->image);
 }
 
 static int
@@ -380,7 +451,9 @@ static int
 qcow2_plugin_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
                     uint32_t flags)
 {
-  if (qcow2_pread (image, buf, count, offset) == -1)
+  struct qcow2_instance *q = ((struct handle *) handle)->q;
+
+  if (qcow2_pread (q->image, buf, count, offset) == -1)
     return io_error ("read");
   return 0;
 }
@@ -389,9 +462,11 @@ static int
 qcow2_plugin_pwrite (void *handle, const void *buf, uint32_t count,
                      uint64_t offset, uint32_t flags)
 {
-  if (before_write () == -1)
+  struct qcow2_instance *q = ((struct handle *) handle)->q;
+
+  if (before_write (q) == -1)
     return -1;
-  if (qcow2_pwrite (image, buf, count, offset,
+  if (qcow2_pwrite (q->image, buf, count, offset,
                     flags & NBDCBT_FLAG_FUA ? QCOW2_WRITE_FUA : 0) == -1)
     return io_error ("write");
   return 0;
@@ -401,14 +476,17 @@ static int
 qcow2_plugin_zero (void *handle, uint32_t count, uint64_t offset,
                    uint32_t flags)
 {
+  struct qcow2_instance *q = ((struct handle *) handle)->q;
+
   int qflags = 0;
+
   if (flags & NBDCBT_FLAG_FUA)
     qflags |= QCOW2_WRITE_FUA;
   if (flags & NBDCBT_FLAG_MAY_TRIM)
     qflags |= QCOW2_ZERO_MAY_UNMAP;
-  if (before_write () == -1)
+  if (before_write (q) == -1)
     return -1;
-  if (qcow2_zero (image, count, offset, qflags) == -1)
+  if (qcow2_zero (q->image, count, offset, qflags) == -1)
     return io_error ("zero");
   return 0;
 }
@@ -417,9 +495,11 @@ static int
 qcow2_plugin_trim (void *handle, uint32_t count, uint64_t offset,
                    uint32_t flags)
 {
-  if (before_write () == -1)
+  struct qcow2_instance *q = ((struct handle *) handle)->q;
+
+  if (before_write (q) == -1)
     return -1;
-  if (qcow2_discard (image, count, offset,
+  if (qcow2_discard (q->image, count, offset,
                      flags & NBDCBT_FLAG_FUA ? QCOW2_WRITE_FUA : 0) == -1)
     return io_error ("trim");
   return 0;
@@ -428,7 +508,9 @@ qcow2_plugin_trim (void *handle, uint32_t count, uint64_t offset,
 static int
 qcow2_plugin_flush (void *handle, uint32_t flags)
 {
-  if (qcow2_flush (image) == -1)
+  struct qcow2_instance *q = ((struct handle *) handle)->q;
+
+  if (qcow2_flush (q->image) == -1)
     return io_error ("flush");
   return 0;
 }
@@ -456,7 +538,8 @@ depth_type (int status, int depth)
 }
 
 static int
-walk_block_status (uint32_t count, uint64_t offset, uint32_t flags,
+walk_block_status (struct qcow2_instance *q, uint32_t count, uint64_t offset,
+                   uint32_t flags,
                    struct nbdcbt_extents *extents,
                    uint32_t (*type_of) (int status, int depth))
 {
@@ -465,7 +548,7 @@ walk_block_status (uint32_t count, uint64_t offset, uint32_t flags,
     uint64_t pnum;
     int status, depth;
 
-    if (qcow2_block_status (image, offset, end - offset, &pnum, &status,
+    if (qcow2_block_status (q->image, offset, end - offset, &pnum, &status,
                             &depth) == -1)
       return io_error ("block status");
     if (pnum == 0 || pnum > end - offset) {
@@ -487,13 +570,16 @@ static int
 qcow2_plugin_extents (void *handle, uint32_t count, uint64_t offset,
                       uint32_t flags, struct nbdcbt_extents *extents)
 {
-  return walk_block_status (count, offset, flags, extents, allocation_type);
+  struct handle *h = handle;
+
+  return walk_block_status (h->q, count, offset, flags, extents,
+                            allocation_type);
 }
 
 #define ALLOCATION_DEPTH "qemu:allocation-depth"
 
 static int
-qcow2_plugin_list_meta_contexts (const char *export_name,
+qcow2_plugin_list_meta_contexts (void *instance, const char *export_name,
                                  struct nbdcbt_meta_contexts *contexts)
 {
   return nbdcbt_add_meta_context (contexts, ALLOCATION_DEPTH);
@@ -509,7 +595,9 @@ qcow2_plugin_meta_extents (void *handle, const char *context, uint32_t count,
     nbdcbt_set_error (EINVAL);
     return -1;
   }
-  return walk_block_status (count, offset, flags, extents, depth_type);
+  struct handle *h = handle;
+
+  return walk_block_status (h->q, count, offset, flags, extents, depth_type);
 }
 
 /* --- The bitmap store: the image's bitmaps extension ------------------- */
@@ -528,19 +616,20 @@ store_list_free (void *opaque, struct bitmap_store_info *list, size_t n)
  * was not in the directory then.
  */
 static int
-in_use_at_open (const char *name)
+in_use_at_open (struct qcow2_instance *q, const char *name)
 {
   size_t i;
 
-  for (i = 0; i < nbitmaps_at_open; i++)
-    if (strcmp (bitmaps_at_open[i].name, name) == 0)
-      return (bitmaps_at_open[i].flags & QCOW2_BME_IN_USE) != 0;
+  for (i = 0; i < q->nbitmaps_at_open; i++)
+    if (strcmp (q->bitmaps_at_open[i].name, name) == 0)
+      return (q->bitmaps_at_open[i].flags & QCOW2_BME_IN_USE) != 0;
   return -1;
 }
 
 static int
 store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
 {
+  struct qcow2_instance *q = opaque;
   struct qcow2_bitmap_info *qlist;
   size_t i, qn;
 
@@ -549,14 +638,14 @@ store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
    * unusable, and the filter refuses to start with bitmaps it would
    * lose at shutdown.
    */
-  if (qcow2_bitmaps_supported (image) == -1) {
-    snprintf (v2_error, sizeof v2_error, "%s (convert it with 'qemu-img "
-              "amend -o compat=v3')", qcow2_last_error ());
+  if (qcow2_bitmaps_supported (q->image) == -1) {
+    snprintf (q->v2_error, sizeof q->v2_error, "%s (convert it with "
+              "'qemu-img amend -o compat=v3')", qcow2_last_error ());
     errno = ENOTSUP;
     return -1;
   }
 
-  if (qcow2_bitmap_list (image, &qlist, &qn) == -1)
+  if (qcow2_bitmap_list (q->image, &qlist, &qn) == -1)
     return -1;
   *list = calloc (qn ? qn : 1, sizeof **list);
   if (*list == NULL) {
@@ -564,7 +653,7 @@ store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
     return -1;
   }
   for (i = 0; i < qn; i++) {
-    int was_in_use = in_use_at_open (qlist[i].name);
+    int was_in_use = in_use_at_open (q, qlist[i].name);
 
     (*list)[i].name = strdup (qlist[i].name);
     if ((*list)[i].name == NULL) {
@@ -588,36 +677,39 @@ store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
 static struct hbitmap *
 store_load (void *opaque, const char *name)
 {
-  return qcow2_bitmap_load (image, name);
+  struct qcow2_instance *q = opaque;
+  return qcow2_bitmap_load (q->image, name);
 }
 
 static int
 store_mark_in_use (void *opaque)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
+  struct qcow2_instance *q = opaque;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->bitmaps_lock);
 
   /* Done already when the filter took the store; a no-op on a read-only
    * image (-r, or not writable), where nothing will be written.
    */
-  return mark_in_use_locked ();
+  return mark_in_use_locked (q);
 }
 
 static int
 store_store (void *opaque, const struct bitmap_store_entry *entries,
              size_t n, const char *const *keep, size_t nkeep)
 {
+  struct qcow2_instance *q = opaque;
   int r;
 
-  if (!image_writable) {
+  if (!q->image_writable) {
     warning ("%s is not writable: the persistent "
-                  "bitmaps are left as they were", filename);
+                  "bitmaps are left as they were", q->filename);
     return 0;
   }
 
-  r = qcow2_bitmaps_store (image, entries, n, keep, nkeep);
+  r = qcow2_bitmaps_store (q->image, entries, n, keep, nkeep);
   if (r == 0) {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
-    stored = true;
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->bitmaps_lock);
+    q->stored = true;
   }
   return r;
 }
@@ -625,14 +717,16 @@ store_store (void *opaque, const struct bitmap_store_entry *entries,
 static int
 store_remove (void *opaque, const char *name)
 {
-  return qcow2_bitmap_remove (image, name);
+  struct qcow2_instance *q = opaque;
+  return qcow2_bitmap_remove (q->image, name);
 }
 
 static const char *
 store_last_error (void *opaque)
 {
-  if (errno == ENOTSUP && v2_error[0])
-    return v2_error;
+  struct qcow2_instance *q = opaque;
+  if (errno == ENOTSUP && q->v2_error[0])
+    return q->v2_error;
   return qcow2_last_error ();
 }
 
@@ -656,18 +750,20 @@ static const struct bitmap_store qcow2_bitmap_store = {
  * image meanwhile, it is locked).
  */
 static const void *
-qcow2_plugin_get_service (const char *name)
+qcow2_plugin_get_service (void *instance, const char *name)
 {
+  struct qcow2_instance *q = instance;
+
   if (strcmp (name, BITMAP_STORE_SERVICE) != 0)
     return NULL;
-  if (image && !bitmaps_unsupported) {
+  if (q->image && !q->bitmaps_unsupported) {
     static bool registered;
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&bitmaps_lock);
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&instances_lock);
 
     if (!registered && atexit (restore_at_exit) == 0)
       registered = true;
   }
-  return &qcow2_bitmap_store;
+  return &q->store;
 }
 
 static struct nbdcbt_plugin plugin = {
@@ -678,7 +774,8 @@ static struct nbdcbt_plugin plugin = {
                  "persistent bitmaps)",
   .config_help = qcow2_plugin_config_help,
   .magic_config_key = "file",
-  .unload = qcow2_plugin_unload,
+  .instance_new = qcow2_plugin_instance_new,
+  .instance_free = qcow2_plugin_instance_free,
   .config = qcow2_plugin_config,
   .config_complete = qcow2_plugin_config_complete,
   .thread_model = qcow2_plugin_thread_model,

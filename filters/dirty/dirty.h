@@ -1,0 +1,72 @@
+/* The dirty filter: what its files share.
+ *
+ *   dirty.c   configuration, the model's creation at the first prepare, the
+ *             write path (marking) and the qemu:dirty-bitmap:NAME contexts;
+ *   store.c   persistence through the bitmap store of the layer below:
+ *             loading at get_ready, in-use marking, storing on flush and
+ *             at cleanup.
+ *
+ * One struct dirty_instance per export whose chain has the filter; it is
+ * also the per-connection handle (the filter has no open callback).
+ */
+#ifndef NBDCBT_DIRTY_H
+#define NBDCBT_DIRTY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nbdcbt-filter.h>
+
+#include "bitmap-store.h"
+#include "dirty-bitmap.h"
+
+/* A bitmap known before the model exists: from bitmap= or the store. */
+struct dirty_pending {
+  char *name;
+  uint64_t granularity;   /* 0 = default (bitmap=NAME without one) */
+  bool persistent;        /* kept in the store */
+  bool disabled;          /* stored without "auto" */
+  bool inconsistent;      /* stored with in_use */
+  struct hbitmap *data;   /* loaded from the store, or NULL */
+};
+
+struct dirty_instance {
+  /* Configuration (config, get_ready); read-only once clients come. */
+  struct dirty_pending *pending;
+  size_t npending;
+  bool store_on_flush;
+  const struct bitmap_store *store; /* NULL: bitmaps live in memory only */
+
+  /* Guards the creation of BITMAPS, MARKED_IN_USE and the store calls. */
+  pthread_mutex_t lock;
+  /* The model, written once under LOCK at the first prepare; every data
+   * callback of a connection runs after its prepare, so they read it
+   * without the lock.  The model has its own locks for its bitmaps.
+   */
+  struct dirty_bitmaps *bitmaps;
+  bool marked_in_use;
+};
+
+/* dirty.c */
+extern struct dirty_pending *dirty_pending_find (struct dirty_instance *d,
+                                                 const char *name);
+/* A new pending bitmap NAME, zeroed but for its name; NULL on ENOMEM. */
+extern struct dirty_pending *dirty_pending_append (struct dirty_instance *d,
+                                                   const char *name);
+
+/* store.c */
+/* get_ready: take the store below (if any) and load its bitmaps. */
+extern int dirty_store_get_ready (struct dirty_instance *d,
+                                  nbdcbt_backend *nxdata);
+/* A read-write connection is prepared: mark the stored bitmaps in use
+ * before anything is written (once).  LOCK held.
+ */
+extern int dirty_store_mark_in_use (struct dirty_instance *d);
+/* After a successful flush, with store-on-flush=true. */
+extern int dirty_store_on_flush (struct dirty_instance *d);
+/* cleanup: store every persistent bitmap, in-use marks cleared. */
+extern void dirty_store_cleanup (struct dirty_instance *d);
+
+#endif /* NBDCBT_DIRTY_H */
