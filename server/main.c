@@ -15,6 +15,7 @@
 
 #include "internal.h"
 #include "tls.h"
+#include "control.h"
 
 bool verbose;
 bool read_only;
@@ -76,10 +77,12 @@ enum {
   OPT_TLS_VERIFY_PEER,
   OPT_EXPORT,
   OPT_NODE_NAME,
+  OPT_CONTROL,
 };
 
 static const char short_options[] = "D:e:fhi:p:P:rst:U:vV";
 static const struct option long_options[] = {
+  { "control", required_argument, NULL, OPT_CONTROL },
   { "description", required_argument, NULL, 'D' },
   { "dump-plugin", no_argument, NULL, OPT_DUMP_PLUGIN },
   { "exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT },
@@ -140,6 +143,7 @@ usage (void)
           "                          of that export)\n"
           "  -t, --threads=N         worker threads per connection (16)\n"
           "      --filter=NAME       add a filter (first is outermost)\n"
+          "      --control=SOCKET    QMP control socket (bitmap commands)\n"
           "      --max-connections=N at most N clients at once (100)\n"
           "      --tls=off|on|require  TLS (require when credentials are given)\n"
           "      --tls-certificates=DIR  X.509: DIR/server-cert.pem, server-key.pem,\n"
@@ -408,7 +412,8 @@ main (int argc, char *argv[])
   const char *unix_socket = NULL, *port = NULL, *ipaddr = NULL;
   const char *pidfile_arg = NULL, *plugin_arg = NULL, *extra_key = NULL;
   const char *export_name = NULL, *description = NULL, *node_name = NULL;
-  char *unix_path = NULL, *pidfile = NULL;
+  const char *control_arg = NULL;
+  char *unix_path = NULL, *pidfile = NULL, *control_path = NULL;
   bool single = false, help = false, dump = false, exit_with_parent = false;
   bool activated = false, is_file = false;
   export_arg_vector export_args = empty_vector;
@@ -520,6 +525,7 @@ main (int argc, char *argv[])
     case OPT_TLS_CERTIFICATES: tls_certificates_dir = optarg; break;
     case OPT_TLS_PSK: tls_psk_file = optarg; break;
     case OPT_TLS_VERIFY_PEER: tls_verify_peer = true; break;
+    case OPT_CONTROL: control_arg = optarg; break;
     case OPT_MAX_CONNECTIONS:
       if (nbdcbt_parse_uint32 ("--max-connections", optarg, &u) == -1)
         exit (EXIT_FAILURE);
@@ -714,6 +720,8 @@ main (int argc, char *argv[])
   }
   if (pidfile_arg)
     pidfile = absolute_or_exit (pidfile_arg);
+  if (control_arg)
+    control_path = absolute_or_exit (control_arg);
 
   /* Each export's chain gets ready; a failure stops the server before it
    * listens.
@@ -727,6 +735,8 @@ main (int argc, char *argv[])
   unsigned long errors_before_shutdown = 0;
 
   if (single) {
+    if (control_path && control_start (control_path) == -1)
+      exit (EXIT_FAILURE);
     if (pidfile && write_pidfile (pidfile) == -1)
       exit (EXIT_FAILURE);
     handle_single_connection (0, 1);
@@ -745,6 +755,12 @@ main (int argc, char *argv[])
 
     if (!foreground && !activated)
       daemonize ();
+    /* After the fork: threads do not survive it. */
+    if (control_path && control_start (control_path) == -1) {
+      if (unix_path)
+        unlink (unix_path);
+      exit (EXIT_FAILURE);
+    }
     if (pidfile && write_pidfile (pidfile) == -1) {
       if (unix_path)
         unlink (unix_path);
@@ -760,6 +776,7 @@ main (int argc, char *argv[])
     connections_shutdown (NULL);
     connections_wait ();
   }
+  control_stop ();
   nbdcbt_debug ("shutting down");
 
   exports_remove_all ();
@@ -769,6 +786,7 @@ main (int argc, char *argv[])
     unlink (pidfile);
   free (pidfile);
   free (unix_path);
+  free (control_path);
   /* Errors while stopping (data or bitmaps that could not be stored) must
    * not look like a clean stop to whoever supervises the server.
    */

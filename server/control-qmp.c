@@ -1,0 +1,412 @@
+/* nbdcbt server: one control client's QMP session.
+ *
+ * The wire protocol as QEMU speaks it (monitor/qmp.c, qapi/qmp-dispatch.c):
+ * a greeting, then JSON objects in either direction.  A message ends
+ * where its JSON value ends (not at a newline), so one message may span
+ * several reads and one read may carry several messages.  Before
+ * qmp_capabilities only qmp_capabilities is accepted; every error has
+ * QEMU's class and wording, and a request's "id" is echoed in its answer.
+ *
+ * Nothing here touches a socket: bytes come in through qmp_session_feed
+ * and answers leave through the session's output function, so the fuzz
+ * harness drives exactly this code.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control.h"
+#include "nbdcbt-common.h"
+
+struct qmp_session {
+  qmp_output_fn *output;
+  void *opaque;
+  json_tokener *tok;
+  size_t pending;          /* bytes of the message being parsed */
+  bool negotiated;
+  bool skip_line;          /* after a parse error: drop up to a newline */
+};
+
+/* Set by quit; acted on once its answer is sent. */
+static bool quit_requested;
+
+void
+qmp_error_set (struct qmp_error *err, const char *klass, const char *fs, ...)
+{
+  va_list args;
+  char *msg;
+
+  va_start (args, fs);
+  if (vasprintf (&msg, fs, args) == -1)
+    msg = NULL;
+  va_end (args);
+  qmp_error_take (err, klass, msg);
+}
+
+void
+qmp_error_take (struct qmp_error *err, const char *klass, char *desc)
+{
+  free (err->desc);
+  err->klass = klass;
+  err->desc = desc;
+}
+
+void
+qmp_error_clear (struct qmp_error *err)
+{
+  free (err->desc);
+  err->desc = NULL;
+  err->klass = NULL;
+}
+
+const char *
+control_json_string (json_object *obj, size_t *len)
+{
+  return json_object_to_json_string_length (obj,
+                                            JSON_C_TO_STRING_PLAIN
+                                            | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                            len);
+}
+
+static int
+send_object (struct qmp_session *s, json_object *obj)
+{
+  const char *str;
+  size_t len;
+  int r;
+
+  if (obj == NULL)
+    return -1;                  /* out of memory: drop the client */
+  str = control_json_string (obj, &len);
+  r = str ? s->output (s->opaque, str, len) : -1;
+  json_object_put (obj);
+  return r;
+}
+
+/* {"error": {"class", "desc"}} with ID (borrowed) if not NULL. */
+static int
+send_error (struct qmp_session *s, json_object *id, const char *klass,
+            const char *desc)
+{
+  json_object *rsp = json_object_new_object ();
+  json_object *e = json_object_new_object ();
+
+  if (rsp == NULL || e == NULL) {
+    json_object_put (rsp);
+    json_object_put (e);
+    return -1;
+  }
+  json_object_object_add (e, "class", json_object_new_string (klass));
+  json_object_object_add (e, "desc",
+                          json_object_new_string (desc ? desc
+                                                  : "out of memory"));
+  json_object_object_add (rsp, "error", e);
+  if (id)
+    json_object_object_add (rsp, "id", json_object_get (id));
+  return send_object (s, rsp);
+}
+
+static int
+send_return (struct qmp_session *s, json_object *id, json_object *ret)
+{
+  json_object *rsp = json_object_new_object ();
+
+  if (rsp == NULL) {
+    json_object_put (ret);
+    return -1;
+  }
+  json_object_object_add (rsp, "return", ret);
+  if (id)
+    json_object_object_add (rsp, "id", json_object_get (id));
+  return send_object (s, rsp);
+}
+
+struct qmp_session *
+qmp_session_new (qmp_output_fn *output, void *opaque)
+{
+  struct qmp_session *s = calloc (1, sizeof *s);
+
+  if (s == NULL)
+    return NULL;
+  s->output = output;
+  s->opaque = opaque;
+  s->tok = json_tokener_new_ex (CONTROL_MAX_DEPTH);
+  if (s->tok == NULL) {
+    free (s);
+    return NULL;
+  }
+  json_tokener_set_flags (s->tok, JSON_TOKENER_STRICT);
+  return s;
+}
+
+void
+qmp_session_free (struct qmp_session *s)
+{
+  if (s) {
+    json_tokener_free (s->tok);
+    free (s);
+  }
+}
+
+bool
+qmp_session_negotiated (struct qmp_session *s)
+{
+  return __atomic_load_n (&s->negotiated, __ATOMIC_SEQ_CST);
+}
+
+/* The version QEMU's clients read: nbdcbt's own, in QEMU's shape. */
+json_object *
+control_version_object (void)
+{
+  unsigned major = 0, minor = 0, micro = 0;
+  json_object *v = json_object_new_object ();
+  json_object *q = json_object_new_object ();
+
+  if (v == NULL || q == NULL) {
+    json_object_put (v);
+    json_object_put (q);
+    return NULL;
+  }
+  sscanf (PACKAGE_VERSION, "%u.%u.%u", &major, &minor, &micro);
+  json_object_object_add (q, "micro", json_object_new_int (micro));
+  json_object_object_add (q, "minor", json_object_new_int (minor));
+  json_object_object_add (q, "major", json_object_new_int (major));
+  json_object_object_add (v, "qemu", q);
+  json_object_object_add (v, "package",
+                          json_object_new_string ("nbdcbt " PACKAGE_VERSION));
+  return v;
+}
+
+int
+qmp_session_greet (struct qmp_session *s)
+{
+  json_object *g = json_object_new_object ();
+  json_object *qmp = json_object_new_object ();
+  json_object *v = control_version_object ();
+
+  if (g == NULL || qmp == NULL || v == NULL) {
+    json_object_put (g);
+    json_object_put (qmp);
+    json_object_put (v);
+    return -1;
+  }
+  json_object_object_add (qmp, "version", v);
+  json_object_object_add (qmp, "capabilities", json_object_new_array ());
+  json_object_object_add (g, "QMP", qmp);
+  return send_object (s, g);
+}
+
+/* qmp_capabilities is handled here: it changes the session. */
+static json_object *
+capabilities (struct qmp_session *s, json_object *args,
+              struct qmp_error *err)
+{
+  static const struct control_arg spec[] = {
+    { "enable", ARG_ARRAY, true },
+    CONTROL_ARGS_END
+  };
+  json_object *enable;
+  size_t i;
+
+  if (control_args_check (args, spec, "", err) == -1)
+    return NULL;
+  enable = json_object_object_get (args, "enable");
+  for (i = 0; enable && i < json_object_array_length (enable); i++) {
+    json_object *c = json_object_array_get_idx (enable, i);
+
+    if (!json_object_is_type (c, json_type_string)) {
+      qmp_error_set (err, QMP_GENERIC_ERROR, "Invalid parameter type for "
+                     "'enable[%zu]', expected: string", i);
+      return NULL;
+    }
+    if (strcmp (json_object_get_string (c), "oob") != 0) {
+      qmp_error_set (err, QMP_GENERIC_ERROR, "Parameter 'enable[%zu]' does "
+                     "not accept value '%s'", i, json_object_get_string (c));
+      return NULL;
+    }
+    qmp_error_set (err, QMP_GENERIC_ERROR, "Capability 'oob' not available");
+    return NULL;
+  }
+  __atomic_store_n (&s->negotiated, true, __ATOMIC_SEQ_CST);
+  return json_object_new_object ();
+}
+
+void
+control_quit_after_reply (void)
+{
+  __atomic_store_n (&quit_requested, true, __ATOMIC_SEQ_CST);
+}
+
+/* One complete JSON value from the client.  -1: close the connection. */
+static int
+handle_message (struct qmp_session *s, json_object *req)
+{
+  const struct control_command *cmd;
+  struct qmp_error err = { 0 };
+  json_object *id = NULL, *args = NULL, *ret;
+  const char *name = NULL;
+  int r;
+
+  if (!json_object_is_type (req, json_type_object))
+    return send_error (s, NULL, QMP_GENERIC_ERROR,
+                       "QMP input must be a JSON object");
+
+  /* The envelope, member by member as QEMU checks it. */
+  id = json_object_object_get (req, "id");
+  json_object_object_foreach (req, key, val) {
+    if (strcmp (key, "execute") == 0) {
+      if (!json_object_is_type (val, json_type_string))
+        return send_error (s, id, QMP_GENERIC_ERROR,
+                           "QMP input member 'execute' must be a string");
+      name = json_object_get_string (val);
+    }
+    else if (strcmp (key, "arguments") == 0) {
+      if (!json_object_is_type (val, json_type_object))
+        return send_error (s, id, QMP_GENERIC_ERROR,
+                           "QMP input member 'arguments' must be an object");
+      args = val;
+    }
+    else if (strcmp (key, "id") != 0) {
+      char *msg = NULL;
+
+      if (asprintf (&msg, "QMP input member '%s' is unexpected", key) == -1)
+        msg = NULL;
+      r = send_error (s, id, QMP_GENERIC_ERROR, msg);
+      free (msg);
+      return r;
+    }
+  }
+  if (name == NULL)
+    return send_error (s, id, QMP_GENERIC_ERROR,
+                       "QMP input lacks member 'execute'");
+
+  cmd = control_command_find (name);
+  if (!qmp_session_negotiated (s)) {
+    if (cmd == NULL || !cmd->before_negotiation)
+      return send_error (s, id, QMP_COMMAND_NOT_FOUND,
+                         "Expecting capabilities negotiation with "
+                         "'qmp_capabilities'");
+  }
+  else if (cmd && cmd->before_negotiation)
+    return send_error (s, id, QMP_COMMAND_NOT_FOUND,
+                       "Capabilities negotiation is already complete, "
+                       "command ignored");
+  if (cmd == NULL) {
+    char *msg = NULL;
+
+    if (asprintf (&msg, "The command %s has not been found", name) == -1)
+      msg = NULL;
+    r = send_error (s, id, QMP_COMMAND_NOT_FOUND, msg);
+    free (msg);
+    return r;
+  }
+
+  /* Commands see an object, empty when "arguments" was not given. */
+  if (args == NULL) {
+    args = json_object_new_object ();
+    if (args == NULL)
+      return -1;
+  }
+  else
+    json_object_get (args);
+
+  control_commands_lock ();
+  if (cmd->before_negotiation)
+    ret = capabilities (s, args, &err);
+  else
+    ret = cmd->fn (args, &err);
+  control_commands_unlock ();
+  json_object_put (args);
+
+  if (ret == NULL)
+    r = send_error (s, id, err.klass ? err.klass : QMP_GENERIC_ERROR,
+                    err.desc);
+  else
+    r = send_return (s, id, ret);
+  qmp_error_clear (&err);
+
+  if (__atomic_exchange_n (&quit_requested, false, __ATOMIC_SEQ_CST))
+    control_request_quit ();
+  return r;
+}
+
+int
+qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
+{
+  while (len > 0) {
+    json_object *obj;
+    enum json_tokener_error jerr;
+    size_t used;
+
+    if (s->skip_line) {
+      const char *nl = memchr (buf, '\n', len);
+
+      if (nl == NULL)
+        return 0;
+      len -= nl + 1 - buf;
+      buf = nl + 1;
+      s->skip_line = false;
+      continue;
+    }
+
+    /* Whitespace between messages is not part of any message. */
+    if (s->pending == 0) {
+      while (len > 0 && (*buf == ' ' || *buf == '\n' || *buf == '\r'
+                         || *buf == '\t')) {
+        buf++;
+        len--;
+      }
+      if (len == 0)
+        return 0;
+    }
+
+    obj = json_tokener_parse_ex (s->tok, buf, len > INT32_MAX ? INT32_MAX
+                                 : (int) len);
+    jerr = json_tokener_get_error (s->tok);
+    used = json_tokener_get_parse_end (s->tok);
+    if (used == 0 || used > len)
+      used = len;
+
+    if (jerr == json_tokener_continue) {
+      s->pending += used;
+      if (s->pending > CONTROL_MAX_MESSAGE) {
+        char msg[128];
+
+        snprintf (msg, sizeof msg, "JSON message too long (more than %d "
+                  "bytes): closing the connection", CONTROL_MAX_MESSAGE);
+        send_error (s, NULL, QMP_GENERIC_ERROR, msg);
+        return -1;
+      }
+      buf += used;
+      len -= used;
+      continue;
+    }
+
+    json_tokener_reset (s->tok);
+    s->pending = 0;
+    if (jerr != json_tokener_success) {
+      char msg[256];
+
+      snprintf (msg, sizeof msg, "JSON parse error, %s",
+                json_tokener_error_desc (jerr));
+      if (send_error (s, NULL, QMP_GENERIC_ERROR, msg) == -1)
+        return -1;
+      /* Resynchronise at the next line, where a new message starts. */
+      s->skip_line = true;
+      continue;
+    }
+    buf += used;
+    len -= used;
+
+    if (handle_message (s, obj) == -1) {
+      json_object_put (obj);
+      return -1;
+    }
+    json_object_put (obj);
+  }
+  return 0;
+}

@@ -1,0 +1,174 @@
+/* nbdcbt server: the transaction command (qapi/transaction.json).
+ *
+ * All or nothing, as QEMU's qmp_transaction: every action's arguments are
+ * checked before anything runs; then the actions are prepared (applied)
+ * in order, and if one fails the ones before it are aborted (undone) in
+ * reverse order and its error is the command's; otherwise all are
+ * committed.  Every node's write path is quiesced meanwhile, so an undo
+ * restores a bitmap exactly, and no NBD client can observe a half-applied
+ * transaction (block status reads the bitmaps between writes too, but a
+ * reader sees each action whole: the dispatcher runs one command at a
+ * time and each action applies under its bitmap's lock).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control.h"
+#include "dirty-bitmaps-service.h"
+
+static const struct control_arg transaction_spec[] = {
+  { "actions", ARG_ARRAY, false },
+  { "properties", ARG_OBJECT, true },
+  CONTROL_ARGS_END
+};
+
+static const struct control_arg properties_spec[] = {
+  { "completion-mode", ARG_STR, true },
+  CONTROL_ARGS_END
+};
+
+static const struct control_arg action_spec[] = {
+  { "type", ARG_STR, false },
+  { "data", ARG_OBJECT, false },
+  CONTROL_ARGS_END
+};
+
+/* Check every action: {"type", "data"} with data as the type wants. */
+static int
+check_actions (json_object *actions, struct qmp_error *err)
+{
+  size_t i, n = json_object_array_length (actions);
+
+  for (i = 0; i < n; i++) {
+    json_object *a = json_object_array_get_idx (actions, i);
+    const struct control_action_type *t;
+    char prefix[64];
+    const char *type;
+
+    snprintf (prefix, sizeof prefix, "actions[%zu]", i);
+    if (!json_object_is_type (a, json_type_object)) {
+      qmp_error_set (err, QMP_GENERIC_ERROR, "Invalid parameter type for "
+                     "'%s', expected: object", prefix);
+      return -1;
+    }
+    /* The discriminator first, then the branch. */
+    if (!json_object_object_get_ex (a, "type", NULL)) {
+      qmp_error_set (err, QMP_GENERIC_ERROR, "Parameter '%s.type' is "
+                     "missing", prefix);
+      return -1;
+    }
+    if (!json_object_is_type (json_object_object_get (a, "type"),
+                              json_type_string)) {
+      qmp_error_set (err, QMP_GENERIC_ERROR, "Invalid parameter type for "
+                     "'%s.type', expected: string", prefix);
+      return -1;
+    }
+    type = control_arg_str (a, "type");
+    t = control_action_find (type);
+    if (t == NULL) {
+      qmp_error_set (err, QMP_GENERIC_ERROR, "Parameter 'type' does not "
+                     "accept value '%s'", type);
+      return -1;
+    }
+    if (control_args_check (a, action_spec, prefix, err) == -1)
+      return -1;
+    snprintf (prefix, sizeof prefix, "actions[%zu].data", i);
+    if (control_args_check (json_object_object_get (a, "data"), t->spec,
+                            prefix, err) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static void
+quiesce (struct control_node *nodes, size_t n, bool on)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    const struct dirty_bitmaps_service *svc = nodes[i].bitmaps;
+
+    if (svc) {
+      if (on)
+        svc->quiesce (svc->opaque);
+      else
+        svc->resume (svc->opaque);
+    }
+  }
+}
+
+json_object *
+qmp_transaction (json_object *args, struct qmp_error *err)
+{
+  json_object *actions, *props;
+  struct control_action *acts = NULL;
+  struct control_node *nodes = NULL;
+  size_t i, n, nnodes = 0, done = 0;
+  bool grouped = false;
+  json_object *ret = NULL;
+
+  if (control_args_check (args, transaction_spec, "", err) == -1)
+    return NULL;
+  props = json_object_object_get (args, "properties");
+  if (props) {
+    const char *mode;
+
+    if (control_args_check (props, properties_spec, "properties",
+                            err) == -1)
+      return NULL;
+    mode = control_arg_str (props, "completion-mode");
+    if (mode && strcmp (mode, "grouped") == 0)
+      grouped = true;
+    else if (mode && strcmp (mode, "individual") != 0) {
+      qmp_error_set (err, QMP_GENERIC_ERROR, "Parameter 'completion-mode' "
+                     "does not accept value '%s'", mode);
+      return NULL;
+    }
+  }
+  actions = json_object_object_get (args, "actions");
+  if (check_actions (actions, err) == -1)
+    return NULL;
+  n = json_object_array_length (actions);
+
+  acts = calloc (n + 1, sizeof *acts);
+  if (acts == NULL) {
+    qmp_error_set (err, QMP_GENERIC_ERROR, "%s", strerror (ENOMEM));
+    return NULL;
+  }
+  if (control_nodes_get (&nodes, &nnodes, err) == -1) {
+    free (acts);
+    return NULL;
+  }
+
+  quiesce (nodes, nnodes, true);
+  for (i = 0; i < n; i++) {
+    json_object *a = json_object_array_get_idx (actions, i);
+    const struct control_action_type *t =
+      control_action_find (control_arg_str (a, "type"));
+
+    if (t->prepare (json_object_object_get (a, "data"), grouped, &acts[i],
+                    err) == -1) {
+      control_action_finish (&acts[i], false);
+      break;
+    }
+    done++;
+  }
+  if (done == n) {
+    for (i = 0; i < n; i++)
+      control_action_finish (&acts[i], true);
+    ret = json_object_new_object ();
+  }
+  else {
+    while (done > 0)
+      control_action_finish (&acts[--done], false);
+  }
+  quiesce (nodes, nnodes, false);
+
+  control_nodes_put (nodes, nnodes);
+  free (acts);
+  return ret;
+}
