@@ -23,7 +23,8 @@ node_fill (struct control_node *node)
   memset (node, 0, sizeof *node);
   for (b = top; b->next; b = b->next)
     ;
-  node->node_name = strdup ("disk");
+  node->node_name = strdup (export_name_setting[0] ? export_name_setting
+                            : "disk");
   node->export_name = strdup (export_name_setting);
   node->drv = strdup (b->name);
   if (node->node_name == NULL || node->export_name == NULL
@@ -65,7 +66,8 @@ int
 control_node_find (const char *name, struct control_node *node,
                    struct qmp_error *err)
 {
-  if (strcmp (name, "disk") != 0) {
+  if (strcmp (name, export_name_setting[0] ? export_name_setting
+              : "disk") != 0) {
     qmp_error_set (err, QMP_GENERIC_ERROR,
                    "Cannot find device='%s' nor node-name='%s'", name, name);
     return -1;
