@@ -19,13 +19,20 @@
 #include "control.h"
 #include "dirty-bitmaps-service.h"
 
-/* A node that tracks changes, or QEMU's lookup error. */
+/* A node that tracks changes, or QEMU's lookup error: add looks the node
+ * up as a device or node ("Cannot find device=..."), the commands on an
+ * existing bitmap through block_dirty_bitmap_lookup ("Node ... not
+ * found").
+ */
 static int
-find_bitmap_node (const char *name, struct control_node *node,
-                  struct qmp_error *err)
+find_node (const char *name, struct control_node *node, bool for_add,
+           struct qmp_error *err)
 {
-  if (control_node_find (name, node, err) == -1)
+  if (control_node_find (name, node, err) == -1) {
+    if (!for_add)
+      qmp_error_set (err, QMP_GENERIC_ERROR, "Node '%s' not found", name);
     return -1;
+  }
   if (node->bitmaps == NULL) {
     qmp_error_set (err, QMP_GENERIC_ERROR, "Node '%s' has no dirty bitmaps "
                    "(its chain has no dirty filter)", name);
@@ -91,7 +98,7 @@ prepare_add (json_object *args, bool grouped, struct control_action *act,
 
   if (check_grouped (grouped, "block-dirty-bitmap-add", err) == -1)
     return -1;
-  if (find_bitmap_node (node, &act->node, err) == -1)
+  if (find_node (node, &act->node, true, err) == -1)
     return -1;
   act->svc = act->node.bitmaps;
   if (name[0] == '\0') {
@@ -130,7 +137,7 @@ prepare_simple (json_object *args, struct control_action *act,
   simple_action_fn *fn;
   char *msg = NULL;
 
-  if (find_bitmap_node (node, &act->node, err) == -1)
+  if (find_node (node, &act->node, false, err) == -1)
     return -1;
   act->svc = act->node.bitmaps;
   fn = *(simple_action_fn **) ((const char *) act->svc + offset);
@@ -170,7 +177,7 @@ prepare_merge (json_object *args, bool grouped, struct control_action *act,
 
   if (check_grouped (grouped, "block-dirty-bitmap-merge", err) == -1)
     return -1;
-  if (find_bitmap_node (node, &act->node, err) == -1)
+  if (find_node (node, &act->node, false, err) == -1)
     return -1;
   act->svc = act->node.bitmaps;
 
@@ -189,8 +196,7 @@ prepare_merge (json_object *args, bool grouped, struct control_action *act,
       continue;
     }
     /* {node, name}: a bitmap of any node that tracks changes. */
-    if (find_bitmap_node (control_arg_str (e, "node"), &nodes[i],
-                          err) == -1)
+    if (find_node (control_arg_str (e, "node"), &nodes[i], false, err) == -1)
       goto out;
     sources[i].service = nodes[i].bitmaps;
     sources[i].name = control_arg_str (e, "name");
@@ -321,7 +327,7 @@ qmp_x_debug_block_dirty_bitmap_sha256 (json_object *args,
 
   if (control_args_check (args, bitmap_spec, "", err) == -1)
     return NULL;
-  if (find_bitmap_node (control_arg_str (args, "node"), &node, err) == -1)
+  if (find_node (control_arg_str (args, "node"), &node, false, err) == -1)
     return NULL;
   r = node.bitmaps->sha256 (node.bitmaps->opaque,
                             control_arg_str (args, "name"), sha, &msg);

@@ -52,9 +52,13 @@ static pthread_t accept_thread;
 static bool started;
 static char *socket_path;
 
+/* Why the server stops, for the SHUTDOWN event. */
+static bool quit_by_command;
+
 void
 control_request_quit (void)
 {
+  __atomic_store_n (&quit_by_command, true, __ATOMIC_SEQ_CST);
   set_quit ();
 }
 
@@ -324,6 +328,21 @@ control_stop (void)
 
   if (!started)
     return;
+  /* As QEMU's system emulator announces it (qemu-storage-daemon sends
+   * nothing).
+   */
+  {
+    json_object *data = json_object_new_object ();
+
+    if (data) {
+      json_object_object_add (data, "guest", json_object_new_boolean (false));
+      json_object_object_add (data, "reason", json_object_new_string
+                              (__atomic_load_n (&quit_by_command,
+                                                __ATOMIC_SEQ_CST)
+                               ? "host-qmp-quit" : "host-signal"));
+    }
+    control_event ("SHUTDOWN", data);
+  }
   started = false;
   if (write (stop_pipe[1], &x, 1) != 1)
     nbdcbt_debug ("control: stop pipe: %m");

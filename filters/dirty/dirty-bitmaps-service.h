@@ -49,6 +49,12 @@ struct dirty_bitmaps_source {
 struct dirty_bitmaps_service {
   void *opaque;                 /* the instance, passed back */
 
+  /* Whether the bitmaps exist: they are created when the export's size
+   * is first known, at the first open of its chain.  The control socket
+   * opens the chain once (read-only) before using a service that is not
+   * ready, so bitmaps can be queried and added before any NBD client.
+   */
+  bool (*ready) (void *opaque);
   /* The export's size in bytes (bitmaps cover exactly this). */
   uint64_t (*size) (void *opaque);
   /* Whether persistent bitmaps can be kept (a store is below). */
@@ -81,7 +87,9 @@ struct dirty_bitmaps_service {
   void (*commit) (struct dirty_bitmaps_action *action);
   void (*abort) (struct dirty_bitmaps_action *action);
 
-  /* Hold / release the marking of writes (nests). */
+  /* Hold / release the marking of writes (does not nest: once per
+   * instance).
+   */
   void (*quiesce) (void *opaque);
   void (*resume) (void *opaque);
 };

@@ -79,9 +79,9 @@ class QMP:
                 continue
             return r
 
-    def cmd(self, name, **args):
-        """Run NAME; its return value, or QMPError."""
-        msg = {"execute": name}
+    def cmd(self, _cmd, **args):
+        """Run _CMD; its return value, or QMPError."""
+        msg = {"execute": _cmd}
         if args:
             msg["arguments"] = args
         r = self.execute(msg)
@@ -89,10 +89,10 @@ class QMP:
             raise QMPError(r["error"]["class"], r["error"]["desc"])
         return r["return"]
 
-    def try_cmd(self, name, **args):
+    def try_cmd(self, _cmd, **args):
         """('ok', return) or ('error', class, desc)."""
         try:
-            return ("ok", self.cmd(name, **args))
+            return ("ok", self.cmd(_cmd, **args))
         except QMPError as e:
             return ("error", e.klass, e.desc)
 
@@ -190,7 +190,10 @@ class Daemon:
 
     def stop(self):
         if self._h is not None:
-            self._h.shutdown()
+            try:
+                self._h.shutdown()
+            except nbd.Error:
+                pass                    # the server stopped already
             self._h = None
         if self.qmp is not None:
             self.qmp.close()
@@ -227,7 +230,8 @@ class QemuDaemon(Daemon):
     def dirty_map(self, name):
         # QEMU exports a bitmap only on an export made with it.
         self.qmp.cmd("block-export-add", type="nbd", id="map0",
-                     **{"node-name": NODE}, name="map0", bitmaps=[name])
+                     **{"node-name": NODE}, name="map0", bitmaps=[name],
+                     writable=True)
         h = self.nbd("map0", ["qemu:dirty-bitmap:" + name])
         try:
             return extents(h, "qemu:dirty-bitmap:" + name)

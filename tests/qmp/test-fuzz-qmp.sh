@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Run the libFuzzer harness over the control socket's parser and
+# dispatcher for a bounded time (FUZZ_SECONDS, default 20), from seeds
+# that cover every command, transactions, merges and malformed input.
+source "$top_srcdir/tests/functions.sh"
+
+fuzzer="$top_builddir/tests/qmp/fuzz-qmp"
+if [ ! -x "$fuzzer" ]; then
+  echo "$0: skipped: libFuzzer harness not built (needs clang with libFuzzer)"
+  exit 77
+fi
+
+seeds=$tmpdir/seeds
+corpus=$tmpdir/corpus
+mkdir -p "$seeds" "$corpus"
+cap='{"execute":"qmp_capabilities"}'
+n=0
+seed () { n=$((n + 1)); printf '%s\n' "$cap" "$@" > "$seeds/seed$n"; }
+seed '{"execute":"query-version","id":1}' '{"execute":"query-commands"}'
+seed '{"execute":"block-dirty-bitmap-add","arguments":{"node":"disk0","name":"b0","granularity":512}}' \
+     '{"execute":"block-dirty-bitmap-add","arguments":{"node":"disk0","name":"b1","disabled":true}}' \
+     '{"execute":"block-dirty-bitmap-merge","arguments":{"node":"disk0","target":"b1","bitmaps":["b0",{"node":"disk0","name":"b0"}]}}' \
+     '{"execute":"x-debug-block-dirty-bitmap-sha256","arguments":{"node":"disk0","name":"b1"}}' \
+     '{"execute":"query-named-block-nodes"}' '{"execute":"query-block"}'
+seed '{"execute":"block-dirty-bitmap-add","arguments":{"node":"disk0","name":"b0"}}' \
+     '{"execute":"transaction","arguments":{"actions":[{"type":"block-dirty-bitmap-clear","data":{"node":"disk0","name":"b0"}},{"type":"block-dirty-bitmap-remove","data":{"node":"disk0","name":"b0"}},{"type":"block-dirty-bitmap-add","data":{"node":"disk0","name":"t"}},{"type":"abort","data":{}}]}}' \
+     '{"execute":"block-dirty-bitmap-disable","arguments":{"node":"disk0","name":"b0"}}' \
+     '{"execute":"block-dirty-bitmap-enable","arguments":{"node":"disk0","name":"b0"}}' \
+     '{"execute":"block-dirty-bitmap-remove","arguments":{"node":"disk0","name":"b0"}}'
+seed '[1,{"a":[null,true,1.5e3,"\u00e9"]}]' '{"execute":"transaction","arguments":{"actions":[]},"id":[1]}' 'garbage' '{"execute"'
+seed '{"execute":"block-dirty-bitmap-add","arguments":{"node":"disk0","name":"b","granularity":-1,"zz":1}}' \
+     '{"execute":"transaction","arguments":{"actions":[{"type":"block-dirty-bitmap-add","data":{"node":"disk0","name":"x"}},{"type":"block-dirty-bitmap-add","data":{"node":"disk0","name":"x"}}],"properties":{"completion-mode":"grouped"}}}'
+
+set +e
+"$fuzzer" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=20 \
+  -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
+  -artifact_prefix="$tmpdir/" "$corpus" "$seeds" > "$tmpdir/log" 2>&1
+status=$?
+set -e
+grep -v -e "# Uses:" -e "recommended dictionary" "$tmpdir/log" | tail -20
+
+if [ $status -ne 0 ]; then
+  mkdir -p "$top_builddir/tests/qmp/artifacts"
+  cp "$tmpdir"/crash-* "$tmpdir"/leak-* "$tmpdir"/timeout-* "$tmpdir"/oom-* \
+     "$top_builddir/tests/qmp/artifacts/" 2>/dev/null || :
+  echo "$0: the fuzzer found a problem (exit $status); inputs saved in tests/qmp/artifacts"
+  exit 1
+fi
+exit 0

@@ -1,0 +1,186 @@
+#!/usr/bin/python3
+"""The control socket under bad clients (nbdcbt): several clients at once,
+one that never speaks, one that stops half-way through a message, one
+that floods an endless message, one that never reads its answers, deep
+nesting, too many clients.  Each gets an error or a closed connection;
+the others and the NBD side keep working, and no bitmap changes.  Also:
+the socket is mode 0600, transactions that fail while NBD writes run lose
+no write, events reach every negotiated client, quit stops the server
+cleanly."""
+
+import os
+import random
+import socket
+import stat
+import threading
+import time
+
+from qmptest import NODE, QMP, NbdcbtDaemon
+
+K = 1024
+M = 1024 * 1024
+
+
+def raw_client(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(path)
+    return s
+
+
+def closed_by_server(s, timeout=30):
+    """Read until EOF; True if the server closed the connection."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def nbd_works(d, offset):
+    data = os.urandom(4096)
+    d.write(offset, data)
+    assert d.read(offset, 4096) == data
+
+
+d = NbdcbtDaemon()
+d.start()
+try:
+    mode = stat.S_IMODE(os.stat(d.qmp_sock).st_mode)
+    assert mode == 0o600, "control socket mode %o" % mode
+
+    q = d.qmp
+    q.cmd("block-dirty-bitmap-add", node=NODE, name="b0")
+    q.cmd("block-dirty-bitmap-add", node=NODE, name="b1", granularity=512)
+    nbd_works(d, 0)
+    sums = {n: d.sha256(n) for n in ("b0", "b1")}
+
+    # Several clients at once, interleaved.
+    others = [d.connect_qmp() for _ in range(3)]
+    for i in range(5):
+        for c in others:
+            assert c.cmd("query-version")["package"].startswith("nbdcbt")
+
+    # A client that never speaks and one that stops mid-message.
+    silent = raw_client(d.qmp_sock)
+    halfway = raw_client(d.qmp_sock)
+    halfway.sendall(b'{"execute": "qmp_capabilities"}\n{"execute": "blo')
+    assert q.cmd("query-named-block-nodes")
+    nbd_works(d, 64 * K)
+
+    # An endless message: an error, then the connection is closed.
+    flood = raw_client(d.qmp_sock)
+    flood.recv(4096)
+    chunk = b'{"execute": "query-version", "arguments": {"x": "' \
+        + b"y" * 65536
+    try:
+        for _ in range(40):
+            flood.sendall(chunk if _ == 0 else b"y" * 65536)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert closed_by_server(flood), "an oversized message was accepted"
+    nbd_works(d, 128 * K)
+
+    # Deep nesting and garbage: errors, the session goes on.
+    g = d.connect_qmp()
+    r = g.execute(b"[" * 100000 + b"]" * 100000)
+    assert "error" in r and r["error"]["class"] == "GenericError", r
+    r = g.execute(b"\x00\xff\xfe{}}}]]")
+    assert "error" in r, r
+    assert g.cmd("query-version")
+    r = g.execute(b'{"execute": "block-dirty-bitmap-clear", '
+                  b'"arguments": {"node": "%s", "name": "b0", "extra": 1}}'
+                  % NODE.encode())
+    assert r["error"]["desc"] == "Parameter 'extra' is unexpected", r
+
+    # A client that sends many commands and never reads the answers.
+    deaf = raw_client(d.qmp_sock)
+    deaf.setblocking(False)
+    msg = b'{"execute": "qmp_capabilities"}\n' \
+        + b'{"execute": "query-commands"}\n' * 2000
+    try:
+        deaf.sendall(msg)
+    except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+        pass
+    assert q.cmd("query-version")
+    nbd_works(d, 192 * K)
+
+    # Too many clients: the ones over the limit are closed at once.
+    extra = [raw_client(d.qmp_sock) for _ in range(20)]
+
+    def refused(s):
+        s.settimeout(10)
+        try:
+            return s.recv(65536) == b""     # accepted ones get a greeting
+        except ConnectionResetError:
+            return True
+    refused = sum(1 for s in extra if refused(s))
+    assert refused > 0, "no client was refused"
+    for s in extra:
+        s.close()
+    silent.close()
+    halfway.close()
+    deaf.close()
+    time.sleep(0.5)
+    assert q.cmd("query-version")
+
+    # None of the above changed a bitmap beyond the writes.
+    nbd_sums = {n: d.sha256(n) for n in ("b0", "b1")}
+    q.cmd("block-dirty-bitmap-clear", node=NODE, name="b0")
+    q.cmd("block-dirty-bitmap-clear", node=NODE, name="b1")
+    assert nbd_sums != sums      # the writes above were recorded
+
+    # Failing transactions while NBD writes run: no write is lost.
+    stop = threading.Event()
+    written = []
+
+    def writer():
+        h = d.nbd()
+        while not stop.is_set():
+            off = random.randrange(0, d_size - 4096, 512)
+            h.pwrite(b"w" * 512, off)
+            written.append(off)
+        h.shutdown()
+
+    d_size = d.nbd().get_size()
+    t = threading.Thread(target=writer)
+    t.start()
+    for i in range(40):
+        r = q.try_cmd("transaction", actions=[
+            {"type": "block-dirty-bitmap-clear",
+             "data": {"node": NODE, "name": "b0"}},
+            {"type": "block-dirty-bitmap-merge",
+             "data": {"node": NODE, "target": "b1", "bitmaps": ["b0"]}},
+            {"type": "abort", "data": {}}])
+        assert r[0] == "error", r
+    stop.set()
+    t.join()
+    assert written
+    for name in ("b0", "b1"):
+        dirty = d.dirty_map(name)
+        for off in written:
+            assert any(o <= off and off + 512 <= o + ln
+                       for o, ln, fl in dirty if fl & 1), \
+                "write at %d lost from %s" % (off, name)
+    print("%d writes during 40 aborted transactions, all recorded"
+          % len(written))
+
+    # Events reach every negotiated client; quit stops cleanly.
+    listener = d.connect_qmp()
+    unnegotiated = QMP(d.qmp_sock, negotiate=False)
+    r = q.execute(b'{"execute": "quit", "id": "bye"}')
+    assert r == {"return": {}, "id": "bye"}, r
+    ev = listener.recv()
+    assert ev["event"] == "SHUTDOWN", ev
+    assert ev["data"] == {"guest": False, "reason": "host-qmp-quit"}, ev
+    assert set(ev["timestamp"]) == {"seconds", "microseconds"}
+    assert abs(ev["timestamp"]["seconds"] - time.time()) < 60
+    assert unnegotiated.recv() is None     # closed, no event
+    assert d.proc.wait(60) == 0
+finally:
+    d.stop()
+print("ok")
