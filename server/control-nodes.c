@@ -1,8 +1,15 @@
 /* nbdcbt server: the nodes the control socket's commands name.
  *
- * A node is an export: its node name, its export name, its chain (the
- * plugin's name is the node's "drv") and the dirty filter's
- * "dirty-bitmaps" service if the chain has one.
+ * A node is an export (exports.c): its node name, its export name, its
+ * chain (the plugin's name is the node's "drv") and the dirty filter's
+ * "dirty-bitmaps" service if the chain has one.  A node holds a
+ * reference on its export, so an export removed meanwhile stays valid
+ * until the command is done with it.
+ *
+ * The dirty filter creates its bitmaps when it first learns the export's
+ * size, at the first open of the chain.  So that bitmaps can be queried
+ * and added before any NBD client came, the first look at a node whose
+ * bitmaps do not exist yet opens its chain once, read-only.
  */
 #include <config.h>
 
@@ -14,26 +21,62 @@
 #include "control.h"
 #include "dirty-bitmaps-service.h"
 
-/* Stand-in until the export registry lands: the one chain, node "disk". */
 static int
-node_fill (struct control_node *node)
+node_fill (struct export *exp, struct control_node *node)
 {
+  const struct dirty_bitmaps_service *svc;
   struct nbdcbt_backend *b;
 
   memset (node, 0, sizeof *node);
-  for (b = top; b->next; b = b->next)
+  for (b = exp->top; b->next; b = b->next)
     ;
-  node->node_name = strdup (export_name_setting[0] ? export_name_setting
-                            : "disk");
-  node->export_name = strdup (export_name_setting);
+  node->node_name = strdup (exp->node_name);
+  node->export_name = strdup (exp->name);
   node->drv = strdup (b->name);
   if (node->node_name == NULL || node->export_name == NULL
       || node->drv == NULL) {
     control_node_put (node);
     return -1;
   }
-  node->read_only = read_only;
-  node->bitmaps = nbdcbt_next_service (top, DIRTY_BITMAPS_SERVICE);
+  node->read_only = exp->read_only || read_only;
+  svc = export_get_service (exp, DIRTY_BITMAPS_SERVICE);
+  if (svc && !svc->ready (svc->opaque)) {
+    struct nbdcbt_context *c = backend_open (exp->top, true);
+
+    if (c)
+      backend_close (c);
+    else
+      nbdcbt_debug ("control: node %s: cannot open its chain",
+                    exp->node_name);
+  }
+  node->bitmaps = svc;
+  node->ref = exp;             /* the caller's reference */
+  return 0;
+}
+
+struct names {
+  char **v;
+  size_t n, cap;
+};
+
+static int
+collect (struct export *exp, void *opaque)
+{
+  struct names *names = opaque;
+
+  if (names->n == names->cap) {
+    size_t cap = names->cap ? names->cap * 2 : 8;
+    char **v = realloc (names->v, cap * sizeof *v);
+
+    if (v == NULL)
+      return -1;
+    names->v = v;
+    names->cap = cap;
+  }
+  names->v[names->n] = strdup (exp->node_name);
+  if (names->v[names->n] == NULL)
+    return -1;
+  names->n++;
   return 0;
 }
 
@@ -41,15 +84,39 @@ int
 control_nodes_get (struct control_node **nodes, size_t *n,
                    struct qmp_error *err)
 {
-  *nodes = calloc (1, sizeof **nodes);
-  if (*nodes == NULL || node_fill (*nodes) == -1) {
-    free (*nodes);
-    *nodes = NULL;
-    qmp_error_set (err, QMP_GENERIC_ERROR, "%s", strerror (ENOMEM));
-    return -1;
+  struct names names = { 0 };
+  size_t i, k = 0;
+  int r = -1;
+
+  *nodes = NULL;
+  *n = 0;
+  if (exports_foreach (collect, &names) != 0)
+    goto out;
+  *nodes = calloc (names.n + 1, sizeof **nodes);
+  if (*nodes == NULL)
+    goto out;
+  for (i = 0; i < names.n; i++) {
+    struct export *exp = export_get_by_node (names.v[i]);
+
+    if (exp == NULL)
+      continue;                 /* removed meanwhile */
+    if (node_fill (exp, &(*nodes)[k]) == -1) {
+      export_put (exp);
+      control_nodes_put (*nodes, k);
+      *nodes = NULL;
+      goto out;
+    }
+    k++;
   }
-  *n = 1;
-  return 0;
+  *n = k;
+  r = 0;
+ out:
+  for (i = 0; i < names.n; i++)
+    free (names.v[i]);
+  free (names.v);
+  if (r == -1)
+    qmp_error_set (err, QMP_GENERIC_ERROR, "%s", strerror (ENOMEM));
+  return r;
 }
 
 void
@@ -66,13 +133,15 @@ int
 control_node_find (const char *name, struct control_node *node,
                    struct qmp_error *err)
 {
-  if (strcmp (name, export_name_setting[0] ? export_name_setting
-              : "disk") != 0) {
+  struct export *exp = export_get_by_node (name);
+
+  if (exp == NULL) {
     qmp_error_set (err, QMP_GENERIC_ERROR,
                    "Cannot find device='%s' nor node-name='%s'", name, name);
     return -1;
   }
-  if (node_fill (node) == -1) {
+  if (node_fill (exp, node) == -1) {
+    export_put (exp);
     qmp_error_set (err, QMP_GENERIC_ERROR, "%s", strerror (ENOMEM));
     return -1;
   }
@@ -85,5 +154,7 @@ control_node_put (struct control_node *node)
   free (node->node_name);
   free (node->export_name);
   free (node->drv);
+  if (node->ref)
+    export_put (node->ref);
   memset (node, 0, sizeof *node);
 }

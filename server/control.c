@@ -287,7 +287,7 @@ control_start (const char *path)
     nbdcbt_error ("--control=%s: bind: %m", path);
     goto err;
   }
-  if (chmod (tmp, 0600) == -1 || listen (listen_fd, 16) == -1
+  if (chmod (tmp, 0600) == -1 || listen (listen_fd, 64) == -1
       || rename (tmp, path) == -1) {
     nbdcbt_error ("--control=%s: %m", path);
     unlink (tmp);

@@ -32,6 +32,7 @@
 
 #include <nbdcbt-filter.h>
 
+#include "bitmap-rules.h"
 #include "dirty.h"
 #include "dirty-bitmaps-service.h"
 #include "hbitmap.h"
@@ -218,6 +219,12 @@ svc_add (void *opaque, const char *node, const char *name,
   if (opts->persistent && d->store == NULL) {
     set_error (errp, "Can't store persistent bitmaps to %s: %s", node,
                strerror (ENOTSUP));
+    return -1;
+  }
+  /* QEMU's wording for the add command (bdrv_create_dirty_bitmap). */
+  if (strlen (name) > BITMAP_NAME_MAX && !dirty_bitmaps_exists (set,
+                                                                      name)) {
+    set_error (errp, "Bitmap name too long: %s", name);
     return -1;
   }
   a = new_action (d, ADD, name, errp);

@@ -94,6 +94,8 @@ dirty_instance_new (void)
     return NULL;
   }
   pthread_mutex_init (&d->lock, NULL);
+  pthread_rwlock_init (&d->quiesce, NULL);
+  dirty_control_init (d);
   return d;
 }
 
@@ -104,6 +106,7 @@ dirty_instance_free (void *instance)
 
   pending_free_all (d);
   dirty_bitmaps_free (d->bitmaps);
+  pthread_rwlock_destroy (&d->quiesce);
   pthread_mutex_destroy (&d->lock);
   free (d);
 }
@@ -314,14 +317,30 @@ dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
   return next (nxdata, export_name, contexts);
 }
 
-/* The write path. */
+/* The write path.  QUIESCE is held exclusively only while a control
+ * transaction runs: then writes wait here, before they go down.
+ */
 static inline void
 mark (void *handle, uint64_t offset, uint32_t count)
 {
   struct dirty_instance *d = handle;
 
-  if (d->bitmaps)
+  if (d->bitmaps) {
+    pthread_rwlock_rdlock (&d->quiesce);
     dirty_bitmaps_mark (d->bitmaps, offset, count);
+    pthread_rwlock_unlock (&d->quiesce);
+  }
+}
+
+/* The control socket's service for this instance (control.c). */
+static const void *
+dirty_get_service (nbdcbt_backend *nxdata, void *instance, const char *name)
+{
+  struct dirty_instance *d = instance;
+
+  if (strcmp (name, DIRTY_BITMAPS_SERVICE) == 0)
+    return &d->service;
+  return NULL;
 }
 
 static int
@@ -455,6 +474,7 @@ static struct nbdcbt_filter filter = {
   .config = dirty_config,
   .get_ready = dirty_get_ready,
   .cleanup = dirty_cleanup,
+  .get_service = dirty_get_service,
   .list_meta_contexts = dirty_list_meta_contexts,
   .prepare = dirty_prepare,
   .pwrite = dirty_pwrite,

@@ -21,6 +21,7 @@
 
 #include "bitmap-store.h"
 #include "dirty-bitmap.h"
+#include "dirty-bitmaps-service.h"
 
 /* A bitmap known before the model exists: from bitmap= or the store. */
 struct dirty_pending {
@@ -47,6 +48,12 @@ struct dirty_instance {
    */
   struct dirty_bitmaps *bitmaps;
   bool marked_in_use;
+
+  /* The control socket's service (control.c), and the lock that holds
+   * the write path while a transaction runs: mark () takes it shared.
+   */
+  struct dirty_bitmaps_service service;
+  pthread_rwlock_t quiesce;
 };
 
 /* dirty.c */
@@ -55,6 +62,9 @@ extern struct dirty_pending *dirty_pending_find (struct dirty_instance *d,
 /* A new pending bitmap NAME, zeroed but for its name; NULL on ENOMEM. */
 extern struct dirty_pending *dirty_pending_append (struct dirty_instance *d,
                                                    const char *name);
+
+/* control.c: fill D->service. */
+extern void dirty_control_init (struct dirty_instance *d);
 
 /* store.c */
 /* get_ready: take the store below (if any) and load its bitmaps. */
@@ -68,5 +78,15 @@ extern int dirty_store_mark_in_use (struct dirty_instance *d);
 extern int dirty_store_on_flush (struct dirty_instance *d);
 /* cleanup: store every persistent bitmap, in-use marks cleared. */
 extern void dirty_store_cleanup (struct dirty_instance *d);
+/* The control socket added or changed a persistent bitmap: store every
+ * persistent bitmap now (in use if a read-write connection marked them
+ * so).  0 without a store.  Takes LOCK.
+ */
+extern int dirty_store_now (struct dirty_instance *d, char **errp);
+/* The control socket removed persistent bitmap NAME: delete it from the
+ * store now.  0 without a store.  Takes LOCK.
+ */
+extern int dirty_store_remove (struct dirty_instance *d, const char *name,
+                               char **errp);
 
 #endif /* NBDCBT_DIRTY_H */

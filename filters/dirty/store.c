@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -221,4 +222,59 @@ dirty_store_cleanup (struct dirty_instance *d)
     if (store_all (d, false) == 0)
       nbdcbt_debug ("dirty: bitmaps stored");
   }
+}
+
+static void __attribute__ ((__format__ (__printf__, 2, 3)))
+set_errp (char **errp, const char *fs, ...)
+{
+  va_list args;
+  char *msg;
+
+  if (errp == NULL)
+    return;
+  va_start (args, fs);
+  if (vasprintf (&msg, fs, args) == -1)
+    msg = NULL;
+  va_end (args);
+  free (*errp);
+  *errp = msg;
+}
+
+int
+dirty_store_now (struct dirty_instance *d, char **errp)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&d->lock);
+
+  if (d->store == NULL || d->bitmaps == NULL)
+    return 0;
+  if (store_all (d, d->marked_in_use) == -1) {
+    set_errp (errp, "Cannot store the bitmaps in the %s store: %s",
+              d->store->name, store_error (d));
+    return -1;
+  }
+  return 0;
+}
+
+int
+dirty_store_remove (struct dirty_instance *d, const char *name, char **errp)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&d->lock);
+
+  if (d->store == NULL || d->bitmaps == NULL)
+    return 0;
+  if (d->store->remove) {
+    if (d->store->remove (d->store->opaque, name) == -1 && errno != ENOENT) {
+      set_errp (errp, "Cannot remove bitmap '%s' from the %s store: %s",
+                name, d->store->name, store_error (d));
+      return -1;
+    }
+    return 0;
+  }
+  /* No remove (): storing the persistent set drops it. */
+  if (store_all (d, d->marked_in_use) == -1) {
+    set_errp (errp, "Cannot remove bitmap '%s' from the %s store: %s",
+              name, d->store->name, store_error (d));
+    return -1;
+  }
+  return 0;
 }

@@ -24,8 +24,13 @@ M = 1024 * 1024
 def raw_client(path):
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(30)
-    s.connect(path)
-    return s
+    for _ in range(300):
+        try:
+            s.connect(path)
+            return s
+        except BlockingIOError:         # the listen backlog is full
+            time.sleep(0.1)
+    raise RuntimeError("cannot connect to " + path)
 
 
 def closed_by_server(s, timeout=30):

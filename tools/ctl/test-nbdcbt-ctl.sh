@@ -66,8 +66,9 @@ $ctl -s "$ctlsock" query | grep -Eq '^disk0 +t0 +512 +0 +recording'
 
 # Clear while the disk is written.
 qemu-io -f raw -c "write -P 3 2M 64k" "$uri" >/dev/null &
+writer=$!
 $ctl -s "$ctlsock" bitmap --clear disk0 b0
-wait
+wait $writer
 
 # Refusals: exit 1 with the server's message, nothing changed.
 expect_status 1 $ctl -s "$ctlsock" bitmap --clear disk0 nope
