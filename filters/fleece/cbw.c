@@ -30,8 +30,14 @@ struct inflight {
 };
 
 struct cbw_disk {
-  uint64_t size;
+  uint64_t size;                /* 0 until known (cbw_disk_set_size) */
   pthread_rwlock_t gate;        /* writes shared, quiesce exclusive */
+  /* The thread holding the gate exclusively and how many times it
+   * quiesced (nested quiesces by one thread: a transaction holds the
+   * disk, then an action in it quiesces again).
+   */
+  pthread_t quiesce_owner;
+  unsigned quiesce_depth;       /* written by the owner only */
   pthread_mutex_t lock;         /* everything below */
   pthread_cond_t cond;          /* an in-flight range went away */
   struct cbw_session *sessions;
@@ -165,7 +171,18 @@ cbw_disk_free (struct cbw_disk *d)
 uint64_t
 cbw_disk_size (struct cbw_disk *d)
 {
-  return d->size;
+  return __atomic_load_n (&d->size, __ATOMIC_ACQUIRE);
+}
+
+int
+cbw_disk_set_size (struct cbw_disk *d, uint64_t size)
+{
+  uint64_t zero = 0;
+
+  if (__atomic_compare_exchange_n (&d->size, &zero, size, false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    return 0;
+  return zero == size ? 0 : -1;
 }
 
 size_t
@@ -189,12 +206,23 @@ cbw_write_leave (struct cbw_disk *d)
 void
 cbw_quiesce (struct cbw_disk *d)
 {
+  /* Only the owner can see itself as the owner while the depth is set. */
+  if (__atomic_load_n (&d->quiesce_depth, __ATOMIC_ACQUIRE) > 0
+      && pthread_equal (d->quiesce_owner, pthread_self ())) {
+    d->quiesce_depth++;
+    return;
+  }
   pthread_rwlock_wrlock (&d->gate);
+  d->quiesce_owner = pthread_self ();
+  __atomic_store_n (&d->quiesce_depth, 1, __ATOMIC_RELEASE);
 }
 
 void
 cbw_resume (struct cbw_disk *d)
 {
+  if (--d->quiesce_depth > 0)
+    return;
+  __atomic_store_n (&d->quiesce_depth, 0, __ATOMIC_RELEASE);
   pthread_rwlock_unlock (&d->gate);
 }
 
@@ -532,8 +560,17 @@ cbw_session_new (struct cbw_disk *d, const struct cbw_session_opts *o,
   uint64_t words;
 
   *errp = NULL;
-  if (gran == 0)
+  if (d->size == 0) {
+    if (asprintf (errp, "the disk's size is not known yet") == -1)
+      *errp = NULL;
+    errno = EINVAL;
+    return NULL;
+  }
+  if (gran == 0) {
     gran = o->dirty ? hbitmap_granularity (o->dirty) : DEFAULT_GRANULARITY;
+    if (gran < o->min_granularity)
+      gran = o->min_granularity;
+  }
   if (gran < 512 || (gran & (gran - 1)) != 0) {
     if (asprintf (errp, "granularity %" PRIu64 " is not a power of two "
                   ">= 512", gran) == -1)
@@ -573,9 +610,10 @@ cbw_session_new (struct cbw_disk *d, const struct cbw_session_opts *o,
       goto nomem;
     if (d->size > 0)
       hbitmap_walk_dirty (o->dirty, 0, d->size, mark_dirty_area, &w);
-    memcpy (s->needed, s->dirty, words * sizeof (uint64_t));
+    if (!o->need_all)
+      memcpy (s->needed, s->dirty, words * sizeof (uint64_t));
   }
-  else
+  if (o->dirty == NULL || o->need_all)
     bits_assign (s->needed, 0, s->ngranules, true);
 
   s->store_fd = store_create (o->dir, d->size, errp);
@@ -780,7 +818,8 @@ cbw_session_read (struct cbw_session *s, void *buf, uint32_t count,
     uint64_t g;
 
     for (g = g0; g < g1; g++) {
-      if (!dirty_of (s, g))
+      /* The delta view does not read clean granules (they are zeroes). */
+      if (delta && !dirty_of (s, g))
         continue;
       if (bit_get (s->needed, g))
         bits_assign (s->needed, g, g + 1, false);
@@ -845,6 +884,56 @@ cbw_session_map (struct cbw_session *s, uint64_t offset, uint64_t count,
   }
   pthread_mutex_unlock (&d->lock);
   return r;
+}
+
+struct cbw_hold {
+  struct cbw_disk *d;
+  struct inflight range;
+};
+
+struct cbw_hold *
+cbw_session_hold (struct cbw_session *s, uint64_t offset, uint64_t count,
+                  int *err)
+{
+  struct cbw_disk *d = s->disk;
+  struct cbw_hold *h;
+  uint64_t end;
+
+  if (offset >= d->size || count == 0) {
+    *err = EINVAL;
+    return NULL;
+  }
+  end = count > d->size - offset ? d->size : offset + count;
+  h = malloc (sizeof *h);
+  if (h == NULL) {
+    *err = ENOMEM;
+    return NULL;
+  }
+  h->d = d;
+  pthread_mutex_lock (&d->lock);
+  while (s->attached && !s->failure
+         && inflight_overlaps (d, offset, end, true, NULL))
+    pthread_cond_wait (&d->cond, &d->lock);
+  if (!s->attached || s->failure) {
+    *err = s->attached ? EIO : ESHUTDOWN;
+    pthread_mutex_unlock (&d->lock);
+    free (h);
+    return NULL;
+  }
+  inflight_add (d, &h->range, offset, end, INFLIGHT_READ);
+  pthread_mutex_unlock (&d->lock);
+  return h;
+}
+
+void
+cbw_session_unhold (struct cbw_hold *h)
+{
+  if (h == NULL)
+    return;
+  pthread_mutex_lock (&h->d->lock);
+  inflight_remove (h->d, &h->range);
+  pthread_mutex_unlock (&h->d->lock);
+  free (h);
 }
 
 static uint64_t

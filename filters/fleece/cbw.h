@@ -54,7 +54,11 @@ struct cbw_session;
 typedef int cbw_read_fn (void *opaque, void *buf, uint32_t count,
                          uint64_t offset, int *err);
 
+/* SIZE may be 0 if it is not known yet: sessions can begin only once
+ * cbw_disk_set_size has set it (once; -1 if it differs from before).
+ */
 extern struct cbw_disk *cbw_disk_new (uint64_t size);
+extern int cbw_disk_set_size (struct cbw_disk *d, uint64_t size);
 /* Every session must have been detached and released. */
 extern void cbw_disk_free (struct cbw_disk *d);
 extern uint64_t cbw_disk_size (struct cbw_disk *d);
@@ -76,7 +80,9 @@ extern void cbw_before_write (struct cbw_disk *d, uint64_t offset,
 
 /* Wait for the writes in flight to finish and hold new ones back, so
  * that sessions can be added and detached at one instant (of several
- * disks at once: quiesce them all, then change them, then resume).
+ * disks at once: quiesce them all, then change them, then resume).  A
+ * thread may quiesce a disk it holds again (nested); each quiesce needs
+ * its resume.
  */
 extern void cbw_quiesce (struct cbw_disk *d);
 extern void cbw_resume (struct cbw_disk *d);
@@ -84,7 +90,11 @@ extern void cbw_resume (struct cbw_disk *d);
 struct cbw_session_opts {
   const char *dir;         /* where the store is made (it is unlinked) */
   uint64_t granularity;    /* power of two >= 512; 0 = DIRTY's, or 64K */
+  uint64_t min_granularity; /* with GRANULARITY 0: at least this */
   const struct hbitmap *dirty; /* NULL = the whole disk is needed */
+  bool need_all;           /* every granule needed even with DIRTY (a full
+                            * backup that freezes a bitmap): DIRTY is then
+                            * only the mask the view reports */
   bool release_on_read;
 };
 
@@ -121,6 +131,19 @@ typedef int cbw_map_fn (void *opaque, uint64_t offset, uint64_t len,
                         enum cbw_where where, bool dirty);
 extern int cbw_session_map (struct cbw_session *s, uint64_t offset,
                             uint64_t count, cbw_map_fn *fn, void *opaque);
+
+/* Hold [offset, offset+count) of the disk still for S's view: wait for
+ * copies in progress there, then make writes there wait until
+ * cbw_session_unhold.  For answers that must see the disk as the view
+ * does across several steps (base:allocation from the disk below for
+ * the runs cbw_session_map says are on the disk).  NULL with *ERR
+ * (ESHUTDOWN after detach, EIO for a broken session, ENOMEM).
+ */
+struct cbw_hold;
+extern struct cbw_hold *cbw_session_hold (struct cbw_session *s,
+                                          uint64_t offset, uint64_t count,
+                                          int *err);
+extern void cbw_session_unhold (struct cbw_hold *h);
 
 struct cbw_session_stats {
   uint64_t granularity;

@@ -14,16 +14,21 @@
 
 struct fleece_service {
   void *fleece;                 /* the filter's instance */
-  /* The engine of the disk below, made on first use with the disk's
-   * SIZE (the filter also makes it at the first connection).  NULL with
-   * *ERRP if SIZE differs from the size it was made with.
+  /* The engine of the disk below, whose size is SIZE (the filter learns
+   * it at the first connection; whoever knows it first sets it).  NULL
+   * with *ERRP if SIZE differs from the size known.
    */
   struct cbw_disk *(*disk) (void *fleece, uint64_t size, char **errp);
   /* The session-dir= directory (the default resolved). */
   const char *(*session_dir) (void *fleece);
 
-  void (*quiesce) (struct cbw_disk *d);
-  void (*resume) (struct cbw_disk *d);
+  /* Hold every write of the export between two requests, and let them
+   * go (nests in one thread; see cbw_quiesce).  Whoever quiesces both
+   * this and the dirty filter below quiesces this first: a write waits
+   * here before it is marked below.
+   */
+  void (*quiesce) (void *fleece);
+  void (*resume) (void *fleece);
   struct cbw_session *(*session_new) (struct cbw_disk *d,
                                       const struct cbw_session_opts *o,
                                       char **errp);
@@ -35,6 +40,9 @@ struct fleece_service {
                        void *opaque, int *err);
   int (*session_map) (struct cbw_session *s, uint64_t offset,
                       uint64_t count, cbw_map_fn *fn, void *opaque);
+  struct cbw_hold *(*session_hold) (struct cbw_session *s, uint64_t offset,
+                                    uint64_t count, int *err);
+  void (*session_unhold) (struct cbw_hold *h);
   void (*session_stats) (struct cbw_session *s,
                          struct cbw_session_stats *st);
   const char *(*session_failed) (struct cbw_session *s);

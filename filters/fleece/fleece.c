@@ -33,14 +33,13 @@
 #include "cleanup.h"
 #include "fleece-service.h"
 
-/* One per export whose chain has the filter; also the per-connection
- * handle (no open callback).
+/* The instance: one per export whose chain has the filter.  It is also
+ * every connection's handle (the filter keeps nothing per connection).
  */
 struct fleece {
   char *session_dir;            /* NULL until config_complete resolves it */
-  pthread_mutex_t lock;         /* guards DISK's creation */
-  struct cbw_disk *disk;        /* written once, under LOCK */
-  struct fleece_service service; /* .fleece is this instance */
+  struct cbw_disk *disk;        /* made at config_complete, sized later */
+  struct fleece_service service;
 };
 
 static const struct fleece_service service_template;
@@ -51,10 +50,9 @@ fleece_instance_new (void)
   struct fleece *f = calloc (1, sizeof *f);
 
   if (f == NULL) {
-    nbdcbt_error ("fleece: calloc: %m");
+    nbdcbt_error ("fleece: %m");
     return NULL;
   }
-  pthread_mutex_init (&f->lock, NULL);
   f->service = service_template;
   f->service.fleece = f;
   return f;
@@ -67,7 +65,6 @@ fleece_instance_free (void *instance)
 
   free (f->session_dir);
   cbw_disk_free (f->disk);
-  pthread_mutex_destroy (&f->lock);
   free (f);
 }
 
@@ -114,24 +111,20 @@ fleece_config_complete (nbdcbt_next_config_complete *next,
                   f->session_dir);
     return -1;
   }
+  /* The size comes with the first connection (or the first session). */
+  f->disk = cbw_disk_new (0);
+  if (f->disk == NULL) {
+    nbdcbt_error ("fleece: %m");
+    return -1;
+  }
   return next (nxdata);
 }
 
-/* The engine, made with the disk's size on first use.  LOCK not held. */
+/* The engine, now of SIZE bytes. */
 static struct cbw_disk *
 get_disk (struct fleece *f, uint64_t size, char **errp)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&f->lock);
-
-  if (f->disk == NULL) {
-    f->disk = cbw_disk_new (size);
-    if (f->disk == NULL) {
-      if (asprintf (errp, "fleece: %s", strerror (errno)) == -1)
-        *errp = NULL;
-      return NULL;
-    }
-  }
-  else if (cbw_disk_size (f->disk) != size) {
+  if (cbw_disk_set_size (f->disk, size) == -1) {
     if (asprintf (errp, "fleece: the disk has %" PRIu64 " bytes, not %"
                   PRIu64 " (it cannot change size under the filter)",
                   cbw_disk_size (f->disk), size) == -1)
@@ -148,6 +141,18 @@ service_disk (void *fleece, uint64_t size, char **errp)
   return get_disk (fleece, size, errp);
 }
 
+static void
+service_quiesce (void *fleece)
+{
+  cbw_quiesce (((struct fleece *) fleece)->disk);
+}
+
+static void
+service_resume (void *fleece)
+{
+  cbw_resume (((struct fleece *) fleece)->disk);
+}
+
 static const char *
 service_session_dir (void *fleece)
 {
@@ -157,14 +162,16 @@ service_session_dir (void *fleece)
 static const struct fleece_service service_template = {
   .disk = service_disk,
   .session_dir = service_session_dir,
-  .quiesce = cbw_quiesce,
-  .resume = cbw_resume,
+  .quiesce = service_quiesce,
+  .resume = service_resume,
   .session_new = cbw_session_new,
   .session_detach = cbw_session_detach,
   .session_ref = cbw_session_ref,
   .session_unref = cbw_session_unref,
   .session_read = cbw_session_read,
   .session_map = cbw_session_map,
+  .session_hold = cbw_session_hold,
+  .session_unhold = cbw_session_unhold,
   .session_stats = cbw_session_stats,
   .session_failed = cbw_session_failed,
 };
@@ -179,6 +186,15 @@ fleece_get_service (nbdcbt_backend *nxdata, void *instance, const char *name)
   return nbdcbt_next_service (nxdata, name);
 }
 
+static void *
+fleece_open (nbdcbt_next_open *next, nbdcbt_context *nxdata, void *instance,
+             int readonly)
+{
+  if (next (nxdata, readonly) == -1)
+    return NULL;
+  return instance;
+}
+
 static int
 fleece_prepare (const struct nbdcbt_next_ops *next_ops,
                 nbdcbt_context *nxdata, void *handle, int readonly)
@@ -187,7 +203,7 @@ fleece_prepare (const struct nbdcbt_next_ops *next_ops,
   CLEANUP_FREE char *msg = NULL;
   int64_t size;
 
-  if (f->disk)
+  if (cbw_disk_size (f->disk) != 0)
     return 0;
   size = next_ops->get_size (nxdata);
   if (size == -1)
@@ -223,7 +239,7 @@ change (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
         struct fleece *f, enum change what, const void *buf, uint32_t count,
         uint64_t offset, uint32_t flags, int *err)
 {
-  struct cbw_disk *d = f->disk;         /* made in prepare */
+  struct cbw_disk *d = f->disk;
   struct below b = { next_ops, nxdata };
   int r;
 
@@ -248,8 +264,8 @@ fleece_pwrite (const struct nbdcbt_next_ops *next_ops,
                nbdcbt_context *nxdata, void *handle, const void *buf,
                uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
-  return change (next_ops, nxdata, handle, CHANGE_WRITE, buf, count, offset,
-                 flags, err);
+  return change (next_ops, nxdata, handle, CHANGE_WRITE, buf, count, offset, flags,
+                 err);
 }
 
 static int
@@ -257,8 +273,8 @@ fleece_zero (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
              void *handle, uint32_t count, uint64_t offset, uint32_t flags,
              int *err)
 {
-  return change (next_ops, nxdata, handle, CHANGE_ZERO, NULL, count, offset,
-                 flags, err);
+  return change (next_ops, nxdata, handle, CHANGE_ZERO, NULL, count, offset, flags,
+                 err);
 }
 
 static int
@@ -266,8 +282,8 @@ fleece_trim (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
              void *handle, uint32_t count, uint64_t offset, uint32_t flags,
              int *err)
 {
-  return change (next_ops, nxdata, handle, CHANGE_TRIM, NULL, count, offset,
-                 flags, err);
+  return change (next_ops, nxdata, handle, CHANGE_TRIM, NULL, count, offset, flags,
+                 err);
 }
 
 static struct nbdcbt_filter filter = {
@@ -281,6 +297,7 @@ static struct nbdcbt_filter filter = {
   .config = fleece_config,
   .config_complete = fleece_config_complete,
   .get_service = fleece_get_service,
+  .open = fleece_open,
   .prepare = fleece_prepare,
   .pwrite = fleece_pwrite,
   .zero = fleece_zero,

@@ -189,6 +189,15 @@ reset_disk (uint64_t size)
     disk[i] = (uint8_t) (i * 7 + i / 512);
 }
 
+static int
+count_dirty (void *opaque, uint64_t offset, uint64_t len,
+             enum cbw_where where, bool dirty)
+{
+  if (dirty)
+    *(int *) opaque += len;
+  return 0;
+}
+
 /* Each rule, one at a time. */
 static void
 test_rules (void)
@@ -205,8 +214,29 @@ test_rules (void)
   reset_disk (64 * G + 512);  /* a short last granule */
   ref = malloc (disk_size);
   memcpy (ref, disk, disk_size);
-  d = cbw_disk_new (disk_size);
+  /* A disk whose size is not known yet takes no session; once set, the
+   * size cannot change.
+   */
+  d = cbw_disk_new (0);
   CHECK (d);
+  {
+    struct cbw_session_opts o = { .dir = dir };
+    cbw_quiesce (d);
+    CHECK (cbw_session_new (d, &o, &msg) == NULL);
+    cbw_resume (d);
+    CHECK (msg && strstr (msg, "not known"));
+    free (msg);
+  }
+  CHECK (cbw_disk_set_size (d, disk_size) == 0);
+  CHECK (cbw_disk_set_size (d, disk_size) == 0);
+  CHECK (cbw_disk_set_size (d, disk_size + 512) == -1);
+  CHECK (cbw_disk_size (d) == disk_size);
+
+  /* Quiesce nests in one thread. */
+  cbw_quiesce (d);
+  cbw_quiesce (d);
+  cbw_resume (d);
+  cbw_resume (d);
 
   /* No session: writes copy nothing. */
   fill (w, G, 0xaa);
@@ -306,6 +336,29 @@ test_rules (void)
   CHECK (cbw_session_read (s, buf, G, 5 * G, false, read_disk, NULL, &err)
          == -1 && err == EIO);
   end (d, s);
+
+  /* need_all: a full backup that freezes a bitmap needs every granule
+   * (clean ones too: no EIO), and the mask still says what is dirty.
+   */
+  memcpy (ref, disk, disk_size);
+  {
+    struct cbw_session_opts o = { .dir = dir, .dirty = hb, .need_all = true,
+                                  .release_on_read = true };
+    int got_dirty = 0;
+
+    cbw_quiesce (d);
+    s = cbw_session_new (d, &o, &msg);
+    cbw_resume (d);
+    CHECK (s);
+    fill (w, G, 0xee);
+    guest_write (d, w, G, 0);         /* clean in the mask: still copied */
+    CHECK (cbw_session_read (s, buf, G, 0, false, read_disk, NULL, &err)
+           == 0);
+    CHECK (memcmp (buf, ref, G) == 0);
+    CHECK (cbw_session_map (s, 0, 4 * G, count_dirty, &got_dirty) == 0);
+    CHECK (got_dirty == 2 * (int) G);
+    end (d, s);
+  }
 
   /* Several sessions at once, of different granularities, each its own
    * instant.
@@ -479,6 +532,23 @@ test_orderings (void)
     CHECK (r.r == 0);
     CHECK (memcmp (r.buf, ref + 4 * G, G) == 0);
     free (r.buf);
+  }
+
+  /* A hold (base:allocation of the view from the disk) keeps writes of
+   * its range waiting until it is released.
+   */
+  {
+    struct bg_write w = { .d = d, .offset = 12 * G, .count = 512, .v = 5 };
+    int err = 0;
+    struct cbw_hold *hold = cbw_session_hold (s, 12 * G, G, &err);
+
+    CHECK (hold);
+    pthread_create (&t1, NULL, bg_write_thread, &w);
+    short_sleep ();
+    CHECK (!__atomic_load_n (&w.done, __ATOMIC_SEQ_CST));
+    cbw_session_unhold (hold);
+    pthread_join (t1, NULL);
+    CHECK (w.done);
   }
 
   /* A session cannot begin in the middle of a write: the begin waits for
