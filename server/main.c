@@ -192,6 +192,7 @@ probe_file (const char *file, const_string_vector *filters,
   unsigned char magic[4] = { 0 };
   ssize_t r;
   size_t i;
+  char *f;
   int fd;
 
   fd = open (file, O_RDONLY | O_CLOEXEC);
@@ -208,7 +209,6 @@ probe_file (const char *file, const_string_vector *filters,
   *extra_key = "file";
   if (r == 4 && memcmp (magic, "QFI\xfb", 4) == 0) {
     char *p = module_find ("qcow2", true);
-    char *f;
     if (p == NULL) {
       nbdcbt_error ("%s is a qcow2 image, but the qcow2 plugin is not "
                     "installed", file);
@@ -228,6 +228,28 @@ probe_file (const char *file, const_string_vector *filters,
     nbdcbt_debug ("%s: qcow2 image: using the qcow2 plugin", file);
     return "qcow2";
   }
+  /* A name that promises qcow2 with no qcow2 header: a damaged image.
+   * Serving it as raw would let clients write over what is left of it.
+   */
+  if (ends_with (file, ".qcow2") || ends_with (file, ".QCOW2")) {
+    nbdcbt_error ("%s is named like a qcow2 image but has no qcow2 header "
+                  "(damaged or not qcow2?): refusing to serve it as raw; "
+                  "if it is raw, say so: nbdcbt file file=%s", file, file);
+    return NULL;
+  }
+  /* Like QEMU with a probed raw image: no write may turn its first
+   * sector into another format's header (see the rawguard filter).
+   */
+  f = module_find ("rawguard", false);
+  if (f == NULL && !read_only) {
+    nbdcbt_error ("%s: the rawguard filter is not installed, and a probed "
+                  "raw image is not served writable without it (use -r, or "
+                  "name the plugin: nbdcbt file file=%s)", file, file);
+    return NULL;
+  }
+  free (f);
+  if (f && const_string_vector_append (filters, "rawguard") == -1)
+    return NULL;
   nbdcbt_debug ("%s: raw image: using the file plugin", file);
   return "file";
 }
