@@ -118,8 +118,11 @@ check (const struct dirty_bitmap_info *info, bool allow_ro, char **errp)
     return -1;
   }
   if (info->inconsistent) {
-    set_error (errp, "Bitmap '%s' is inconsistent and cannot be used; try "
-               "block-dirty-bitmap-remove to delete it", info->name);
+    /* QEMU adds "try block-dirty-bitmap-remove" as a hint, not to the
+     * message.
+     */
+    set_error (errp, "Bitmap '%s' is inconsistent and cannot be used",
+               info->name);
     return -1;
   }
   return 0;
@@ -343,6 +346,10 @@ set_recording (struct dirty_instance *d, const char *name, bool on,
 
   if (set == NULL || dirty_bitmaps_query (set, name, &info, errp) == -1)
     return -1;
+  if (check (&info, true, errp) == -1) {
+    free (info.name);
+    return -1;
+  }
   a = new_action (d, on ? ENABLE : DISABLE, name, errp);
   if (a == NULL) {
     free (info.name);

@@ -89,7 +89,8 @@ load_store (struct dirty_instance *d)
       p->persistent = true;
     }
     p->granularity = list[i].granularity;
-    p->disabled = !list[i].recording;
+    /* As QEMU loads it: an in-use bitmap does not record. */
+    p->disabled = !list[i].recording || list[i].in_use;
     p->inconsistent = list[i].in_use;
     if (!p->inconsistent) {
       p->data = store->load (store->opaque, p->name);

@@ -1,0 +1,87 @@
+#!/usr/bin/python3
+"""A persistent bitmap left in use by a crash is inconsistent, side by
+side with qemu-storage-daemon: the same query fields (inconsistent: true),
+clear/enable/merge refused with QEMU's messages, remove allowed; and a
+bitmap offered over NBD is not busy in nbdcbt (clear works while a client
+has it negotiated)."""
+
+import os
+import shutil
+import subprocess
+
+from qmptest import NODE, NbdcbtDaemon, compare, daemon_classes, scratch_dir
+
+# An image whose bitmap b0 is marked in use: qemu-io killed while the
+# image was open read-write.
+base = os.path.join(scratch_dir(), "crashed.qcow2")
+subprocess.check_call(["qemu-img", "create", "-q", "-f", "qcow2", base, "4M"])
+subprocess.check_call(["qemu-img", "bitmap", "--add", base, "b0"])
+subprocess.check_call(["qemu-img", "bitmap", "--add", base, "ok"])
+subprocess.call(["qemu-io", "-f", "qcow2", "-c", "write 0 4k",
+                 "-c", "sigraise 9", base],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+info = subprocess.check_output(["qemu-img", "info", "-U", base]).decode()
+assert "in-use" in info, info
+
+
+def run(d):
+    out = []
+    q = d.qmp
+    out.append(("fields", sorted((n, sorted(b.items()))
+                                 for n, b in d.nodes_bitmaps().items())))
+    for cmd, args in [
+            ("block-dirty-bitmap-clear", {"name": "b0"}),
+            ("block-dirty-bitmap-enable", {"name": "b0"}),
+            ("block-dirty-bitmap-disable", {"name": "b0"}),
+            ("block-dirty-bitmap-add", {"name": "b0"}),
+            ("block-dirty-bitmap-add", {"name": "n1"}),
+            ("block-dirty-bitmap-merge", {"target": "n1", "bitmaps": ["b0"]}),
+            ("block-dirty-bitmap-merge", {"target": "b0", "bitmaps": ["n1"]}),
+            ("transaction", None),
+            ("block-dirty-bitmap-remove", {"name": "b0"}),
+            ("block-dirty-bitmap-remove", {"name": "ok"}),
+            ("block-dirty-bitmap-add", {"name": "b0"})]:
+        if cmd == "transaction":
+            r = q.try_cmd(cmd, actions=[
+                {"type": "block-dirty-bitmap-clear",
+                 "data": {"node": NODE, "name": "n1"}},
+                {"type": "block-dirty-bitmap-clear",
+                 "data": {"node": NODE, "name": "b0"}}])
+        else:
+            r = q.try_cmd(cmd, node=NODE, **args)
+        out.append((cmd, args, r))
+    out.append(("fields", sorted((n, sorted(b.items()))
+                                 for n, b in d.nodes_bitmaps().items())))
+    return out
+
+
+results = {}
+for cls in daemon_classes():
+    img = os.path.join(scratch_dir(), cls.name + ".qcow2")
+    shutil.copy(base, img)
+    with cls(image=img) as d:
+        results[d.name] = run(d)
+for name, steps in results.items():
+    print("%s: %d steps" % (name, len(steps)))
+compare(results)
+
+# nbdcbt: a bitmap offered over NBD is not busy; it can be cleared while
+# the client reads it.
+with NbdcbtDaemon() as d:
+    d.qmp.cmd("block-dirty-bitmap-add", node=NODE, name="live")
+    d.write(0, b"x" * 65536)
+    h = d.nbd(NODE, ["qemu:dirty-bitmap:live"])
+    assert h.can_meta_context("qemu:dirty-bitmap:live")
+    assert not d.nodes_bitmaps()["live"]["busy"]
+    assert d.nodes_bitmaps()["live"]["count"] == 65536
+    d.qmp.cmd("block-dirty-bitmap-clear", node=NODE, name="live")
+    seen = []
+
+    def cb(meta, offset, entries, err):
+        if meta == "qemu:dirty-bitmap:live":
+            seen.extend(entries)
+        return 0
+    h.block_status(65536, 0, cb)
+    assert seen[1] == 0, seen     # the client sees the clear at once
+    h.shutdown()
+print("ok")
