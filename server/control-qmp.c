@@ -139,7 +139,11 @@ qmp_session_new (qmp_output_fn *output, void *opaque)
     free (s);
     return NULL;
   }
-  json_tokener_set_flags (s->tok, JSON_TOKENER_STRICT);
+  /* Not JSON_TOKENER_STRICT: it refuses anything after a complete value,
+   * so two messages in one read would fail.  The lenient mode accepts a
+   * few extensions (single-quoted strings, which QEMU's parser accepts
+   * too).
+   */
   return s;
 }
 

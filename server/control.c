@@ -323,7 +323,7 @@ control_start (const char *path)
 void
 control_stop (void)
 {
-  struct client *c;
+  struct client *c, *gone;
   char x = 0;
 
   if (!started)
@@ -353,16 +353,20 @@ control_stop (void)
   free (socket_path);
   socket_path = NULL;
 
-  /* Wake every client thread (a command in progress finishes first). */
+  /* Wake every client thread (a command in progress finishes first) and
+   * take the list, so that an event sent meanwhile finds no client.
+   */
   pthread_mutex_lock (&lock);
   for (c = clients; c; c = c->next)
     shutdown (c->fd, SHUT_RDWR);
+  gone = clients;
+  clients = NULL;
+  nclients = 0;
   pthread_mutex_unlock (&lock);
-  while ((c = clients) != NULL) {
-    clients = c->next;
+  while ((c = gone) != NULL) {
+    gone = c->next;
     client_free (c);
   }
-  nclients = 0;
   close (stop_pipe[0]);
   close (stop_pipe[1]);
   stop_pipe[0] = stop_pipe[1] = -1;

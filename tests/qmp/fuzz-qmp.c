@@ -35,6 +35,9 @@ output (void *opaque, const char *msg, size_t len)
   obj = json_tokener_parse (msg);
   if (obj == NULL || strlen (msg) != len)
     abort ();
+  /* FUZZ_QMP_PRINT=1: show the answers (to check the seeds). */
+  if (getenv ("FUZZ_QMP_PRINT"))
+    fprintf (stderr, "%s\n", msg);
   json_object_put (obj);
   return 0;
 }

@@ -70,6 +70,17 @@ try:
         for c in others:
             assert c.cmd("query-version")["package"].startswith("nbdcbt")
 
+    # Several messages in one write, one message in many writes.
+    p = d.connect_qmp()
+    p.send_raw(b'{"execute": "query-version", "id": 1}\n'
+               b'{"execute": "query-version", "id": 2} '
+               b'{"execute": "nope", "id": 3}')
+    assert [p.recv().get("id") for _ in range(3)] == [1, 2, 3]
+    for c in b'{"execute": "query-commands", "id": "slow"}':
+        p.send_raw(bytes([c]))
+    assert p.recv()["id"] == "slow"
+    p.close()
+
     # A client that never speaks and one that stops mid-message.
     silent = raw_client(d.qmp_sock)
     halfway = raw_client(d.qmp_sock)
