@@ -333,7 +333,7 @@ cmd_bitmap (int argc, char *argv[])
   struct bitmap_cmd cmd = { .src_fmt = FMT_UNKNOWN };
   struct op ops[64];
   size_t nops = 0, i;
-  enum img_format fmt = FMT_UNKNOWN;
+  struct img_common_opts o = { .fmt = FMT_UNKNOWN };
   const char *src_fmt = NULL;
   bool have_add = false, have_merge = false;
   struct qcow2_info info;
@@ -353,14 +353,12 @@ cmd_bitmap (int argc, char *argv[])
       nops++;
       continue;
     }
+    switch (img_common_option (c, optarg, &o)) {
+    case -1: return 1;
+    case 1: continue;
+    }
     switch (c) {
-    case 'f':
-      fmt = parse_format (optarg);
-      if (fmt == FMT_UNKNOWN)
-        return 1;
-      break;
     case 'b': cmd.src_filename = optarg; break;
-    case 'S': img_sidecar_path = optarg; break;
     case 'F': src_fmt = optarg; break;
     case 'g': {
       const char *err;
@@ -414,10 +412,10 @@ cmd_bitmap (int argc, char *argv[])
   cmd.filename = argv[optind];
   cmd.bitmap = argv[optind + 1];
 
-  fmt = probe_format (cmd.filename, fmt);
-  if (fmt == FMT_UNKNOWN)
+  o.fmt = probe_format (cmd.filename, o.fmt);
+  if (o.fmt == FMT_UNKNOWN)
     return 1;
-  if (fmt != FMT_QCOW2)
+  if (o.fmt != FMT_QCOW2)
     return bitmap_raw (&cmd, ops, nops);
 
   cmd.q = open_qcow2 (cmd.filename, QCOW2_OPEN_NO_BACKING |

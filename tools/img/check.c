@@ -83,35 +83,25 @@ int
 cmd_check (int argc, char *argv[])
 {
   static const struct option long_options[] = {
-    { "help", no_argument, NULL, 'h' },
-    { "force-share", no_argument, NULL, 'U' },
-    { "output", required_argument, NULL, 'O' },
-    { "format", required_argument, NULL, 'f' },
+    IMG_COMMON_LONG_OPTIONS,
     { "repair", required_argument, NULL, 'r' },
-    { "sidecar", required_argument, NULL, 'S' },
     { NULL }
   };
-  enum img_format fmt = FMT_UNKNOWN;
-  bool json = false, quiet = false, repair = false;
+  struct img_common_opts o = { .fmt = FMT_UNKNOWN };
+  bool quiet = false, repair = false;
   struct qcow2_check_result first = { 0 }, result = { 0 };
   struct qcow2_info info;
   const char *filename;
   struct qcow2 *q;
-  bool force_share = false;
   int c, ret;
 
   while ((c = getopt_long (argc, argv, "+f:r:qhU", long_options,
                            NULL)) != -1) {
+    switch (img_common_option (c, optarg, &o)) {
+    case -1: return 1;
+    case 1: continue;
+    }
     switch (c) {
-    case 'f':
-      fmt = parse_format (optarg);
-      if (fmt == FMT_UNKNOWN)
-        return 1;
-      break;
-    case 'O':
-      if (parse_output_format (optarg, &json) == -1)
-        return 1;
-      break;
     case 'r':
       if (strcmp (optarg, "leaks") == 0)
         repair = true;
@@ -127,8 +117,6 @@ cmd_check (int argc, char *argv[])
       }
       break;
     case 'q': quiet = true; break;
-    case 'U': force_share = true; break;
-    case 'S': img_sidecar_path = optarg; break;
     case 'h':
       printf ("usage: %s check [-q] [-U] [-f FMT] [--output=human|json] "
               "[-r leaks] [--sidecar=PATH] FILENAME\n", PROGNAME);
@@ -137,26 +125,26 @@ cmd_check (int argc, char *argv[])
       return 1;
     }
   }
-  if (image_argument (argc, argv, fmt, &filename, &fmt) == -1)
+  if (image_argument (argc, argv, o.fmt, &filename, &o.fmt) == -1)
     return 1;
-  if (fmt != FMT_QCOW2) {
+  if (o.fmt != FMT_QCOW2) {
     if (repair) {
       img_error ("This image format does not support checks");
       return 63;
     }
-    return sidecar_check (filename, quiet, json);
+    return sidecar_check (filename, quiet, o.json);
   }
 
   /* The backing chain is opened too (as qemu-img check does), so a
    * missing backing file or a loop in the chain is reported.
    */
-  if (repair && force_share) {
+  if (repair && o.force_share) {
     img_error ("--force-share/-U is only for read-only checks, not with -r");
     return 1;
   }
   q = open_qcow2 (filename, QCOW2_OPEN_NO_BITMAP_IN_USE | QCOW2_OPEN_CHECK |
                   (repair ? 0 : QCOW2_OPEN_RDONLY) |
-                  (force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
+                  (o.force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
   if (q == NULL)
     return 1;
 
@@ -180,7 +168,7 @@ cmd_check (int argc, char *argv[])
     return 1;
 
   if (!quiet) {
-    if (json) {
+    if (o.json) {
       uint64_t total = info.cluster_size
         ? (info.size + info.cluster_size - 1) / info.cluster_size : 0;
       print_json (filename, &result, repair ? &first : NULL, total);

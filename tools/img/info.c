@@ -232,36 +232,23 @@ int
 cmd_info (int argc, char *argv[])
 {
   static const struct option long_options[] = {
-    { "help", no_argument, NULL, 'h' },
-    { "force-share", no_argument, NULL, 'U' },
-    { "output", required_argument, NULL, 'O' },
-    { "format", required_argument, NULL, 'f' },
-    { "sidecar", required_argument, NULL, 'S' },
+    IMG_COMMON_LONG_OPTIONS,
     { NULL }
   };
   struct image_info ii = { 0 };
   struct qbm *sidecar = NULL;
-  enum img_format fmt = FMT_UNKNOWN;
-  bool json = false;
+  struct img_common_opts o = { .fmt = FMT_UNKNOWN };
   struct qcow2 *q = NULL;
   struct stat st;
-  bool force_share = false;
   int c, ret = 1;
   size_t i;
 
   while ((c = getopt_long (argc, argv, "+f:hU", long_options, NULL)) != -1) {
+    switch (img_common_option (c, optarg, &o)) {
+    case -1: return 1;
+    case 1: continue;
+    }
     switch (c) {
-    case 'f':
-      fmt = parse_format (optarg);
-      if (fmt == FMT_UNKNOWN)
-        return 1;
-      break;
-    case 'O':
-      if (parse_output_format (optarg, &json) == -1)
-        return 1;
-      break;
-    case 'U': force_share = true; break;
-    case 'S': img_sidecar_path = optarg; break;
     case 'h':
       printf ("usage: %s info [-U] [-f FMT] [--output=human|json] "
               "[--sidecar=PATH] FILENAME\n",
@@ -271,7 +258,7 @@ cmd_info (int argc, char *argv[])
       return 1;
     }
   }
-  if (image_argument (argc, argv, fmt, &ii.filename, &ii.fmt) == -1)
+  if (image_argument (argc, argv, o.fmt, &ii.filename, &ii.fmt) == -1)
     return 1;
   if (stat (ii.filename, &st) == -1) {
     img_error ("Could not open '%s': %m", ii.filename);
@@ -302,7 +289,7 @@ cmd_info (int argc, char *argv[])
   else {
     q = open_qcow2 (ii.filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
                     QCOW2_OPEN_NO_BITMAP_IN_USE |
-                    (force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
+                    (o.force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
     if (q == NULL)
       return 1;
     qcow2_get_info (q, &ii.q);
@@ -347,7 +334,7 @@ cmd_info (int argc, char *argv[])
     }
   }
 
-  if (json)
+  if (o.json)
     print_json (&ii);
   else
     print_human (&ii);

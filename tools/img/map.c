@@ -37,39 +37,27 @@ int
 cmd_map (int argc, char *argv[])
 {
   static const struct option long_options[] = {
-    { "help", no_argument, NULL, 'h' },
-    { "force-share", no_argument, NULL, 'U' },
-    { "output", required_argument, NULL, 'O' },
-    { "format", required_argument, NULL, 'f' },
+    IMG_COMMON_LONG_OPTIONS,
     { "bitmap", required_argument, NULL, 'B' },
-    { "sidecar", required_argument, NULL, 'S' },
     { NULL }
   };
-  enum img_format fmt = FMT_UNKNOWN;
+  struct img_common_opts o = { .fmt = FMT_UNKNOWN };
   const char *filename, *bitmap = NULL;
-  bool json = false, first = true;
+  bool first = true;
   char err[1200];
   struct hbitmap *hb = NULL;
   struct qcow2 *q = NULL;
   uint64_t size, offset;
-  bool force_share = false;
   int c, ret = 1;
 
   while ((c = getopt_long (argc, argv, "+f:B:hU", long_options,
                            NULL)) != -1) {
+    switch (img_common_option (c, optarg, &o)) {
+    case -1: return 1;
+    case 1: continue;
+    }
     switch (c) {
-    case 'f':
-      fmt = parse_format (optarg);
-      if (fmt == FMT_UNKNOWN)
-        return 1;
-      break;
     case 'B': bitmap = optarg; break;
-    case 'O':
-      if (parse_output_format (optarg, &json) == -1)
-        return 1;
-      break;
-    case 'U': force_share = true; break;
-    case 'S': img_sidecar_path = optarg; break;
     case 'h':
       printf ("usage: %s map --bitmap NAME [-U] [-f FMT] [--output=human|json] "
               "[--sidecar=PATH] "
@@ -83,9 +71,9 @@ cmd_map (int argc, char *argv[])
     img_error ("map needs --bitmap NAME (only bitmap maps are supported)");
     return 1;
   }
-  if (image_argument (argc, argv, fmt, &filename, &fmt) == -1)
+  if (image_argument (argc, argv, o.fmt, &filename, &o.fmt) == -1)
     return 1;
-  if (fmt != FMT_QCOW2) {
+  if (o.fmt != FMT_QCOW2) {
     struct qbm *sc = open_sidecar (filename, true, NULL);
 
     if (sc == NULL)
@@ -96,7 +84,7 @@ cmd_map (int argc, char *argv[])
   else {
     q = open_qcow2 (filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
                     QCOW2_OPEN_NO_BITMAP_IN_USE |
-                    (force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
+                    (o.force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
     if (q == NULL)
       return 1;
     hb = load_usable_bitmap (q, filename, bitmap, err, sizeof err);
@@ -108,7 +96,7 @@ cmd_map (int argc, char *argv[])
 
   /* Alternating clean and dirty runs to the end of the disk. */
   size = hbitmap_size (hb);
-  if (json)
+  if (o.json)
     printf ("[\n");
   for (offset = 0; offset < size; ) {
     bool dirty = hbitmap_get (hb, offset);
@@ -116,10 +104,10 @@ cmd_map (int argc, char *argv[])
                          : hbitmap_next_dirty (hb, offset, size - offset);
     uint64_t end = next < 0 ? size : (uint64_t) next;
 
-    print_extent (json, &first, offset, end - offset, dirty);
+    print_extent (o.json, &first, offset, end - offset, dirty);
     offset = end;
   }
-  if (json)
+  if (o.json)
     printf ("%s]\n", first ? "" : "\n");
   ret = 0;
 

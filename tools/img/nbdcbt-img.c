@@ -67,6 +67,26 @@ parse_output_format (const char *arg, bool *json)
   return 0;
 }
 
+int
+img_common_option (int c, const char *arg, struct img_common_opts *o)
+{
+  switch (c) {
+  case 'f':
+    o->fmt = parse_format (arg);
+    return o->fmt == FMT_UNKNOWN ? -1 : 1;
+  case 'O':
+    return parse_output_format (arg, &o->json) == -1 ? -1 : 1;
+  case 'U':
+    o->force_share = true;
+    return 1;
+  case 'S':
+    img_sidecar_path = arg;
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 const char *
 format_name (enum img_format fmt)
 {

@@ -32,6 +32,29 @@ extern const char *format_name (enum img_format fmt);
  */
 extern int parse_output_format (const char *arg, bool *json);
 
+/* The options the image commands share, as qemu-img spells them: -f
+ * FMT, --output=human|json, -U (--force-share), --sidecar=PATH, -h.
+ * A command lists IMG_COMMON_LONG_OPTIONS in its long options (-f, -U in
+ * its short ones as it takes them) and passes what getopt returns to
+ * img_common_option first.
+ */
+#define IMG_COMMON_LONG_OPTIONS                                 \
+  { "help", no_argument, NULL, 'h' },                           \
+  { "force-share", no_argument, NULL, 'U' },                    \
+  { "output", required_argument, NULL, 'O' },                   \
+  { "format", required_argument, NULL, 'f' },                   \
+  { "sidecar", required_argument, NULL, 'S' }
+struct img_common_opts {
+  enum img_format fmt;          /* -f, or FMT_UNKNOWN: probe */
+  bool json;                    /* --output=json */
+  bool force_share;             /* -U */
+};
+/* 1 if C was a shared option (handled), 0 if not, -1 after printing an
+ * error for a bad value.
+ */
+extern int img_common_option (int c, const char *arg,
+                              struct img_common_opts *o);
+
 /* The one FILENAME argument left after the options, and its format
  * (FMT if -f gave one, else probed).  Prints an error and returns -1 if
  * there is not exactly one or the file cannot be opened.
