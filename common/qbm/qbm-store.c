@@ -79,21 +79,7 @@ s_store (void *opaque, const struct bitmap_store_entry *entries, size_t n,
          const char *const *keep, size_t nkeep)
 {
   struct qbm_store *s = opaque;
-  struct qbm_store_entry *e = calloc (n + 1, sizeof *e);
-  size_t i;
-  int r;
-
-  if (e == NULL)
-    return -1;
-  for (i = 0; i < n; i++) {
-    e[i].name = entries[i].name;
-    e[i].bitmap = entries[i].bitmap;
-    e[i].recording = entries[i].recording;
-    e[i].in_use = entries[i].in_use;
-  }
-  r = qbm_store (s->q, e, n, keep, nkeep);
-  free (e);
-  return r;
+  return qbm_store (s->q, entries, n, keep, nkeep);
 }
 
 static int

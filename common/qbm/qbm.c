@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "cleanup.h"
+#include "bitmap-store.h"
 #include "hbitmap.h"
 #include "intent.h"
 #include "qbm.h"
@@ -884,7 +885,7 @@ copy_entries (const struct entry *e, size_t n)
 }
 
 int
-qbm_store (struct qbm *q, const struct qbm_store_entry *entries, size_t n,
+qbm_store (struct qbm *q, const struct bitmap_store_entry *entries, size_t n,
            const char *const *keep, size_t nkeep)
 {
   struct entry *e;

@@ -66,17 +66,11 @@ extern void qbm_list_free (struct qbm_bitmap_info *list, size_t n);
  */
 extern struct hbitmap *qbm_load (struct qbm *q, const char *name);
 
-struct qbm_store_entry {
-  const char *name;
-  const struct hbitmap *bitmap;
-  bool recording;
-  bool in_use;
-};
-
-/* Replace the stored set by ENTRIES; stored bitmaps named in KEEP stay as
- * they are; any other is removed.
+/* Replace the stored set by ENTRIES (bitmap-store.h's entries); stored
+ * bitmaps named in KEEP stay as they are; any other is removed.
  */
-extern int qbm_store (struct qbm *q, const struct qbm_store_entry *entries,
+struct bitmap_store_entry;
+extern int qbm_store (struct qbm *q, const struct bitmap_store_entry *entries,
                       size_t n, const char *const *keep, size_t nkeep);
 
 /* Set in_use on every stored bitmap and start a fresh intent record

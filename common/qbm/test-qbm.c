@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bitmap-store.h"
 #include "hbitmap.h"
 #include "intent.h"
 #include "qbm.h"
@@ -101,7 +102,7 @@ main (void)
   hbitmap_set (b0, SIZE - 1, 1);
   hbitmap_set (b1, 12345, 70000);
   {
-    struct qbm_store_entry e[2] = {
+    struct bitmap_store_entry e[2] = {
       { "b0", b0, true, false }, { "b1 ünï", b1, false, false },
     };
     assert (qbm_store (q, e, 2, NULL, 0) == 0);
@@ -170,7 +171,7 @@ main (void)
   printf ("no intent: %s\n", qbm_last_error ());
   /* A clean store makes them consistent again; remove drops one. */
   {
-    struct qbm_store_entry e[1] = { { "b0", b0, true, false } };
+    struct bitmap_store_entry e[1] = { { "b0", b0, true, false } };
     assert (qbm_store (q, e, 1, NULL, 0) == 0);
   }
   qbm_close (q);
@@ -181,7 +182,7 @@ main (void)
   assert (qbm_list (q, &list, &n) == 0 && n == 0);
   qbm_list_free (list, n);
   {
-    struct qbm_store_entry e[1] = { { "b0", b0, true, false } };
+    struct bitmap_store_entry e[1] = { { "b0", b0, true, false } };
     assert (qbm_store (q, e, 1, NULL, 0) == 0);
   }
   qbm_close (q);

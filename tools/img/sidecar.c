@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "bitmap-store.h"
 #include "hbitmap.h"
 #include "qbm.h"
 #include "qcow2.h"
@@ -197,7 +198,7 @@ store_with (struct qbm *q, const char *target, const struct hbitmap *new_data,
             bool recording, bool add, char *err, size_t errlen)
 {
   struct qbm_bitmap_info *l;
-  struct qbm_store_entry *set;
+  struct bitmap_store_entry *set;
   struct hbitmap **loaded;
   const char **keep;
   size_t n, i, nset = 0, nkeep = 0;
