@@ -31,6 +31,33 @@ requires ()
   fi
 }
 
+# requires_built FILE...: skip the test unless these parts of the tree
+# (paths under $top_builddir) are built.
+requires_built ()
+{
+  local f
+  for f; do
+    if [ ! -e "$top_builddir/$f" ]; then
+      echo "$0: skipped: $f is not built"
+      exit 77
+    fi
+  done
+}
+
+# expect_error MESSAGE CMD...: CMD exits with status 1 and its output
+# (kept in $tmpdir/out, and printed) contains the fixed string MESSAGE.
+expect_error ()
+{
+  local msg=$1 rc=0; shift
+  "$@" >"$tmpdir/out" 2>&1 || rc=$?
+  if [ $rc -ne 1 ] || ! grep -qF -- "$msg" "$tmpdir/out"; then
+    echo "$0: '$*' exited $rc, expected 1 with '$msg'; output:" >&2
+    cat "$tmpdir/out" >&2
+    exit 1
+  fi
+  cat "$tmpdir/out"
+}
+
 # The libnbd Python module belongs to Debian's python3.
 PYTHON=/usr/bin/python3
 

@@ -12,6 +12,7 @@ Every server listens on a fresh Unix socket; srv.uri is its NBD URI.
 A test exits 77 to be reported as skipped.
 """
 
+import hashlib
 import os
 import shutil
 import signal
@@ -36,6 +37,43 @@ def scratch_dir():
         import atexit
         atexit.register(shutil.rmtree, _scratch, True)
     return _scratch
+
+
+failures = []
+
+
+def check(cond, what, detail=""):
+    """Record one expectation, printed as "ok" or "FAIL" (with DETAIL);
+    the test goes on, and finish() exits 1 if any failed."""
+    print("%s %s" % ("ok  " if cond else "FAIL", what))
+    if not cond:
+        failures.append(what)
+        if detail:
+            print("     " + str(detail)[:2000].replace("\n", "\n     "))
+    return cond
+
+
+def finish():
+    """Exit 1 if a check failed."""
+    if failures:
+        print("%d failures" % len(failures))
+        sys.exit(1)
+
+
+def run(argv, timeout=120):
+    """ARGV's completed process, its output captured as text."""
+    return subprocess.run(argv, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True,
+                          timeout=timeout)
+
+
+def sha256_file(path):
+    """To tell whether a test left a file exactly as it was."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def skip(why):

@@ -48,6 +48,53 @@ random_writes ()
   qemu-io -f qcow2 "${args[@]}" "$img" >/dev/null
 }
 
+# expect_refusal MESSAGE CMD...: CMD exits 1 saying MESSAGE, and the
+# chain in $dir is unchanged (its manifest as recorded in $manifest, no
+# part file left).
+expect_refusal ()
+{
+  expect_error "$@"
+  test "$(cat "$dir/manifest.json")" = "$manifest"
+  test -z "$(ls -a "$dir" | grep '\.part$')"
+}
+
+# nbd_random_writes SOCKET SEED: a few data writes (some unaligned), zero
+# writes and trims over NBD, then a flush.
+nbd_random_writes ()
+{
+  $PYTHON - "$1" "$2" <<'EOT'
+import nbd, random, sys
+r = random.Random(int(sys.argv[2]))
+h = nbd.NBD()
+h.connect_unix(sys.argv[1])
+size = h.get_size()
+for i in range(6):
+    off = r.randrange(0, size - (300 << 10))
+    h.pwrite(bytes([r.randrange(1, 256)]) * r.randrange(1, 300 << 10), off)
+for i in range(2):
+    h.zero(r.randrange(1, 9) << 16, r.randrange(0, 900) << 16)
+    h.trim(r.randrange(1, 9) << 16, r.randrange(0, 900) << 16)
+h.flush()
+h.shutdown()
+EOT
+}
+
+# check_stored_bound N FILE EXTENTS: incremental N (FILE) stores no more
+# data than the dirty extents ("nbdcbt-backup extents" output) plus one
+# 64 KiB granule each.  Prints the limit in $limit.
+check_stored_bound ()
+{
+  local n=$1 file=$2 extents=$3 stored
+  stored=$(layer_data_bytes "$file")
+  limit=$(awk '$3 == "data" { s += $2 + 65536 } END { print s + 0 }' \
+          "$extents")
+  echo "backup $n: stored $stored bytes of data, limit $limit"
+  if [ "$stored" -gt "$limit" ]; then
+    echo "$0: incremental $n stores $stored bytes, more than $limit" >&2
+    exit 1
+  fi
+}
+
 # layer_data_bytes FILE: bytes of data allocated in this qcow2 layer alone.
 layer_data_bytes ()
 {

@@ -17,30 +17,16 @@ qemu-img bitmap --clear "$img" b0
 manifest=$(cat "$dir/manifest.json")
 chain_id=$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))["chain-id"])' "$dir/manifest.json")
 
-# expect_error MESSAGE CMD...
-expect_error ()
-{
-  local msg=$1 rc=0; shift
-  "$@" >"$tmpdir/out" 2>&1 || rc=$?
-  if [ $rc -ne 1 ] || ! grep -q -- "$msg" "$tmpdir/out"; then
-    echo "$0: '$*' exited $rc, expected 1 with '$msg'; output:" >&2
-    cat "$tmpdir/out" >&2
-    exit 1
-  fi
-  cat "$tmpdir/out"
-  test "$(cat "$dir/manifest.json")" = "$manifest"
-}
-
 # 1. The bitmap is not exported (missing).
 serve_qemu "$img"
-expect_error "does not offer 'qemu:dirty-bitmap:b0'" \
+expect_refusal "does not offer 'qemu:dirty-bitmap:b0'" \
   $BACKUP inc "$uri" -o "$dir" --bitmap b0
 stop_qemu
 
 # 2. Another bitmap name than the chain's.
 qemu-img bitmap --add "$img" other
 serve_qemu "$img" -B other
-expect_error "the chain follows bitmap 'b0', not 'other'" \
+expect_refusal "the chain follows bitmap 'b0', not 'other'" \
   $BACKUP inc "$uri" -o "$dir" --bitmap other
 stop_qemu
 qemu-img bitmap --remove "$img" other
@@ -50,14 +36,14 @@ qemu-img create -q -f qcow2 "$tmpdir/other.qcow2" 32M
 qemu-io -f qcow2 -c 'write -P 0x99 0 32M' "$tmpdir/other.qcow2" >/dev/null
 qemu-img bitmap --add "$tmpdir/other.qcow2" b0
 serve_qemu "$tmpdir/other.qcow2" -B b0
-expect_error "belongs to another disk" \
+expect_refusal "belongs to another disk" \
   $BACKUP inc "$uri" -o "$dir" --bitmap b0
 stop_qemu
 
 # 4. The disk was resized.
 qemu-img resize -q "$img" 48M
 serve_qemu "$img" -B b0
-expect_error "the disk size changed (the chain has 33554432 bytes, the export 50331648)" \
+expect_refusal "the disk size changed (the chain has 33554432 bytes, the export 50331648)" \
   $BACKUP inc "$uri" -o "$dir" --bitmap b0
 $BACKUP verify "$dir" -q
 

@@ -26,21 +26,6 @@ stop_qemu
 $BACKUP list "$dir" | grep -q '^disk id: *vm1-sda$'
 manifest=$(cat "$dir/manifest.json")
 
-# expect_refusal MESSAGE CMD...: exits 1 saying MESSAGE, chain unchanged.
-expect_refusal ()
-{
-  local msg=$1 rc=0; shift
-  "$@" >"$tmpdir/out" 2>&1 || rc=$?
-  if [ $rc -ne 1 ] || ! grep -qF -- "$msg" "$tmpdir/out"; then
-    echo "$0: '$*' exited $rc, expected 1 with '$msg'; output:" >&2
-    cat "$tmpdir/out" >&2
-    exit 1
-  fi
-  cat "$tmpdir/out"
-  test "$(cat "$dir/manifest.json")" = "$manifest"
-  test -z "$(ls -a "$dir" | grep '\.part$')"
-}
-
 # B under another --disk-id, or under none.
 serve_qemu "$b" -B b0
 expect_refusal "the chain belongs to --disk-id 'vm1-sda', not 'vm2-sda'" \

@@ -8,13 +8,8 @@
 source "$top_srcdir/tests/functions.sh"
 source "$srcdir/backup-functions.sh"
 requires nbdcopy --version
-for m in server/nbdcbt plugins/memory/.libs/nbdcbt-memory-plugin.so \
-         filters/dirty/.libs/nbdcbt-dirty-filter.so; do
-  if [ ! -e "$top_builddir/$m" ]; then
-    echo "$0: skipped: $m is not built yet"
-    exit 77
-  fi
-done
+requires_built server/nbdcbt plugins/memory/.libs/nbdcbt-memory-plugin.so \
+  filters/dirty/.libs/nbdcbt-dirty-filter.so
 
 dir=$tmpdir/backups
 start_server "$tmpdir/pid" "$tmpdir/sock" \
@@ -34,21 +29,7 @@ $BACKUP full "$uri" -o "$dir" --bitmap b0 -q
 nbdcopy "$uri" "$tmpdir/point-0.raw"
 
 for n in 1 2 3 4 5; do
-  $PYTHON - "$tmpdir/sock" $n <<'EOT'
-import nbd, random, sys
-r = random.Random(int(sys.argv[2]))
-h = nbd.NBD()
-h.connect_unix(sys.argv[1])
-size = h.get_size()
-for i in range(6):
-    off = r.randrange(0, size - (300 << 10))
-    h.pwrite(bytes([r.randrange(1, 256)]) * r.randrange(1, 300 << 10), off)
-for i in range(2):
-    h.zero(r.randrange(1, 9) << 16, r.randrange(0, 900) << 16)
-    h.trim(r.randrange(1, 9) << 16, r.randrange(0, 900) << 16)
-h.flush()
-h.shutdown()
-EOT
+  nbd_random_writes "$tmpdir/sock" $n
   $BACKUP inc "$uri" -o "$dir" --bitmap b0 -q
   nbdcopy "$uri" "$tmpdir/point-$n.raw"
 done

@@ -70,13 +70,8 @@ check_point "$tmpdir/restored.qcow2" "$tmpdir/nbdkit.raw"
 
 # 2. Incrementals (nbdcbt's dirty filter on an odd-sized memory disk),
 # changing the last, partial sector each time.
-for m in server/nbdcbt plugins/memory/.libs/nbdcbt-memory-plugin.so \
-         filters/dirty/.libs/nbdcbt-dirty-filter.so; do
-  if [ ! -e "$top_builddir/$m" ]; then
-    echo "$0: skipped: the incrementals need $m, not built yet"
-    exit 77
-  fi
-done
+requires_built server/nbdcbt plugins/memory/.libs/nbdcbt-memory-plugin.so \
+  filters/dirty/.libs/nbdcbt-dirty-filter.so
 dir=$tmpdir/b2
 start_server "$tmpdir/pid" "$tmpdir/sock" \
   --filter=dirty memory size=$size bitmap=b0

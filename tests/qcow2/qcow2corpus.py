@@ -15,7 +15,6 @@ damaged image (or of the top of a chain), and expect is
            refuse it (exit 1).
 """
 
-import hashlib
 import os
 import shutil
 import struct
@@ -328,12 +327,6 @@ CASES = [
     ("backing-loop", "open", _backing_loop),
     ("backing-self", "open", _backing_self),
 ]
-
-
-def sha256(path):
-    """To tell whether a test left a file exactly as it was."""
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def crashed(rc, err):

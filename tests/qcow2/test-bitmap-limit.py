@@ -9,14 +9,11 @@ adding one works again.  qemu-img needs minutes to open 65535 bitmaps, so
 it checks a 5000-bitmap image made the same way instead (and the edits
 nbdcbt-img makes to it)."""
 
-import hashlib
 import json
 import os
 import struct
-import subprocess
-import sys
 
-from nbdcbttest import require, scratch_dir
+from nbdcbttest import check, finish, require, run, scratch_dir, sha256_file
 
 require("qemu-img")
 
@@ -26,15 +23,8 @@ CB = 9
 CS = 1 << CB
 SIZE = 1 << 20                  # 1 MiB: one table cluster at 64 KiB
 d = scratch_dir()
-failures = []
 
 
-def check(cond, what, detail=""):
-    print("%s %s" % ("ok  " if cond else "FAIL", what))
-    if not cond:
-        failures.append(what)
-        if detail:
-            print("     " + str(detail).replace("\n", "\n     "))
 
 
 def clusters(nbytes):
@@ -79,14 +69,8 @@ def write_image(path, n):
                          for i, nm in enumerate(names)))
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
-def run(argv):
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=120)
 
 
 def names_by_qemu(img):
@@ -132,12 +116,12 @@ n = len(json.loads(p.stdout)["format-specific"]["data"]["bitmaps"]) \
     if p.returncode == 0 else -1
 check(n == MAX, "nbdcbt-img info lists %d bitmaps" % MAX, p.stderr)
 
-before = sha256(img)
+before = sha256_file(img)
 p = run([TOOL, "bitmap", "--add", img, "one-more"])
 check(p.returncode == 1 and "Maximum number of persistent bitmaps is "
       "already reached" in p.stderr,
       "nbdcbt-img refuses the %dth with QEMU's message" % (MAX + 1), p.stderr)
-check(sha256(img) == before, "the image was left alone")
+check(sha256_file(img) == before, "the image was left alone")
 
 p = run([TOOL, "bitmap", "--remove", img, "b00007"])
 check(p.returncode == 0, "removing one works", p.stderr)
@@ -153,6 +137,4 @@ check(len(names) == MAX and names[-1] == "one-more" and
       "b00007" not in names, "the new one last, %d in all" % MAX,
       p.stderr[-500:])
 
-if failures:
-    print("%d failures" % len(failures))
-    sys.exit(1)
+finish()

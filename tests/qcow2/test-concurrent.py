@@ -11,11 +11,10 @@ bitmap covers every change."""
 
 import os
 import random
-import subprocess
-import sys
 import threading
 
-from nbdcbttest import Server, extents, require, scratch_dir
+from nbdcbttest import (check, extents, finish, require, run, scratch_dir,
+                        Server)
 
 require("qemu-img")
 
@@ -24,20 +23,10 @@ OPS = 300
 STRIPE = 16384
 SIZE = 6 * 1024 * 1024
 d = scratch_dir()
-failures = []
 
 
-def check(cond, what, detail=""):
-    print("%s %s" % ("ok  " if cond else "FAIL", what))
-    if not cond:
-        failures.append(what)
-        if detail:
-            print("     " + str(detail)[:2000].replace("\n", "\n     "))
 
 
-def run(argv):
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=120)
 
 
 def stripes_of(c):
@@ -137,6 +126,4 @@ case("c64k-extl2-r1", "cluster_size=65536,extended_l2=on,refcount_bits=1",
      65536)
 case("c16k-extl2-r16", "cluster_size=16384,extended_l2=on", 16384)
 
-if failures:
-    print("%d failures" % len(failures))
-    sys.exit(1)
+finish()

@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qcow2corpus  # noqa: E402
-from nbdcbttest import scratch_dir, require  # noqa: E402
+from nbdcbttest import require, scratch_dir, sha256_file  # noqa: E402
 
 require("qemu-img")
 require("qemu-io")
@@ -43,7 +43,7 @@ expect("valid", rc == 0, "check failed on the valid image", out + err)
 
 for name, kind, make in qcow2corpus.CASES:
     path = make(d)
-    before = qcow2corpus.sha256(path)
+    before = sha256_file(path)
 
     rc, out, err = run(["info", "-f", "qcow2", path])
     expect(name, not qcow2corpus.crashed(rc, err), "info crashed (%d)" % rc, err)
@@ -71,7 +71,7 @@ for name, kind, make in qcow2corpus.CASES:
         expect(name, rc == 1 and "nbdcbt-img:" in err,
                "bitmap --add did not refuse it (exit %d)" % rc, out + err)
 
-    expect(name, qcow2corpus.sha256(path) == before, "the file was modified")
+    expect(name, sha256_file(path) == before, "the file was modified")
 
 if failures:
     print("%d failures: %s" % (len(failures), " ".join(failures)))

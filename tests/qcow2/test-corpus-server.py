@@ -15,7 +15,8 @@ import nbd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qcow2corpus  # noqa: E402
-from nbdcbttest import NBDCBT, Server, require, scratch_dir  # noqa: E402
+from nbdcbttest import (NBDCBT, Server, require, scratch_dir,  # noqa: E402
+                        sha256_file)
 
 require("qemu-img")
 require("qemu-io")
@@ -108,12 +109,12 @@ valid = qcow2corpus.make_valid(d)
 served("valid", valid)
 for name, kind, make in qcow2corpus.CASES:
     path = make(d)
-    before = qcow2corpus.sha256(path)
+    before = sha256_file(path)
     if kind == "open":
         refused(name, path)
     else:
         served(name, path)
-    if qcow2corpus.sha256(path) != before:
+    if sha256_file(path) != before:
         fail(name, "the file was modified")
 
 if failures:

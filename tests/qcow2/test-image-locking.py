@@ -15,37 +15,22 @@ directions, and the refusal of persistent bitmaps on a qcow2 v2 image.
   QEMU's message and leaves the file as it was.
 """
 
-import hashlib
 import os
-import subprocess
-import sys
 
-from nbdcbttest import NBDCBT, Server, require, scratch_dir
+from nbdcbttest import (NBDCBT, check, finish, require, run, scratch_dir,
+                        Server, sha256_file)
 
 require("qemu-img")
 require("qemu-nbd")
 
 IMG = os.path.join(os.environ["top_builddir"], "tools", "img", "nbdcbt-img")
 d = scratch_dir()
-failures = []
 
 
-def run(argv):
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=60)
 
 
-def check(cond, what, detail=""):
-    print("%s %s" % ("ok  " if cond else "FAIL", what))
-    if not cond:
-        failures.append(what)
-        if detail:
-            print("     " + str(detail).replace("\n", "\n     "))
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 base = os.path.join(d, "base.qcow2")
@@ -63,11 +48,11 @@ with Server.nbdcbt([top]) as srv:
           "qemu-img info refused while nbdcbt serves read-write", p.stderr)
     p = run(["qemu-img", "info", "-U", top])
     check(p.returncode == 0, "qemu-img info -U works meanwhile", p.stderr)
-    before = sha256(top)
+    before = sha256_file(top)
     p = run(["qemu-img", "bitmap", "--add", top, "x"])
     check(p.returncode != 0 and 'Failed to get "write" lock' in p.stderr,
           "qemu-img bitmap --add refused meanwhile", p.stderr)
-    check(sha256(top) == before, "... and the image was not touched")
+    check(sha256_file(top) == before, "... and the image was not touched")
     p = run(["qemu-io", "-f", "qcow2", "-c", "write 0 64k", base])
     check(p.returncode != 0 and "lock" in p.stderr,
           "the backing file cannot be written meanwhile", p.stdout + p.stderr)
@@ -113,7 +98,7 @@ with Server.nbdcbt(["-r", top]):
 
 # 3. qemu-nbd serves read-write.
 with Server.qemu_nbd(["-f", "qcow2", top]):
-    before = sha256(top)
+    before = sha256_file(top)
     p = run([NBDCBT, "-U", os.path.join(d, "sock"), top])
     check(p.returncode != 0 and 'Failed to get "write" lock' in p.stderr,
           "nbdcbt refuses an image qemu-nbd serves read-write", p.stderr)
@@ -131,19 +116,19 @@ with Server.qemu_nbd(["-f", "qcow2", top]):
     p = run([IMG, "create", "-f", "qcow2", top, "1M"])
     check(p.returncode == 1 and 'Failed to get "write" lock' in p.stderr,
           "nbdcbt-img create refuses to overwrite it", p.stderr)
-    check(sha256(top) == before, "nbdcbt left the image alone")
+    check(sha256_file(top) == before, "nbdcbt left the image alone")
 
 # 4. A persistent bitmap on a v2 image: refused at startup.
 v2 = os.path.join(d, "v2.qcow2")
 run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=0.10", v2,
      "4M"])
-before = sha256(v2)
+before = sha256_file(v2)
 p = run([NBDCBT, "-U", os.path.join(d, "sock2"), "--filter=dirty", "qcow2",
          "file=" + v2, "bitmap=x"])
 check(p.returncode != 0 and
       "Cannot store dirty bitmaps in qcow2 v2 files" in p.stderr,
       "a bitmap on a v2 image is refused at startup", p.stderr)
-check(sha256(v2) == before, "... and the v2 image was not touched")
+check(sha256_file(v2) == before, "... and the v2 image was not touched")
 p = run(["qemu-img", "bitmap", "--add", v2, "x"])
 check(p.returncode != 0 and
       "Cannot store dirty bitmaps in qcow2 v2 files" in p.stderr,
@@ -158,6 +143,4 @@ with Server.nbdcbt([v2]) as srv:
     h.pwrite(b"\x11" * 4096, 0)
     h.shutdown()
 
-if failures:
-    print("%d failures" % len(failures))
-    sys.exit(1)
+finish()

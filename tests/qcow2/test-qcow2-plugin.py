@@ -4,38 +4,23 @@ and qemu:allocation-depth over a backing chain, data after writes, zero
 (with and without MAY_TRIM), trim, FUA and flush; qemu-img check is clean
 afterwards and a read-only server leaves the file untouched."""
 
-import hashlib
 import os
 import subprocess
-import sys
 
 import nbd
-from nbdcbttest import Server, extents, require, scratch_dir
+from nbdcbttest import (check, extents, finish, require, scratch_dir,
+                        Server, sha256_file)
 
 require("qemu-img")
 require("qemu-io")
 require("qemu-nbd")
 
 d = scratch_dir()
-failures = []
 MB = 1024 * 1024
 
 
 def run(*argv):
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
-    else:
-        print("ok  ", what)
 
 
 def maps(srv):
@@ -63,7 +48,7 @@ run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F",
 run("qemu-io", "-f", "qcow2", "-c", "write -P 4 100k 10k", "-c",
     "discard 0 64k", "-c", "write -z 4M 128k", top)
 
-before = sha256(top), sha256(mid), sha256(base)
+before = sha256_file(top), sha256_file(mid), sha256_file(base)
 with Server.qemu_nbd(["-r", "-A", "-f", "qcow2", top]) as srv:
     qa, qd, qdata = maps(srv)
 with Server.nbdcbt(["-r", "qcow2", "file=" + top]) as srv:
@@ -75,7 +60,7 @@ check(qd == nd, "qemu:allocation-depth matches qemu-nbd")
 if qd != nd:
     print(" qemu-nbd", qd, "\n nbdcbt  ", nd)
 check(qdata == ndata, "data through the chain matches qemu-nbd")
-check(before == (sha256(top), sha256(mid), sha256(base)),
+check(before == (sha256_file(top), sha256_file(mid), sha256_file(base)),
       "a read-only server leaves every image of the chain untouched")
 
 # Writes through the plugin, then qemu-img reads the same.
@@ -120,5 +105,4 @@ with Server.nbdcbt(["-r", "qcow2", "file=" + img]) as srv:
     check(h.is_read_only(), "-r gives a read-only export")
     h.shutdown()
 
-if failures:
-    sys.exit(1)
+finish()

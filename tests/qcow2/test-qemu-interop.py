@@ -16,13 +16,12 @@
     x-debug-block-dirty-bitmap-sha256 equals nbdcbt-img info's sha256.
 """
 
-import hashlib
 import os
 import random
 import sys
 
 import nbd
-from nbdcbttest import NBDCBT, Server, require, scratch_dir
+from nbdcbttest import NBDCBT, Server, require, scratch_dir, sha256_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from q2interop import (NBDCBT_IMG, PREFIX, Checker, bitmap_list,  # noqa: E402
@@ -35,14 +34,6 @@ d = scratch_dir()
 
 check = Checker()
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(MiB), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def qemu_io(img, *cmds):
