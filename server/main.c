@@ -16,6 +16,7 @@
 #include "internal.h"
 #include "tls.h"
 #include "control.h"
+#include "nbdkit-host.h"
 
 bool verbose;
 bool read_only;
@@ -78,6 +79,7 @@ enum {
   OPT_EXPORT,
   OPT_NODE_NAME,
   OPT_CONTROL,
+  OPT_NBDKIT_DEBUG,
 };
 
 static const char short_options[] = "D:e:fhi:p:P:rst:U:vV";
@@ -96,6 +98,7 @@ static const struct option long_options[] = {
   { "help", no_argument, NULL, 'h' },
   { "ipaddr", required_argument, NULL, 'i' },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+  { "nbdkit-debug", required_argument, NULL, OPT_NBDKIT_DEBUG },
   { "port", required_argument, NULL, 'p' },
   { "pidfile", required_argument, NULL, 'P' },
   { "readonly", no_argument, NULL, 'r' },
@@ -151,6 +154,7 @@ usage (void)
           "      --tls-psk=FILE      pre-shared keys (psktool's format)\n"
           "      --tls-verify-peer   require client certificates signed by the CA\n"
           "      --exit-with-parent  exit when the parent process exits\n"
+          "      --nbdkit-debug=MODULE.FLAG=N  an nbdkit module's debug flag\n"
           "      --dump-plugin       print facts about PLUGIN and exit\n"
           "  -v, --verbose           debug messages\n"
           "  -V, --version           print the version and exit\n"
@@ -539,6 +543,10 @@ main (int argc, char *argv[])
         node_name = optarg;
       break;
     case OPT_DUMP_PLUGIN: dump = true; break;
+    case OPT_NBDKIT_DEBUG:
+      if (nbdkit_debug_flag_add (optarg) == -1)
+        exit (EXIT_FAILURE);
+      break;
     case OPT_EXIT_WITH_PARENT: exit_with_parent = true; break;
     case OPT_TLS:
       if (tls_parse_mode (optarg) == -1)
@@ -620,6 +628,8 @@ main (int argc, char *argv[])
   plugin_arg = argv[optind++];
   if (ends_with (plugin_arg, ".so") && strchr (plugin_arg, '/'))
     ;
+  else if (nbdkit_module_wanted (plugin_arg, true))
+    ;                           /* nbdkit:NAME */
   else if (is_module_name (plugin_arg) && module_exists (plugin_arg))
     ;
   else if (stat (plugin_arg, &st) == 0
@@ -715,6 +725,8 @@ main (int argc, char *argv[])
   nexps = 1;
 
  configured:
+  if (nbdkit_debug_flags_check () == -1)
+    exit (EXIT_FAILURE);
   for (k = 0; k < nexps; ++k)
     if (backend_thread_model (exps[k]->top) == -1)
       exit (EXIT_FAILURE);
@@ -745,6 +757,7 @@ main (int argc, char *argv[])
   if (control_arg)
     control_path = absolute_or_exit (control_arg);
 
+  nbdkit_stdio_used = single;
   /* Each export's chain gets ready; a failure stops the server before it
    * listens.
    */
@@ -757,6 +770,8 @@ main (int argc, char *argv[])
   unsigned long errors_before_shutdown = 0;
 
   if (single) {
+    if (nbdkit_modules_after_fork () == -1)
+      exit (EXIT_FAILURE);
     if (control_path && control_start (control_path) == -1)
       exit (EXIT_FAILURE);
     if (pidfile && write_pidfile (pidfile) == -1)
@@ -777,6 +792,11 @@ main (int argc, char *argv[])
 
     if (!foreground && !activated)
       daemonize ();
+    if (nbdkit_modules_after_fork () == -1) {
+      if (unix_path)
+        unlink (unix_path);
+      exit (EXIT_FAILURE);
+    }
     /* After the fork: threads do not survive it. */
     if (control_path && control_start (control_path) == -1) {
       if (unix_path)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "nbdkit-host.h"
 
 #ifndef PLUGINDIR
 #define PLUGINDIR "/usr/local/lib/nbdcbt/plugins"
@@ -205,8 +206,12 @@ struct nbdcbt_module *
 module_get (const char *name, bool is_plugin, bool quiet)
 {
   const char *kind = is_plugin ? "plugin" : "filter";
-  char *path = module_find (name, is_plugin);
+  char *path;
   struct nbdcbt_module *m;
+
+  if (nbdkit_module_wanted (name, is_plugin))
+    return nbdkit_module_get (name, is_plugin);
+  path = module_find (name, is_plugin);
 
   if (path == NULL && strchr (name, '/')) {
     if (!quiet)
@@ -260,6 +265,7 @@ modules_unload (void)
   }
   modules = NULL;
   pthread_mutex_unlock (&modules_lock);
+  nbdkit_modules_unload ();
 }
 
 void
