@@ -25,7 +25,7 @@ start_tcp_server "$tmpdir/pid" "$port" -v --tls-psk="$k/keys.psk" \
 uri="nbds://alice@localhost:$port/?tls-psk-file=$k/keys.psk"
 uri2=$uri
 nbdinfo "$uri" | grep -q "with TLS"
-grep -q "TLS session: TLS1.3, PSK user 'alice'" "$log"
+grep -q "TLS session: TLS1.3, PSK user 'alice', key exchange ECDHE-PSK" "$log"
 nbdcopy "$tmpdir/data" "$uri2"
 nbdcopy "$uri" "$tmpdir/back"
 cmp "$tmpdir/data" "$tmpdir/back"
