@@ -1,4 +1,4 @@
-/* The request buffer pool of a connection.
+/* The request buffer pool of a connection, within --max-in-flight.
  *
  * A request's buffer holds its payload with room for the reply header in
  * front of it, so a READ reply leaves in one system call with no copy.
@@ -10,6 +10,10 @@
  * connection's most recently released one: with fewer requests in flight
  * than threads, a few buffers that stay in the CPU caches go round
  * instead of one per thread.
+ *
+ * All of a connection's buffers, in use or kept, count against
+ * --max-in-flight (make_room): a client that floods large WRITEs, or
+ * keeps many large READs in flight, holds that much memory at most.
  */
 #include <config.h>
 
@@ -26,6 +30,7 @@ void
 buffer_pool_init (struct buffer_pool *pool)
 {
   pthread_mutex_init (&pool->lock, NULL);
+  pthread_cond_init (&pool->released, NULL);
   pool->free = (buffer_vector) empty_vector;
 }
 
@@ -37,55 +42,114 @@ buffer_pool_free (struct buffer_pool *pool)
   for (i = 0; i < pool->free.len; ++i)
     free (pool->free.ptr[i].buf);
   buffer_vector_reset (&pool->free);
+  pthread_cond_destroy (&pool->released);
   pthread_mutex_destroy (&pool->lock);
+}
+
+/* Under the pool's lock: make room for NEED more bytes within
+ * --max-in-flight.  Buffers kept for reuse go first (the oldest
+ * first).  Then a first allocation (MAY_WAIT) waits for the requests
+ * in flight to give theirs back: the reader waits with the read lock
+ * held, so the client's requests back up in the socket, not in memory.
+ * A request alone always gets its buffer, however large (up to the
+ * maximum payload), and a buffer that grows (a BLOCK_STATUS reply with
+ * several contexts) never waits, since it holds memory already.
+ */
+static void
+make_room (struct buffer_pool *pool, size_t need, bool may_wait)
+{
+  while (pool->held + need > max_in_flight) {
+    if (pool->free.len > 0) {
+      struct request_buffer old = pool->free.ptr[0];
+
+      memmove (&pool->free.ptr[0], &pool->free.ptr[1],
+               --pool->free.len * sizeof old);
+      pool->held -= old.cap;
+      free (old.buf);
+      continue;
+    }
+    if (!may_wait || pool->in_use == 0 || is_quitting ())
+      return;
+    pthread_cond_wait (&pool->released, &pool->lock);
+  }
 }
 
 /* Make RB hold at least LEN payload bytes, taking the pool's most
  * recently released buffer first.  KEEP: the first KEEP payload bytes
- * survive a reallocation.  -1 = out of memory (RB holds no buffer then,
- * or the old one if KEEP > 0).
+ * survive a reallocation.  -1 = out of memory; RB then holds the buffer
+ * it had if KEEP > 0, none otherwise.  Every buffer obtained goes back
+ * with buffer_put.
  */
 int
 buffer_get (struct buffer_pool *pool, struct request_buffer *rb, size_t len,
             size_t keep)
 {
+  size_t need = HDR_ROOM + len;
+  bool first = rb->buf == NULL;
   void *p;
 
-  if (rb->buf == NULL) {
+  {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&pool->lock);
-    if (pool->free.len > 0)
+
+    if (first && pool->free.len > 0) {
       *rb = pool->free.ptr[--pool->free.len];
+      pool->in_use++;
+      first = false;
+    }
+    if (need <= rb->cap)
+      return 0;
+    /* Charge the new buffer now; the old one is uncharged once freed. */
+    make_room (pool, need, first);
+    pool->held += need;
+    if (first)
+      pool->in_use++;
   }
-  if (HDR_ROOM + len <= rb->cap)
-    return 0;
-  if (posix_memalign (&p, DATA_ALIGN, HDR_ROOM + len) != 0) {
+
+  if (posix_memalign (&p, DATA_ALIGN, need) != 0)
+    p = NULL;
+  else if (keep > 0)
+    memcpy ((char *) p + HDR_ROOM, rb->buf + HDR_ROOM, keep);
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&pool->lock);
+  if (p == NULL) {
+    pool->held -= need;
     if (keep == 0) {
+      pool->held -= rb->cap;
+      pool->in_use--;
       free (rb->buf);
       *rb = (struct request_buffer) { 0 };
     }
+    pthread_cond_broadcast (&pool->released);
     return -1;
   }
-  if (keep > 0)
-    memcpy ((char *) p + HDR_ROOM, rb->buf + HDR_ROOM, keep);
+  pool->held -= rb->cap;
   free (rb->buf);
   rb->buf = p;
-  rb->cap = HDR_ROOM + len;
+  rb->cap = need;
   return 0;
 }
 
-/* Give RB back to the pool (or free it if it is large). */
+/* Give RB back: kept for reuse if it is not large and the pool is
+ * within its budget, freed otherwise.
+ */
 void
 buffer_put (struct buffer_pool *pool, struct request_buffer *rb)
 {
-  int r = -1;
+  bool keep;
 
   if (rb->buf == NULL)
     return;
-  if (rb->cap <= HDR_ROOM + KEEP_BUFFER) {
+  {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&pool->lock);
-    r = buffer_vector_append (&pool->free, *rb);
+
+    pool->in_use--;
+    keep = rb->cap <= HDR_ROOM + KEEP_BUFFER && pool->held <= max_in_flight
+      && buffer_vector_append (&pool->free, *rb) == 0;
+    if (!keep)
+      pool->held -= rb->cap;
+    pthread_cond_broadcast (&pool->released);
   }
-  if (r == -1)
+  if (!keep)
     free (rb->buf);
   *rb = (struct request_buffer) { 0 };
 }

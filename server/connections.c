@@ -19,6 +19,7 @@ static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t conns_cond = PTHREAD_COND_INITIALIZER;
 static struct connection *conns;
 static unsigned nr_conns;
+static unsigned nr_evicted;     /* of NR_CONNS, shut down and leaving */
 
 /* SERIALIZE_CONNECTIONS: one connection at a time. */
 static pthread_mutex_t connection_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -96,6 +97,46 @@ conn_free (struct connection *conn)
   free (conn);
 }
 
+/* The handshake is over: the connection can no longer be evicted (if
+ * it was, its socket is shut down and it stops here).
+ */
+static bool
+entered_transmission (struct connection *conn)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&conns_lock);
+
+  conn->list.in_handshake = false;
+  if (conn->list.evicted)
+    return false;
+  transport_start_transmission (&conn->transport);
+  return true;
+}
+
+/* At the connection limit, a new client takes the place of the oldest
+ * connection still in the handshake: clients that connect and never
+ * finish negotiating (a slow-loris flood) cannot lock out one that
+ * does, while a handshake that works takes milliseconds.  The evicted
+ * connection is shut down and leaves on its own thread.  Under
+ * conns_lock; false if every connection is past the handshake.
+ */
+static bool
+evict_one_in_handshake (void)
+{
+  struct connection *c, *oldest = NULL;
+
+  for (c = conns; c; c = c->list.next)     /* newest first */
+    if (c->list.in_handshake && !c->list.evicted)
+      oldest = c;
+  if (oldest == NULL)
+    return false;
+  nbdcbt_debug ("connection limit reached: evicting a client that has "
+                "not finished its handshake");
+  oldest->list.evicted = true;
+  nr_evicted++;
+  transport_shutdown (&oldest->transport, SHUT_RDWR);
+  return true;
+}
+
 static void
 run_connection (struct connection *conn)
 {
@@ -104,7 +145,8 @@ run_connection (struct connection *conn)
   current_conn = conn;
   if (serialize)
     pthread_mutex_lock (&connection_lock);
-  if (handshake (conn) == 0)
+  transport_start_handshake (&conn->transport);
+  if (handshake (conn) == 0 && entered_transmission (conn))
     workers_serve (conn);
   /* Close the chain before the socket: the close callbacks (and bitmap
    * stores in them) finish before the client sees the disconnect.
@@ -120,13 +162,15 @@ unregister (struct connection *conn)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&conns_lock);
 
-  if (conn->list_prev)
-    conn->list_prev->list_next = conn->list_next;
+  if (conn->list.prev)
+    conn->list.prev->list.next = conn->list.next;
   else
-    conns = conn->list_next;
-  if (conn->list_next)
-    conn->list_next->list_prev = conn->list_prev;
+    conns = conn->list.next;
+  if (conn->list.next)
+    conn->list.next->list.prev = conn->list.prev;
   nr_conns--;
+  if (conn->list.evicted)
+    nr_evicted--;
   pthread_cond_broadcast (&conns_cond);
 }
 
@@ -162,7 +206,8 @@ register_connection (int fd, bool is_socket, int outfd)
 
   if (is_quitting ())
     return NULL;
-  if (nr_conns >= max_connections) {
+  if (nr_conns - nr_evicted >= max_connections
+      && !evict_one_in_handshake ()) {
     nbdcbt_error ("too many connections (--max-connections=%u), "
                   "closing a new one", max_connections);
     return NULL;
@@ -172,9 +217,10 @@ register_connection (int fd, bool is_socket, int outfd)
     nbdcbt_error ("calloc: %m");
     return NULL;
   }
-  conn->list_next = conns;
+  conn->list.in_handshake = true;
+  conn->list.next = conns;
   if (conns)
-    conns->list_prev = conn;
+    conns->list.prev = conn;
   conns = conn;
   nr_conns++;
   return conn;
@@ -230,7 +276,7 @@ connections_shutdown (struct export *exp)
   struct connection *conn;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&conns_lock);
 
-  for (conn = conns; conn; conn = conn->list_next)
+  for (conn = conns; conn; conn = conn->list.next)
     if (exp == NULL
         || __atomic_load_n (&conn->exp, __ATOMIC_ACQUIRE) == exp)
       transport_shutdown (&conn->transport, SHUT_RD);

@@ -499,7 +499,12 @@ opt_starttls (struct connection *conn, uint32_t len)
                        "TLS is already negotiated");
   if (send_ack (conn, NBD_OPT_STARTTLS) == -1)
     return -1;
-  if (tls_start (&conn->transport, HANDSHAKE_TIMEOUT_MS) == -1)
+  /* The TLS handshake has what is left of --handshake-limit (0 = no
+   * limit, for gnutls too).
+   */
+  if (tls_start (&conn->transport,
+                 MAX (transport_handshake_ms_left (&conn->transport), 0))
+      == -1)
     return -1;
   conn->neg.structured = false;
   selected_reset (&conn->neg.selected);

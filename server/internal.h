@@ -17,7 +17,7 @@
 #define MAX_REQUEST_SIZE (32 * 1024 * 1024) /* READ/WRITE payload */
 #define MAX_OPTION_LENGTH (64 * 1024)       /* larger options: drop */
 #define MAX_OPTIONS 256                     /* options per handshake */
-#define HANDSHAKE_TIMEOUT_MS (60 * 1000)
+#define SEND_TIMEOUT 60          /* seconds a reply may make no progress */
 #define MAX_EXTENTS (1024 * 1024)           /* descriptors per chunk */
 
 /* main.c: settings from the command line. */
@@ -30,6 +30,9 @@ extern unsigned max_connections;
  * chains (exports.c lowers it while the server starts).
  */
 extern int thread_model;
+extern unsigned handshake_limit;        /* --handshake-limit, seconds */
+extern unsigned idle_timeout;           /* --idle-timeout, seconds */
+extern uint64_t max_in_flight;          /* --max-in-flight, bytes */
 extern const char *program_name;
 
 /* quit.c-like state (main.c): set by signals or nbdcbt_shutdown. */
@@ -252,7 +255,10 @@ struct request_buffer {
 DEFINE_VECTOR_TYPE (buffer_vector, struct request_buffer);
 struct buffer_pool {
   pthread_mutex_t lock;
+  pthread_cond_t released;      /* a buffer was given back */
   buffer_vector free;           /* not in use, most recently used last */
+  uint64_t held;                /* bytes of all buffers, FREE included */
+  unsigned in_use;              /* buffers handed out */
 };
 #define REQUEST_DATA(rb) ((rb)->buf + HDR_ROOM)
 extern void buffer_pool_init (struct buffer_pool *pool);
@@ -316,7 +322,11 @@ struct connection {
   struct unflushed unflushed;   /* connections.c */
   struct nbdcbt_context *top;   /* the chain, opened by the handshake */
   struct export *exp;           /* TOP's export, with a reference */
-  struct connection *list_next, *list_prev; /* connections.c */
+  struct conn_list_entry {      /* connections.c, under its lock */
+    struct connection *next, *prev;
+    bool in_handshake;          /* may be evicted at the limit */
+    bool evicted;
+  } list;
 };
 extern __thread struct connection *current_conn;
 extern void accept_connection (int fd, bool is_socket, int outfd);
@@ -337,6 +347,7 @@ struct request {
   uint16_t type, flags;
   uint64_t cookie, offset;
   uint32_t count;
+  int err;                      /* refused as it was received */
 };
 
 /* A worker thread's state (workers.c). */

@@ -23,6 +23,9 @@ bool read_only;
 bool foreground;
 unsigned threads = 16;
 unsigned max_connections = 100;
+unsigned handshake_limit = 10;          /* seconds, 0 = none */
+unsigned idle_timeout;                  /* seconds, 0 = none */
+uint64_t max_in_flight = 64 * 1024 * 1024;
 int thread_model = NBDCBT_THREAD_MODEL_PARALLEL;
 const char *program_name = "nbdcbt";
 
@@ -71,6 +74,9 @@ enum {
   OPT_FILTER = 256,
   OPT_DUMP_PLUGIN,
   OPT_MAX_CONNECTIONS,
+  OPT_HANDSHAKE_LIMIT,
+  OPT_IDLE_TIMEOUT,
+  OPT_MAX_IN_FLIGHT,
   OPT_EXIT_WITH_PARENT,
   OPT_TLS,
   OPT_TLS_CERTIFICATES,
@@ -97,7 +103,10 @@ static const struct option long_options[] = {
   { "node-name", required_argument, NULL, OPT_NODE_NAME },
   { "help", no_argument, NULL, 'h' },
   { "ipaddr", required_argument, NULL, 'i' },
+  { "handshake-limit", required_argument, NULL, OPT_HANDSHAKE_LIMIT },
+  { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+  { "max-in-flight", required_argument, NULL, OPT_MAX_IN_FLIGHT },
   { "nbdkit-debug", required_argument, NULL, OPT_NBDKIT_DEBUG },
   { "port", required_argument, NULL, 'p' },
   { "pidfile", required_argument, NULL, 'P' },
@@ -153,6 +162,11 @@ usage (void)
           "                          ca-cert.pem, ca-crl.pem\n"
           "      --tls-psk=FILE      pre-shared keys (psktool's format)\n"
           "      --tls-verify-peer   require client certificates signed by the CA\n"
+          "      --handshake-limit=S drop a client still negotiating after S\n"
+          "                          seconds (10; 0 = no limit)\n"
+          "      --idle-timeout=S    drop a client that sends no request for S\n"
+          "                          seconds while none is in flight (0 = never)\n"
+          "      --max-in-flight=SIZE request buffers per connection (64M)\n"
           "      --exit-with-parent  exit when the parent process exits\n"
           "      --nbdkit-debug=MODULE.FLAG=N  an nbdkit module's debug flag\n"
           "      --dump-plugin       print facts about PLUGIN and exit\n"
@@ -565,6 +579,35 @@ main (int argc, char *argv[])
       }
       max_connections = u;
       break;
+    case OPT_HANDSHAKE_LIMIT:
+      if (nbdcbt_parse_uint32 ("--handshake-limit", optarg, &u) == -1)
+        exit (EXIT_FAILURE);
+      if (u > 86400) {
+        nbdcbt_error ("--handshake-limit: at most 86400 seconds");
+        exit (EXIT_FAILURE);
+      }
+      handshake_limit = u;
+      break;
+    case OPT_IDLE_TIMEOUT:
+      if (nbdcbt_parse_uint32 ("--idle-timeout", optarg, &u) == -1)
+        exit (EXIT_FAILURE);
+      if (u > 86400 * 365) {
+        nbdcbt_error ("--idle-timeout: at most a year (31536000 seconds)");
+        exit (EXIT_FAILURE);
+      }
+      idle_timeout = u;
+      break;
+    case OPT_MAX_IN_FLIGHT: {
+      int64_t sz = nbdcbt_parse_size (optarg);
+      if (sz == -1)
+        exit (EXIT_FAILURE);
+      if (sz < 1024 * 1024) {
+        nbdcbt_error ("--max-in-flight: at least 1M");
+        exit (EXIT_FAILURE);
+      }
+      max_in_flight = sz;
+      break;
+    }
     default:
       fprintf (stderr, "Try 'nbdcbt --help' for more information.\n");
       exit (EXIT_FAILURE);

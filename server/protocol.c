@@ -25,6 +25,7 @@
 #include "minmax.h"
 
 #define EXTENTS_KEEP 4096       /* larger extents lists are not kept */
+#define MAX_DISCARD (2 * MAX_REQUEST_SIZE) /* refused WRITE payloads */
 
 static uint32_t
 nbd_errno (int err, bool fast_zero)
@@ -378,7 +379,9 @@ protocol_serve_request (struct worker *w, const struct request *req)
   int err;
 
   w->layout.n = 0;
-  err = validate_request (conn, req);
+  err = req->err;
+  if (err == 0)
+    err = validate_request (conn, req);
   if (err == 0 && req->type == NBD_CMD_READ
       && buffer_get (&conn->buffers, &w->rb, req->count, 0) == -1)
     err = ENOMEM;
@@ -429,21 +432,39 @@ protocol_recv_request (struct worker *w, struct request *req)
     nbdcbt_debug ("client sent NBD_CMD_DISC");
     return 0;
   }
+  req->err = 0;
   if (req->type == NBD_CMD_WRITE) {
-    /* The payload follows whether or not the request is valid. */
+    /* The payload follows whether or not the request is valid.  One
+     * that is refused is read and dropped, so that the client gets a
+     * reply and its next request is read from the right place (closing
+     * with its bytes unread would reset the connection under the
+     * client).  Beyond twice the maximum, as nbdkit, the client is not
+     * speaking NBD: drop it.
+     */
+    if (req->count > MAX_DISCARD) {
+      nbdcbt_error ("write of %" PRIu32 " bytes is far larger than the "
+                    "maximum payload (%d), dropping the client",
+                    req->count, MAX_REQUEST_SIZE);
+      return 0;
+    }
     if (req->count > MAX_REQUEST_SIZE) {
       nbdcbt_error ("write of %" PRIu32 " bytes is larger than the "
-                    "maximum payload, dropping the client", req->count);
-      return 0;
+                    "maximum payload (%d), refused", req->count,
+                    MAX_REQUEST_SIZE);
+      req->err = EINVAL;
     }
-    if (buffer_get (&conn->buffers, &w->rb, req->count, 0) == -1) {
-      nbdcbt_error ("cannot allocate a %" PRIu32 " byte buffer, "
-                    "dropping the client", req->count);
-      return 0;
+    else if (buffer_get (&conn->buffers, &w->rb, req->count, 0) == -1) {
+      nbdcbt_error ("cannot allocate a %" PRIu32 " byte buffer: %m",
+                    req->count);
+      req->err = ENOMEM;
     }
-    r = conn_recv_buffered (conn, REQUEST_DATA (&w->rb), req->count);
+    if (req->err)
+      r = conn_discard_buffered (conn, req->count);
+    else
+      r = conn_recv_buffered (conn, REQUEST_DATA (&w->rb), req->count);
     if (r != 1) {
-      nbdcbt_debug ("client closed the connection in a write payload");
+      if (!is_quitting ())
+        nbdcbt_debug ("client closed the connection in a write payload");
       return 0;
     }
   }

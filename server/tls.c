@@ -498,7 +498,7 @@ log_handshake_failure (struct tls_session *s, int r)
     break;
   case GNUTLS_E_TIMEDOUT:
     nbdcbt_error ("TLS handshake: the client did not complete it within "
-                  "%d seconds", HANDSHAKE_TIMEOUT_MS / 1000);
+                  "%u seconds (--handshake-limit)", handshake_limit);
     return;
   }
   nbdcbt_error ("TLS handshake: %s", gnutls_strerror (r));
@@ -652,8 +652,9 @@ tls_recv (struct transport *t, void *buf, size_t len, int flags)
       r = 0;
       break;
     case GNUTLS_E_TIMEDOUT:
-      nbdcbt_error ("client sent nothing for %d seconds, dropping it",
-                    HANDSHAKE_TIMEOUT_MS / 1000);
+      nbdcbt_error ("client did not finish the handshake within %u "
+                    "seconds (--handshake-limit), dropping it",
+                    handshake_limit);
       errno = ETIMEDOUT;
       r = -1;
       break;

@@ -5,11 +5,14 @@
 #include <config.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -45,8 +48,13 @@ plain_sendv (struct transport *t, struct iovec *iov, int n)
     else
       r = writev (t->sockout, iov, n);
     if (r == -1) {
-      if (errno == EINTR || errno == EAGAIN)
+      if (errno == EINTR)
         continue;
+      if (errno == EAGAIN) {    /* SO_SNDTIMEO passed with no progress */
+        nbdcbt_error ("client read nothing for %d seconds, dropping it",
+                      SEND_TIMEOUT);
+        errno = ETIMEDOUT;
+      }
       return -1;
     }
     while (n > 0 && (size_t) r >= iov->iov_len) {
@@ -76,6 +84,28 @@ const struct transport_ops plain_transport_ops = {
   .shutdown = plain_shutdown,
 };
 
+static int64_t
+now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+set_socket_timeout (struct transport *t, int opt, unsigned seconds)
+{
+  struct timeval tv = { .tv_sec = seconds };
+
+  if (t->is_socket
+      && setsockopt (t->sockin, SOL_SOCKET, opt, &tv, sizeof tv) == -1)
+    nbdcbt_debug ("setsockopt: %m");
+}
+
+/* A reply that makes no progress for SEND_TIMEOUT seconds fails (a
+ * client that stopped reading).
+ */
 void
 transport_init (struct transport *t, int sockin, int sockout, bool is_socket)
 {
@@ -85,6 +115,41 @@ transport_init (struct transport *t, int sockin, int sockout, bool is_socket)
   t->is_socket = is_socket;
   pthread_mutex_init (&t->read_lock, NULL);
   pthread_mutex_init (&t->write_lock, NULL);
+  set_socket_timeout (t, SO_SNDTIMEO, SEND_TIMEOUT);
+}
+
+/* The handshake starts: --handshake-limit counts from now. */
+void
+transport_start_handshake (struct transport *t)
+{
+  t->handshake_deadline = handshake_limit
+    ? now_ms () + (int64_t) handshake_limit * 1000 : 0;
+}
+
+/* The transmission phase starts: the idle timeout replaces the
+ * handshake deadline.  On a socket the kernel applies it to each
+ * blocking read (SO_RCVTIMEO), so the request path polls for nothing.
+ */
+void
+transport_start_transmission (struct transport *t)
+{
+  t->handshake_deadline = 0;
+  if (idle_timeout)
+    set_socket_timeout (t, SO_RCVTIMEO, idle_timeout);
+}
+
+/* Milliseconds left for the handshake (at least 1), or 0 if it is
+ * over; -1 if there is no limit.
+ */
+int
+transport_handshake_ms_left (struct transport *t)
+{
+  int64_t left;
+
+  if (t->handshake_deadline == 0)
+    return -1;
+  left = t->handshake_deadline - now_ms ();
+  return left <= 0 ? 0 : (int) MIN (left, (int64_t) INT_MAX);
 }
 
 /* The descriptors stay open: the connection closes them. */
@@ -105,7 +170,9 @@ transport_shutdown (struct transport *t, int how)
   t->ops->shutdown (t, how);
 }
 
-/* Wait until FD is readable, the server quits or the timeout passes. */
+/* Wait until FD is readable (1), the timeout passes (0), or the server
+ * quits (-1, ESHUTDOWN).
+ */
 static int
 wait_readable (int fd, int timeout_ms)
 {
@@ -121,63 +188,91 @@ wait_readable (int fd, int timeout_ms)
       continue;
     if (r == -1)
       return -1;
-    if (r == 0) {
-      nbdcbt_error ("client sent nothing for %d seconds, dropping it",
-                    timeout_ms / 1000);
-      errno = ETIMEDOUT;
-      return -1;
-    }
+    if (r == 0)
+      return 0;
     if (fds[1].revents) {
       errno = ESHUTDOWN;
       return -1;
     }
-    return 0;
+    return 1;
   }
+}
+
+/* The wait for input timed out: drop the client, unless it is in the
+ * transmission phase with requests in flight (it waits for their
+ * replies, and that is not idling).
+ */
+static bool
+give_up_waiting (struct connection *conn, bool handshake)
+{
+  if (handshake) {
+    if (transport_handshake_ms_left (&conn->transport) != 0)
+      return false;
+    nbdcbt_error ("client did not finish the handshake within %u seconds "
+                  "(--handshake-limit), dropping it", handshake_limit);
+  }
+  else {
+    if (__atomic_load_n (&conn->sched.in_flight, __ATOMIC_RELAXED) > 0)
+      return false;
+    nbdcbt_error ("client sent no request for %u seconds "
+                  "(--idle-timeout), dropping it", idle_timeout);
+  }
+  errno = ETIMEDOUT;
+  return true;
 }
 
 /* One read of at most LEN bytes: > 0 bytes read, 0 at EOF, -1 on error.
- * POLL_MS: wait with poll first (-1 = no timeout) so that the server's
- * quit and the timeout are seen; or -2, straight into the blocking read
- * (the transmission phase on a socket: shutdown wakes it).
+ * The handshake and every read on a pipe poll first, to see the
+ * server's quit and apply the handshake deadline or the idle timeout;
+ * the transmission phase on a socket goes straight into the blocking
+ * read (shutdown wakes it; SO_RCVTIMEO is the idle timeout).
  */
 static ssize_t
-recv_some (struct transport *t, void *buf, size_t len, int flags,
-           int poll_ms)
+recv_some (struct connection *conn, void *buf, size_t len, int flags,
+           bool handshake)
 {
+  struct transport *t = &conn->transport;
   ssize_t r;
 
   for (;;) {
-    if (poll_ms != -2 && !(t->ops->pending && t->ops->pending (t))
-        && wait_readable (t->sockin, poll_ms) == -1)
-      return -1;
+    bool poll_first = handshake || !t->is_socket;
+
+    if (poll_first && !(t->ops->pending && t->ops->pending (t))) {
+      int timeout = handshake ? transport_handshake_ms_left (t)
+        : idle_timeout ? (int) MIN (idle_timeout * 1000ull,
+                                    (unsigned long long) INT_MAX)
+        : -1;
+
+      r = timeout == 0 ? 0 : wait_readable (t->sockin, timeout);
+      if (r == -1)
+        return -1;
+      if (r == 0) {
+        if (give_up_waiting (conn, handshake))
+          return -1;
+        continue;
+      }
+    }
     r = t->ops->recv (t, buf, len, flags);
-    if (r == -1 && (errno == EINTR || errno == EAGAIN))
+    if (r == -1 && errno == EINTR)
       continue;
+    if (r == -1 && errno == EAGAIN) {
+      if (give_up_waiting (conn, handshake))
+        return -1;
+      continue;
+    }
     return r;
   }
-}
-
-/* The handshake, and every read on a pipe, polls first; the transmission
- * phase on a socket reads straight away.
- */
-static int
-poll_timeout (struct transport *t, bool handshake)
-{
-  if (handshake)
-    return HANDSHAKE_TIMEOUT_MS;
-  return t->is_socket ? -2 : -1;
 }
 
 int
 conn_recv (struct connection *conn, void *buf, size_t len, bool handshake)
 {
-  struct transport *t = &conn->transport;
   char *p = buf;
   size_t done = 0;
   ssize_t r;
 
   while (done < len) {
-    r = recv_some (t, p + done, len - done, 0, poll_timeout (t, handshake));
+    r = recv_some (conn, p + done, len - done, 0, handshake);
     if (r == -1)
       return -1;
     if (r == 0) {
@@ -203,7 +298,6 @@ int
 conn_recv_buffered (struct connection *conn, void *buf, size_t len)
 {
   struct transport *t = &conn->transport;
-  int poll_ms = poll_timeout (t, false);
   char *p = buf;
   size_t done = 0, n;
   ssize_t r;
@@ -218,11 +312,11 @@ conn_recv_buffered (struct connection *conn, void *buf, size_t len)
     }
     t->rpos = t->rlen = 0;
     if (len - done >= RECV_DIRECT_MIN)
-      r = recv_some (t, p + done, len - done, TRANSPORT_WAITALL, poll_ms);
+      r = recv_some (conn, p + done, len - done, TRANSPORT_WAITALL, false);
     else
-      r = recv_some (t, t->rbuf,
+      r = recv_some (conn, t->rbuf,
                      t->rfill ? MIN (t->rfill, sizeof t->rbuf)
-                     : sizeof t->rbuf, 0, poll_ms);
+                     : sizeof t->rbuf, 0, false);
     if (r == -1)
       return -1;
     if (r == 0) {
@@ -235,6 +329,38 @@ conn_recv_buffered (struct connection *conn, void *buf, size_t len)
       done += r;
     else
       t->rlen = r;
+  }
+  return 1;
+}
+
+/* Read LEN bytes and drop them (the payload of a WRITE that will be
+ * refused), through the input buffer.  Same results as conn_recv.
+ */
+int
+conn_discard_buffered (struct connection *conn, uint64_t len)
+{
+  struct transport *t = &conn->transport;
+  uint64_t done = 0, n;
+  ssize_t r;
+
+  while (done < len) {
+    if (t->rpos < t->rlen) {
+      n = MIN (len - done, t->rlen - t->rpos);
+      t->rpos += n;
+      done += n;
+      continue;
+    }
+    t->rpos = t->rlen = 0;
+    r = recv_some (conn, t->rbuf, sizeof t->rbuf, 0, false);
+    if (r == -1)
+      return -1;
+    if (r == 0) {
+      if (done == 0)
+        return 0;
+      errno = EPIPE;
+      return -1;
+    }
+    t->rlen = r;
   }
   return 1;
 }

@@ -16,10 +16,15 @@
  *             Returns the bytes read (> 0), 0 at end of input, or -1 with
  *             errno set.  EINTR is retried by the caller.  A blocking
  *             read that returns -1/EAGAIN means the socket's receive
- *             timeout passed (the caller applies the idle timeout).
+ *             timeout (--idle-timeout) passed: the caller decides.
+ *             The caller polls the descriptor first in the handshake
+ *             (the --handshake-limit deadline; a TLS handshake of its
+ *             own should use transport_handshake_ms_left) and on pipes.
  *   sendv     Write all of IOV[0..N) (the array may be modified).  0, or
  *             -1 with errno set.  Called with the write lock held: one
  *             reply at a time, while another thread may be in recv.
+ *             A socket has a send timeout (SEND_TIMEOUT): a write that
+ *             returns EAGAIN made no progress for that long, and fails.
  *   pending   Optional.  True if recv can return data without waiting on
  *             the file descriptor (bytes a TLS layer has already
  *             decrypted): the caller then skips its poll.
@@ -37,6 +42,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -63,6 +69,7 @@ struct transport {
   void *priv;                   /* the transport's own state (TLS) */
   int sockin, sockout;
   bool is_socket;
+  int64_t handshake_deadline;   /* CLOCK_MONOTONIC ms, 0 = none */
   /* The reader: whoever holds READ_LOCK reads the next request (and
    * owns the input buffer).  WRITE_LOCK: one reply at a time.
    */
@@ -82,6 +89,10 @@ extern void transport_init (struct transport *t, int sockin, int sockout,
                             bool is_socket);
 extern void transport_free (struct transport *t);
 extern void transport_shutdown (struct transport *t, int how);
+extern void transport_start_handshake (struct transport *t);
+extern void transport_start_transmission (struct transport *t);
+/* For a transport's own waits in the handshake (a TLS handshake). */
+extern int transport_handshake_ms_left (struct transport *t);
 
 /* Read exactly LEN bytes.  1 = done, 0 = clean EOF before any byte,
  * -1 = error or EOF in the middle (errno set).  HANDSHAKE: the handshake
@@ -94,6 +105,7 @@ extern int conn_recv (struct connection *conn, void *buf, size_t len,
  */
 extern int conn_recv_buffered (struct connection *conn, void *buf,
                                size_t len);
+extern int conn_discard_buffered (struct connection *conn, uint64_t len);
 extern size_t conn_fill_nowait (struct connection *conn);
 extern int conn_send (struct connection *conn, const void *buf, size_t len);
 extern int conn_sendv (struct connection *conn, struct iovec *iov, int n);
