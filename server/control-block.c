@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "jobs.h"
 #include "dirty-bitmaps-service.h"
 
 /* A node that tracks changes, or QEMU's lookup error: add looks the node
@@ -236,6 +237,7 @@ static const struct control_action_type action_types[] = {
   { "block-dirty-bitmap-enable", bitmap_spec, prepare_enable },
   { "block-dirty-bitmap-disable", bitmap_spec, prepare_disable },
   { "block-dirty-bitmap-merge", merge_spec, prepare_merge },
+  { "backup-begin", backup_begin_spec, prepare_backup_begin },
 };
 
 const struct control_action_type *
@@ -252,6 +254,10 @@ control_action_find (const char *type)
 void
 control_action_finish (struct control_action *act, bool commit)
 {
+  if (act->finish) {
+    act->finish (act->opaque, commit);
+    act->finish = NULL;
+  }
   if (act->action) {
     if (commit)
       act->svc->commit (act->action);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "jobs.h"
 
 static pthread_mutex_t commands_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -78,6 +79,9 @@ const struct control_command control_commands[] = {
   { "query-commands", qmp_query_commands, false },
   { "quit", qmp_quit, false },
   { "query-block", qmp_query_block, false },
+  { "backup-begin", qmp_backup_begin, false },
+  { "backup-end", qmp_backup_end, false },
+  { "query-backups", qmp_query_backups, false },
   { "query-named-block-nodes", qmp_query_named_block_nodes, false },
   { "block-dirty-bitmap-add", qmp_block_dirty_bitmap_add, false },
   { "block-dirty-bitmap-remove", qmp_block_dirty_bitmap_remove, false },

@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "control.h"
 #include "dirty-bitmaps-service.h"
+#include "fleece-service.h"
 
 static int
 node_fill (struct export *exp, struct control_node *node)
@@ -50,6 +51,7 @@ node_fill (struct export *exp, struct control_node *node)
                     exp->node_name);
   }
   node->bitmaps = svc;
+  node->fleece = export_get_service (exp, FLEECE_SERVICE);
   node->ref = exp;             /* the caller's reference */
   return 0;
 }

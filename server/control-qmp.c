@@ -125,6 +125,14 @@ send_return (struct qmp_session *s, json_object *id, json_object *ret)
   return send_object (s, rsp);
 }
 
+static __thread struct qmp_session *current_client;
+
+const void *
+control_current_client (void)
+{
+  return current_client;
+}
+
 struct qmp_session *
 qmp_session_new (qmp_output_fn *output, void *opaque)
 {
@@ -319,10 +327,12 @@ handle_message (struct qmp_session *s, json_object *req)
     json_object_get (args);
 
   control_commands_lock ();
+  current_client = s;
   if (cmd->before_negotiation)
     ret = capabilities (s, args, &err);
   else
     ret = cmd->fn (args, &err);
+  current_client = NULL;
   control_commands_unlock ();
   json_object_put (args);
 

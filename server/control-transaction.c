@@ -19,6 +19,7 @@
 
 #include "control.h"
 #include "dirty-bitmaps-service.h"
+#include "fleece-service.h"
 
 static const struct control_arg transaction_spec[] = {
   { "actions", ARG_ARRAY, false },
@@ -84,6 +85,12 @@ check_actions (json_object *actions, struct qmp_error *err)
   return 0;
 }
 
+/* Hold every node's writes: the fleece filter's gate first (it is above
+ * the dirty filter, and a write holds it while it waits to be marked),
+ * then the dirty filter's; let them go in the reverse order.  Holding
+ * the fleece gate also makes the backup-begin actions of a transaction
+ * one instant.
+ */
 static void
 quiesce (struct control_node *nodes, size_t n, bool on)
 {
@@ -91,12 +98,19 @@ quiesce (struct control_node *nodes, size_t n, bool on)
 
   for (i = 0; i < n; i++) {
     const struct dirty_bitmaps_service *svc = nodes[i].bitmaps;
+    const struct fleece_service *f = nodes[i].fleece;
 
-    if (svc) {
-      if (on)
+    if (on) {
+      if (f)
+        f->quiesce (f->fleece);
+      if (svc)
         svc->quiesce (svc->opaque);
-      else
+    }
+    else {
+      if (svc)
         svc->resume (svc->opaque);
+      if (f)
+        f->resume (f->fleece);
     }
   }
 }

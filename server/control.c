@@ -31,6 +31,8 @@
 
 #include "internal.h"
 #include "control.h"
+#include "jobs.h"
+#include "sessions.h"
 
 #define SEND_TIMEOUT_SECONDS 30
 
@@ -112,6 +114,8 @@ client_thread (void *arg)
     }
   }
   nbdcbt_debug ("control: client %d disconnected", c->fd);
+  /* Its backup sessions begun with end-on-disconnect end as failed. */
+  sessions_owner_gone (c->session);
   /* Wake a sender blocked in an event to this client, then let
    * control_stop or the accept thread reap us.
    */
@@ -251,6 +255,7 @@ control_start (const char *path)
   struct stat st;
   int err;
 
+  jobs_init ();
   /* Bound under a temporary name, made 0600 and listening, then renamed:
    * the socket appears at PATH only once it is ready, and never with
    * wider permissions.

@@ -133,6 +133,7 @@ extern bool control_arg_has (json_object *args, const char *name);
  * holds a reference on its export until control_node_put.
  */
 struct dirty_bitmaps_service;
+struct fleece_service;
 struct control_node {
   char *node_name;
   char *export_name;
@@ -140,6 +141,8 @@ struct control_node {
   bool read_only;
   /* The dirty filter's service in the export's chain, or NULL. */
   const struct dirty_bitmaps_service *bitmaps;
+  /* The fleece filter's (backup sessions), or NULL. */
+  const struct fleece_service *fleece;
   void *ref;
 };
 /* Every node, in the order the exports were added. */
@@ -160,6 +163,9 @@ struct control_action {
   struct control_node node;
   const struct dirty_bitmaps_service *svc;
   struct dirty_bitmaps_action *action;
+  /* Actions of other kinds (backup-begin): their own commit / abort. */
+  void (*finish) (void *opaque, bool commit);
+  void *opaque;
 };
 struct control_action_type {
   const char *name;
@@ -185,6 +191,12 @@ extern int control_start (const char *path);
 extern void control_stop (void);
 /* quit: stop the server as SIGTERM does (main.c's set_quit). */
 extern void control_request_quit (void);
+
+/* The client (its QMP session) whose command is running on this
+ * thread, or NULL: backup sessions begun with end-on-disconnect end
+ * when it goes (sessions_owner_gone).
+ */
+extern const void *control_current_client (void);
 
 /* control-qmp.c: encode a JSON value as QMP sends it (one line). */
 extern const char *control_json_string (json_object *obj, size_t *len);

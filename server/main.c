@@ -17,6 +17,7 @@
 #include "tls.h"
 #include "control.h"
 #include "nbdkit-host.h"
+#include "sessions.h"
 
 bool verbose;
 bool read_only;
@@ -864,6 +865,10 @@ main (int argc, char *argv[])
   control_stop ();
   nbdcbt_debug ("shutting down");
 
+  /* Backup sessions still open end as failed (their bitmaps reclaimed,
+   * their views removed) before the disks' chains go.
+   */
+  sessions_end_all ();
   exports_remove_all ();
   modules_unload ();
   tls_cleanup ();

@@ -530,6 +530,39 @@ svc_abort (struct dirty_bitmaps_action *a)
   action_free (a);
 }
 
+static int
+svc_freeze (void *opaque, const char *name, const struct hbitmap **frozen,
+            char **errp)
+{
+  struct dirty_instance *d = opaque;
+  struct dirty_bitmaps *set = model (d, errp);
+  struct dirty_bitmap *bm;
+
+  if (set == NULL || dirty_bitmaps_create_successor (set, name, errp) == -1)
+    return -1;
+  /* Busy and frozen now: its data stays as it is until unfreeze. */
+  bm = dirty_bitmaps_get (set, name, errp);
+  if (bm == NULL) {
+    dirty_bitmaps_reclaim (set, name, NULL);
+    return -1;
+  }
+  *frozen = dirty_bitmap_data (bm);
+  dirty_bitmap_put (bm);
+  return 0;
+}
+
+static int
+svc_unfreeze (void *opaque, const char *name, bool sync, char **errp)
+{
+  struct dirty_instance *d = opaque;
+  struct dirty_bitmaps *set = model (d, errp);
+
+  if (set == NULL)
+    return -1;
+  return sync ? dirty_bitmaps_abdicate (set, name, errp)
+    : dirty_bitmaps_reclaim (set, name, errp);
+}
+
 static void
 svc_quiesce (void *opaque)
 {
@@ -566,6 +599,8 @@ dirty_control_init (struct dirty_instance *d)
   s->merge = svc_merge;
   s->commit = svc_commit;
   s->abort = svc_abort;
+  s->freeze = svc_freeze;
+  s->unfreeze = svc_unfreeze;
   s->quiesce = svc_quiesce;
   s->resume = svc_resume;
 }

@@ -87,6 +87,19 @@ struct dirty_bitmaps_service {
   void (*commit) (struct dirty_bitmaps_action *action);
   void (*abort) (struct dirty_bitmaps_action *action);
 
+  /* Backup sessions (server/sessions.c): freeze NAME (it becomes busy
+   * and disabled, and a successor records the writes from now on;
+   * *FROZEN is NAME's data, which does not change until unfreeze), and
+   * end that: abdicate (SYNC: the successor takes NAME's place, the
+   * frozen bits are dropped) or reclaim (the successor's bits are merged
+   * back).  The caller holds the writes (the fleece filter's gate) around
+   * freeze, so that no write is marked on one side of the instant and
+   * reaches the disk on the other.
+   */
+  int (*freeze) (void *opaque, const char *name,
+                 const struct hbitmap **frozen, char **errp);
+  int (*unfreeze) (void *opaque, const char *name, bool sync, char **errp);
+
   /* Hold / release the marking of writes (does not nest: once per
    * instance).
    */

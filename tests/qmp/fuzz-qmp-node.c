@@ -10,6 +10,7 @@
 
 #include "dirty.h"
 #include "dirty-bitmaps-service.h"
+#include "jobs.h"
 
 static struct dirty_instance instance;
 
@@ -63,4 +64,59 @@ void
 nbdcbt_error (const char *fs, ...)
 {
   (void) fs;
+}
+
+/* Backup sessions need a running server: the harness refuses them (their
+ * argument checking is still fuzzed through the transaction action).
+ */
+static json_object *
+no_sessions (struct qmp_error *err)
+{
+  qmp_error_set (err, QMP_GENERIC_ERROR,
+                 "backup sessions are not part of the fuzz harness");
+  return NULL;
+}
+
+json_object *
+qmp_backup_begin (json_object *args, struct qmp_error *err)
+{
+  (void) args;
+  return no_sessions (err);
+}
+
+json_object *
+qmp_backup_end (json_object *args, struct qmp_error *err)
+{
+  (void) args;
+  return no_sessions (err);
+}
+
+json_object *
+qmp_query_backups (json_object *args, struct qmp_error *err)
+{
+  (void) args;
+  return no_sessions (err);
+}
+
+const struct control_arg backup_begin_spec[] = {
+  { "node", ARG_STR, false },
+  { "bitmap", ARG_STR, true },
+  { "id", ARG_STR, true },
+  { "export-name", ARG_STR, true },
+  { "delta", ARG_BOOL, true },
+  { "sync", ARG_STR, true },
+  { "bitmap-mode", ARG_STR, true },
+  { "end-on-disconnect", ARG_BOOL, true },
+  CONTROL_ARGS_END
+};
+
+int
+prepare_backup_begin (json_object *data, bool grouped,
+                      struct control_action *act, struct qmp_error *err)
+{
+  (void) data;
+  (void) grouped;
+  (void) act;
+  no_sessions (err);
+  return -1;
 }

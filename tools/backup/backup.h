@@ -30,6 +30,9 @@ struct options {
   const char *tls_certificates; /* --tls-certificates DIR */
   const char *tls_psk_file;   /* --tls-psk FILE */
   const char *tls_username;   /* --tls-username USER */
+  const char *control;        /* --control SOCKET, or NULL */
+  const char **nodes;         /* --node (repeatable) */
+  size_t nnodes;
 };
 extern struct options opts;
 
@@ -290,6 +293,34 @@ extern struct nbd_handle *connect_source (const char *uri,
  * BITMAP.  -1 after printing an error.
  */
 extern int bitmap_context_name (const char *bitmap, char **context);
+
+/* --- Backup sessions on a running server (session.c) ----------------- */
+
+/* The sessions begun through the control socket at PATH: one per node
+ * (several: one grouped transaction), each ended exactly once.
+ */
+struct control;
+struct sessions {
+  struct control *c;
+  size_t n;
+  char **ids;
+  char **exports;
+  uint64_t ended_mask;
+};
+/* Begin a session of each of the N NODES (with BITMAP frozen, if not
+ * NULL; FULL: the view keeps every granule).  NULL after printing an
+ * error.
+ */
+extern struct sessions *control_sessions_begin (const char *path,
+                                                const char *const *nodes,
+                                                size_t n, const char *bitmap,
+                                                bool full);
+/* backup-end of session I.  -1 after printing an error. */
+extern int control_session_end (struct sessions *ss, size_t i, bool success);
+/* End the sessions not ended yet with SUCCESS, and close. */
+extern void control_sessions_end (struct sessions *ss, bool success);
+/* URI with its export name replaced (malloc'd; NULL after an error). */
+extern char *uri_with_export (const char *uri, const char *export);
 
 /* --- Is the chain a usable base (chain-check.c) ---------------------- */
 

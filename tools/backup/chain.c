@@ -233,6 +233,11 @@ struct backup_job {
   enum backup_mode mode;
   const char *uri;              /* the export */
   const char *dir;              /* the chain directory (-o) */
+  /* The disk's name in the chain's identity: the node (--node) when
+   * known, else the export's name.  A session's view is another export
+   * of the same disk, so its own name must not enter the identity.
+   */
+  const char *disk_name;
 
   /* The chain in DIR (backup_open_dir). */
   struct manifest chain;
@@ -317,9 +322,13 @@ backup_connect (struct backup_job *job)
     return -1;
   }
   job->size = size;
-  job->export_name = nbd_get_export_name (job->source);
+  if (job->disk_name)
+    job->export_name = strdup (job->disk_name);
+  else
+    job->export_name = nbd_get_export_name (job->source);
   if (job->export_name == NULL) {
-    error ("%s: %s", job->uri, nbd_get_error ());
+    error ("%s: %s", job->uri, job->disk_name ? strerror (errno)
+           : nbd_get_error ());
     return -1;
   }
   /* NULL when the server sent no description (not an error). */
@@ -616,10 +625,13 @@ backup_job_end (struct backup_job *job)
   manifest_free (&job->chain);
 }
 
-int
-do_backup (enum backup_mode mode, const char *uri)
+static int
+backup_one (enum backup_mode mode, const char *uri, const char *dir,
+            const char *disk_name)
 {
-  struct backup_job job = { .mode = mode, .uri = uri, .dir = opts.output };
+  struct backup_job job = {
+    .mode = mode, .uri = uri, .dir = dir, .disk_name = disk_name,
+  };
   int r = -1;
 
   if (backup_prepare (&job) == 0 &&
@@ -629,4 +641,65 @@ do_backup (enum backup_mode mode, const char *uri)
     r = 0;
   backup_job_end (&job);
   return r;
+}
+
+/* --control: the backups of the nodes' sessions, each into its chain
+ * (-o DIR for one node, DIR/NODE for several).  A session ends with
+ * success only once its backup is published; every other way out ends
+ * it with failure (this process dying included: the server ends the
+ * sessions of a control connection that closes).
+ */
+static int
+do_session_backups (enum backup_mode mode, const char *uri)
+{
+  struct sessions *ss;
+  size_t i;
+  int r = 0;
+
+  if (opts.nnodes > 1 && mkdir (opts.output, 0755) == -1 && errno != EEXIST) {
+    error_errno ("mkdir %s", opts.output);
+    return -1;
+  }
+  /* An incremental reads only the dirty granules; a full backup (or one
+   * that may become full) reads all of them.
+   */
+  ss = control_sessions_begin (opts.control, opts.nodes, opts.nnodes,
+                               opts.bitmap, mode != MODE_INC);
+  if (ss == NULL)
+    return -1;
+  for (i = 0; i < ss->n; i++) {
+    CLEANUP_FREE char *u = uri_with_export (uri, ss->exports[i]);
+    CLEANUP_FREE char *dir = NULL;
+
+    if (opts.nnodes > 1)
+      dir = dir_file (opts.output, opts.nodes[i]);
+    if (u == NULL || (opts.nnodes > 1 && dir == NULL)) {
+      r = -1;
+      break;
+    }
+    if (opts.nnodes > 1)
+      info ("node %s: backing up into %s", opts.nodes[i], dir);
+    if (backup_one (mode, u, dir ? dir : opts.output, opts.nodes[i]) == -1) {
+      r = -1;
+      break;
+    }
+    /* Published: now, and only now, the session succeeded. */
+    if (control_session_end (ss, i, true) == -1) {
+      error ("node %s: the backup is complete, but the session could not "
+             "be ended with success: the next incremental will copy more "
+             "than needed", opts.nodes[i]);
+      r = -1;
+    }
+  }
+  control_sessions_end (ss, false);
+  return r;
+}
+
+int
+do_backup (enum backup_mode mode, const char *uri)
+{
+  if (opts.control)
+    return do_session_backups (mode, uri);
+  return backup_one (mode, uri, opts.output,
+                     opts.nnodes ? opts.nodes[0] : NULL);
 }

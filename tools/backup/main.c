@@ -64,6 +64,7 @@ usage (FILE *fp)
   fprintf (fp,
 "Usage:\n"
 "  " PROG " full URI -o DIR [--bitmap NAME] [--disk-id ID] [-p]\n"
+"             [--control SOCKET --node NODE [--node NODE...]]\n"
 "  " PROG " inc URI -o DIR --bitmap NAME [--disk-id ID] [-p]\n"
 "  " PROG " auto URI -o DIR --bitmap NAME [--disk-id ID] [-p]\n"
 "                                          (auto is also: inc --auto)\n"
@@ -81,6 +82,10 @@ usage (FILE *fp)
 "  -b, --bitmap NAME          dirty bitmap exported by the server\n"
 "      --disk-id ID           name of the disk, recorded by the full backup;\n"
 "                             an incremental must give the same\n"
+"      --control SOCKET       back up a running disk: begin a backup\n"
+"                             session on the server's control socket\n"
+"      --node NODE            the disk (node name) to back up; repeat for\n"
+"                             several disks at one instant (-o DIR/NODE)\n"
 "      --auto                 with inc: full backup when DIR holds no\n"
 "                             usable chain\n"
 "  -n, --until N              restore the image as of backup N (0 = full)\n"
@@ -106,6 +111,7 @@ usage (FILE *fp)
 enum {
   HELP_OPTION = CHAR_MAX + 1, AUTO_OPTION, DISK_ID_OPTION,
   TLS_OPTION, TLS_CERTIFICATES_OPTION, TLS_PSK_OPTION, TLS_USERNAME_OPTION,
+  CONTROL_OPTION, NODE_OPTION,
 };
 
 static const struct option long_options[] = {
@@ -113,6 +119,8 @@ static const struct option long_options[] = {
   { "bitmap", required_argument, NULL, 'b' },
   { "auto", no_argument, NULL, AUTO_OPTION },
   { "disk-id", required_argument, NULL, DISK_ID_OPTION },
+  { "control", required_argument, NULL, CONTROL_OPTION },
+  { "node", required_argument, NULL, NODE_OPTION },
   { "until", required_argument, NULL, 'n' },
   { "output-format", required_argument, NULL, 'O' },
   { "connections", required_argument, NULL, 'C' },
@@ -178,6 +186,30 @@ main (int argc, char *argv[])
           exit (EXIT_FAILURE);
         }
       opts.disk_id = optarg;
+      break;
+    }
+    case CONTROL_OPTION: opts.control = optarg; break;
+    case NODE_OPTION: {
+      const char **nv;
+      size_t i;
+
+      for (i = 0; i < opts.nnodes; i++)
+        if (strcmp (opts.nodes[i], optarg) == 0) {
+          error ("--node %s: given twice", optarg);
+          exit (EXIT_FAILURE);
+        }
+      if (*optarg == '\0' || strchr (optarg, '/') || strcmp (optarg, ".") == 0
+          || strcmp (optarg, "..") == 0) {
+        error ("--node '%s': not a node name", optarg);
+        exit (EXIT_FAILURE);
+      }
+      nv = realloc (opts.nodes, (opts.nnodes + 1) * sizeof *nv);
+      if (nv == NULL) {
+        error_errno ("realloc");
+        exit (EXIT_FAILURE);
+      }
+      opts.nodes = nv;
+      opts.nodes[opts.nnodes++] = optarg;
       break;
     }
     case 'n':
@@ -300,7 +332,20 @@ main (int argc, char *argv[])
       error ("%s: --until and -O are options of 'restore'", cmd);
       exit (EXIT_FAILURE);
     }
+    if (opts.control && opts.nnodes == 0) {
+      error ("%s: --control needs the disk to back up (--node NODE)", cmd);
+      exit (EXIT_FAILURE);
+    }
+    if (!opts.control && opts.nnodes > 1) {
+      error ("%s: several --node need --control SOCKET", cmd);
+      exit (EXIT_FAILURE);
+    }
     exit (do_backup (mode, arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+  }
+  if (opts.control || opts.nnodes) {
+    error ("%s: --control and --node are options of 'full', 'inc' and "
+           "'auto'", cmd);
+    exit (EXIT_FAILURE);
   }
   if (opts.disk_id) {
     error ("%s: --disk-id is an option of 'full', 'inc' and 'auto'", cmd);
