@@ -313,5 +313,5 @@ exports_count (void)
 const void *
 export_get_service (struct export *exp, const char *name)
 {
-  return nbdcbt_next_service (exp->top, name);
+  return backend_get_service (exp->top, name);
 }

@@ -1,4 +1,7 @@
-/* nbdcbt server: definitions shared by the server's own files. */
+/* nbdcbt server: definitions shared by the server's own files.  Each
+ * block names the file that owns it; docs/architecture.md has the map of
+ * server/ and the path of a request through it.
+ */
 #ifndef NBDCBT_INTERNAL_H
 #define NBDCBT_INTERNAL_H
 
@@ -23,7 +26,6 @@
 /* main.c: settings from the command line. */
 extern bool verbose;
 extern bool read_only;                  /* -r: every export */
-extern bool foreground;
 extern unsigned threads;                /* -t */
 extern unsigned max_connections;
 /* The effective thread model of the server: the lowest of its exports'
@@ -35,7 +37,9 @@ extern unsigned idle_timeout;           /* --idle-timeout, seconds */
 extern uint64_t max_in_flight;          /* --max-in-flight, bytes */
 extern const char *program_name;
 
-/* quit.c-like state (main.c): set by signals or nbdcbt_shutdown. */
+/* main.c: stopping, set by SIGTERM/SIGINT/SIGQUIT, nbdcbt_shutdown and
+ * --exit-with-parent.
+ */
 extern int quit;
 #define is_quitting() __atomic_load_n (&quit, __ATOMIC_SEQ_CST)
 extern int quit_fd;                     /* readable once quitting */
@@ -49,7 +53,56 @@ extern void log_init_thread_error (void);
 extern int get_thread_error (void);
 extern void clear_thread_error (void);
 
-/* A loaded plugin or filter module (plugins.c): one per .so file, shared
+struct nbdcbt_backend;
+struct nbdcbt_context;
+
+/* How the server drives one kind of layer: plugins.c (plugin_ops) and
+ * filters.c (filter_ops) put the module's callbacks behind this, so that
+ * backend.c calls the layer without asking what it is.  The server-wide
+ * calls get the layer; the per-connection ones its context.  Data calls
+ * return 0 or -1 with *ERR set; their contracts were checked in backend.c.
+ */
+struct layer_ops {
+  void *(*instance_new) (struct nbdcbt_backend *b);
+  void (*instance_free) (struct nbdcbt_backend *b);
+  int (*config) (struct nbdcbt_backend *b, const char *key,
+                 const char *value);
+  int (*config_complete) (struct nbdcbt_backend *b);
+  int (*thread_model) (struct nbdcbt_backend *b); /* this layer's own */
+  int (*get_ready) (struct nbdcbt_backend *b);
+  void (*cleanup) (struct nbdcbt_backend *b);
+  const void *(*get_service) (struct nbdcbt_backend *b, const char *name);
+  int (*list_meta_contexts) (struct nbdcbt_backend *b,
+                             const char *export_name,
+                             struct nbdcbt_meta_contexts *mc);
+
+  void *(*open) (struct nbdcbt_context *c, int readonly); /* the handle */
+  int (*prepare) (struct nbdcbt_context *c, int readonly);
+  int (*finalize) (struct nbdcbt_context *c);
+  void (*close) (struct nbdcbt_context *c);
+  int (*get_caps) (struct nbdcbt_context *c); /* size, block size, can_* */
+
+  int (*pread) (struct nbdcbt_context *c, void *buf, uint32_t count,
+                uint64_t offset, uint32_t flags, int *err);
+  int (*pwrite) (struct nbdcbt_context *c, const void *buf, uint32_t count,
+                 uint64_t offset, uint32_t flags, int *err);
+  int (*flush) (struct nbdcbt_context *c, uint32_t flags, int *err);
+  int (*trim) (struct nbdcbt_context *c, uint32_t count, uint64_t offset,
+               uint32_t flags, int *err);
+  int (*zero) (struct nbdcbt_context *c, uint32_t count, uint64_t offset,
+               uint32_t flags, int *err);
+  int (*extents) (struct nbdcbt_context *c, uint32_t count, uint64_t offset,
+                  uint32_t flags, struct nbdcbt_extents *extents, int *err);
+  int (*cache) (struct nbdcbt_context *c, uint32_t count, uint64_t offset,
+                uint32_t flags, int *err);
+  int (*meta_extents) (struct nbdcbt_context *c, const char *context,
+                       uint32_t count, uint64_t offset, uint32_t flags,
+                       struct nbdcbt_extents *extents, int *err);
+};
+extern const struct layer_ops plugin_ops;   /* plugins.c */
+extern const struct layer_ops filter_ops;   /* filters.c */
+
+/* A loaded plugin or filter module (modules.c): one per .so file, shared
  * by every chain that uses it, loaded until the server exits.
  */
 struct nbdcbt_module {
@@ -58,6 +111,7 @@ struct nbdcbt_module {
   void *dl;
   const struct nbdcbt_plugin *plugin; /* exactly one of these two */
   const struct nbdcbt_filter *filter;
+  const struct layer_ops *ops;        /* &plugin_ops or &filter_ops */
   struct nbdcbt_module *list_next;
 };
 
@@ -72,6 +126,7 @@ struct nbdcbt_backend {
   const struct nbdcbt_plugin *plugin; /* the module's; one of the two */
   const struct nbdcbt_filter *filter;
   struct nbdcbt_module *m;
+  const struct layer_ops *ops; /* the module's */
   void *instance;
   bool has_instance;           /* instance_new ran */
   bool ready;                  /* get_ready succeeded: cleanup is due */
@@ -91,7 +146,7 @@ struct nbdcbt_context {
   int can_fast_zero, can_extents, can_fua, can_multi_conn, can_cache;
 };
 
-/* plugins.c: finding and loading modules. */
+/* modules.c: finding and loading modules. */
 extern char *module_find (const char *name, bool is_plugin);
 /* The module NAME (a name or a path), loaded on first use.  QUIET: no
  * message when a plugin is not found.  NULL on error.
@@ -99,10 +154,17 @@ extern char *module_find (const char *name, bool is_plugin);
 extern struct nbdcbt_module *module_get (const char *name, bool is_plugin,
                                          bool quiet);
 extern void modules_unload (void);   /* at exit: unload every module */
+extern bool is_module_name (const char *name);
+
+/* plugins.c: --dump-plugin, PLUGIN --help; filters.c: --help. */
 extern void plugin_dump (struct nbdcbt_backend *b);
 extern void plugin_usage (struct nbdcbt_backend *b);
 extern void filter_usage (struct nbdcbt_backend *b);
-extern bool is_module_name (const char *name);
+
+/* filters.c: what filters call the layer below with.  The contracts of
+ * these calls are checked with an error (a filter may get them wrong).
+ */
+extern const struct nbdcbt_next_ops next_ops;
 
 /* backend.c: a chain's server-wide life cycle, then its connections. */
 /* A new chain: PLUGIN under FILTERS (FILTERS[0] outermost), each layer
@@ -125,7 +187,28 @@ extern int backend_list_meta_contexts (struct nbdcbt_backend *b,
 extern struct nbdcbt_context *backend_open (struct nbdcbt_backend *b,
                                             bool readonly);
 extern void backend_close (struct nbdcbt_context *c);
-extern const struct nbdcbt_next_ops backend_ops;
+/* The first service NAME a layer from B down offers, or NULL. */
+extern const void *backend_get_service (struct nbdcbt_backend *b,
+                                        const char *name);
+/* Open C's layer (and through it the ones below); the handle of a layer
+ * without open (see nbdcbt-plugin.h).
+ */
+extern int context_open (struct nbdcbt_context *c, int readonly);
+extern void *layer_default_handle (struct nbdcbt_backend *b);
+
+/* The contract of a data call on C's layer: NULL if it holds, else why
+ * not, with the errno to fail with in *ERR.  The backend_* data calls
+ * below assert it; next_ops checks it.
+ */
+enum backend_op {
+  OP_PREAD, OP_PWRITE, OP_FLUSH, OP_TRIM, OP_ZERO, OP_EXTENTS, OP_CACHE,
+  OP_META_EXTENTS,
+};
+extern const char *backend_contract (const struct nbdcbt_context *c,
+                                     enum backend_op op, uint32_t count,
+                                     uint64_t offset, uint32_t flags,
+                                     int *err);
+extern const char *backend_op_name (enum backend_op op);
 
 extern int backend_pread (struct nbdcbt_context *c, void *buf, uint32_t count,
                           uint64_t offset, uint32_t flags, int *err);
@@ -225,6 +308,16 @@ extern void exports_start (void);
 /* At shutdown, after the last connection: remove every export. */
 extern void exports_remove_all (void);
 extern bool is_node_name (const char *name);
+
+/* probe.c: the shorthand chain for an image file.  Returns the plugin
+ * (FILE is given as its magic parameter, file=FILE) and appends the
+ * filters that go right above it to FILTERS; NULL (error logged) if FILE
+ * cannot be read or its format's plugin is not installed.  What is not an
+ * image file at all goes to the raw plugin, which says what is wrong.
+ */
+DEFINE_VECTOR_TYPE (const_string_vector, const char *);
+extern const char *probe_image (const char *file,
+                                const_string_vector *filters);
 
 /* metacontext.c */
 DEFINE_VECTOR_TYPE (string_vector, char *);

@@ -21,7 +21,7 @@
 
 bool verbose;
 bool read_only;
-bool foreground;
+static bool foreground;
 unsigned threads = 16;
 unsigned max_connections = 100;
 unsigned handshake_limit = 10;          /* seconds, 0 = none */
@@ -178,8 +178,6 @@ usage (void)
           "See nbdcbt(1).\n");
 }
 
-DEFINE_VECTOR_TYPE (const_string_vector, const char *);
-
 /* KEY in KEY=VALUE: a letter, then letters, digits, '_', '-', '.'. */
 static bool
 is_config_key (const char *s, size_t n)
@@ -201,76 +199,6 @@ ends_with (const char *s, const char *suffix)
 {
   size_t n = strlen (s), m = strlen (suffix);
   return n >= m && strcmp (s + n - m, suffix) == 0;
-}
-
-/* nbdcbt FILE: look at the image and choose the plugin (and filters). */
-static const char *
-probe_file (const char *file, const_string_vector *filters,
-            const char **extra_key)
-{
-  unsigned char magic[4] = { 0 };
-  ssize_t r;
-  size_t i;
-  char *f;
-  int fd;
-
-  fd = open (file, O_RDONLY | O_CLOEXEC);
-  if (fd == -1) {
-    nbdcbt_error ("%s: %m", file);
-    return NULL;
-  }
-  r = read (fd, magic, sizeof magic);
-  close (fd);
-  if (r == -1) {
-    nbdcbt_error ("%s: read: %m", file);
-    return NULL;
-  }
-  *extra_key = "file";
-  if (r == 4 && memcmp (magic, "QFI\xfb", 4) == 0) {
-    char *p = module_find ("qcow2", true);
-    if (p == NULL) {
-      nbdcbt_error ("%s is a qcow2 image, but the qcow2 plugin is not "
-                    "installed", file);
-      return NULL;
-    }
-    free (p);
-    /* Track changes: the dirty filter goes right above the plugin. */
-    f = module_find ("dirty", false);
-    if (f) {
-      bool have = false;
-      for (i = 0; i < filters->len; ++i)
-        have |= strcmp (filters->ptr[i], "dirty") == 0;
-      if (!have && const_string_vector_append (filters, "dirty") == -1)
-        return NULL;
-      free (f);
-    }
-    nbdcbt_debug ("%s: qcow2 image: using the qcow2 plugin", file);
-    return "qcow2";
-  }
-  /* A name that promises qcow2 with no qcow2 header: a damaged image.
-   * Serving it as raw would let clients write over what is left of it.
-   */
-  if (ends_with (file, ".qcow2") || ends_with (file, ".QCOW2")) {
-    nbdcbt_error ("%s is named like a qcow2 image but has no qcow2 header "
-                  "(damaged or not qcow2?): refusing to serve it as raw; "
-                  "if it is raw, say so: nbdcbt file file=%s", file, file);
-    return NULL;
-  }
-  /* Like QEMU with a probed raw image: no write may turn its first
-   * sector into another format's header (see the rawguard filter).
-   */
-  f = module_find ("rawguard", false);
-  if (f == NULL && !read_only) {
-    nbdcbt_error ("%s: the rawguard filter is not installed, and a probed "
-                  "raw image is not served writable without it (use -r, or "
-                  "name the plugin: nbdcbt file file=%s)", file, file);
-    return NULL;
-  }
-  free (f);
-  if (f && const_string_vector_append (filters, "rawguard") == -1)
-    return NULL;
-  nbdcbt_debug ("%s: raw image: using the file plugin", file);
-  return "file";
 }
 
 /* A name with '/' or '.' cannot be a plugin name: it is a file. */
@@ -416,28 +344,24 @@ parse_export (const char *arg, export_arg_vector *v)
  */
 #define DEFAULT_NODE_NAME "disk"
 
-/* The chain for one image: a file the probe maps to a plugin (and filters
- * above it), FILE given as the plugin's file parameter.
+/* The chain for one image: the plugin (and filters above it) the probe
+ * picks, FILE given as the plugin's magic parameter (file=FILE).
  */
 static struct nbdcbt_backend *
 image_chain (const char *file)
 {
   const_string_vector filters = empty_vector;
-  const char *plugin, *key = "file";
+  const char *plugin;
   struct nbdcbt_backend *top;
-  struct stat st;
 
-  if (stat (file, &st) == 0 && (S_ISREG (st.st_mode) || S_ISBLK (st.st_mode)))
-    plugin = probe_file (file, &filters, &key);
-  else
-    plugin = "file";            /* it says what is wrong with FILE */
+  plugin = probe_image (file, &filters);
   if (plugin == NULL)
     return NULL;
   top = backend_chain_new (plugin, filters.ptr, filters.len);
   const_string_vector_reset (&filters);
   if (top == NULL)
     return NULL;
-  if (backend_config (top, key, file) == -1
+  if (backend_config (top, backend_magic_config_key (top), file) == -1
       || backend_config_complete (top) == -1) {
     backend_chain_free (top);
     return NULL;
@@ -451,7 +375,7 @@ int
 main (int argc, char *argv[])
 {
   const char *unix_socket = NULL, *port = NULL, *ipaddr = NULL;
-  const char *pidfile_arg = NULL, *plugin_arg = NULL, *extra_key = NULL;
+  const char *pidfile_arg = NULL, *plugin_arg = NULL;
   const char *export_name = NULL, *description = NULL, *node_name = NULL;
   const char *control_arg = NULL;
   char *unix_path = NULL, *pidfile = NULL, *control_path = NULL;
@@ -676,27 +600,21 @@ main (int argc, char *argv[])
     ;                           /* nbdkit:NAME */
   else if (is_module_name (plugin_arg) && module_exists (plugin_arg))
     ;
-  else if (stat (plugin_arg, &st) == 0
-           && (S_ISREG (st.st_mode) || S_ISBLK (st.st_mode))) {
+  else if ((stat (plugin_arg, &st) == 0
+            && (S_ISREG (st.st_mode) || S_ISBLK (st.st_mode)))
+           || looks_like_file (plugin_arg)) {
+    /* An image FILE (or something that can only be meant as one: the
+     * probe hands what it cannot read to the raw plugin, which says what
+     * is wrong with it).
+     */
     const char *file = plugin_arg;
-    plugin_arg = probe_file (file, &filters, &extra_key);
+
+    plugin_arg = probe_image (file, &filters);
     if (plugin_arg == NULL)
       exit (EXIT_FAILURE);
     is_file = true;
     optind--;                   /* FILE becomes file=FILE below */
     argv[optind] = (char *) file;
-  }
-  else if (looks_like_file (plugin_arg)) {
-    /* Not a plugin, and not a file we can probe (missing, a directory,
-     * unreadable): the file plugin says what is wrong with it.
-     */
-    nbdcbt_debug ("%s: not a plugin name: using the file plugin",
-                  plugin_arg);
-    optind--;
-    argv[optind] = (char *) plugin_arg;
-    plugin_arg = "file";
-    extra_key = "file";
-    is_file = true;
   }
   top = backend_chain_new (plugin_arg, filters.ptr, filters.len);
   if (top == NULL)
@@ -727,7 +645,7 @@ main (int argc, char *argv[])
     int r;
 
     if (is_file && i == optind)
-      key = extra_key, eq = NULL;
+      key = backend_magic_config_key (top), eq = NULL;
     else if (eq && is_config_key (argv[i], eq - argv[i])) {
       keybuf = strndup (argv[i], eq - argv[i]);
       if (keybuf == NULL) {

@@ -84,7 +84,7 @@ nx_finalize (nbdkit_next *nx)
 static int64_t
 nx_get_size (nbdkit_next *nx)
 {
-  return backend_ops.get_size (N (nx)->c);
+  return next_ops.get_size (N (nx)->c);
 }
 
 static const char *
@@ -96,13 +96,13 @@ nx_export_description (nbdkit_next *nx)
 static int
 nx_block_size (nbdkit_next *nx, uint32_t *mn, uint32_t *pr, uint32_t *mx)
 {
-  return backend_ops.block_size (N (nx)->c, mn, pr, mx);
+  return next_ops.block_size (N (nx)->c, mn, pr, mx);
 }
 
 #define NX_CAP(fn)                                                      \
   static int nx_##fn (nbdkit_next *nx)                                  \
   {                                                                     \
-    return backend_ops.fn (N (nx)->c);                                  \
+    return next_ops.fn (N (nx)->c);                                  \
   }
 NX_CAP (can_flush)
 NX_CAP (is_rotational)
@@ -116,14 +116,14 @@ NX_CAP (can_cache)
 static int
 nx_can_write (nbdkit_next *nx)
 {
-  return N (nx)->readonly ? 0 : backend_ops.can_write (N (nx)->c);
+  return N (nx)->readonly ? 0 : next_ops.can_write (N (nx)->c);
 }
 
 #define NX_WRITE_CAP(fn)                                                \
   static int nx_##fn (nbdkit_next *nx)                                  \
   {                                                                     \
     int r = nx_can_write (nx);                                          \
-    return r != 1 ? r : backend_ops.fn (N (nx)->c);                     \
+    return r != 1 ? r : next_ops.fn (N (nx)->c);                     \
   }
 NX_WRITE_CAP (can_trim)
 NX_WRITE_CAP (can_zero)
@@ -134,14 +134,14 @@ nx_can_fast_zero (nbdkit_next *nx)
 {
   int r = nx_can_zero (nx);
 
-  return r <= NBDKIT_ZERO_NONE ? r : backend_ops.can_fast_zero (N (nx)->c);
+  return r <= NBDKIT_ZERO_NONE ? r : next_ops.can_fast_zero (N (nx)->c);
 }
 
 static int
 nx_pread (nbdkit_next *nx, void *buf, uint32_t count, uint64_t offset,
           uint32_t flags, int *err)
 {
-  return backend_ops.pread (N (nx)->c, buf, count, offset,
+  return next_ops.pread (N (nx)->c, buf, count, offset,
                             nbdkit_flags_to_nbdcbt (flags), err);
 }
 
@@ -149,21 +149,21 @@ static int
 nx_pwrite (nbdkit_next *nx, const void *buf, uint32_t count,
            uint64_t offset, uint32_t flags, int *err)
 {
-  return backend_ops.pwrite (N (nx)->c, buf, count, offset,
+  return next_ops.pwrite (N (nx)->c, buf, count, offset,
                              nbdkit_flags_to_nbdcbt (flags), err);
 }
 
 static int
 nx_flush (nbdkit_next *nx, uint32_t flags, int *err)
 {
-  return backend_ops.flush (N (nx)->c, 0, err);
+  return next_ops.flush (N (nx)->c, 0, err);
 }
 
 static int
 nx_trim (nbdkit_next *nx, uint32_t count, uint64_t offset, uint32_t flags,
          int *err)
 {
-  return backend_ops.trim (N (nx)->c, count, offset,
+  return next_ops.trim (N (nx)->c, count, offset,
                            nbdkit_flags_to_nbdcbt (flags), err);
 }
 
@@ -171,7 +171,7 @@ static int
 nx_zero (nbdkit_next *nx, uint32_t count, uint64_t offset, uint32_t flags,
          int *err)
 {
-  return backend_ops.zero (N (nx)->c, count, offset,
+  return next_ops.zero (N (nx)->c, count, offset,
                            nbdkit_flags_to_nbdcbt (flags), err);
 }
 
@@ -179,7 +179,7 @@ static int
 nx_extents (nbdkit_next *nx, uint32_t count, uint64_t offset,
             uint32_t flags, struct nbdkit_extents *extents, int *err)
 {
-  return backend_ops.extents (N (nx)->c, count, offset,
+  return next_ops.extents (N (nx)->c, count, offset,
                               nbdkit_flags_to_nbdcbt (flags),
                               (struct nbdcbt_extents *) extents, err);
 }
@@ -188,7 +188,7 @@ static int
 nx_cache (nbdkit_next *nx, uint32_t count, uint64_t offset, uint32_t flags,
           int *err)
 {
-  return backend_ops.cache (N (nx)->c, count, offset, 0, err);
+  return next_ops.cache (N (nx)->c, count, offset, 0, err);
 }
 
 static const struct nbdkit_next_ops next_ops_template = {

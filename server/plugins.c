@@ -1,272 +1,357 @@
-/* Finding and loading plugin and filter modules (each .so once); --dump-plugin
- * and PLUGIN --help.
+/* Plugin dispatch: the server's side of every plugin callback, and the
+ * emulations that belong at the bottom of the chain.
+ *
+ * backend.c checks each call's contract and then calls through the
+ * layer's ops; for a plugin those are the functions here (plugin_ops).
+ * They set the request's error from nbdcbt_set_error or errno, and
+ * emulate what the plugin lacks: FUA by a flush after the write (here,
+ * where the write happens, as nbdkit's plugin_pwrite: no filter above
+ * sees an extra flush), a zero the plugin turns down by writing zeroes.
+ * Also --dump-plugin and PLUGIN --help.
  */
 #include <config.h>
 
-#include <dlfcn.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "internal.h"
-#include "nbdkit-host.h"
+#include "minmax.h"
 
-#ifndef PLUGINDIR
-#define PLUGINDIR "/usr/local/lib/nbdcbt/plugins"
-#endif
-#ifndef FILTERDIR
-#define FILTERDIR "/usr/local/lib/nbdcbt/filters"
-#endif
+#define P(b) ((b)->plugin)
 
-/* [a-z0-9_-]+, starting with a letter or digit. */
-bool
-is_module_name (const char *name)
+/* The error of a failed callback: nbdcbt_set_error's, else errno. */
+static int
+plugin_error (void)
 {
-  const char *p;
+  int err = get_thread_error ();
 
-  if (name == NULL || *name == '\0' || *name == '-' || strlen (name) > 64)
-    return false;
-  for (p = name; *p; ++p)
-    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
-          || *p == '_' || *p == '-'))
-      return false;
-  return true;
+  if (err == 0)
+    err = errno;
+  if (err == 0)
+    err = EIO;
+  return err;
 }
 
-/* The file of module NAME: a path given directly (contains '/'), or
- * nbdcbt-NAME-{plugin,filter}.so in $NBDCBT_{PLUGIN,FILTER}_PATH, then in
- * the installed directory.  NULL if not found.
- */
-char *
-module_find (const char *name, bool is_plugin)
-{
-  const char *kind = is_plugin ? "plugin" : "filter";
-  const char *env = getenv (is_plugin ? "NBDCBT_PLUGIN_PATH"
-                            : "NBDCBT_FILTER_PATH");
-  const char *dir = is_plugin ? PLUGINDIR : FILTERDIR;
-  char *path = NULL, *dirs, *saveptr = NULL, *d;
-
-  if (strchr (name, '/')) {
-    if (access (name, R_OK) == 0)
-      return nbdcbt_absolute_path (name);
-    return NULL;
-  }
-  if (!is_module_name (name))
-    return NULL;
-
-  dirs = env ? strdup (env) : NULL;
-  for (d = dirs ? strtok_r (dirs, ":", &saveptr) : NULL; d;
-       d = strtok_r (NULL, ":", &saveptr)) {
-    if (asprintf (&path, "%s/nbdcbt-%s-%s.so", d, name, kind) == -1) {
-      path = NULL;
-      break;
-    }
-    if (access (path, R_OK) == 0)
-      break;
-    free (path);
-    path = NULL;
-  }
-  free (dirs);
-  if (path)
-    return path;
-  if (asprintf (&path, "%s/nbdcbt-%s-%s.so", dir, name, kind) == -1)
-    return NULL;
-  if (access (path, R_OK) == 0)
-    return path;
-  free (path);
-  return NULL;
-}
-
-/* Every module loaded so far.  A chain takes its modules from here, so
- * that one .so is loaded (and its load called) once however many exports
- * use it.
- */
-static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct nbdcbt_module *modules;
+/* Server-wide. */
 
 static void *
-module_open (const char *name, const char *path, const char *kind,
-             const char *symbol, void **fn)
+plugin_instance_new (struct nbdcbt_backend *b)
 {
-  void *dl;
-
-  dl = dlopen (path, RTLD_NOW | RTLD_GLOBAL);
-  if (dl == NULL) {
-    nbdcbt_error ("cannot open %s '%s' (%s): %s", kind, name, path,
-                  dlerror ());
-    return NULL;
-  }
-  dlerror ();
-  *fn = dlsym (dl, symbol);
-  if (*fn == NULL) {
-    nbdcbt_error ("%s is not an nbdcbt %s: no %s symbol", path, kind,
-                  symbol);
-    dlclose (dl);
-    return NULL;
-  }
-  return dl;
+  return P (b)->instance_new ? P (b)->instance_new () : NULL;
 }
 
-/* The registration must match this server's API and carry a valid name.
- * An old module's struct may be shorter than ours: only its first two
- * fields, which every version has, are read before the version check.
- */
-static int
-module_check (const char *kind, const char *path, int api_version,
-              size_t struct_size, size_t want_size, const char *const *name)
+static void
+plugin_instance_free (struct nbdcbt_backend *b)
 {
-  if (api_version != NBDCBT_API_VERSION) {
-    nbdcbt_error ("%s: this %s was built for nbdcbt module API version %d, "
-                  "but this server needs version %d%s: rebuild it against "
-                  "this server's nbdcbt-%s.h",
-                  path, kind, api_version, NBDCBT_API_VERSION,
-                  api_version < NBDCBT_API_VERSION
-                  ? " (per-instance state)" : "", kind);
+  if (P (b)->instance_free)
+    P (b)->instance_free (b->instance);
+}
+
+static int
+plugin_config (struct nbdcbt_backend *b, const char *key, const char *value)
+{
+  if (P (b)->config == NULL) {
+    nbdcbt_error ("%s: this plugin takes no parameters (got %s=%s)",
+                  b->name, key, value);
     return -1;
   }
-  if (struct_size != want_size) {
-    nbdcbt_error ("%s: %s was built for a different nbdcbt API "
-                  "(struct size %zu, expected %zu)", path, kind,
-                  struct_size, want_size);
+  return P (b)->config (b->instance, key, value);
+}
+
+static int
+plugin_config_complete (struct nbdcbt_backend *b)
+{
+  return P (b)->config_complete ? P (b)->config_complete (b->instance) : 0;
+}
+
+static int
+plugin_thread_model (struct nbdcbt_backend *b)
+{
+  return P (b)->thread_model ? P (b)->thread_model (b->instance)
+    : NBDCBT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS;
+}
+
+static int
+plugin_get_ready (struct nbdcbt_backend *b)
+{
+  return P (b)->get_ready ? P (b)->get_ready (b->instance) : 0;
+}
+
+static void
+plugin_cleanup (struct nbdcbt_backend *b)
+{
+  if (P (b)->cleanup)
+    P (b)->cleanup (b->instance);
+}
+
+static const void *
+plugin_get_service (struct nbdcbt_backend *b, const char *name)
+{
+  return P (b)->get_service ? P (b)->get_service (b->instance, name) : NULL;
+}
+
+static int
+plugin_list_meta_contexts (struct nbdcbt_backend *b, const char *export_name,
+                           struct nbdcbt_meta_contexts *mc)
+{
+  if (P (b)->list_meta_contexts == NULL)
+    return 0;
+  return P (b)->list_meta_contexts (b->instance, export_name, mc);
+}
+
+/* Per connection. */
+
+static void *
+plugin_open (struct nbdcbt_context *c, int readonly)
+{
+  struct nbdcbt_backend *b = c->b;
+
+  clear_thread_error ();
+  if (P (b)->open == NULL)
+    return layer_default_handle (b);
+  return P (b)->open (b->instance, readonly);
+}
+
+static int
+plugin_prepare (struct nbdcbt_context *c, int readonly)
+{
+  return 0;
+}
+
+static int
+plugin_finalize (struct nbdcbt_context *c)
+{
+  return 0;
+}
+
+static void
+plugin_close (struct nbdcbt_context *c)
+{
+  if (P (c->b)->close)
+    P (c->b)->close (c->handle);
+}
+
+/* The capabilities, with the defaults for missing callbacks. */
+static int
+plugin_get_caps (struct nbdcbt_context *c)
+{
+  const struct nbdcbt_plugin *p = P (c->b);
+  void *h = c->handle;
+
+  clear_thread_error ();
+  c->size = p->get_size (h);
+  if (c->size < 0)
     return -1;
-  }
-  if (!is_module_name (*name)) {
-    nbdcbt_error ("%s: %s has an invalid name", path, kind);
+  c->minimum = 1;
+  c->preferred = 4096;
+  c->maximum = 0xffffffff;
+  if (p->block_size && p->block_size (h, &c->minimum, &c->preferred,
+                                      &c->maximum) == -1)
+    return -1;
+  c->can_write = p->can_write ? p->can_write (h) : p->pwrite != NULL;
+  c->can_flush = p->can_flush ? p->can_flush (h) : p->flush != NULL;
+  c->is_rotational = p->is_rotational ? p->is_rotational (h) : 0;
+  c->can_trim = p->can_trim ? p->can_trim (h) : p->trim != NULL;
+  c->can_zero = p->can_zero ? p->can_zero (h)
+    : p->zero ? NBDCBT_ZERO_NATIVE : NBDCBT_ZERO_EMULATE;
+  if (p->can_fast_zero)
+    c->can_fast_zero = p->can_fast_zero (h);
+  else   /* without a zero callback failing fast is trivial */
+    c->can_fast_zero = p->zero == NULL || c->can_zero == NBDCBT_ZERO_EMULATE;
+  c->can_extents = p->can_extents ? p->can_extents (h) : p->extents != NULL;
+  if (p->can_fua)
+    c->can_fua = p->can_fua (h);
+  else
+    c->can_fua = c->can_flush > 0 ? NBDCBT_FUA_EMULATE : NBDCBT_FUA_NONE;
+  c->can_multi_conn = p->can_multi_conn ? p->can_multi_conn (h) : 0;
+  c->can_cache = p->can_cache ? p->can_cache (h)
+    : p->cache ? NBDCBT_CACHE_NATIVE : NBDCBT_CACHE_NONE;
+  return 0;
+}
+
+/* Data path. */
+
+static int
+plugin_pread (struct nbdcbt_context *c, void *buf, uint32_t count,
+              uint64_t offset, uint32_t flags, int *err)
+{
+  clear_thread_error ();
+  if (P (c->b)->pread (c->handle, buf, count, offset, flags) == -1) {
+    *err = plugin_error ();
     return -1;
   }
   return 0;
 }
 
-/* Open, check and register the module at PATH (which it takes).
- * MODULES_LOCK held.
+static int
+plugin_flush (struct nbdcbt_context *c, uint32_t flags, int *err)
+{
+  if (P (c->b)->flush == NULL)
+    return 0;
+  clear_thread_error ();
+  if (P (c->b)->flush (c->handle, flags) == -1) {
+    *err = plugin_error ();
+    return -1;
+  }
+  return 0;
+}
+
+/* FUA this plugin does not do itself: take the flag off the call and
+ * report that a flush must follow it.
  */
-static struct nbdcbt_module *
-module_load (const char *name, char *path, bool is_plugin)
+static bool
+emulate_fua (struct nbdcbt_context *c, uint32_t *flags)
 {
-  const char *kind = is_plugin ? "plugin" : "filter";
-  struct nbdcbt_plugin *(*preg) (void);
-  struct nbdcbt_filter *(*freg) (void);
-  const struct nbdcbt_plugin *p = NULL;
-  const struct nbdcbt_filter *f = NULL;
-  struct nbdcbt_module *m;
-  void *dl;
-
-  dl = module_open (name, path, kind, is_plugin ? "nbdcbt_register_plugin"
-                    : "nbdcbt_register_filter",
-                    is_plugin ? (void **) &preg : (void **) &freg);
-  if (dl == NULL)
-    goto fail;
-  if (is_plugin)
-    p = preg ();
-  else
-    f = freg ();
-  if (p == NULL && f == NULL) {
-    nbdcbt_error ("%s: %s registered nothing", path, kind);
-    goto fail;
+  if ((*flags & NBDCBT_FLAG_FUA) && c->can_fua != NBDCBT_FUA_NATIVE) {
+    *flags &= ~NBDCBT_FLAG_FUA;
+    return true;
   }
-  /* The API check first: only then are the callbacks where we look. */
-  if (p ? module_check (kind, path, p->_api_version, p->_struct_size,
-                        sizeof *p, &p->name)
-      : module_check (kind, path, f->_api_version, f->_struct_size,
-                      sizeof *f, &f->name))
-    goto fail;
-  if (p && (p->pread == NULL || p->get_size == NULL)) {
-    nbdcbt_error ("%s: plugin must have pread and get_size callbacks", path);
-    goto fail;
-  }
-  m = calloc (1, sizeof *m);
-  if (m == NULL || (m->name = strdup (p ? p->name : f->name)) == NULL) {
-    nbdcbt_error ("calloc: %m");
-    free (m);
-    goto fail;
-  }
-  m->filename = path;
-  m->dl = dl;
-  m->plugin = p;
-  m->filter = f;
-  if (p && p->load)
-    p->load ();
-  if (f && f->load)
-    f->load ();
-  m->list_next = modules;
-  modules = m;
-  return m;
-
- fail:
-  if (dl)
-    dlclose (dl);
-  free (path);
-  return NULL;
+  return false;
 }
 
-struct nbdcbt_module *
-module_get (const char *name, bool is_plugin, bool quiet)
+static int
+plugin_pwrite (struct nbdcbt_context *c, const void *buf, uint32_t count,
+               uint64_t offset, uint32_t flags, int *err)
 {
-  const char *kind = is_plugin ? "plugin" : "filter";
-  char *path;
-  struct nbdcbt_module *m;
+  bool need_flush = emulate_fua (c, &flags);
 
-  if (nbdkit_module_wanted (name, is_plugin))
-    return nbdkit_module_get (name, is_plugin);
-  path = module_find (name, is_plugin);
-
-  if (path == NULL && strchr (name, '/')) {
-    if (!quiet)
-      nbdcbt_error ("cannot open %s '%s': %m", kind, name);
-    return NULL;
+  if (P (c->b)->pwrite == NULL) {
+    *err = EROFS;
+    return -1;
   }
-  if (path == NULL) {
-    if (!quiet)
-      nbdcbt_error ("cannot find %s '%s' (looked for nbdcbt-%s-%s.so in "
-                    "$NBDCBT_%s_PATH and %s)", kind, name, name, kind,
-                    is_plugin ? "PLUGIN" : "FILTER",
-                    is_plugin ? PLUGINDIR : FILTERDIR);
-    return NULL;
+  clear_thread_error ();
+  if (P (c->b)->pwrite (c->handle, buf, count, offset, flags) == -1) {
+    *err = plugin_error ();
+    return -1;
   }
-
-  pthread_mutex_lock (&modules_lock);
-  for (m = modules; m; m = m->list_next)
-    if (strcmp (m->filename, path) == 0)
-      break;
-  if (m && (m->plugin != NULL) != is_plugin) {
-    nbdcbt_error ("%s is a %s, not a %s", path, is_plugin ? "filter"
-                  : "plugin", kind);
-    m = NULL;
-  }
-  else if (m)
-    free (path);
-  else
-    m = module_load (name, path, is_plugin);
-  pthread_mutex_unlock (&modules_lock);
-  return m;
+  return need_flush ? plugin_flush (c, 0, err) : 0;
 }
 
-void
-modules_unload (void)
+static int
+plugin_trim (struct nbdcbt_context *c, uint32_t count, uint64_t offset,
+             uint32_t flags, int *err)
 {
-  struct nbdcbt_module *m, *next;
+  bool need_flush = emulate_fua (c, &flags);
 
-  pthread_mutex_lock (&modules_lock);
-  for (m = modules; m; m = next) {
-    next = m->list_next;
-    if (m->plugin && m->plugin->unload)
-      m->plugin->unload ();
-    if (m->filter && m->filter->unload)
-      m->filter->unload ();
-    /* Modules stay mapped: a thread-local destructor or atexit handler in
-     * a module may still run.  The process exits right after this.
+  if (P (c->b)->trim) {          /* without one, trim is advisory */
+    clear_thread_error ();
+    if (P (c->b)->trim (c->handle, count, offset, flags) == -1) {
+      *err = plugin_error ();
+      return -1;
+    }
+  }
+  return need_flush ? plugin_flush (c, 0, err) : 0;
+}
+
+/* Zeroes for a zero the plugin cannot do. */
+#define ZERO_BUF_SIZE (1024 * 1024)
+static const char zero_buf[ZERO_BUF_SIZE];
+
+static int
+plugin_zero (struct nbdcbt_context *c, uint32_t count, uint64_t offset,
+             uint32_t flags, int *err)
+{
+  bool need_flush = emulate_fua (c, &flags);
+  int r;
+
+  clear_thread_error ();
+  if (P (c->b)->zero)
+    r = P (c->b)->zero (c->handle, count, offset, flags);
+  else {
+    r = -1;
+    nbdcbt_set_error (ENOTSUP);
+  }
+  if (r == -1) {
+    *err = plugin_error ();
+    if (*err == EOPNOTSUPP)
+      *err = ENOTSUP;
+    /* Not supported here after all: write zeroes, unless the client
+     * wants to know that zeroing is slow.
      */
-    free (m->name);
-    free (m->filename);
-    free (m);
+    if (*err != ENOTSUP || (flags & NBDCBT_FLAG_FAST_ZERO))
+      return -1;
+    while (count > 0) {
+      uint32_t n = MIN (count, (uint32_t) ZERO_BUF_SIZE);
+
+      if (plugin_pwrite (c, zero_buf, n, offset, 0, err) == -1)
+        return -1;
+      count -= n;
+      offset += n;
+    }
   }
-  modules = NULL;
-  pthread_mutex_unlock (&modules_lock);
-  nbdkit_modules_unload ();
+  return need_flush ? plugin_flush (c, 0, err) : 0;
 }
+
+static int
+plugin_extents (struct nbdcbt_context *c, uint32_t count, uint64_t offset,
+                uint32_t flags, struct nbdcbt_extents *extents, int *err)
+{
+  clear_thread_error ();
+  if (P (c->b)->extents (c->handle, count, offset, flags, extents) == -1) {
+    *err = plugin_error ();
+    return -1;
+  }
+  return 0;
+}
+
+static int
+plugin_cache (struct nbdcbt_context *c, uint32_t count, uint64_t offset,
+              uint32_t flags, int *err)
+{
+  if (P (c->b)->cache == NULL)
+    return 0;
+  clear_thread_error ();
+  if (P (c->b)->cache (c->handle, count, offset, flags) == -1) {
+    *err = plugin_error ();
+    return -1;
+  }
+  return 0;
+}
+
+static int
+plugin_meta_extents (struct nbdcbt_context *c, const char *context,
+                     uint32_t count, uint64_t offset, uint32_t flags,
+                     struct nbdcbt_extents *extents, int *err)
+{
+  if (P (c->b)->meta_extents == NULL) {
+    *err = EINVAL;
+    return -1;
+  }
+  clear_thread_error ();
+  if (P (c->b)->meta_extents (c->handle, context, count, offset, flags,
+                              extents) == -1) {
+    *err = plugin_error ();
+    return -1;
+  }
+  return 0;
+}
+
+const struct layer_ops plugin_ops = {
+  .instance_new = plugin_instance_new,
+  .instance_free = plugin_instance_free,
+  .config = plugin_config,
+  .config_complete = plugin_config_complete,
+  .thread_model = plugin_thread_model,
+  .get_ready = plugin_get_ready,
+  .cleanup = plugin_cleanup,
+  .get_service = plugin_get_service,
+  .list_meta_contexts = plugin_list_meta_contexts,
+  .open = plugin_open,
+  .prepare = plugin_prepare,
+  .finalize = plugin_finalize,
+  .close = plugin_close,
+  .get_caps = plugin_get_caps,
+  .pread = plugin_pread,
+  .pwrite = plugin_pwrite,
+  .flush = plugin_flush,
+  .trim = plugin_trim,
+  .zero = plugin_zero,
+  .extents = plugin_extents,
+  .cache = plugin_cache,
+  .meta_extents = plugin_meta_extents,
+};
 
 void
 plugin_usage (struct nbdcbt_backend *b)
@@ -283,22 +368,6 @@ plugin_usage (struct nbdcbt_backend *b)
     printf ("\nA bare VALUE means %s=VALUE.\n", p->magic_config_key);
   if (p->config_help)
     printf ("\n%s\n", p->config_help);
-}
-
-void
-filter_usage (struct nbdcbt_backend *b)
-{
-  const struct nbdcbt_filter *f = b->filter;
-
-  printf ("filter: %s", f->name);
-  if (f->longname)
-    printf (" (%s)", f->longname);
-  printf ("\n");
-  if (f->description)
-    printf ("%s\n", f->description);
-  if (f->config_help)
-    printf ("\n%s\n", f->config_help);
-  printf ("\n");
 }
 
 void

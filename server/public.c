@@ -151,19 +151,5 @@ nbdcbt_shutdown (void)
 const void *
 nbdcbt_next_service (nbdcbt_backend *b, const char *name)
 {
-  const void *r;
-
-  for (; b; b = b->next) {
-    if (b->plugin) {
-      if (b->plugin->get_service)
-        return b->plugin->get_service (b->instance, name);
-      return NULL;
-    }
-    if (b->filter->get_service) {
-      r = b->filter->get_service (b->next, b->instance, name);
-      if (r)
-        return r;
-    }
-  }
-  return NULL;
+  return backend_get_service (b, name);
 }
