@@ -488,6 +488,8 @@ opt_meta_context (struct connection *conn, uint32_t option, const char *data,
 static int
 opt_starttls (struct connection *conn, uint32_t len)
 {
+  int ms;
+
   if (tls_mode == TLS_MODE_OFF)
     return send_error (conn, NBD_OPT_STARTTLS, NBD_REP_ERR_POLICY,
                        "TLS is not enabled on this server");
@@ -499,12 +501,16 @@ opt_starttls (struct connection *conn, uint32_t len)
                        "TLS is already negotiated");
   if (send_ack (conn, NBD_OPT_STARTTLS) == -1)
     return -1;
-  /* The TLS handshake has what is left of --handshake-limit (0 = no
-   * limit, for gnutls too).
+  /* The TLS handshake has what is left of --handshake-limit: none left
+   * means the limit passed (0 would mean no limit to gnutls).
    */
-  if (tls_start (&conn->transport,
-                 MAX (transport_handshake_ms_left (&conn->transport), 0))
-      == -1)
+  ms = transport_handshake_ms_left (&conn->transport);
+  if (ms == 0) {
+    nbdcbt_error ("client did not finish the handshake within %u seconds "
+                  "(--handshake-limit), dropping it", handshake_limit);
+    return -1;
+  }
+  if (tls_start (&conn->transport, ms < 0 ? 0 : ms) == -1)
     return -1;
   conn->neg.structured = false;
   selected_reset (&conn->neg.selected);
