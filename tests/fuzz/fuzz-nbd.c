@@ -1,0 +1,147 @@
+/* libFuzzer harness for the NBD protocol: each input is the byte stream
+ * a client sends, from the greeting on (client flags, options, then
+ * requests).  It goes over a socketpair into the real server code
+ * (every server file but main.c) serving the memory plugin under the dirty
+ * filter, one connection per input, as -s serves one; a second thread
+ * feeds the input and another reads and drops whatever the server
+ * answers.  The modules are loaded as the server loads them
+ * (NBDCBT_PLUGIN_PATH, NBDCBT_FILTER_PATH: clang-built copies, see
+ * Makefile.am).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* What server/main.c defines for the server's other files. */
+bool verbose;
+bool read_only;
+bool foreground = true;
+unsigned threads = 4;
+unsigned max_connections = 100;
+unsigned handshake_limit = 10;
+unsigned idle_timeout;
+uint64_t max_in_flight = 64 * 1024 * 1024;
+int thread_model = NBDCBT_THREAD_MODEL_PARALLEL;
+const char *program_name = "fuzz-nbd";
+int quit;
+int quit_fd = -1;
+static int quit_write_fd = -1;
+
+void
+set_quit (void)
+{
+  char c = 0;
+
+  __atomic_store_n (&quit, 1, __ATOMIC_SEQ_CST);
+  if (write (quit_write_fd, &c, 1) == -1)
+    abort ();
+}
+
+void
+quit_init (void)
+{
+  int fds[2];
+
+  if (pipe2 (fds, O_CLOEXEC | O_NONBLOCK) == -1)
+    abort ();
+  quit_fd = fds[0];
+  quit_write_fd = fds[1];
+  signal (SIGPIPE, SIG_IGN);
+}
+
+int
+LLVMFuzzerInitialize (int *argc, char ***argv)
+{
+  static const char *const filters[] = { "dirty" };
+  struct nbdcbt_backend *top;
+  struct export *exp;
+
+  (void) argc;
+  (void) argv;
+  quit_init ();
+  top = backend_chain_new ("memory", filters, 1);
+  if (top == NULL
+      || backend_config (top, "size", "1M") == -1
+      || backend_config (top, "bitmap", "b0:512") == -1
+      || backend_config (top, "bitmap", "b1") == -1
+      || backend_config_complete (top) == -1)
+    abort ();
+  exp = export_new ("", "node0", "fuzz", top, false);
+  if (exp == NULL || backend_thread_model (exp->top) == -1)
+    abort ();
+  exp->default_alias = true;
+  if (exports_add (exp) == -1)
+    abort ();
+  exports_start ();
+  return 0;
+}
+
+struct client {
+  int fd;
+  const uint8_t *data;
+  size_t size;
+};
+
+static void *
+feed (void *arg)
+{
+  struct client *c = arg;
+  size_t done = 0;
+  ssize_t r;
+
+  while (done < c->size) {
+    r = send (c->fd, c->data + done, c->size - done, MSG_NOSIGNAL);
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;                    /* the server hung up */
+    done += r;
+  }
+  shutdown (c->fd, SHUT_WR);
+  return NULL;
+}
+
+static void *
+drain (void *arg)
+{
+  struct client *c = arg;
+  char buf[65536];
+  ssize_t r;
+
+  do
+    r = recv (c->fd, buf, sizeof buf, 0);
+  while (r > 0 || (r == -1 && errno == EINTR));
+  return NULL;
+}
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+  struct client c = { .data = data, .size = size };
+  pthread_t feeder, drainer;
+  int sv[2];
+
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+    abort ();
+  c.fd = sv[1];
+  if (pthread_create (&feeder, NULL, feed, &c) != 0
+      || pthread_create (&drainer, NULL, drain, &c) != 0)
+    abort ();
+  handle_single_connection (sv[0], sv[0]);
+  close (sv[0]);                /* left open by handle_single_connection */
+  pthread_join (feeder, NULL);
+  pthread_join (drainer, NULL);
+  close (sv[1]);
+  return 0;
+}
