@@ -15,7 +15,8 @@
  * a connection is open: the model (struct dirty_bitmaps) is created at the
  * first prepare, under a lock.  Until then the bitmaps exist as a list of
  * pending names, which is what list_meta_contexts reports during the
- * first handshake.
+ * first handshake.  (The control socket opens the chain once before it
+ * looks at an export, so with it the model exists from start-up.)
  *
  * Each export has its own instance (dirty.h); persistence is in store.c.
  */

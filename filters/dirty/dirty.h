@@ -4,7 +4,10 @@
  *             write path (marking) and the qemu:dirty-bitmap:NAME contexts;
  *   store.c   persistence through the bitmap store of the layer below:
  *             loading at get_ready, in-use marking, storing on flush and
- *             at cleanup.
+ *             at cleanup, and when the control socket adds or removes a
+ *             persistent bitmap;
+ *   control.c the "dirty-bitmaps" service the control socket manages the
+ *             bitmaps through (dirty-bitmaps-service.h).
  *
  * One struct dirty_instance per export whose chain has the filter; it is
  * also the per-connection handle (the filter has no open callback).
