@@ -66,6 +66,44 @@ usage (int status)
   exit (status);
 }
 
+/* getopt_long takes any unambiguous prefix of a long option; refuse
+ * them (nbdcbt does too), so that a typo never means another option.
+ * Looks at ARGV up to "--", or up to the first argument that is not an
+ * option when STOP_AT_ARG (the command name in main).
+ */
+static void
+check_long_options (int argc, char **argv, const struct option *opts,
+                    bool stop_at_arg)
+{
+  int i;
+
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    size_t len;
+    const struct option *o;
+    bool found = false;
+
+    if (strcmp (a, "--") == 0)
+      return;
+    if (a[0] != '-' && stop_at_arg)
+      return;
+    if (strncmp (a, "--", 2) != 0)
+      continue;
+    len = strcspn (a + 2, "=");
+    for (o = opts; o->name; o++)
+      if (strlen (o->name) == len && strncmp (o->name, a + 2, len) == 0) {
+        found = true;
+        /* Its separate argument is not an option. */
+        if (o->has_arg == required_argument && a[2 + len] != '=')
+          i++;
+        break;
+      }
+    if (!found)
+      die (EXIT_USAGE, "unknown option '%.*s' (options are not "
+           "abbreviated); try '%s --help'", (int) (len + 2), a, program);
+  }
+}
+
 /* One message from the server (events are skipped).  NULL at EOF. */
 static json_object *
 read_message (void)
@@ -248,6 +286,7 @@ do_bitmap (int argc, char **argv)
   char *desc = NULL;
   int c;
 
+  check_long_options (argc, argv, opts, false);
   optind = 0;                   /* reinitialise getopt */
   while ((c = getopt_long (argc, argv, "g:b:h", opts, NULL)) != -1) {
     if (c >= OPT_ADD && c <= OPT_MERGE) {
@@ -391,6 +430,7 @@ do_query (int argc, char **argv)
   size_t i, j;
   int c;
 
+  check_long_options (argc, argv, opts, false);
   optind = 0;
   while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
@@ -508,6 +548,7 @@ main (int argc, char **argv)
   const char *cmd;
   int c, r;
 
+  check_long_options (argc, argv, opts, true);
   while ((c = getopt_long (argc, argv, "+s:hV", opts, NULL)) != -1) {
     switch (c) {
     case 's': socket_path = optarg; break;

@@ -93,6 +93,9 @@ expect_status 2 $ctl bitmap --add disk0 b0
 expect_status 2 $ctl -s "$ctlsock" frobnicate
 expect_status 2 $ctl -s "$ctlsock" qmp '{"execute": '
 expect_status 2 $ctl -s "$ctlsock" query --output=xml
+expect_status 2 $ctl -s "$ctlsock" bitmap --rem disk0 t0
+grep -q "unknown option '--rem' (options are not abbreviated)" "$tmpdir/err"
+expect_status 2 $ctl --sock "$ctlsock" query
 
 # qmp: anything, answered as JSON; an error answer is exit 1.
 $ctl -s "$ctlsock" qmp '{"execute": "x-debug-block-dirty-bitmap-sha256",
