@@ -38,9 +38,11 @@ struct image_format {
 
 static const struct image_format formats[] = {
   /* qcow2 (QEMU's docs/interop/qcow2.txt): changes tracked in the
-   * image's persistent bitmaps.
+   * image's persistent bitmaps, and backup sessions (the fleece filter
+   * above the dirty filter: its gate covers the marking of each write).
    */
-  { "qcow2", 4, "QFI\xfb", ".qcow2", "qcow2", { "dirty", NULL }, false },
+  { "qcow2", 4, "QFI\xfb", ".qcow2", "qcow2", { "fleece", "dirty", NULL },
+    false },
 };
 
 /* Anything else.  Like QEMU with a probed raw image: no write may turn

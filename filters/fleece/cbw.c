@@ -539,11 +539,37 @@ mark_dirty_area (void *opaque, uint64_t start, uint64_t len)
   return 0;
 }
 
+/* Closing the store frees its blocks, which takes a while for gigabytes
+ * of copied data: done by a thread of its own, so that the end of a
+ * session does not wait for it.
+ */
+static void *
+close_store_thread (void *arg)
+{
+  close ((int) (intptr_t) arg);
+  return NULL;
+}
+
+static void
+close_store (int fd)
+{
+  pthread_attr_t attr;
+  pthread_t t;
+  int r;
+
+  pthread_attr_init (&attr);
+  pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
+  r = pthread_create (&t, &attr, close_store_thread, (void *) (intptr_t) fd);
+  pthread_attr_destroy (&attr);
+  if (r != 0)
+    close (fd);
+}
+
 static void
 session_free (struct cbw_session *s)
 {
   if (s->store_fd >= 0)
-    close (s->store_fd);
+    close_store (s->store_fd);
   free (s->needed);
   free (s->copied);
   free (s->gone);
