@@ -343,6 +343,7 @@ session_view_chain (const struct view_source *src, bool delta,
   b->name = view_plugin.name;
   b->filename = "(built in)";
   b->plugin = &view_plugin;
+  b->ops = &plugin_ops;
   b->instance = v;
   b->has_instance = true;
   return b;
