@@ -77,11 +77,14 @@ static const struct image_format formats[] = {
     false },
 };
 
-/* Anything else.  Like QEMU with a probed raw image: no write may turn
- * its first sector into another format's header (the rawguard filter).
+/* Anything else (a QBM descriptor too: the file plugin serves the image
+ * it describes).  Changes tracked in the QBM sidecar's bitmaps (none is
+ * made for an image served without bitmaps).  Like QEMU with a probed raw
+ * image: no write may turn its first sector into another format's header
+ * (the rawguard filter).
  */
 static const struct image_format raw =
-  { "raw", 0, "", NULL, "file", { "rawguard", NULL }, true };
+  { "raw", 0, "", NULL, "file", { "dirty", "rawguard", NULL }, true };
 #define RAW_PLUGIN (raw.plugin)
 
 /* The format FILE's first bytes say (BUF, LEN of them), or NULL for raw. */

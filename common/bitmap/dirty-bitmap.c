@@ -762,3 +762,22 @@ dirty_bitmaps_exists (struct dirty_bitmaps *set, const char *name)
   i = find_index (set, name);
   return i != -1 && !set->bitmaps[i]->inconsistent;
 }
+
+struct hbitmap *
+dirty_bitmaps_persistent_copy (struct dirty_bitmaps *set, const char *name)
+{
+  ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&set->lock);
+  struct dirty_bitmap *bm = lookup (set, name, NULL);
+  struct hbitmap *copy;
+
+  if (bm == NULL) {
+    errno = ENOENT;
+    return NULL;
+  }
+  copy = hbitmap_copy (bm->hb);
+  if (copy && bm->successor && hbitmap_merge (copy, bm->successor->hb) == -1) {
+    hbitmap_free (copy);
+    return NULL;
+  }
+  return copy;
+}

@@ -181,6 +181,14 @@ struct dirty_bitmap;
 extern struct dirty_bitmap *dirty_bitmaps_get (struct dirty_bitmaps *set,
                                             const char *name, char **errp);
 extern struct hbitmap *dirty_bitmap_data (struct dirty_bitmap *bm);
+
+/* What a store must keep of NAME, as a new bitmap: its data ORed with its
+ * successor's (a frozen bitmap of a running job: after a crash the job
+ * failed, and reclaim would merge them).  NULL with errno (ENOENT,
+ * ENOMEM).
+ */
+extern struct hbitmap *dirty_bitmaps_persistent_copy (struct dirty_bitmaps *set,
+                                                      const char *name);
 extern void dirty_bitmap_put (struct dirty_bitmap *bm);
 
 /* Does a consistent bitmap called NAME exist? */

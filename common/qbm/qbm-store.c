@@ -96,6 +96,12 @@ static int
 s_mark_in_use (void *opaque)
 {
   struct qbm_store *s = opaque;
+
+  /* No sidecar and nothing to keep: nothing to mark (no sidecar is made
+   * for an image served without persistent bitmaps).
+   */
+  if (!qbm_exists (s->q))
+    return 0;
   return qbm_mark_in_use (s->q, 0, NULL);
 }
 

@@ -129,6 +129,8 @@ dirty_instance_new (void)
   pthread_mutex_init (&d->lock, NULL);
   pthread_rwlock_init (&d->quiesce, NULL);
   dirty_control_init (d);
+  pthread_cond_init (&d->stop_cond, NULL);
+  d->store_interval = DIRTY_DEFAULT_STORE_INTERVAL;
   return d;
 }
 
@@ -218,13 +220,20 @@ dirty_config (nbdcbt_next_config *next, nbdcbt_backend *nxdata,
     d->store_on_flush = r;
     return 0;
   }
+  switch (dirty_store_config (d, key, value)) {
+  case 1: return 0;
+  case -1: return -1;
+  }
   return next (nxdata, key, value);
 }
 
 #define dirty_config_help \
   "bitmap=NAME[:GRANULARITY]  Track changes in bitmap NAME (repeatable;\n" \
   "                           granularity 512..2G, default 64K).\n" \
-  "store-on-flush=BOOL        Also store persistent bitmaps on flush."
+  "store-on-flush=BOOL        Also store persistent bitmaps on flush.\n" \
+  "store-interval=SECONDS     Store them this often (default 30, 0 never).\n" \
+  "zone-size=SIZE             Intent record zone (default 64M).\n" \
+  "intent=BOOL                Keep an intent record (default true)."
 
 static int
 dirty_get_ready (nbdcbt_backend *nxdata, void *instance)
@@ -350,11 +359,12 @@ dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
   return next (nxdata, export_name, contexts);
 }
 
-/* The write path.  QUIESCE is held exclusively only while a control
- * transaction runs: then writes wait here, before they go down.
+/* The write path: the fine bitmaps, then the intent record (store.c),
+ * then the request goes down.  QUIESCE is held exclusively only while a
+ * control transaction runs: then writes wait here, before they go down.
  */
-static inline void
-mark (void *handle, uint64_t offset, uint32_t count)
+static inline int
+mark (void *handle, uint64_t offset, uint32_t count, int *err)
 {
   struct dirty_instance *d = handle;
 
@@ -363,6 +373,9 @@ mark (void *handle, uint64_t offset, uint32_t count)
     dirty_bitmaps_mark (d->bitmaps, offset, count);
     pthread_rwlock_unlock (&d->quiesce);
   }
+  if (d->intent)
+    return dirty_store_before_write (d, offset, count, err);
+  return 0;
 }
 
 /* The control socket's service for this instance (control.c). */
@@ -381,7 +394,8 @@ dirty_pwrite (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
               void *handle, const void *buf, uint32_t count, uint64_t offset,
               uint32_t flags, int *err)
 {
-  mark (handle, offset, count);
+  if (mark (handle, offset, count, err) == -1)
+    return -1;
   return next_ops->pwrite (nxdata, buf, count, offset, flags, err);
 }
 
@@ -390,7 +404,8 @@ dirty_zero (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
             void *handle, uint32_t count, uint64_t offset, uint32_t flags,
             int *err)
 {
-  mark (handle, offset, count);
+  if (mark (handle, offset, count, err) == -1)
+    return -1;
   return next_ops->zero (nxdata, count, offset, flags, err);
 }
 
@@ -399,7 +414,8 @@ dirty_trim (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
             void *handle, uint32_t count, uint64_t offset, uint32_t flags,
             int *err)
 {
-  mark (handle, offset, count);
+  if (mark (handle, offset, count, err) == -1)
+    return -1;
   return next_ops->trim (nxdata, count, offset, flags, err);
 }
 

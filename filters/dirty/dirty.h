@@ -89,6 +89,19 @@ struct dirty_instance {
    */
   struct dirty_bitmaps_service service;
   pthread_rwlock_t quiesce;
+
+  /* Crash safety (store.c, docs/persistence.md): the store's intent
+   * record, driven from the write path, and the lazy stores.
+   */
+  bool no_intent;               /* intent=false */
+  uint64_t zone_size;           /* zone-size=, 0: the store's default */
+  unsigned store_interval;      /* store-interval= seconds, 0: never */
+  struct intent *intent;        /* set under LOCK at the first read-write
+                                 * prepare, before any write */
+  pthread_t store_thread;       /* every STORE_INTERVAL seconds */
+  bool store_thread_started;
+  bool stopping;                /* under LOCK: the thread must end */
+  pthread_cond_t stop_cond;
 };
 
 /* dirty.c */
@@ -102,6 +115,18 @@ extern struct dirty_pending *dirty_pending_append (struct dirty_instance *d,
 extern void dirty_control_init (struct dirty_instance *d);
 
 /* store.c */
+#define DIRTY_DEFAULT_STORE_INTERVAL 30
+/* intent=, zone-size=, store-interval=: 1 if KEY is one of them (and
+ * VALUE valid), 0 if not ours, -1 after an error.
+ */
+extern int dirty_store_config (struct dirty_instance *d, const char *key,
+                               const char *value);
+/* Before a write, trim or zero goes down (fine bitmaps marked already):
+ * its zones durably in the intent record.  -1 with *ERR on failure.
+ */
+extern int dirty_store_before_write (struct dirty_instance *d,
+                                     uint64_t offset, uint64_t count,
+                                     int *err);
 /* get_ready: take the store below (if any) and load its bitmaps. */
 extern int dirty_store_get_ready (struct dirty_instance *d,
                                   nbdcbt_backend *nxdata);

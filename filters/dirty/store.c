@@ -36,6 +36,14 @@
  * bitmap-store.h) the stored bitmaps are loaded at get_ready, marked in
  * use at the first read-write connection and stored at clean shutdown
  * (and on flush with store-on-flush=true).
+ *
+ * Crash safety (docs/persistence.md): a store that keeps an intent record
+ * (start_intent: the qcow2 plugin, the file plugin's QBM sidecar) hands
+ * it over when the bitmaps are marked in use.  Every write then marks its
+ * zones durably before it goes down (dirty_store_before_write); every
+ * store (flush, every store-interval seconds, cleanup) is bracketed by
+ * intent_store_begin/end, which clears the zones nobody wrote since.
+ * After a crash the store loads each bitmap as stored | marked zones.
  */
 #include <config.h>
 
@@ -47,12 +55,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nbdcbt-filter.h>
 
 #include "cleanup.h"
 #include "dirty.h"
 #include "hbitmap.h"
+#include "intent.h"
+#include "utils.h"
 
 static const char *
 store_error (struct dirty_instance *d)
@@ -62,6 +73,59 @@ store_error (struct dirty_instance *d)
     : NULL;
 
   return msg ? msg : strerror (errno);
+}
+
+int
+dirty_store_config (struct dirty_instance *d, const char *key,
+                    const char *value)
+{
+  if (strcmp (key, "intent") == 0) {
+    int r = nbdcbt_parse_bool (value);
+    if (r == -1)
+      return -1;
+    d->no_intent = !r;
+    return 1;
+  }
+  if (strcmp (key, "zone-size") == 0) {
+    const char *err;
+    int64_t z = parse_human_size (value, &err);
+
+    if (z == -1 || !intent_zone_size_valid (z)) {
+      nbdcbt_error ("dirty: zone-size=%s: must be a power of two from "
+                    "64K to 1T", value);
+      return -1;
+    }
+    d->zone_size = z;
+    return 1;
+  }
+  if (strcmp (key, "store-interval") == 0) {
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul (value, &end, 10);
+    if (errno || end == value || *end || v > 86400 || value[0] == '-') {
+      nbdcbt_error ("dirty: store-interval=%s: expected seconds, 0 to "
+                    "86400", value);
+      return -1;
+    }
+    d->store_interval = v;
+    return 1;
+  }
+  return 0;
+}
+
+int
+dirty_store_before_write (struct dirty_instance *d, uint64_t offset,
+                          uint64_t count, int *err)
+{
+  if (intent_mark (d->intent, offset, count) == -1) {
+    *err = errno ? errno : EIO;
+    nbdcbt_error ("dirty: cannot record the write in the intent record of "
+                  "the %s store: %s", d->store->name, store_error (d));
+    return -1;
+  }
+  return 0;
 }
 
 /* Load the store's bitmaps and reconcile them with bitmap=. */
@@ -156,20 +220,6 @@ dirty_store_get_ready (struct dirty_instance *d, nbdcbt_backend *nxdata)
   return 0;
 }
 
-int
-dirty_store_mark_in_use (struct dirty_instance *d)
-{
-  if (d->store == NULL || d->marked_in_use)
-    return 0;
-  if (d->store->mark_in_use (d->store->opaque) == -1) {
-    nbdcbt_error ("dirty: cannot mark the bitmaps in use in the %s "
-                  "store: %s", d->store->name, store_error (d));
-    return -1;
-  }
-  d->marked_in_use = true;
-  return 0;
-}
-
 /* Store every persistent bitmap.  LOCK held. */
 static int
 store_all (struct dirty_instance *d, bool in_use)
@@ -177,7 +227,7 @@ store_all (struct dirty_instance *d, bool in_use)
   const struct bitmap_store *store = d->store;
   struct dirty_bitmap_info *info = NULL;
   struct bitmap_store_entry *entries = NULL;
-  struct dirty_bitmap **refs = NULL;
+  struct hbitmap **refs = NULL;
   const char **keep = NULL;
   size_t i, n = 0, nentries = 0, nkeep = 0;
   int r = -1;
@@ -200,11 +250,19 @@ store_all (struct dirty_instance *d, bool in_use)
       keep[nkeep++] = info[i].name;
       continue;
     }
-    refs[nentries] = dirty_bitmaps_get (d->bitmaps, info[i].name, NULL);
-    if (refs[nentries] == NULL)
-      continue;                 /* removed meanwhile */
+    /* A snapshot, with a frozen bitmap's successor merged in: what a
+     * restart after a crash must find (the job then failed).
+     */
+    refs[nentries] = dirty_bitmaps_persistent_copy (d->bitmaps,
+                                                    info[i].name);
+    if (refs[nentries] == NULL) {
+      if (errno == ENOENT)
+        continue;               /* removed meanwhile */
+      nbdcbt_error ("dirty: bitmap '%s': %m", info[i].name);
+      goto out;
+    }
     entries[nentries].name = info[i].name;
-    entries[nentries].bitmap = dirty_bitmap_data (refs[nentries]);
+    entries[nentries].bitmap = refs[nentries];
     entries[nentries].recording = info[i].recording;
     entries[nentries].in_use = in_use;
     nentries++;
@@ -217,12 +275,119 @@ store_all (struct dirty_instance *d, bool in_use)
   r = 0;
  out:
   for (i = 0; i < nentries; i++)
-    dirty_bitmap_put (refs[i]);
+    hbitmap_free (refs[i]);
   free (refs);
   free (entries);
   free (keep);
   dirty_bitmap_info_free (info, n);
   return r;
+}
+
+/* One store: the intent record's zones that nobody wrote while the
+ * snapshot was taken and stored are cleared afterwards.  LOCK held.
+ */
+static int
+store_locked (struct dirty_instance *d, bool in_use)
+{
+  if (d->intent)
+    intent_store_begin (d->intent);
+  if (store_all (d, in_use) == -1)
+    return -1;
+  if (d->intent && intent_store_end (d->intent) == -1) {
+    nbdcbt_error ("dirty: cannot clear the intent record of the %s store: "
+                  "%s", d->store->name, store_error (d));
+    return -1;
+  }
+  return 0;
+}
+
+/* Every STORE_INTERVAL seconds, a store if anything was written. */
+static void *
+store_thread (void *arg)
+{
+  struct dirty_instance *d = arg;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&d->lock);
+
+  while (!d->stopping) {
+    struct timespec ts;
+
+    clock_gettime (CLOCK_REALTIME, &ts);
+    ts.tv_sec += d->store_interval;
+    while (!d->stopping
+           && pthread_cond_timedwait (&d->stop_cond, &d->lock, &ts) == 0)
+      ;
+    if (d->stopping)
+      break;
+    if (intent_marked_zones (d->intent) > 0 && store_locked (d, true) == 0)
+      nbdcbt_debug ("dirty: bitmaps stored (interval)");
+  }
+  return NULL;
+}
+
+static bool
+has_persistent (struct dirty_instance *d)
+{
+  struct dirty_bitmap_info *info;
+  size_t i, n;
+  bool r = false;
+
+  if (d->bitmaps == NULL || dirty_bitmaps_list (d->bitmaps, &info, &n) == -1)
+    return false;
+  for (i = 0; i < n; i++)
+    r |= info[i].persistent;
+  dirty_bitmap_info_free (info, n);
+  return r;
+}
+
+int
+dirty_store_mark_in_use (struct dirty_instance *d)
+{
+  const struct bitmap_store *store = d->store;
+
+  if (store == NULL || d->marked_in_use)
+    return 0;
+  /* Without a persistent bitmap an intent record protects nothing: an
+   * image served without bitmaps is left as it is.
+   */
+  if (!d->no_intent && store->start_intent && has_persistent (d)) {
+    if (store->start_intent (store->opaque, d->zone_size, &d->intent) == 0) {
+      d->marked_in_use = true;
+      /* Store now: bitmaps new since the last store (bitmap=) exist in
+       * the store before the first write, and recovered ones are stored
+       * whole so that the zones carried over for them can go.
+       */
+      if (store_locked (d, true) == -1)
+        return -1;
+      nbdcbt_debug ("dirty: intent record in the %s store, zones of %"
+                    PRIu64 " bytes", store->name,
+                    intent_zone_size (d->intent));
+      if (d->store_interval > 0) {
+        int e = pthread_create (&d->store_thread, NULL, store_thread, d);
+        if (e) {
+          errno = e;
+          nbdcbt_error ("dirty: cannot start the store thread: %m");
+          return -1;
+        }
+        d->store_thread_started = true;
+      }
+      return 0;
+    }
+    d->intent = NULL;
+    if (errno != ENOTSUP && errno != ENOSPC) {
+      nbdcbt_error ("dirty: cannot start the intent record in the %s "
+                    "store: %s", store->name, store_error (d));
+      return -1;
+    }
+    nbdcbt_warning ("dirty: no intent record (%s): the bitmaps will be "
+                    "inconsistent after a crash", store_error (d));
+  }
+  if (store->mark_in_use (store->opaque) == -1) {
+    nbdcbt_error ("dirty: cannot mark the bitmaps in use in the %s "
+                  "store: %s", store->name, store_error (d));
+    return -1;
+  }
+  d->marked_in_use = true;
+  return 0;
 }
 
 int
@@ -233,12 +398,21 @@ dirty_store_on_flush (struct dirty_instance *d)
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&d->lock);
   if (!d->marked_in_use)
     return 0;
-  return store_all (d, true);
+  return store_locked (d, true);
 }
 
 void
 dirty_store_cleanup (struct dirty_instance *d)
 {
+  if (d->store_thread_started) {
+    pthread_mutex_lock (&d->lock);
+    d->stopping = true;
+    pthread_cond_signal (&d->stop_cond);
+    pthread_mutex_unlock (&d->lock);
+    pthread_join (d->store_thread, NULL);
+    d->store_thread_started = false;
+  }
+
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&d->lock);
 
   if (d->store && d->bitmaps && d->marked_in_use) {
@@ -252,7 +426,7 @@ dirty_store_cleanup (struct dirty_instance *d)
           dirty_bitmaps_reclaim (d->bitmaps, info[i].name, NULL);
       dirty_bitmap_info_free (info, n);
     }
-    if (store_all (d, false) == 0)
+    if (store_locked (d, false) == 0)
       nbdcbt_debug ("dirty: bitmaps stored");
   }
 }

@@ -54,11 +54,15 @@
 #include "nbdcbt-plugin.h"
 
 #include "file.h"
+#include "qbm.h"
+#include "sidecar.h"
 #include "minmax.h"
 #include "rounding.h"
 
 struct file_instance {
   char *filename;
+  char *qbm_path;               /* qbm=: the sidecar, else FILENAME.qbm */
+  struct file_sidecar *sidecar; /* the bitmap store (get_ready..cleanup) */
   bool cache_none;              /* cache=none: O_DIRECT */
   int fadvise_mode;
 };
@@ -97,6 +101,7 @@ file_instance_free (void *instance)
   struct file_instance *fi = instance;
 
   free (fi->filename);
+  free (fi->qbm_path);
   free (fi);
 }
 
@@ -109,6 +114,12 @@ file_config (void *instance, const char *key, const char *value)
     free (fi->filename);
     fi->filename = nbdcbt_absolute_path (value);
     if (fi->filename == NULL)
+      return -1;
+  }
+  else if (strcmp (key, "qbm") == 0) {
+    free (fi->qbm_path);
+    fi->qbm_path = nbdcbt_absolute_path (value);
+    if (fi->qbm_path == NULL)
       return -1;
   }
   else if (strcmp (key, "cache") == 0) {
@@ -137,7 +148,7 @@ file_config (void *instance, const char *key, const char *value)
   }
   else {
     nbdcbt_error ("file: unknown parameter '%s' "
-                  "(known: file, cache, fadvise)", key);
+                  "(known: file, qbm, cache, fadvise)", key);
     return -1;
   }
   return 0;
@@ -161,6 +172,19 @@ file_config_complete (void *instance)
   if (filename == NULL) {
     nbdcbt_error ("file: no file given, for example: nbdcbt file disk.img");
     return -1;
+  }
+  /* A QBM descriptor stands for the image it describes (as in QBM):
+   * serve the image, with the descriptor as its sidecar.
+   */
+  {
+    char *image;
+    if (fi->qbm_path == NULL && qbm_probe (filename, &image)) {
+      nbdcbt_debug ("file: %s is a QBM descriptor: serving %s", filename,
+                    image);
+      fi->qbm_path = fi->filename;
+      fi->filename = image;
+      filename = image;
+    }
   }
   if (stat (filename, &st) == -1) {
     nbdcbt_error ("file: %s: %m", filename);
@@ -187,6 +211,37 @@ file_config_complete (void *instance)
   }
   close (fd);
   return 0;
+}
+
+/* The QBM sidecar, opened now so that a damaged one stops the server
+ * before any client connects.
+ */
+static int
+file_get_ready (void *instance)
+{
+  struct file_instance *fi = instance;
+
+  return file_sidecar_open (fi->filename, fi->qbm_path, nbdcbt_read_only (),
+                            &fi->sidecar);
+}
+
+static void
+file_cleanup (void *instance)
+{
+  struct file_instance *fi = instance;
+
+  file_sidecar_close (fi->sidecar);
+  fi->sidecar = NULL;
+}
+
+static const void *
+file_get_service (void *instance, const char *name)
+{
+  struct file_instance *fi = instance;
+
+  if (strcmp (name, BITMAP_STORE_SERVICE) == 0)
+    return file_sidecar_store (fi->sidecar);
+  return NULL;
 }
 
 static int
@@ -499,6 +554,7 @@ static struct nbdcbt_plugin plugin = {
   .description = "Serve a raw file or block device",
   .config_help =
     "[file=]FILENAME             The file or block device to serve.\n"
+    "qbm=PATH                    Persistent bitmaps' sidecar (FILENAME.qbm).\n"
     "cache=default|none          none: bypass the page cache (O_DIRECT).\n"
     "fadvise=normal|random|sequential  Access pattern hint.",
   .magic_config_key = "file",
@@ -509,6 +565,9 @@ static struct nbdcbt_plugin plugin = {
   .config = file_config,
   .config_complete = file_config_complete,
   .thread_model = file_thread_model,
+  .get_ready = file_get_ready,
+  .cleanup = file_cleanup,
+  .get_service = file_get_service,
   .dump_plugin = file_dump_plugin,
   .open = file_open,
   .close = file_close,

@@ -62,6 +62,7 @@
 #include "bitmap-store.h"
 #include "cleanup.h"
 #include "hbitmap.h"
+#include "intent.h"
 #include "qcow2.h"
 
 /* One instance per export: its image and the state of its bitmaps. */
@@ -90,6 +91,8 @@ struct qcow2_instance {
 
   /* This image's bitmap store (opaque = the instance). */
   struct bitmap_store store;
+  /* The intent record the dirty filter drives (store_start_intent). */
+  struct intent *intent;
 
   /* Every instance with an image open, for restore_at_exit. */
   struct qcow2_instance *list_next;
@@ -267,6 +270,8 @@ qcow2_plugin_cleanup (void *instance)
         break;
       }
   }
+  intent_free (q->intent);
+  q->intent = NULL;
   if (q->image && qcow2_close (q->image) == -1)
     nbdcbt_error ("qcow2: %s: close: %s", q->filename, qcow2_last_error ());
   q->image = NULL;
@@ -695,9 +700,12 @@ store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
     }
     (*list)[i].granularity = qlist[i].granularity;
     (*list)[i].recording = (qlist[i].flags & QCOW2_BME_AUTO) != 0;
-    /* Our own in_use mark does not make a bitmap inconsistent. */
+    /* Our own in_use mark does not make a bitmap inconsistent, nor does
+     * a crash when the intent record survived (the load recovers it).
+     */
     if (was_in_use >= 0)
-      (*list)[i].in_use = was_in_use;
+      (*list)[i].in_use = was_in_use
+        && !qcow2_intent_recoverable (q->image);
     else
       (*list)[i].in_use = (qlist[i].flags & QCOW2_BME_IN_USE) != 0;
   }
@@ -723,6 +731,44 @@ store_mark_in_use (void *opaque)
    * image (-r, or not writable), where nothing will be written.
    */
   return mark_in_use_locked (q);
+}
+
+static int
+persist_intent (void *opaque, const uint8_t *bits, size_t offset, size_t len)
+{
+  struct qcow2_instance *q = opaque;
+  return qcow2_intent_persist (q->image, bits, offset, len);
+}
+
+/* Mark in use, then the record in the image's header extension. */
+static int
+store_start_intent (void *opaque, uint64_t zone_size, struct intent **ret)
+{
+  struct qcow2_instance *q = opaque;
+  struct intent_backend backend = { .opaque = q, .persist = persist_intent };
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->bitmaps_lock);
+  uint8_t *bits;
+  size_t nbytes;
+  uint64_t zone;
+
+  if (!q->image_writable) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  if (mark_in_use_locked (q) == -1)
+    return -1;
+  if (q->intent == NULL) {
+    if (qcow2_intent_start (q->image, zone_size ? zone_size
+                            : INTENT_DEFAULT_ZONE_SIZE,
+                            &bits, &nbytes, &zone) == -1)
+      return -1;
+    q->intent = intent_new (qcow2_get_size (q->image), zone, bits, &backend);
+    free (bits);
+    if (q->intent == NULL)
+      return -1;
+  }
+  *ret = q->intent;
+  return 0;
 }
 
 static int
@@ -771,6 +817,7 @@ static const struct bitmap_store qcow2_bitmap_store = {
   .store = store_store,
   .remove = store_remove,
   .last_error = store_last_error,
+  .start_intent = store_start_intent,
 };
 
 /* The dirty filter takes the store in its get_ready, once our image is
