@@ -66,6 +66,7 @@ struct entry {
   uint64_t granularity;
   bool recording;
   bool in_use;
+  bool inconsistent;            /* in use and not covered by our record */
   char sha256[65];
 };
 
@@ -444,6 +445,8 @@ parse_descriptor (struct qbm *q, const char *text, size_t len, bool check_image)
         ? json_object_get_boolean (v) : true;
       x->in_use = (v = get (b, "in-use", json_type_boolean))
         ? json_object_get_boolean (v) : false;
+      x->inconsistent = (v = get (b, "inconsistent", json_type_boolean))
+        ? json_object_get_boolean (v) : false;
       x->name = strdup (name);
       n++;
       if (x->name == NULL || x->file == NULL)
@@ -510,6 +513,9 @@ build_descriptor (struct qbm *q, struct entry *e, size_t n, uint64_t gen,
                             json_object_new_boolean (e[i].recording));
     json_object_object_add (b, "in-use",
                             json_object_new_boolean (e[i].in_use));
+    if (e[i].inconsistent)
+      json_object_object_add (b, "inconsistent",
+                              json_object_new_boolean (true));
     json_object_object_add (b, "sha256", json_object_new_string (e[i].sha256));
     json_object_object_add (bitmaps, e[i].name, b);
   }
@@ -749,7 +755,7 @@ qbm_path (const struct qbm *q)
 static bool
 recoverable (struct qbm *q, const struct entry *x)
 {
-  return x->in_use && q->intent_valid;
+  return x->in_use && q->intent_valid && !x->inconsistent;
 }
 
 int
@@ -1084,8 +1090,12 @@ qbm_mark_in_use (struct qbm *q, uint64_t zone_size, struct intent **ret)
   e = copy_entries (q->e, q->n);
   if (e == NULL)
     return qbm_error (ENOMEM, "%m");
-  for (i = 0; i < q->n; i++)
+  for (i = 0; i < q->n; i++) {
+    /* One inconsistent now stays so: the new record does not cover it. */
+    if (q->e[i].in_use && !recoverable (q, &q->e[i]))
+      e[i].inconsistent = true;
     e[i].in_use = true;
+  }
   if (commit (q, e, q->n, q->generation + 1) == -1) {
     free_entries (e, q->n);
     return -1;

@@ -106,7 +106,7 @@ main (void)
    * down after its zone is durable; the fine bitmap is never stored.
    */
   q = open_or_die ("a.qcow2", QCOW2_OPEN_NO_BITMAP_IN_USE);
-  assert (!qcow2_intent_recoverable (q));
+  assert (!qcow2_bitmap_recoverable (q, "b0"));
   assert (qcow2_bitmaps_mark_in_use (q) == 0);
   assert (qcow2_intent_start (q, 64 * MiB, &bits, &nbytes, &zone) == 0);
   assert (zone == 64 * MiB && nbytes == 2);
@@ -132,7 +132,7 @@ main (void)
   {
     struct qcow2 *r = open_or_die ("c1.qcow2", QCOW2_OPEN_RDONLY
                                    | QCOW2_OPEN_NO_BITMAP_IN_USE);
-    assert (qcow2_intent_recoverable (r));
+    assert (qcow2_bitmap_recoverable (r, "b0"));
     hb = qcow2_bitmap_load (r, "b0");
     assert (hb);
     assert (hbitmap_get (hb, 0) && hbitmap_get (hb, 3 * zone)
@@ -151,13 +151,13 @@ main (void)
   {
     struct qcow2 *r = open_or_die ("c2.qcow2", QCOW2_OPEN_RDONLY
                                    | QCOW2_OPEN_NO_BITMAP_IN_USE);
-    assert (!qcow2_intent_recoverable (r));
+    assert (!qcow2_bitmap_recoverable (r, "b0"));
     assert (qcow2_bitmap_load (r, "b0") == NULL && errno == EBUSY);
     assert (qcow2_intent_get (r, &bits, &nbytes, &zone) == -1);
     qcow2_close (r);
     r = open_or_die ("c3.qcow2", QCOW2_OPEN_RDONLY
                      | QCOW2_OPEN_NO_BITMAP_IN_USE);
-    assert (!qcow2_intent_recoverable (r));
+    assert (!qcow2_bitmap_recoverable (r, "b0"));
     assert (qcow2_bitmap_load (r, "b0") == NULL);
     qcow2_close (r);
   }
@@ -170,12 +170,12 @@ main (void)
   assert (sh ("cp crash.qcow2 c4.qcow2") == 0);
   {
     struct qcow2 *r = open_or_die ("c4.qcow2", QCOW2_OPEN_NO_BITMAP_IN_USE);
-    assert (qcow2_intent_recoverable (r));
+    assert (qcow2_bitmap_recoverable (r, "b0"));
     assert (qcow2_pwrite (r, buf, 512, 0, 0) == 0);
     qcow2_close (r);
     r = open_or_die ("c4.qcow2", QCOW2_OPEN_RDONLY
                      | QCOW2_OPEN_NO_BITMAP_IN_USE);
-    assert (!qcow2_intent_recoverable (r));
+    assert (!qcow2_bitmap_recoverable (r, "b0"));
     qcow2_close (r);
   }
 

@@ -377,7 +377,7 @@ qcow2_bitmap_load (struct qcow2 *q, const char *name)
     return qcow2_error_null (ENOENT, "%s: no bitmap named '%s'",
                              q->filename, name);
   bool recover = (q->bms_open_flags[b - q->bms] & BME_IN_USE)
-    && q->intent_at_open;
+    && qcow2_bitmap_recoverable (q, name);
 
   if ((q->bms_open_flags[b - q->bms] & BME_IN_USE) && !q->bitmaps_ours
       && !recover)

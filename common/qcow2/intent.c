@@ -35,8 +35,10 @@
  * Header extension EXT_INTENT in cluster 0, valid only while autoclear
  * bit AUTOCLEAR_INTENT is set (QEMU clears autoclear bits it does not know
  * at every read-write open, which is how an image QEMU changed is told
- * apart).  Data: u32 version (1), u32 0, u64 zone size, u64 image size,
- * then the zone bitmap (LSB first).
+ * apart).  Data: u32 version (1), u32 N, u64 zone size, u64 image size,
+ * N u64 FNV-1a hashes of the names of bitmaps the record does NOT cover
+ * (inconsistent when it started: they stay inconsistent), then the zone
+ * bitmap (LSB first).
  *
  * States of a handle: no usable record; a valid record found at open that
  * nobody drives ("untracked": the first data write through this handle
@@ -67,6 +69,16 @@ zone_bytes (uint64_t size, uint64_t zone)
   return n / 8 + (n % 8 != 0);
 }
 
+static uint64_t
+name_hash (const char *name)
+{
+  uint64_t h = UINT64_C (0xcbf29ce484222325);
+
+  for (; *name; name++)
+    h = (h ^ (unsigned char) *name) * UINT64_C (0x100000001b3);
+  return h;
+}
+
 static struct qcow2_ext *
 find_ext (struct qcow2 *q)
 {
@@ -90,27 +102,75 @@ ext_valid (struct qcow2 *q, const struct qcow2_ext *e, uint64_t *zone)
   z = load_be64 (e->data + 8);
   if (z < ZONE_MIN || z > ZONE_MAX || (z & (z - 1))
       || load_be64 (e->data + 16) != q->size
-      || e->len != INTENT_HDR + zone_bytes (q->size, z))
+      || load_be32 (e->data + 4) > 65535
+      || e->len != INTENT_HDR + 8 * (uint64_t) load_be32 (e->data + 4)
+                   + zone_bytes (q->size, z))
     return false;
   *zone = z;
   return true;
 }
 
-/* At open (header parsed).  LOCK not needed: no other user yet. */
+static size_t
+bits_offset (const struct qcow2_ext *e)
+{
+  return INTENT_HDR + 8 * (size_t) load_be32 (e->data + 4);
+}
+
+static bool
+excluded (const struct qcow2_ext *e, uint64_t h)
+{
+  uint32_t i, n = load_be32 (e->data + 4);
+
+  for (i = 0; i < n; i++)
+    if (load_be64 (e->data + INTENT_HDR + 8 * i) == h)
+      return true;
+  return false;
+}
+
+/* At open (header and bitmap directory read).  Bitmaps in use on disk
+ * that the record does not cover are inconsistent, and stay so in any
+ * record this handle starts.  LOCK not needed: no other user yet.
+ */
 void
 qcow2_intent_open (struct qcow2 *q)
 {
+  struct qcow2_ext *e = find_ext (q);
   uint64_t zone;
+  size_t i;
 
-  q->intent_state = ext_valid (q, find_ext (q), &zone)
+  q->intent_state = ext_valid (q, e, &zone)
     ? QCOW2_INTENT_UNTRACKED : QCOW2_INTENT_NONE;
   q->intent_at_open = q->intent_state == QCOW2_INTENT_UNTRACKED;
+  q->intent_nexcl = 0;
+  for (i = 0; i < q->nr_bms; i++) {
+    uint64_t h = name_hash (q->bms[i].name);
+    uint64_t *n;
+
+    if (!(q->bms_open_flags[i] & QCOW2_BME_IN_USE))
+      continue;
+    if (q->intent_at_open && !excluded (e, h))
+      continue;
+    n = realloc (q->intent_excl, (q->intent_nexcl + 1) * sizeof *n);
+    if (n == NULL)
+      continue;     /* cannot happen in practice; covered = never wrong
+                     * only if listed: mark the record unusable instead */
+    q->intent_excl = n;
+    q->intent_excl[q->intent_nexcl++] = h;
+  }
 }
 
 bool
-qcow2_intent_recoverable (struct qcow2 *q)
+qcow2_bitmap_recoverable (struct qcow2 *q, const char *name)
 {
-  return q->intent_at_open;
+  uint64_t h = name_hash (name);
+  size_t i;
+
+  if (!q->intent_at_open)
+    return false;
+  for (i = 0; i < q->intent_nexcl; i++)
+    if (q->intent_excl[i] == h)
+      return false;
+  return true;
 }
 
 int
@@ -123,11 +183,11 @@ qcow2_intent_get (struct qcow2 *q, uint8_t **bits, size_t *nbytes,
 
   if (!ext_valid (q, e, &zone))
     return qcow2_error (ENOENT, "%s: no valid intent record", q->filename);
-  *nbytes = e->len - INTENT_HDR;
+  *nbytes = e->len - bits_offset (e);
   *bits = malloc (*nbytes + 1);
   if (*bits == NULL)
     return qcow2_error (errno, "malloc: %m");
-  memcpy (*bits, e->data + INTENT_HDR, *nbytes);
+  memcpy (*bits, e->data + bits_offset (e), *nbytes);
   *zone_size = zone;
   return 0;
 }
@@ -141,8 +201,8 @@ qcow2_intent_apply_locked (struct qcow2 *q, struct hbitmap *hb)
 
   if (!ext_valid (q, e, &zone))
     return;
-  for (z = 0; z < (uint64_t) (e->len - INTENT_HDR) * 8; z++)
-    if (e->data[INTENT_HDR + z / 8] & (1u << (z % 8))) {
+  for (z = 0; z < (uint64_t) (e->len - bits_offset (e)) * 8; z++)
+    if (e->data[bits_offset (e) + z / 8] & (1u << (z % 8))) {
       if (z * zone >= q->size)
         break;
       hbitmap_set (hb, z * zone, zone);
@@ -166,11 +226,11 @@ qcow2_intent_start (struct qcow2 *q, uint64_t zone_size, uint8_t **bits_ret,
     return qcow2_error (ENOTSUP, "%s: a qcow2 v2 image has no autoclear "
                         "bits for an intent record", q->filename);
   if (ext_valid (q, e, &old_zone)) {
-    old_len = e->len - INTENT_HDR;
+    old_len = e->len - bits_offset (e);
     old = malloc (old_len + 1);
     if (old == NULL)
       return qcow2_error (errno, "malloc: %m");
-    memcpy (old, e->data + INTENT_HDR, old_len);
+    memcpy (old, e->data + bits_offset (e), old_len);
   }
   if (e == NULL) {
     struct qcow2_ext *n = realloc (q->exts, (q->nr_exts + 1) * sizeof *n);
@@ -186,13 +246,18 @@ qcow2_intent_start (struct qcow2 *q, uint64_t zone_size, uint8_t **bits_ret,
   for (z = zone_size; z <= ZONE_MAX; z *= 2) {
     uint64_t y;
 
+    size_t hdr = INTENT_HDR + 8 * q->intent_nexcl;
+
     nb = zone_bytes (q->size, z);
-    data = calloc (INTENT_HDR + nb + 1, 1);
+    data = calloc (hdr + nb + 1, 1);
     if (data == NULL)
       return qcow2_error (errno, "calloc: %m");
     store_be32 (data, INTENT_VERSION);
+    store_be32 (data + 4, q->intent_nexcl);
     store_be64 (data + 8, z);
     store_be64 (data + 16, q->size);
+    for (i = 0; i < q->intent_nexcl; i++)
+      store_be64 (data + INTENT_HDR + 8 * i, q->intent_excl[i]);
     /* Carry over the old record's zones. */
     for (i = 0; i < old_len * 8; i++)
       if (old[i / 8] & (1u << (i % 8))) {
@@ -202,11 +267,11 @@ qcow2_intent_start (struct qcow2 *q, uint64_t zone_size, uint8_t **bits_ret,
         if (b > q->size)
           b = q->size;
         for (y = a / z; y * z < b; y++)
-          data[INTENT_HDR + y / 8] |= 1u << (y % 8);
+          data[hdr + y / 8] |= 1u << (y % 8);
       }
     free (e->data);
     e->data = data;
-    e->len = INTENT_HDR + nb;
+    e->len = hdr + nb;
     q->autoclear |= AUTOCLEAR_INTENT;
     if (qcow2_write_header (q) == 0)
       break;
@@ -223,7 +288,7 @@ qcow2_intent_start (struct qcow2 *q, uint64_t zone_size, uint8_t **bits_ret,
   *bits_ret = malloc (nb + 1);
   if (*bits_ret == NULL)
     return qcow2_error (errno, "malloc: %m");
-  memcpy (*bits_ret, e->data + INTENT_HDR, nb);
+  memcpy (*bits_ret, e->data + bits_offset (e), nb);
   *nbytes_ret = nb;
   *zone_ret = z;
   __atomic_store_n (&q->intent_state, QCOW2_INTENT_TRACKED, __ATOMIC_RELEASE);
@@ -253,12 +318,12 @@ qcow2_intent_persist (struct qcow2 *q, const uint8_t *bits, size_t offset,
   struct qcow2_ext *e = find_ext (q);
 
   if (e == NULL || q->intent_state != QCOW2_INTENT_TRACKED
-      || INTENT_HDR + offset + len > e->len)
+      || bits_offset (e) + offset + len > e->len)
     return qcow2_error (EINVAL, "%s: no intent record to update",
                         q->filename);
-  memcpy (e->data + INTENT_HDR + offset, bits, len);
+  memcpy (e->data + bits_offset (e) + offset, bits, len);
   if (qcow2_file_pwrite (q, bits, len,
-                         e->offset + INTENT_HDR + offset) == -1
+                         e->offset + bits_offset (e) + offset) == -1
       || qcow2_file_sync (q) == -1) {
     q->write_error = true;
     return -1;

@@ -79,6 +79,7 @@ free_image (struct qcow2 *q)
 {
   if (q == NULL)
     return;
+  free (q->intent_excl);
   if (q->backing)
     qcow2_close (q->backing);
   qcow2_bitmaps_free (q);

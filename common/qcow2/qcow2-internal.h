@@ -211,6 +211,8 @@ struct qcow2 {
   bool bitmaps_ours;            /* in_use set by this handle */
   int intent_state;             /* QCOW2_INTENT_* (intent.c) */
   bool intent_at_open;          /* a valid record was found at open */
+  uint64_t *intent_excl;        /* name hashes of bitmaps inconsistent at */
+  size_t intent_nexcl;          /* open: never covered by our record */
   struct name_index *bms_index; /* sorted names of bms, built lazily */
 };
 

@@ -226,11 +226,11 @@ extern int qcow2_bitmap_remove (struct qcow2 *q, const char *name);
 
 /* --- nbdcbt's intent record (docs/persistence.md) --------------------- */
 
-/* Was a valid intent record found at open?  Then bitmaps that were in use
- * on disk are recoverable: qcow2_bitmap_load returns their stored data
- * plus every zone the record marks.
+/* Is NAME, in use on disk at open, covered by a valid intent record?
+ * Then qcow2_bitmap_load returns its stored data plus every zone the
+ * record marks; otherwise it is inconsistent.
  */
-extern bool qcow2_intent_recoverable (struct qcow2 *q);
+extern bool qcow2_bitmap_recoverable (struct qcow2 *q, const char *name);
 /* The record now (malloc'd copy of the zone bitmap, LSB first). */
 extern int qcow2_intent_get (struct qcow2 *q, uint8_t **bits, size_t *nbytes,
                              uint64_t *zone_size);

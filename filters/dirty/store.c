@@ -339,6 +339,50 @@ has_persistent (struct dirty_instance *d)
   return r;
 }
 
+/* Take the store's intent record (start_intent marks the bitmaps in use
+ * too), store everything once and start the store thread.  1 if the
+ * store keeps no record (or intent=false): the caller marks in use the
+ * plain way.  LOCK held.
+ */
+static int
+start_intent_locked (struct dirty_instance *d)
+{
+  const struct bitmap_store *store = d->store;
+
+  if (d->no_intent || store->start_intent == NULL)
+    return 1;
+  if (store->start_intent (store->opaque, d->zone_size, &d->intent) == -1) {
+    d->intent = NULL;
+    if (errno != ENOTSUP && errno != ENOSPC) {
+      nbdcbt_error ("dirty: cannot start the intent record in the %s "
+                    "store: %s", store->name, store_error (d));
+      return -1;
+    }
+    nbdcbt_warning ("dirty: no intent record (%s): the bitmaps will be "
+                    "inconsistent after a crash", store_error (d));
+    return 1;
+  }
+  d->marked_in_use = true;
+  /* Store now: bitmaps new since the last store (bitmap=) exist in the
+   * store before the first write, and recovered ones are stored whole so
+   * that the zones carried over for them can go.
+   */
+  if (store_locked (d, true) == -1)
+    return -1;
+  nbdcbt_debug ("dirty: intent record in the %s store, zones of %" PRIu64
+                " bytes", store->name, intent_zone_size (d->intent));
+  if (d->store_interval > 0 && !d->store_thread_started) {
+    int e = pthread_create (&d->store_thread, NULL, store_thread, d);
+    if (e) {
+      errno = e;
+      nbdcbt_error ("dirty: cannot start the store thread: %m");
+      return -1;
+    }
+    d->store_thread_started = true;
+  }
+  return 0;
+}
+
 int
 dirty_store_mark_in_use (struct dirty_instance *d)
 {
@@ -349,37 +393,10 @@ dirty_store_mark_in_use (struct dirty_instance *d)
   /* Without a persistent bitmap an intent record protects nothing: an
    * image served without bitmaps is left as it is.
    */
-  if (!d->no_intent && store->start_intent && has_persistent (d)) {
-    if (store->start_intent (store->opaque, d->zone_size, &d->intent) == 0) {
-      d->marked_in_use = true;
-      /* Store now: bitmaps new since the last store (bitmap=) exist in
-       * the store before the first write, and recovered ones are stored
-       * whole so that the zones carried over for them can go.
-       */
-      if (store_locked (d, true) == -1)
-        return -1;
-      nbdcbt_debug ("dirty: intent record in the %s store, zones of %"
-                    PRIu64 " bytes", store->name,
-                    intent_zone_size (d->intent));
-      if (d->store_interval > 0) {
-        int e = pthread_create (&d->store_thread, NULL, store_thread, d);
-        if (e) {
-          errno = e;
-          nbdcbt_error ("dirty: cannot start the store thread: %m");
-          return -1;
-        }
-        d->store_thread_started = true;
-      }
-      return 0;
-    }
-    d->intent = NULL;
-    if (errno != ENOTSUP && errno != ENOSPC) {
-      nbdcbt_error ("dirty: cannot start the intent record in the %s "
-                    "store: %s", store->name, store_error (d));
-      return -1;
-    }
-    nbdcbt_warning ("dirty: no intent record (%s): the bitmaps will be "
-                    "inconsistent after a crash", store_error (d));
+  if (has_persistent (d)) {
+    int r = start_intent_locked (d);
+    if (r <= 0)
+      return r;
   }
   if (store->mark_in_use (store->opaque) == -1) {
     nbdcbt_error ("dirty: cannot mark the bitmaps in use in the %s "
@@ -453,6 +470,10 @@ dirty_store_now (struct dirty_instance *d, char **errp)
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&d->lock);
 
   if (d->store == NULL || d->bitmaps == NULL)
+    return 0;
+  /* The first persistent bitmap of a running export: its record now. */
+  if (d->marked_in_use && d->intent == NULL && has_persistent (d)
+      && start_intent_locked (d) == 0)
     return 0;
   if (store_all (d, d->marked_in_use) == -1) {
     set_errp (errp, "Cannot store the bitmaps in the %s store: %s",

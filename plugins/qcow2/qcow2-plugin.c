@@ -705,7 +705,7 @@ store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
      */
     if (was_in_use >= 0)
       (*list)[i].in_use = was_in_use
-        && !qcow2_intent_recoverable (q->image);
+        && !qcow2_bitmap_recoverable (q->image, qlist[i].name);
     else
       (*list)[i].in_use = (qlist[i].flags & QCOW2_BME_IN_USE) != 0;
   }

@@ -106,7 +106,7 @@ load_usable_bitmap (struct qcow2 *q, const char *path, const char *name,
     qcow2_bitmap_list_free (list, n);
     return NULL;
   }
-  if ((list[i].flags & QCOW2_BME_IN_USE) && !qcow2_intent_recoverable (q)) {
+  if ((list[i].flags & QCOW2_BME_IN_USE) && !qcow2_bitmap_recoverable (q, name)) {
     snprintf (err, errlen, "Bitmap '%s' is inconsistent and cannot be used",
               name);
     qcow2_bitmap_list_free (list, n);

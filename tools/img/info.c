@@ -352,7 +352,7 @@ cmd_info (int argc, char *argv[])
     if (sidecar)
       hb = qbm_load (sidecar, ii.bitmaps[i].name);
     else if (!(ii.bitmaps[i].flags & QCOW2_BME_IN_USE)
-             || qcow2_intent_recoverable (q))
+             || qcow2_bitmap_recoverable (q, ii.bitmaps[i].name))
       hb = qcow2_bitmap_load (q, ii.bitmaps[i].name);
     if (hb) {
       ii.counts[i] = hbitmap_count (hb);
