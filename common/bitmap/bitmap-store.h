@@ -87,6 +87,7 @@ struct bitmap_store_info {
   uint64_t granularity;
   bool recording;   /* qcow2: the "auto" flag */
   bool in_use;      /* qcow2: "in_use" when opened: inconsistent */
+  bool recovered;   /* in use when opened, recovered by the intent record */
 };
 
 /* One bitmap to store. */

@@ -70,6 +70,7 @@ s_list (void *opaque, struct bitmap_store_info **list, size_t *n)
     (*list)[i].recording = l[i].recording;
     /* Recoverable through the intent record: consistent. */
     (*list)[i].in_use = l[i].inconsistent;
+    (*list)[i].recovered = l[i].in_use && !l[i].inconsistent;
   }
   qbm_list_free (l, *n);
   return 0;

@@ -94,6 +94,7 @@ struct dirty_instance {
    * record, driven from the write path, and the lazy stores.
    */
   bool no_intent;               /* intent=false */
+  bool recovered;               /* a stored bitmap came back from a crash */
   uint64_t zone_size;           /* zone-size=, 0: the store's default */
   unsigned store_interval;      /* store-interval= seconds, 0: never */
   struct intent *intent;        /* set under LOCK at the first read-write

@@ -187,6 +187,7 @@ load_store (struct dirty_instance *d)
     p->granularity = list[i].granularity;
     /* As QEMU loads it: an in-use bitmap does not record. */
     p->disabled = !list[i].recording || list[i].in_use;
+    d->recovered |= list[i].recovered;
     p->inconsistent = list[i].in_use;
     if (!p->inconsistent) {
       p->data = store->load (store->opaque, p->name);
@@ -418,6 +419,40 @@ dirty_store_on_flush (struct dirty_instance *d)
   return store_locked (d, true);
 }
 
+/* The model was never made (no client prepared): store the loaded data
+ * of the pending bitmaps as it is.  LOCK held.
+ */
+static void
+store_pending (struct dirty_instance *d)
+{
+  struct bitmap_store_entry *e = calloc (d->npending + 1, sizeof *e);
+  const char **keep = calloc (d->npending + 1, sizeof *keep);
+  size_t i, n = 0, nkeep = 0;
+
+  if (e == NULL || keep == NULL) {
+    free (e);
+    free (keep);
+    return;
+  }
+  for (i = 0; i < d->npending; i++) {
+    struct dirty_pending *p = &d->pending[i];
+    if (!p->persistent)
+      continue;
+    if (p->inconsistent || p->data == NULL) {
+      keep[nkeep++] = p->name;
+      continue;
+    }
+    e[n].name = p->name;
+    e[n].bitmap = p->data;
+    e[n].recording = !p->disabled;
+    n++;
+  }
+  if (d->store->store (d->store->opaque, e, n, keep, nkeep) == 0)
+    nbdcbt_debug ("dirty: recovered bitmaps stored");
+  free (e);
+  free (keep);
+}
+
 void
 dirty_store_cleanup (struct dirty_instance *d)
 {
@@ -445,6 +480,17 @@ dirty_store_cleanup (struct dirty_instance *d)
     }
     if (store_locked (d, false) == 0)
       nbdcbt_debug ("dirty: bitmaps stored");
+  }
+  else if (d->store && d->recovered && !nbdcbt_read_only ()) {
+    /* Recovered after a crash and nobody wrote: store them once, clean,
+     * so that QEMU sees consistent bitmaps again.
+     */
+    if (d->bitmaps) {
+      if (store_all (d, false) == 0)
+        nbdcbt_debug ("dirty: recovered bitmaps stored");
+    }
+    else
+      store_pending (d);
   }
 }
 

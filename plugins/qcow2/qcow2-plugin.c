@@ -703,9 +703,11 @@ store_list (void *opaque, struct bitmap_store_info **list, size_t *n)
     /* Our own in_use mark does not make a bitmap inconsistent, nor does
      * a crash when the intent record survived (the load recovers it).
      */
-    if (was_in_use >= 0)
-      (*list)[i].in_use = was_in_use
-        && !qcow2_bitmap_recoverable (q->image, qlist[i].name);
+    if (was_in_use >= 0) {
+      bool rec = qcow2_bitmap_recoverable (q->image, qlist[i].name);
+      (*list)[i].in_use = was_in_use && !rec;
+      (*list)[i].recovered = was_in_use && rec;
+    }
     else
       (*list)[i].in_use = (qlist[i].flags & QCOW2_BME_IN_USE) != 0;
   }

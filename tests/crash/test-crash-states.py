@@ -47,8 +47,9 @@ LONG = os.environ.get("CRASH_LONG") == "1"
 LIMIT = int(os.environ.get("CRASH_STATES", "2000" if LONG else "160"))
 NOPS = 400 if LONG else 80
 SEED = int(os.environ.get("CRASH_SEED", str(int(time.time()))))
-SHIM = os.path.join(os.environ.get("top_builddir", "../.."),
-                    "tests/crash/.libs/crashrec.so")
+TOP = os.environ.get("top_builddir", "../..")
+SHIM = os.path.join(TOP, "tests/crash/.libs/crashrec.so")
+IMG_TOOL = os.path.join(TOP, "tools/img/nbdcbt-img")
 print("seed", SEED, "states per format", LIMIT)
 rng = random.Random(SEED)
 tmp = scratch_dir()
@@ -74,7 +75,7 @@ def image_data(d, fmt, img):
 
 
 def offline_map(d, img, bitmap):
-    r = run("nbdcbt-img", "map", "--bitmap", bitmap, "--output=json",
+    r = run(IMG_TOOL, "map", "--bitmap", bitmap, "--output=json",
             os.path.join(d, img), check=False)
     if r.returncode != 0:
         return None, r.stderr.strip()
@@ -116,7 +117,7 @@ def main_for(fmt):
     else:
         with open(path, "wb") as f:
             f.write(b"\x11" * SIZE)
-        run("nbdcbt-img", "bitmap", "--add", path, "b0")
+        run(IMG_TOOL, "bitmap", "--add", path, "b0")
         plugin = ["file", "file=" + os.path.join(live, img)]
     reference, _ = image_data(base, fmt, img)
     shutil.copytree(base, live)

@@ -31,6 +31,8 @@ SEED = int(os.environ.get("CRASH_SEED", str(int(time.time()))))
 print("seed", SEED)
 rng = random.Random(SEED)
 tmp = scratch_dir()
+IMG_TOOL = os.path.join(os.environ.get("top_builddir", "../.."),
+                        "tools/img/nbdcbt-img")
 
 
 def run(*argv):
@@ -121,7 +123,7 @@ def one(fmt):
     else:
         with open(img, "wb") as f:
             f.write(b"\x22" * SIZE)
-        run("nbdcbt-img", "bitmap", "--add", img, "b0")
+        run(IMG_TOOL, "bitmap", "--add", img, "b0")
     reference = b"\x22" * SIZE
     bad = 0
     for rnd in range(ROUNDS):
@@ -162,7 +164,7 @@ def one(fmt):
             print("FAIL: qemu-img check: %d" % r.returncode)
             bad += 1
     else:
-        r = subprocess.run(["nbdcbt-img", "check", img])
+        r = subprocess.run([IMG_TOOL, "check", img])
         if r.returncode != 0:
             print("FAIL: nbdcbt-img check: %d" % r.returncode)
             bad += 1

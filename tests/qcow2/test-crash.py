@@ -43,11 +43,13 @@ Two more rounds send SIGTERM and then SIGKILL 2 ms and 20 ms later,
 while the bitmaps are being stored: no corruption, and the bitmaps are
 either all still in use or all stored cleanly.
 
-Afterwards nbdcbt serves the crashed image again: the in-use bitmaps are
-listed as inconsistent (nbdcbt-img info, no digest or count), not
-exported as metadata contexts and kept as they are across a clean stop;
-nbdcbt-img bitmap --remove removes them, and a new bitmap added then is
-exported.
+Afterwards nbdcbt serves the crashed image again: its intent record
+(docs/persistence.md) recovers the bitmaps, which are exported and, after
+a clean stop, stored with clean flags.  A copy that QEMU opened
+read-write in between (which invalidates the record) keeps them
+inconsistent: listed by nbdcbt-img info without digest or count, not
+exported, kept as they are across a clean stop; nbdcbt-img bitmap
+--remove removes them, and a new bitmap added then is exported.
 """
 
 import os
@@ -176,8 +178,22 @@ for rnd, delay in enumerate((0.1, 0.4, 0.9)):
     run("qemu-img", "bitmap", "--add", "--disable", img, "off")
     crash_round(img, rnd, delay)
 
-# Serve the last crashed image again.
+# Serve the last crashed image again: recovered through the record.
 img = os.path.join(d, "crash2.qcow2")
+img_q = os.path.join(d, "crash2-qemu.qcow2")
+run("cp", img, img_q)
+with Server.nbdcbt([img]) as srv:
+    ctx = contexts(srv)
+    check(all(PREFIX + n in ctx for n in names),
+          "after a crash nbdcbt recovers and exports every bitmap", ctx)
+    rc = srv.stop()
+check(rc == 0, "nbdcbt serves a recovered image and stops cleanly")
+check(all("in-use" not in b[2] for b in bitmap_list(img)),
+      "after a clean stop QEMU sees clean flags", bitmap_list(img))
+
+# The copy QEMU opened read-write meanwhile: the record no longer counts.
+run("qemu-io", "-f", "qcow2", "-c", "read 0 512", img_q)
+img = img_q
 listed = bitmap_list(img)
 with Server.nbdcbt([img]) as srv:
     ctx = contexts(srv)
