@@ -44,26 +44,33 @@ extern void cleanup_close (int *fd);
 
 extern void cleanup_mutex_unlock (pthread_mutex_t **ptr);
 #define CLEANUP_MUTEX_UNLOCK __attribute__ ((cleanup (cleanup_mutex_unlock)))
+/* A name of its own for each use, so that several locks can be held in
+ * one scope or in nested scopes (__COUNTER__ has to be expanded before it
+ * is pasted, hence the two levels).
+ */
+#define CLEANUP_CONCAT_(a, b) a##b
+#define CLEANUP_CONCAT(a, b) CLEANUP_CONCAT_ (a, b)
+#define CLEANUP_UNIQUE(prefix) CLEANUP_CONCAT (prefix, __COUNTER__)
+
 #define ACQUIRE_LOCK_FOR_CURRENT_SCOPE(mutex)                                 \
-  CLEANUP_MUTEX_UNLOCK pthread_mutex_t *_lock_##__LINE__ = (mutex);           \
+  ACQUIRE_LOCK_NAMED_ (mutex, CLEANUP_UNIQUE (_lock_))
+#define ACQUIRE_LOCK_NAMED_(mutex, name)                                      \
+  CLEANUP_MUTEX_UNLOCK pthread_mutex_t *name = (mutex);                       \
   do {                                                                        \
-    int _r = pthread_mutex_lock (_lock_##__LINE__);                           \
-    if (_r)                                                                   \
+    if (pthread_mutex_lock (name))                                            \
       abort ();                                                               \
   } while (0)
 
 extern void cleanup_rwlock_unlock (pthread_rwlock_t **ptr);
 #define CLEANUP_RWLOCK_UNLOCK __attribute__ ((cleanup (cleanup_rwlock_unlock)))
 #define ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE(rw)                                  \
-  CLEANUP_RWLOCK_UNLOCK pthread_rwlock_t *_rwlock_##__LINE__ = (rw);          \
-  do {                                                                        \
-    if (pthread_rwlock_rdlock (_rwlock_##__LINE__))                           \
-      abort ();                                                               \
-  } while (0)
+  ACQUIRE_RWLOCK_NAMED_ (rw, pthread_rwlock_rdlock, CLEANUP_UNIQUE (_rwlock_))
 #define ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE(rw)                                  \
-  CLEANUP_RWLOCK_UNLOCK pthread_rwlock_t *_rwlock_##__LINE__ = (rw);          \
+  ACQUIRE_RWLOCK_NAMED_ (rw, pthread_rwlock_wrlock, CLEANUP_UNIQUE (_rwlock_))
+#define ACQUIRE_RWLOCK_NAMED_(rw, lockfn, name)                               \
+  CLEANUP_RWLOCK_UNLOCK pthread_rwlock_t *name = (rw);                        \
   do {                                                                        \
-    if (pthread_rwlock_wrlock (_rwlock_##__LINE__))                           \
+    if (lockfn (name))                                                        \
       abort ();                                                               \
   } while (0)
 #endif

@@ -31,17 +31,19 @@
  */
 
 /* Unit tests for common/utils: size parsing, rounding, byte order,
- * full I/O.
+ * full I/O, the scope locks.
  */
 #include <config.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "byte-order.h"
+#include "cleanup.h"
 #include "rounding.h"
 #include "utils.h"
 
@@ -109,10 +111,51 @@ check_full_io (void)
   close (fds[0]);
 }
 
+/* The scope lock macros: several in one scope (even on one line) and in
+ * nested scopes, each released when its own scope ends.
+ */
+static void
+check_scope_locks (void)
+{
+  static pthread_mutex_t a = PTHREAD_MUTEX_INITIALIZER;
+  static pthread_mutex_t b = PTHREAD_MUTEX_INITIALIZER;
+  static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
+
+  {
+    /* clang-format off */
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&a); ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&b);
+    /* clang-format on */
+    CHECK (pthread_mutex_trylock (&a) == EBUSY);
+    CHECK (pthread_mutex_trylock (&b) == EBUSY);
+    {
+      ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&rw);
+      CHECK (pthread_rwlock_trywrlock (&rw) == EBUSY);
+      {
+        ACQUIRE_RDLOCK_FOR_CURRENT_SCOPE (&rw);
+        CHECK (pthread_rwlock_trywrlock (&rw) == EBUSY);
+      }
+    }
+    CHECK (pthread_rwlock_trywrlock (&rw) == 0);
+    pthread_rwlock_unlock (&rw);
+    CHECK (pthread_mutex_trylock (&a) == EBUSY);
+  }
+  CHECK (pthread_mutex_trylock (&a) == 0);
+  CHECK (pthread_mutex_trylock (&b) == 0);
+  pthread_mutex_unlock (&a);
+  pthread_mutex_unlock (&b);
+  {
+    ACQUIRE_WRLOCK_FOR_CURRENT_SCOPE (&rw);
+    CHECK (pthread_rwlock_tryrdlock (&rw) == EBUSY);
+  }
+  CHECK (pthread_rwlock_tryrdlock (&rw) == 0);
+  pthread_rwlock_unlock (&rw);
+}
+
 int
 main (void)
 {
   check_full_io ();
+  check_scope_locks ();
 
   check_size ("0", 0);
   check_size ("512", 512);
