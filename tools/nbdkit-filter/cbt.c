@@ -134,6 +134,37 @@ nbdcbt_error (const char *fs, ...)
   va_end (args);
 }
 
+/* nbdkit does not tell a filter whether it runs with -r.  Answering
+ * "read-only" is the safe side: the only use is to store bitmaps
+ * recovered after a crash at a stop when nobody wrote, and without that
+ * store they are simply recovered again (stored data plus the intent
+ * record) at the next start.
+ */
+bool
+nbdcbt_read_only (void)
+{
+  return true;
+}
+
+/* nbdkit has no warning level: a warning goes to stderr with its own
+ * prefix (nbdkit_error would count it as an error in the user's eyes).
+ */
+void
+nbdcbt_warning (const char *fs, ...)
+{
+  va_list args;
+  int saved_errno = errno;
+
+  flockfile (stderr);
+  fputs ("nbdkit: cbt: warning: ", stderr);
+  va_start (args, fs);
+  errno = saved_errno;          /* for %m */
+  vfprintf (stderr, fs, args);
+  va_end (args);
+  fputc ('\n', stderr);
+  funlockfile (stderr);
+}
+
 void
 nbdcbt_debug (const char *fs, ...)
 {
