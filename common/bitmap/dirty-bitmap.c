@@ -79,21 +79,37 @@ struct dirty_bitmaps {
   size_t nrecording, recording_cap;
 };
 
+static void
+vset_errp (char **errp, const char *fs, va_list args)
+{
+  char *msg;
+
+  if (errp == NULL)
+    return;
+  if (vasprintf (&msg, fs, args) == -1)
+    msg = NULL;
+  free (*errp);
+  *errp = msg;
+}
+
+void
+dirty_bitmap_error (char **errp, const char *fs, ...)
+{
+  va_list args;
+
+  va_start (args, fs);
+  vset_errp (errp, fs, args);
+  va_end (args);
+}
+
 static void __attribute__ ((__format__ (__printf__, 3, 4)))
 set_error (char **errp, int err, const char *fs, ...)
 {
   va_list args;
 
-  if (errp) {
-    char *msg;
-
-    va_start (args, fs);
-    if (vasprintf (&msg, fs, args) == -1)
-      msg = NULL;
-    va_end (args);
-    free (*errp);
-    *errp = msg;
-  }
+  va_start (args, fs);
+  vset_errp (errp, fs, args);
+  va_end (args);
   errno = err;
 }
 
@@ -389,23 +405,6 @@ dirty_bitmaps_disable (struct dirty_bitmaps *set, const char *name, char **errp)
   return set_recording (set, name, false, errp);
 }
 
-/* DST |= SRC, granularities may differ.  The set's lock is held. */
-static int
-merge_data (struct hbitmap *dst, const struct hbitmap *src)
-{
-  uint64_t offset = 0, end = hbitmap_size (src), start, len;
-
-  if (hbitmap_granularity (dst) == hbitmap_granularity (src))
-    return hbitmap_merge (dst, src);
-  while (offset < end
-         && hbitmap_next_dirty_area (src, offset, end, end - offset,
-                                     &start, &len)) {
-    hbitmap_set (dst, start, len);
-    offset = start + len;
-  }
-  return 0;
-}
-
 int
 dirty_bitmaps_merge (struct dirty_bitmaps *set, const char *target,
                   const char *const *sources, size_t nsources, char **errp)
@@ -441,7 +440,7 @@ dirty_bitmaps_merge (struct dirty_bitmaps *set, const char *target,
     return -1;
   }
   for (i = 0; i < nsources; i++) {
-    if (merge_data (result, src[i]->hb) == -1) {
+    if (hbitmap_merge_any (result, src[i]->hb) == -1) {
       int err = errno;
       hbitmap_free (result);
       set_error (errp, err, "Bitmaps are incompatible and can't be merged");
@@ -581,7 +580,7 @@ dirty_bitmaps_reclaim (struct dirty_bitmaps *set, const char *name, char **errp)
   if (bm == NULL)
     return -1;
   child = bm->successor;
-  if (merge_data (bm->hb, child->hb) == -1) {
+  if (hbitmap_merge_any (bm->hb, child->hb) == -1) {
     set_error (errp, errno, "Merging of parent and successor bitmap "
                "failed");
     return -1;

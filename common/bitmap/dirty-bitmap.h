@@ -65,6 +65,13 @@
 struct hbitmap;
 struct dirty_bitmaps;
 
+/* Replace *ERRP (when ERRP is not NULL) by a new message, in the
+ * convention of this file; for the layers that add their own errors to
+ * the model's (the dirty filter's control service and store).
+ */
+extern void dirty_bitmap_error (char **errp, const char *fs, ...)
+  __attribute__ ((__format__ (__printf__, 2, 3)));
+
 /* A new empty set for an export of SIZE bytes. */
 extern struct dirty_bitmaps *dirty_bitmaps_new (uint64_t size);
 /* Frees every bitmap (successors too). */

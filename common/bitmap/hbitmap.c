@@ -704,6 +704,22 @@ merge_word (struct hbitmap *dst, uint64_t wi, uint64_t v)
 }
 
 int
+hbitmap_merge_any (struct hbitmap *dst, const struct hbitmap *src)
+{
+  uint64_t offset = 0, end = hbitmap_size (src), start, len;
+
+  if (hbitmap_granularity (dst) == hbitmap_granularity (src))
+    return hbitmap_merge (dst, src);
+  while (offset < end
+         && hbitmap_next_dirty_area (src, offset, end, end - offset,
+                                     &start, &len)) {
+    hbitmap_set (dst, start, len);
+    offset = start + len;
+  }
+  return 0;
+}
+
+int
 hbitmap_merge (struct hbitmap *dst, const struct hbitmap *src)
 {
   const struct hbitmap *first, *second;

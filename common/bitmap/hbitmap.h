@@ -118,6 +118,10 @@ extern int hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset,
  * (dst unchanged).  Merging a bitmap into itself does nothing.
  */
 extern int hbitmap_merge (struct hbitmap *dst, const struct hbitmap *src);
+/* DST |= SRC where the granularities may differ: each dirty granule of SRC
+ * marks every granule of DST it touches.  Same size.
+ */
+extern int hbitmap_merge_any (struct hbitmap *dst, const struct hbitmap *src);
 
 /* Grow or shrink to NEW_SIZE bytes.  Bits past a shrink are gone (the
  * granule holding the new end keeps its bit); new space is clean.  -1 with

@@ -80,21 +80,6 @@ struct dirty_bitmaps_action {
   struct hbitmap *backup;       /* clear, merge: the bits before */
 };
 
-static void __attribute__ ((__format__ (__printf__, 2, 3)))
-set_error (char **errp, const char *fs, ...)
-{
-  va_list args;
-  char *msg;
-
-  if (errp == NULL)
-    return;
-  va_start (args, fs);
-  if (vasprintf (&msg, fs, args) == -1)
-    msg = NULL;
-  va_end (args);
-  free (*errp);
-  *errp = msg;
-}
 
 /* The model, created when the export's size became known.  The control
  * socket opens the chain once before its first look at an export, so
@@ -104,7 +89,7 @@ static struct dirty_bitmaps *
 model (struct dirty_instance *d, char **errp)
 {
   if (d->bitmaps == NULL)
-    set_error (errp, "The export's size is not known yet (it could not be "
+    dirty_bitmap_error (errp, "The export's size is not known yet (it could not be "
                "opened)");
   return d->bitmaps;
 }
@@ -117,7 +102,7 @@ new_action (struct dirty_instance *d, enum action_kind kind,
 
   if (a == NULL || (a->name = strdup (name)) == NULL) {
     free (a);
-    set_error (errp, "%s", strerror (ENOMEM));
+    dirty_bitmap_error (errp, "%s", strerror (ENOMEM));
     return NULL;
   }
   a->d = d;
@@ -140,12 +125,12 @@ static int
 check (const struct dirty_bitmap_info *info, bool allow_ro, char **errp)
 {
   if (info->busy) {
-    set_error (errp, "Bitmap '%s' is currently in use by another operation "
+    dirty_bitmap_error (errp, "Bitmap '%s' is currently in use by another operation "
                "and cannot be used", info->name);
     return -1;
   }
   if (!allow_ro && info->readonly) {
-    set_error (errp, "Bitmap '%s' is readonly and cannot be modified",
+    dirty_bitmap_error (errp, "Bitmap '%s' is readonly and cannot be modified",
                info->name);
     return -1;
   }
@@ -153,28 +138,9 @@ check (const struct dirty_bitmap_info *info, bool allow_ro, char **errp)
     /* QEMU adds "try block-dirty-bitmap-remove" as a hint, not to the
      * message.
      */
-    set_error (errp, "Bitmap '%s' is inconsistent and cannot be used",
+    dirty_bitmap_error (errp, "Bitmap '%s' is inconsistent and cannot be used",
                info->name);
     return -1;
-  }
-  return 0;
-}
-
-/* DST |= SRC where the granularities may differ (a dirty granule of SRC
- * marks every granule of DST it touches).  Same size.
- */
-static int
-merge_data (struct hbitmap *dst, const struct hbitmap *src)
-{
-  uint64_t offset = 0, end = hbitmap_size (src), start, len;
-
-  if (hbitmap_granularity (dst) == hbitmap_granularity (src))
-    return hbitmap_merge (dst, src);
-  while (offset < end
-         && hbitmap_next_dirty_area (src, offset, end, end - offset,
-                                     &start, &len)) {
-    hbitmap_set (dst, start, len);
-    offset = start + len;
   }
   return 0;
 }
@@ -235,7 +201,7 @@ svc_sha256 (void *opaque, const char *name, char out[65], char **errp)
   r = hbitmap_sha256 (dirty_bitmap_data (bm), out);
   dirty_bitmap_put (bm);
   if (r == -1)
-    set_error (errp, "Cannot compute the digest of '%s': %s", name,
+    dirty_bitmap_error (errp, "Cannot compute the digest of '%s': %s", name,
                strerror (errno));
   return r;
 }
@@ -252,14 +218,14 @@ svc_add (void *opaque, const char *node, const char *name,
   if (set == NULL)
     return -1;
   if (opts->persistent && d->store == NULL) {
-    set_error (errp, "Can't store persistent bitmaps to %s: %s", node,
+    dirty_bitmap_error (errp, "Can't store persistent bitmaps to %s: %s", node,
                strerror (ENOTSUP));
     return -1;
   }
   /* QEMU's wording for the add command (bdrv_create_dirty_bitmap). */
   if (strlen (name) > BITMAP_NAME_MAX && !dirty_bitmaps_exists (set,
                                                                       name)) {
-    set_error (errp, "Bitmap name too long: %s", name);
+    dirty_bitmap_error (errp, "Bitmap name too long: %s", name);
     return -1;
   }
   a = new_action (d, ADD, name, errp);
@@ -355,7 +321,7 @@ svc_clear (void *opaque, const char *name,
   a->backup = hbitmap_copy (dirty_bitmap_data (bm));
   dirty_bitmap_put (bm);
   if (a->backup == NULL) {
-    set_error (errp, "%s", strerror (ENOMEM));
+    dirty_bitmap_error (errp, "%s", strerror (ENOMEM));
     action_free (a);
     return -1;
   }
@@ -460,7 +426,7 @@ svc_merge (void *opaque, const char *target,
   result = hbitmap_copy (dirty_bitmap_data (dst));
   a->backup = hbitmap_copy (dirty_bitmap_data (dst));
   if (result == NULL || a->backup == NULL) {
-    set_error (errp, "%s", strerror (ENOMEM));
+    dirty_bitmap_error (errp, "%s", strerror (ENOMEM));
     goto err;
   }
   /* Into a copy first: a bad source leaves the target as it was. */
@@ -471,10 +437,10 @@ svc_merge (void *opaque, const char *target,
       goto err;
     r = -1;
     if (hbitmap_size (dirty_bitmap_data (src)) == hbitmap_size (result))
-      r = merge_data (result, dirty_bitmap_data (src));
+      r = hbitmap_merge_any (result, dirty_bitmap_data (src));
     dirty_bitmap_put (src);
     if (r == -1) {
-      set_error (errp, "Bitmaps are incompatible and can't be merged");
+      dirty_bitmap_error (errp, "Bitmaps are incompatible and can't be merged");
       goto err;
     }
   }

@@ -494,21 +494,6 @@ dirty_store_cleanup (struct dirty_instance *d)
   }
 }
 
-static void __attribute__ ((__format__ (__printf__, 2, 3)))
-set_errp (char **errp, const char *fs, ...)
-{
-  va_list args;
-  char *msg;
-
-  if (errp == NULL)
-    return;
-  va_start (args, fs);
-  if (vasprintf (&msg, fs, args) == -1)
-    msg = NULL;
-  va_end (args);
-  free (*errp);
-  *errp = msg;
-}
 
 int
 dirty_store_now (struct dirty_instance *d, char **errp)
@@ -522,7 +507,7 @@ dirty_store_now (struct dirty_instance *d, char **errp)
       && start_intent_locked (d) == 0)
     return 0;
   if (store_all (d, d->marked_in_use) == -1) {
-    set_errp (errp, "Cannot store the bitmaps in the %s store: %s",
+    dirty_bitmap_error (errp, "Cannot store the bitmaps in the %s store: %s",
               d->store->name, store_error (d));
     return -1;
   }
@@ -538,7 +523,7 @@ dirty_store_remove (struct dirty_instance *d, const char *name, char **errp)
     return 0;
   if (d->store->remove) {
     if (d->store->remove (d->store->opaque, name) == -1 && errno != ENOENT) {
-      set_errp (errp, "Cannot remove bitmap '%s' from the %s store: %s",
+      dirty_bitmap_error (errp, "Cannot remove bitmap '%s' from the %s store: %s",
                 name, d->store->name, store_error (d));
       return -1;
     }
@@ -546,7 +531,7 @@ dirty_store_remove (struct dirty_instance *d, const char *name, char **errp)
   }
   /* No remove (): storing the persistent set drops it. */
   if (store_all (d, d->marked_in_use) == -1) {
-    set_errp (errp, "Cannot remove bitmap '%s' from the %s store: %s",
+    dirty_bitmap_error (errp, "Cannot remove bitmap '%s' from the %s store: %s",
               name, d->store->name, store_error (d));
     return -1;
   }
