@@ -119,6 +119,25 @@ expect_rc 1 nbdcbt-img bitmap --remove d.raw nope
 expect_msg "Dirty bitmap 'nope' not found"
 expect_rc 1 nbdcbt-img bitmap --add -g 1000 d.raw x
 expect_msg "Granularity must be power of 2"
+# Every refusal reads word for word as on the qcow2 twin (one home for
+# the rules: common/bitmap/bitmap-rules.h).
+long=$(printf 'n%.0s' $(seq 1100))
+for args in "--add -g 1000 x" "--add -g 4G x" "--add -g 0 x" "--add ${long}" \
+            "--add b0" "--remove nope" "--clear nope" "--merge nope b0" \
+            "--enable nope"; do
+  set -- $args
+  b=${@: -1}; set -- "${@:1:$#-1}"
+  set +e
+  nbdcbt-img bitmap "$@" d.raw "$b" 2> raw.err
+  nbdcbt-img bitmap "$@" t.qcow2 "$b" 2> q.err
+  set -e
+  if ! test -s q.err || ! cmp -s raw.err q.err; then
+    echo "FAIL: bitmap $args: raw and qcow2 messages differ:"
+    cat raw.err q.err; fail=1
+  fi
+done
+expect_rc 1 nbdcbt-img bitmap --add d.raw ""
+expect_msg "Bitmap name cannot be empty"
 cmp before.qbm d.raw.qbm || { echo "FAIL: a refused edit changed the sidecar"; fail=1; }
 
 # The descriptor itself stands for the image; --sidecar names another

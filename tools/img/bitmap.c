@@ -55,11 +55,7 @@
 #include "utils.h"
 #include "nbdcbt-img.h"
 
-enum op_type {
-  OP_ADD = IMG_BITMAP_ADD, OP_REMOVE = IMG_BITMAP_REMOVE,
-  OP_CLEAR = IMG_BITMAP_CLEAR, OP_ENABLE = IMG_BITMAP_ENABLE,
-  OP_DISABLE = IMG_BITMAP_DISABLE, OP_MERGE = IMG_BITMAP_MERGE
-};
+enum op_type { OP_ADD, OP_REMOVE, OP_CLEAR, OP_ENABLE, OP_DISABLE, OP_MERGE };
 
 static const char *const op_names[] = {
   "add", "remove", "clear", "enable", "disable", "merge"
@@ -72,217 +68,31 @@ struct op {
 
 /* Shared state of one command. */
 struct bitmap_cmd {
-  const char *filename;
+  struct image_bitmaps ib;
   const char *bitmap;
-  struct qcow2 *q;
-  uint32_t cluster_size;
   uint64_t granularity;         /* -g, or 0 */
   const char *src_filename;     /* -b */
   enum img_format src_fmt;      /* -F */
   char errbuf[1200];            /* the reason an operation failed */
 };
 
-static void __attribute__ ((__format__ (__printf__, 2, 3)))
-set_err (struct bitmap_cmd *c, const char *fs, ...)
-{
-  va_list args;
-
-  va_start (args, fs);
-  vsnprintf (c->errbuf, sizeof c->errbuf, fs, args);
-  va_end (args);
-}
-
-/* Index of NAME in LIST, or -1. */
-static ssize_t
-find_bitmap (const struct qcow2_bitmap_info *list, size_t n, const char *name)
-{
-  size_t i;
-
-  for (i = 0; i < n; i++)
-    if (strcmp (list[i].name, name) == 0)
-      return i;
-  return -1;
-}
-
-/* Store every bitmap of the image again, in directory order, with TARGET
- * replaced by NEW_DATA / RECORDING.  Inconsistent (in_use) bitmaps are
- * kept as they are on disk.
+/* --clear, --enable, --disable and --merge: load the bitmap, change it,
+ * store it back with the others.
  */
-static int
-store_with (struct bitmap_cmd *c, const char *target,
-            const struct hbitmap *new_data, bool recording)
-{
-  struct qcow2_bitmap_info *list;
-  struct bitmap_store_entry *set = NULL;
-  struct hbitmap **loaded = NULL;
-  const char **keep = NULL;
-  size_t n, i, nset = 0, nkeep = 0;
-  int r = -1;
-
-  if (qcow2_bitmap_list (c->q, &list, &n) == -1) {
-    set_err (c, "%s", lib_error (c->filename));
-    return -1;
-  }
-  set = calloc (n + 1, sizeof *set);
-  loaded = calloc (n + 1, sizeof *loaded);
-  keep = calloc (n + 1, sizeof *keep);
-  if (!set || !loaded || !keep) {
-    set_err (c, "%s", strerror (errno));
-    goto out;
-  }
-
-  for (i = 0; i < n; i++) {
-    if (strcmp (list[i].name, target) == 0) {
-      set[nset].name = list[i].name;
-      set[nset].bitmap = new_data;
-      set[nset].recording = recording;
-      nset++;
-    }
-    else if (list[i].flags & QCOW2_BME_IN_USE)
-      keep[nkeep++] = list[i].name;
-    else {
-      loaded[i] = qcow2_bitmap_load (c->q, list[i].name);
-      if (loaded[i] == NULL) {
-        set_err (c, "Could not load bitmap '%s': %s", list[i].name,
-                 lib_error (c->filename));
-        goto out;
-      }
-      set[nset].name = list[i].name;
-      set[nset].bitmap = loaded[i];
-      set[nset].recording = (list[i].flags & QCOW2_BME_AUTO) != 0;
-      nset++;
-    }
-  }
-
-  if (qcow2_bitmaps_store (c->q, set, nset, keep, nkeep) == -1) {
-    set_err (c, "%s", lib_error (c->filename));
-    goto out;
-  }
-  r = 0;
-
- out:
-  if (loaded)
-    for (i = 0; i < n; i++)
-      hbitmap_free (loaded[i]);
-  free (loaded);
-  free (set);
-  free (keep);
-  qcow2_bitmap_list_free (list, n);
-  return r;
-}
-
-static bool
-target_recording (struct bitmap_cmd *c, const char *name)
-{
-  struct qcow2_bitmap_info *list;
-  size_t n;
-  ssize_t i;
-  bool r = false;
-
-  if (qcow2_bitmap_list (c->q, &list, &n) == -1)
-    return false;
-  i = find_bitmap (list, n, name);
-  if (i >= 0)
-    r = (list[i].flags & QCOW2_BME_AUTO) != 0;
-  qcow2_bitmap_list_free (list, n);
-  return r;
-}
-
-int
-merge_bitmaps (struct hbitmap *dst, const struct hbitmap *src, char *err,
-               size_t errlen)
-{
-  uint64_t size = hbitmap_size (dst), offset = 0, start, len;
-
-  if (hbitmap_size (src) != size) {
-    snprintf (err, errlen, "Bitmaps are of different sizes (destination "
-              "size is %" PRIu64 ", source size is %" PRIu64 ") and can't "
-              "be merged", size, hbitmap_size (src));
-    return -1;
-  }
-  if (hbitmap_granularity (src) == hbitmap_granularity (dst))
-    return hbitmap_merge (dst, src);
-
-  while (offset < size &&
-         hbitmap_next_dirty_area (src, offset, size, UINT64_MAX,
-                                  &start, &len)) {
-    hbitmap_set (dst, start, len);
-    offset = start + len;
-  }
-  return 0;
-}
-
-static int
-do_add (struct bitmap_cmd *c)
-{
-  struct qcow2_bitmap_info *list;
-  uint64_t g = c->granularity ? c->granularity
-    : default_bitmap_granularity (c->cluster_size);
-  const char *msg;
-  size_t n;
-  ssize_t i;
-
-  if ((msg = bitmap_name_error (c->bitmap)) != NULL ||
-      (msg = bitmap_granularity_error (g)) != NULL) {
-    set_err (c, "%s", msg);
-    return -1;
-  }
-  if (qcow2_bitmaps_supported (c->q) == -1) {
-    set_err (c, "%s", lib_error (c->filename));
-    return -1;
-  }
-  if (qcow2_bitmap_list (c->q, &list, &n) == -1) {
-    set_err (c, "%s", lib_error (c->filename));
-    return -1;
-  }
-  i = find_bitmap (list, n, c->bitmap);
-  qcow2_bitmap_list_free (list, n);
-  if (i >= 0) {
-    set_err (c, "Bitmap already exists: %s", c->bitmap);
-    return -1;
-  }
-  if (qcow2_bitmap_add (c->q, c->bitmap, g, true) == -1) {
-    set_err (c, "%s", lib_error (c->filename));
-    return -1;
-  }
-  return 0;
-}
-
-static int
-do_remove (struct bitmap_cmd *c)
-{
-  struct qcow2_bitmap_info *list;
-  size_t n;
-  ssize_t i;
-
-  if (qcow2_bitmap_list (c->q, &list, &n) == -1) {
-    set_err (c, "%s", lib_error (c->filename));
-    return -1;
-  }
-  i = find_bitmap (list, n, c->bitmap);
-  qcow2_bitmap_list_free (list, n);
-  if (i == -1) {
-    set_err (c, "Dirty bitmap '%s' not found", c->bitmap);
-    return -1;
-  }
-  if (qcow2_bitmap_remove (c->q, c->bitmap) == -1) {
-    set_err (c, "%s", lib_error (c->filename));
-    return -1;
-  }
-  return 0;
-}
-
 static int
 do_modify (struct bitmap_cmd *c, const struct op *op)
 {
+  struct image_bitmap info;
   struct hbitmap *target, *src = NULL;
-  bool recording = target_recording (c, c->bitmap);
+  bool recording;
   int r = -1;
 
-  target = load_usable_bitmap (c->q, c->filename, c->bitmap,
-                               c->errbuf, sizeof c->errbuf);
+  target = image_bitmaps_load_usable (&c->ib, c->bitmap,
+                                      c->errbuf, sizeof c->errbuf);
   if (target == NULL)
     return -1;
+  recording = image_bitmaps_lookup (&c->ib, c->bitmap, &info, c->errbuf,
+                                    sizeof c->errbuf) == 1 && info.recording;
 
   switch (op->type) {
   case OP_CLEAR:
@@ -299,49 +109,32 @@ do_modify (struct bitmap_cmd *c, const struct op *op)
       src = load_source_bitmap (c->src_filename, c->src_fmt, op->source,
                                 c->errbuf, sizeof c->errbuf);
     else
-      src = load_usable_bitmap (c->q, c->filename, op->source,
-                                c->errbuf, sizeof c->errbuf);
+      src = image_bitmaps_load_usable (&c->ib, op->source,
+                                       c->errbuf, sizeof c->errbuf);
     if (src == NULL)
       goto out;
-    if (merge_bitmaps (target, src, c->errbuf, sizeof c->errbuf) == -1)
+    if (hbitmap_size (src) != hbitmap_size (target)) {
+      snprintf (c->errbuf, sizeof c->errbuf,
+                "Bitmaps are of different sizes (destination size is %"
+                PRIu64 ", source size is %" PRIu64 ") and can't be merged",
+                hbitmap_size (target), hbitmap_size (src));
       goto out;
+    }
+    if (hbitmap_merge_any (target, src) == -1) {
+      snprintf (c->errbuf, sizeof c->errbuf, "%s", strerror (errno));
+      goto out;
+    }
     break;
   default:
     abort ();
   }
 
-  r = store_with (c, c->bitmap, target, recording);
+  r = image_bitmaps_replace (&c->ib, c->bitmap, target, recording,
+                             c->errbuf, sizeof c->errbuf);
  out:
   hbitmap_free (src);
   hbitmap_free (target);
   return r;
-}
-
-/* A raw image: the same operations on its QBM sidecar. */
-static int
-bitmap_raw (struct bitmap_cmd *c, const struct op *ops, size_t nops)
-{
-  CLEANUP_FREE char *image = NULL;
-  struct qbm *q = open_sidecar (c->filename, false, &image);
-  size_t i;
-  int ret = 0;
-
-  if (q == NULL)
-    return 1;
-  for (i = 0; i < nops; i++) {
-    c->errbuf[0] = '\0';
-    if (sidecar_bitmap_op (q, image, (enum img_bitmap_op) ops[i].type,
-                           c->bitmap, ops[i].source, c->granularity,
-                           c->src_filename, c->src_fmt, c->errbuf,
-                           sizeof c->errbuf) == -1) {
-      img_error ("Operation %s on bitmap %s failed: %s",
-                 op_names[ops[i].type], c->bitmap, c->errbuf);
-      ret = 1;
-      break;
-    }
-  }
-  qbm_close (q);
-  return ret;
 }
 
 int
@@ -366,9 +159,8 @@ cmd_bitmap (int argc, char *argv[])
   struct op ops[64];
   size_t nops = 0, i;
   struct img_common_opts o = { .fmt = FMT_UNKNOWN };
-  const char *src_fmt = NULL;
+  const char *src_fmt = NULL, *filename;
   bool have_add = false, have_merge = false;
-  struct qcow2_info info;
   int c, ret = 0;
 
   while ((c = getopt_long (argc, argv, "+f:b:F:g:hq", long_options,
@@ -441,30 +233,33 @@ cmd_bitmap (int argc, char *argv[])
     img_error ("Expecting filename and bitmap name");
     return 1;
   }
-  cmd.filename = argv[optind];
+  filename = argv[optind];
   cmd.bitmap = argv[optind + 1];
 
-  o.fmt = probe_format (cmd.filename, o.fmt);
+  o.fmt = probe_format (filename, o.fmt);
   if (o.fmt == FMT_UNKNOWN)
     return 1;
-  if (o.fmt != FMT_QCOW2)
-    return bitmap_raw (&cmd, ops, nops);
-
-  cmd.q = open_qcow2 (cmd.filename, QCOW2_OPEN_NO_BACKING |
-                      QCOW2_OPEN_NO_BITMAP_IN_USE);
-  if (cmd.q == NULL)
+  if (image_bitmaps_open (&cmd.ib, filename, o.fmt,
+                          QCOW2_OPEN_NO_BACKING |
+                          QCOW2_OPEN_NO_BITMAP_IN_USE) == -1)
     return 1;
-  qcow2_get_info (cmd.q, &info);
-  cmd.cluster_size = info.cluster_size;
 
   for (i = 0; i < nops; i++) {
     int r;
 
     cmd.errbuf[0] = '\0';
     switch (ops[i].type) {
-    case OP_ADD: r = do_add (&cmd); break;
-    case OP_REMOVE: r = do_remove (&cmd); break;
-    default: r = do_modify (&cmd, &ops[i]); break;
+    case OP_ADD:
+      r = image_bitmaps_add (&cmd.ib, cmd.bitmap, cmd.granularity,
+                             cmd.errbuf, sizeof cmd.errbuf);
+      break;
+    case OP_REMOVE:
+      r = image_bitmaps_remove (&cmd.ib, cmd.bitmap,
+                                cmd.errbuf, sizeof cmd.errbuf);
+      break;
+    default:
+      r = do_modify (&cmd, &ops[i]);
+      break;
     }
     if (r == -1) {
       img_error ("Operation %s on bitmap %s failed: %s",
@@ -474,7 +269,7 @@ cmd_bitmap (int argc, char *argv[])
     }
   }
 
-  if (close_qcow2 (cmd.q, cmd.filename) == -1)
+  if (image_bitmaps_close (&cmd.ib) == -1)
     ret = 1;
   return ret;
 }

@@ -85,42 +85,6 @@ close_qcow2 (struct qcow2 *q, const char *path)
   return 0;
 }
 
-struct hbitmap *
-load_usable_bitmap (struct qcow2 *q, const char *path, const char *name,
-                    char *err, size_t errlen)
-{
-  struct qcow2_bitmap_info *list;
-  struct hbitmap *hb;
-  size_t n, i;
-
-  if (qcow2_bitmap_list (q, &list, &n) == -1) {
-    snprintf (err, errlen, "Could not read the bitmaps of '%s': %s", path,
-              lib_error (path));
-    return NULL;
-  }
-  for (i = 0; i < n; i++)
-    if (strcmp (list[i].name, name) == 0)
-      break;
-  if (i == n) {
-    snprintf (err, errlen, "Dirty bitmap '%s' not found", name);
-    qcow2_bitmap_list_free (list, n);
-    return NULL;
-  }
-  if ((list[i].flags & QCOW2_BME_IN_USE) && !qcow2_bitmap_recoverable (q, name)) {
-    snprintf (err, errlen, "Bitmap '%s' is inconsistent and cannot be used",
-              name);
-    qcow2_bitmap_list_free (list, n);
-    return NULL;
-  }
-  qcow2_bitmap_list_free (list, n);
-
-  hb = qcow2_bitmap_load (q, name);
-  if (hb == NULL)
-    snprintf (err, errlen, "Could not load bitmap '%s' of '%s': %s", name,
-              path, lib_error (path));
-  return hb;
-}
-
 char *
 backing_path (const char *filename, const char *backing)
 {

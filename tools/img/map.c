@@ -78,7 +78,7 @@ cmd_map (int argc, char *argv[])
   bool first = true;
   char err[1200];
   struct hbitmap *hb = NULL;
-  struct qcow2 *q = NULL;
+  struct image_bitmaps ib;
   uint64_t size, offset;
   int c, ret = 1;
 
@@ -105,22 +105,12 @@ cmd_map (int argc, char *argv[])
   }
   if (image_argument (argc, argv, o.fmt, &filename, &o.fmt) == -1)
     return 1;
-  if (o.fmt != FMT_QCOW2) {
-    struct qbm *sc = open_sidecar (filename, true, NULL);
-
-    if (sc == NULL)
-      return 1;
-    hb = load_usable_sidecar_bitmap (sc, bitmap, err, sizeof err);
-    qbm_close (sc);
-  }
-  else {
-    q = open_qcow2 (filename, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
-                    QCOW2_OPEN_NO_BITMAP_IN_USE |
-                    (o.force_share ? QCOW2_OPEN_FORCE_SHARE : 0));
-    if (q == NULL)
-      return 1;
-    hb = load_usable_bitmap (q, filename, bitmap, err, sizeof err);
-  }
+  if (image_bitmaps_open (&ib, filename, o.fmt, QCOW2_OPEN_RDONLY |
+                          QCOW2_OPEN_NO_BACKING |
+                          QCOW2_OPEN_NO_BITMAP_IN_USE |
+                          (o.force_share ? QCOW2_OPEN_FORCE_SHARE : 0)) == -1)
+    return 1;
+  hb = image_bitmaps_load_usable (&ib, bitmap, err, sizeof err);
   if (hb == NULL) {
     img_error ("%s", err);
     goto out;
@@ -145,7 +135,7 @@ cmd_map (int argc, char *argv[])
 
  out:
   hbitmap_free (hb);
-  if (q && close_qcow2 (q, filename) == -1)
+  if (image_bitmaps_close (&ib) == -1)
     ret = 1;
   return ret;
 }

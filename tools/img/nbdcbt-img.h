@@ -35,6 +35,7 @@
 #define NBDCBT_IMG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define PROGNAME "nbdcbt-img"
@@ -102,13 +103,6 @@ extern struct qcow2 *open_qcow2 (const char *path, unsigned flags);
 /* qcow2_close, printing "PATH: REASON" on failure; returns -1 then. */
 extern int close_qcow2 (struct qcow2 *q, const char *path);
 
-/* Load bitmap NAME of Q (the image PATH), which must exist and be
- * consistent (not in use).  Returns NULL with the reason in ERR.
- */
-extern struct hbitmap *load_usable_bitmap (struct qcow2 *q, const char *path,
-                                           const char *name,
-                                           char *err, size_t errlen);
-
 /* BACKING as seen from the image FILENAME: a relative name is relative
  * to the image's directory (QEMU's bdrv_get_full_backing_filename).
  * Returns NULL with errno set if out of memory.
@@ -131,10 +125,6 @@ struct qcow2_bitmap_info;
 /* --sidecar=PATH of the command, or NULL for IMAGE.qbm. */
 extern const char *img_sidecar_path;
 
-enum img_bitmap_op {
-  IMG_BITMAP_ADD, IMG_BITMAP_REMOVE, IMG_BITMAP_CLEAR, IMG_BITMAP_ENABLE,
-  IMG_BITMAP_DISABLE, IMG_BITMAP_MERGE
-};
 
 /* Size of a file or block device. */
 extern int image_size_of (const char *path, uint64_t *size);
@@ -145,33 +135,66 @@ extern int image_size_of (const char *path, uint64_t *size);
 extern struct qbm *open_sidecar (const char *path, bool rdonly,
                                  char **image_ret);
 /* The sidecar's bitmaps as qcow2_bitmap_list reports qcow2's (in-use and
- * auto flags).
+ * auto flags), for info.
  */
 extern int sidecar_bitmap_list (struct qbm *q,
                                 struct qcow2_bitmap_info **list, size_t *n);
-extern struct hbitmap *load_usable_sidecar_bitmap (struct qbm *q,
-                                                   const char *name,
-                                                   char *err, size_t errlen);
 /* The bitmap NAME of a --merge source (qcow2, or raw with a sidecar). */
 extern struct hbitmap *load_source_bitmap (const char *path,
                                            enum img_format fmt,
                                            const char *name,
                                            char *err, size_t errlen);
-/* One nbdcbt-img bitmap operation on the sidecar Q of IMAGE. */
-extern int sidecar_bitmap_op (struct qbm *q, const char *image,
-                              enum img_bitmap_op op, const char *bitmap,
-                              const char *source, uint64_t granularity,
-                              const char *src_filename,
-                              enum img_format src_fmt,
-                              char *err, size_t errlen);
 /* nbdcbt-img check of a raw image's sidecar: the exit status. */
 extern int sidecar_check (const char *path, bool quiet, bool json);
 
-/* dst |= src for bitmaps of the same size; the granularities may differ
- * (each dirty area of SRC marks every granule of DST it touches).
+/* The persistent bitmaps of an image, in its qcow2 bitmaps extension or
+ * in the QBM sidecar of a raw image (image-bitmaps.c).  Operations that
+ * fail return -1 with qemu-img's message in ERR.
  */
-extern int merge_bitmaps (struct hbitmap *dst, const struct hbitmap *src,
-                          char *err, size_t errlen);
+struct image_bitmaps {
+  const char *filename;         /* as the user named it */
+  struct qcow2 *q;              /* a qcow2 image, or NULL */
+  struct qbm *qbm;              /* the sidecar of a raw image, or NULL */
+  char *image;                  /* raw: the image the sidecar describes */
+  uint64_t default_granularity; /* for --add without -g, as QEMU picks */
+};
+struct image_bitmap {
+  char *name;
+  bool recording;               /* the auto flag */
+  bool in_use;                  /* a store keeps it on disk as it is */
+  bool usable;                  /* consistent, or recoverable by nbdcbt */
+};
+/* Open FILENAME (of format FMT) for its bitmaps; QCOW2_FLAGS are
+ * qcow2_open's (QCOW2_OPEN_RDONLY also opens a sidecar read-only).
+ * Prints the error and returns -1 on failure.
+ */
+extern int image_bitmaps_open (struct image_bitmaps *ib, const char *filename,
+                               enum img_format fmt, unsigned qcow2_flags);
+/* Close; prints the error and returns -1 if the image could not be
+ * closed cleanly.
+ */
+extern int image_bitmaps_close (struct image_bitmaps *ib);
+extern int image_bitmaps_list (struct image_bitmaps *ib,
+                               struct image_bitmap **list, size_t *n,
+                               char *err, size_t errlen);
+extern void image_bitmap_list_free (struct image_bitmap *list, size_t n);
+/* 1 and *INFO (name left NULL) if NAME exists, 0 if not, -1 on error. */
+extern int image_bitmaps_lookup (struct image_bitmaps *ib, const char *name,
+                                 struct image_bitmap *info,
+                                 char *err, size_t errlen);
+/* Bitmap NAME, which must exist and be usable. */
+extern struct hbitmap *image_bitmaps_load_usable (struct image_bitmaps *ib,
+                                                  const char *name,
+                                                  char *err, size_t errlen);
+/* A new empty recording bitmap (GRANULARITY 0: the default). */
+extern int image_bitmaps_add (struct image_bitmaps *ib, const char *name,
+                              uint64_t granularity, char *err, size_t errlen);
+extern int image_bitmaps_remove (struct image_bitmaps *ib, const char *name,
+                                 char *err, size_t errlen);
+/* Store NAME with DATA and RECORDING; the other bitmaps are kept. */
+extern int image_bitmaps_replace (struct image_bitmaps *ib, const char *name,
+                                  const struct hbitmap *data, bool recording,
+                                  char *err, size_t errlen);
 
 extern int cmd_create (int argc, char *argv[]);
 extern int cmd_info (int argc, char *argv[]);

@@ -145,262 +145,33 @@ sidecar_bitmap_list (struct qbm *q, struct qcow2_bitmap_info **list,
   return 0;
 }
 
-struct hbitmap *
-load_usable_sidecar_bitmap (struct qbm *q, const char *name, char *err,
-                            size_t errlen)
-{
-  struct qbm_bitmap_info *l;
-  struct hbitmap *hb;
-  size_t n, i;
-
-  if (qbm_list (q, &l, &n) == -1) {
-    snprintf (err, errlen, "%s", qbm_last_error ());
-    return NULL;
-  }
-  for (i = 0; i < n; i++)
-    if (strcmp (l[i].name, name) == 0)
-      break;
-  if (i == n) {
-    snprintf (err, errlen, "Dirty bitmap '%s' not found", name);
-    qbm_list_free (l, n);
-    return NULL;
-  }
-  if (l[i].inconsistent) {
-    snprintf (err, errlen, "Bitmap '%s' is inconsistent and cannot be used",
-              name);
-    qbm_list_free (l, n);
-    return NULL;
-  }
-  qbm_list_free (l, n);
-  hb = qbm_load (q, name);
-  if (hb == NULL)
-    snprintf (err, errlen, "Could not load bitmap '%s': %s", name,
-              qbm_last_error ());
-  return hb;
-}
-
 /* The bitmap NAME of a --merge source file (qcow2 or raw + sidecar). */
 struct hbitmap *
 load_source_bitmap (const char *path, enum img_format fmt, const char *name,
                     char *err, size_t errlen)
 {
+  const char *saved = img_sidecar_path;
+  struct image_bitmaps src;
   struct hbitmap *hb;
+  int r;
 
   fmt = probe_format (path, fmt);
   if (fmt == FMT_UNKNOWN) {
     snprintf (err, errlen, "Could not open source file '%s'", path);
     return NULL;
   }
-  if (fmt == FMT_QCOW2) {
-    struct qcow2 *sq = qcow2_open (path, QCOW2_OPEN_RDONLY |
-                                   QCOW2_OPEN_NO_BACKING |
-                                   QCOW2_OPEN_NO_BITMAP_IN_USE);
-    if (sq == NULL) {
-      snprintf (err, errlen, "Could not open '%s': %s", path,
-                lib_error (path));
-      return NULL;
-    }
-    hb = load_usable_bitmap (sq, path, name, err, errlen);
-    qcow2_close (sq);           /* read-only: nothing to lose */
-    return hb;
+  img_sidecar_path = NULL;      /* --sidecar names the target's */
+  r = image_bitmaps_open (&src, path, fmt, QCOW2_OPEN_RDONLY |
+                          QCOW2_OPEN_NO_BACKING |
+                          QCOW2_OPEN_NO_BITMAP_IN_USE);
+  img_sidecar_path = saved;
+  if (r == -1) {
+    snprintf (err, errlen, "Could not open the bitmaps of '%s'", path);
+    return NULL;
   }
-  else {
-    const char *saved = img_sidecar_path;
-    struct qbm *sq;
-
-    img_sidecar_path = NULL;    /* --sidecar names the target's */
-    sq = open_sidecar (path, true, NULL);
-    img_sidecar_path = saved;
-    if (sq == NULL) {
-      snprintf (err, errlen, "Could not open the bitmaps of '%s'", path);
-      return NULL;
-    }
-    hb = load_usable_sidecar_bitmap (sq, name, err, errlen);
-    qbm_close (sq);
-    return hb;
-  }
-}
-
-/* Store every bitmap of the sidecar again with TARGET replaced by
- * NEW_DATA / RECORDING (NULL data: TARGET removed).  Inconsistent ones
- * are kept as they are.
- */
-static int
-store_with (struct qbm *q, const char *target, const struct hbitmap *new_data,
-            bool recording, bool add, char *err, size_t errlen)
-{
-  struct qbm_bitmap_info *l;
-  struct bitmap_store_entry *set;
-  struct hbitmap **loaded;
-  const char **keep;
-  size_t n, i, nset = 0, nkeep = 0;
-  int r = -1;
-
-  if (qbm_list (q, &l, &n) == -1) {
-    snprintf (err, errlen, "%s", qbm_last_error ());
-    return -1;
-  }
-  set = calloc (n + 2, sizeof *set);
-  loaded = calloc (n + 1, sizeof *loaded);
-  keep = calloc (n + 1, sizeof *keep);
-  if (!set || !loaded || !keep) {
-    snprintf (err, errlen, "%s", strerror (errno));
-    goto out;
-  }
-  for (i = 0; i < n; i++) {
-    if (strcmp (l[i].name, target) == 0) {
-      if (new_data == NULL)
-        continue;
-      set[nset].name = l[i].name;
-      set[nset].bitmap = new_data;
-      set[nset].recording = recording;
-      nset++;
-    }
-    else if (l[i].inconsistent)
-      keep[nkeep++] = l[i].name;
-    else {
-      loaded[i] = qbm_load (q, l[i].name);
-      if (loaded[i] == NULL) {
-        snprintf (err, errlen, "Could not load bitmap '%s': %s", l[i].name,
-                  qbm_last_error ());
-        goto out;
-      }
-      set[nset].name = l[i].name;
-      set[nset].bitmap = loaded[i];
-      set[nset].recording = l[i].recording;
-      nset++;
-    }
-  }
-  if (add) {
-    set[nset].name = target;
-    set[nset].bitmap = new_data;
-    set[nset].recording = recording;
-    nset++;
-  }
-  if (qbm_store (q, set, nset, keep, nkeep) == -1) {
-    snprintf (err, errlen, "%s", qbm_last_error ());
-    goto out;
-  }
-  r = 0;
- out:
-  if (loaded)
-    for (i = 0; i < n; i++)
-      hbitmap_free (loaded[i]);
-  free (loaded);
-  free (set);
-  free (keep);
-  qbm_list_free (l, n);
-  return r;
-}
-
-static int
-lookup (struct qbm *q, const char *name, struct qbm_bitmap_info *out)
-{
-  struct qbm_bitmap_info *l;
-  size_t n, i;
-  int r = -1;
-
-  if (qbm_list (q, &l, &n) == -1)
-    return -1;
-  for (i = 0; i < n; i++)
-    if (strcmp (l[i].name, name) == 0) {
-      *out = l[i];
-      out->name = NULL;
-      r = 0;
-    }
-  qbm_list_free (l, n);
-  return r;
-}
-
-int
-sidecar_bitmap_op (struct qbm *q, const char *image, enum img_bitmap_op op,
-                   const char *bitmap, const char *source,
-                   uint64_t granularity, const char *src_filename,
-                   enum img_format src_fmt, char *err, size_t errlen)
-{
-  struct qbm_bitmap_info info;
-  struct hbitmap *target = NULL, *src = NULL;
-  bool recording;
-  int r = -1;
-
-  switch (op) {
-  case IMG_BITMAP_ADD: {
-    uint64_t g = granularity ? granularity : 65536, size;
-
-    if (bitmap[0] == '\0') {
-      snprintf (err, errlen, "Bitmap name cannot be empty");
-      return -1;
-    }
-    if (g < 512 || (g & (g - 1)) != 0) {
-      snprintf (err, errlen, "Granularity must be power of 2 and at least "
-                "512");
-      return -1;
-    }
-    if (g > (UINT64_C(1) << 31)) {
-      snprintf (err, errlen, "Granularity must be at most 2 GiB");
-      return -1;
-    }
-    if (strlen (bitmap) > 1023) {
-      snprintf (err, errlen, "Bitmap name is too long");
-      return -1;
-    }
-    if (lookup (q, bitmap, &info) == 0) {
-      snprintf (err, errlen, "Bitmap already exists: %s", bitmap);
-      return -1;
-    }
-    if (image_size_of (image, &size) == -1) {
-      snprintf (err, errlen, "%s: %s", image, strerror (errno));
-      return -1;
-    }
-    target = hbitmap_new (size, g);
-    if (target == NULL) {
-      snprintf (err, errlen, "%s", strerror (errno));
-      return -1;
-    }
-    r = store_with (q, bitmap, target, true, true, err, errlen);
-    hbitmap_free (target);
-    return r;
-  }
-  case IMG_BITMAP_REMOVE:
-    if (lookup (q, bitmap, &info) == -1) {
-      snprintf (err, errlen, "Dirty bitmap '%s' not found", bitmap);
-      return -1;
-    }
-    if (qbm_remove (q, bitmap) == -1) {
-      snprintf (err, errlen, "%s", qbm_last_error ());
-      return -1;
-    }
-    return 0;
-  default:
-    break;
-  }
-
-  target = load_usable_sidecar_bitmap (q, bitmap, err, errlen);
-  if (target == NULL)
-    return -1;
-  recording = lookup (q, bitmap, &info) == 0 && info.recording;
-  switch (op) {
-  case IMG_BITMAP_CLEAR: hbitmap_reset_all (target); break;
-  case IMG_BITMAP_ENABLE: recording = true; break;
-  case IMG_BITMAP_DISABLE: recording = false; break;
-  case IMG_BITMAP_MERGE:
-    if (src_filename)
-      src = load_source_bitmap (src_filename, src_fmt, source, err, errlen);
-    else
-      src = load_usable_sidecar_bitmap (q, source, err, errlen);
-    if (src == NULL)
-      goto out;
-    if (merge_bitmaps (target, src, err, errlen) == -1)
-      goto out;
-    break;
-  default:
-    abort ();
-  }
-  r = store_with (q, bitmap, target, recording, false, err, errlen);
- out:
-  hbitmap_free (src);
-  hbitmap_free (target);
-  return r;
+  hb = image_bitmaps_load_usable (&src, name, err, errlen);
+  image_bitmaps_close (&src);   /* read-only: nothing to lose */
+  return hb;
 }
 
 static void
