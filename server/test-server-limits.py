@@ -46,36 +46,17 @@ import threading
 import time
 
 import nbd
-from nbdcbttest import Server, scratch_dir
+import nbdcbttest
+from nbdcbttest import (Server, export_name_handshake, recv_exactly,
+                        scratch_dir)
 
 MIB = 1024 * 1024
 REQUEST_MAGIC = 0x25609513
 OPT_MAGIC = 0x49484156454F5054
 
 
-def raw_connect(path):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(30)
-    s.connect(path)
-    return s
-
-
-def recv_exactly(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
-
-
-def go(s):
-    """Handshake to transmission with NBD_OPT_EXPORT_NAME; the size."""
-    assert recv_exactly(s, 18)[:16] == b"NBDMAGICIHAVEOPT"
-    s.sendall(struct.pack(">I", 3))
-    s.sendall(struct.pack(">QII", OPT_MAGIC, 1, 0))
-    return struct.unpack(">Q", recv_exactly(s, 10)[:8])[0]
+raw_connect = nbdcbttest.raw_connect
+go = export_name_handshake
 
 
 def request(s, cmd, cookie, offset, count, payload=b""):

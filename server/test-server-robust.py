@@ -42,6 +42,9 @@ import time
 
 import nbd
 
+import nbdcbttest
+from nbdcbttest import export_name_handshake, recv_exactly
+
 NBDCBT = os.environ["NBDCBT"]
 tmp = tempfile.mkdtemp(prefix="nbdcbt-server-")
 sock = os.path.join(tmp, "sock")
@@ -62,30 +65,11 @@ def wait_for(path):
 
 
 def raw_connect():
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
-    s.connect(sock)
-    return s
-
-
-def recv_exactly(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
+    return nbdcbttest.raw_connect(sock)
 
 
 def go(s):
-    """Handshake to transmission with NBD_OPT_EXPORT_NAME."""
-    hello = recv_exactly(s, 18)
-    assert hello[:16] == b"NBDMAGICIHAVEOPT"
-    s.sendall(struct.pack(">I", 3))
-    s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, 0))
-    reply = recv_exactly(s, 10)
-    assert struct.unpack(">Q", reply[:8])[0] == 1024 * 1024
+    assert export_name_handshake(s) == 1024 * 1024
 
 
 def is_closed(s):

@@ -138,3 +138,40 @@ stop_server ()
   echo "$0: server $pid did not stop" >&2
   return 1
 }
+
+# requires_fuzzer FUZZER: skip (77) unless the libFuzzer harness FUZZER
+# was built (it needs clang with libFuzzer).
+requires_fuzzer ()
+{
+  if [ ! -x "$1" ]; then
+    echo "$0: skipped: libFuzzer harness not built (needs clang with libFuzzer)"
+    exit 77
+  fi
+}
+
+# run_fuzzer FUZZER SECONDS ARTIFACT_DIR [LIBFUZZER-OPTION...] -- CORPUS...
+# Run a libFuzzer harness for SECONDS (FUZZ_SECONDS overrides) over the
+# corpus directories, print the end of its log, and on a finding keep the
+# inputs that crashed, leaked or timed out in ARTIFACT_DIR and fail.
+run_fuzzer ()
+{
+  local fuzzer=$1 seconds=${FUZZ_SECONDS:-$2} artifacts=$3 status
+  local -a opts=()
+  shift 3
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do opts+=("$1"); shift; done
+  shift
+  requires_fuzzer "$fuzzer"
+  set +e
+  "$fuzzer" -max_total_time="$seconds" -timeout=20 -print_final_stats=1 \
+    -artifact_prefix="$tmpdir/" "${opts[@]}" "$@" > "$tmpdir/fuzz.log" 2>&1
+  status=$?
+  set -e
+  grep -v -e "# Uses:" -e "recommended dictionary" "$tmpdir/fuzz.log" | tail -30
+  if [ $status -ne 0 ]; then
+    mkdir -p "$artifacts"
+    cp "$tmpdir"/crash-* "$tmpdir"/leak-* "$tmpdir"/timeout-* \
+       "$tmpdir"/oom-* "$artifacts/" 2>/dev/null || :
+    echo "$0: the fuzzer found a problem (exit $status); inputs saved in $artifacts"
+    exit 1
+  fi
+}

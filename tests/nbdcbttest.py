@@ -233,3 +233,36 @@ def extents(h, context, offset=0, length=None, flags=0):
             if offset >= end:
                 break
     return out
+
+
+# Speaking NBD by hand, for the tests that send what libnbd never would.
+
+def raw_connect(path, timeout=10):
+    """A plain Unix socket connected to PATH."""
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(path)
+    return s
+
+
+def recv_exactly(s, n):
+    """N bytes from S, or None if the peer closes first."""
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def export_name_handshake(s):
+    """Fixed newstyle to transmission with NBD_OPT_EXPORT_NAME (the
+    default export, no zeroes); returns the export size."""
+    import struct
+    hello = recv_exactly(s, 18)
+    assert hello and hello[:16] == b"NBDMAGICIHAVEOPT", hello
+    s.sendall(struct.pack(">I", 3))
+    s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, 0))
+    return struct.unpack(">Q", recv_exactly(s, 10)[:8])[0]

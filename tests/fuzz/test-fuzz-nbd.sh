@@ -37,29 +37,13 @@ source "$top_srcdir/tests/functions.sh"
 
 fuzzer="$top_builddir/tests/fuzz/fuzz-nbd"
 modules="$top_builddir/tests/fuzz/fuzz-nbd-modules"
-if [ ! -x "$fuzzer" ] || [ ! -d "$modules" ]; then
-  echo "$0: skipped: libFuzzer harness not built (needs clang with libFuzzer)"
-  exit 77
-fi
+requires_fuzzer "$fuzzer"
+requires_built tests/fuzz/fuzz-nbd-modules
 
 corpus="$tmpdir/corpus"
 mkdir -p "$corpus"
 export NBDCBT_PLUGIN_PATH="$modules" NBDCBT_FILTER_PATH="$modules"
 # The server's own error messages for bad input are expected: quiet.
-set +e
-"$fuzzer" -max_total_time="${FUZZ_SECONDS:-30}" -timeout=20 \
-  -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
-  -close_fd_mask=2 -artifact_prefix="$tmpdir/" \
-  "$corpus" "$top_srcdir/tests/fuzz/nbd-corpus" > "$tmpdir/log" 2>&1
-status=$?
-set -e
-grep -v -e "# Uses:" -e "recommended dictionary" "$tmpdir/log" | tail -30
-
-if [ $status -ne 0 ]; then
-  mkdir -p "$top_builddir/tests/fuzz/artifacts"
-  cp "$tmpdir"/crash-* "$tmpdir"/leak-* "$tmpdir"/timeout-* "$tmpdir"/oom-* \
-     "$top_builddir/tests/fuzz/artifacts/" 2>/dev/null || :
-  echo "$0: the fuzzer found a problem (exit $status); inputs saved in tests/fuzz/artifacts"
-  exit 1
-fi
-exit 0
+run_fuzzer "$fuzzer" 30 "$top_builddir/tests/fuzz/artifacts" \
+  -rss_limit_mb=4096 -max_len=65536 -close_fd_mask=2 -- \
+  "$corpus" "$top_srcdir/tests/fuzz/nbd-corpus"

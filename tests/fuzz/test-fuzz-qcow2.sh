@@ -36,10 +36,7 @@
 source "$top_srcdir/tests/functions.sh"
 
 fuzzer="$top_builddir/tests/fuzz/fuzz-qcow2"
-if [ ! -x "$fuzzer" ]; then
-  echo "$0: skipped: libFuzzer harness not built (needs clang with libFuzzer)"
-  exit 77
-fi
+requires_fuzzer "$fuzzer"
 requires qemu-img --version
 requires qemu-io --version
 
@@ -83,20 +80,5 @@ printf '\x00\x00\x00\x00\x00\x00\x00\x83' |
 
 # -rss_limit_mb: the library may allocate up to its own limits (L1 32 MiB,
 # refcount table 8 MiB, ...) but nothing like the input-driven gigabytes.
-set +e
-"$fuzzer" -max_total_time="${FUZZ_SECONDS:-30}" -timeout=20 \
-  -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-  -artifact_prefix="$tmpdir/" "$corpus" "$seeds" > "$tmpdir/log" 2>&1
-status=$?
-set -e
-grep -v -e "# Uses:" -e "recommended dictionary" "$tmpdir/log" | tail -30
-
-if [ $status -ne 0 ]; then
-  # Keep what crashed, for the report.
-  mkdir -p "$top_builddir/tests/fuzz/artifacts"
-  cp "$tmpdir"/crash-* "$tmpdir"/leak-* "$tmpdir"/timeout-* "$tmpdir"/oom-* \
-     "$top_builddir/tests/fuzz/artifacts/" 2>/dev/null || :
-  echo "$0: the fuzzer found a problem (exit $status); inputs saved in tests/fuzz/artifacts"
-  exit 1
-fi
-exit 0
+run_fuzzer "$fuzzer" 30 "$top_builddir/tests/fuzz/artifacts" \
+  -rss_limit_mb=2048 -max_len=65536 -- "$corpus" "$seeds"

@@ -36,10 +36,7 @@
 source "$top_srcdir/tests/functions.sh"
 
 fuzzer="$top_builddir/tests/qmp/fuzz-qmp"
-if [ ! -x "$fuzzer" ]; then
-  echo "$0: skipped: libFuzzer harness not built (needs clang with libFuzzer)"
-  exit 77
-fi
+requires_fuzzer "$fuzzer"
 
 seeds=$tmpdir/seeds
 corpus=$tmpdir/corpus
@@ -62,19 +59,5 @@ seed '[1,{"a":[null,true,1.5e3,"\u00e9"]}]' '{"execute":"transaction","arguments
 seed '{"execute":"block-dirty-bitmap-add","arguments":{"node":"disk0","name":"b","granularity":-1,"zz":1}}' \
      '{"execute":"transaction","arguments":{"actions":[{"type":"block-dirty-bitmap-add","data":{"node":"disk0","name":"x"}},{"type":"block-dirty-bitmap-add","data":{"node":"disk0","name":"x"}}],"properties":{"completion-mode":"grouped"}}}'
 
-set +e
-"$fuzzer" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=20 \
-  -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
-  -artifact_prefix="$tmpdir/" "$corpus" "$seeds" > "$tmpdir/log" 2>&1
-status=$?
-set -e
-grep -v -e "# Uses:" -e "recommended dictionary" "$tmpdir/log" | tail -20
-
-if [ $status -ne 0 ]; then
-  mkdir -p "$top_builddir/tests/qmp/artifacts"
-  cp "$tmpdir"/crash-* "$tmpdir"/leak-* "$tmpdir"/timeout-* "$tmpdir"/oom-* \
-     "$top_builddir/tests/qmp/artifacts/" 2>/dev/null || :
-  echo "$0: the fuzzer found a problem (exit $status); inputs saved in tests/qmp/artifacts"
-  exit 1
-fi
-exit 0
+run_fuzzer "$fuzzer" 20 "$top_builddir/tests/qmp/artifacts" \
+  -rss_limit_mb=2048 -max_len=8192 -- "$corpus" "$seeds"

@@ -55,7 +55,7 @@ import threading
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 ".."))
 import nbd                                        # noqa: E402
-from nbdcbttest import Server, scratch_dir, require  # noqa: E402
+from nbdcbttest import Server, recv_exactly, require, scratch_dir  # noqa: E402
 
 SERVER = os.environ.get("SERVER", "nbdcbt")
 NBDMAGIC = 0x4e42444d41474943
@@ -321,12 +321,9 @@ class Stripper:
 
     @staticmethod
     def recvn(s, n):
-        b = b""
-        while len(b) < n:
-            d = s.recv(n - len(b))
-            if not d:
-                raise EOFError
-            b += d
+        b = recv_exactly(s, n)
+        if b is None:
+            raise EOFError
         return b
 
     def serve(self, cl):
