@@ -261,6 +261,22 @@ prepare_abort (json_object *args, bool grouped, struct control_action *act,
   return -1;
 }
 
+/* backup-begin's arguments, here with the other actions' so that the
+ * transaction parser (and its fuzz harness) checks them without the
+ * session code (jobs.c).
+ */
+const struct control_arg backup_begin_spec[] = {
+  { "node", ARG_STR, false },
+  { "bitmap", ARG_STR, true },
+  { "id", ARG_STR, true },
+  { "export-name", ARG_STR, true },
+  { "delta", ARG_BOOL, true },
+  { "sync", ARG_STR, true },
+  { "bitmap-mode", ARG_STR, true },
+  { "end-on-disconnect", ARG_BOOL, true },
+  CONTROL_ARGS_END
+};
+
 static const struct control_action_type action_types[] = {
   { "abort", no_args, prepare_abort },
   { "block-dirty-bitmap-add", add_spec, prepare_add },

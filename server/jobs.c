@@ -62,18 +62,6 @@
 #include "jobs.h"
 #include "sessions.h"
 
-const struct control_arg backup_begin_spec[] = {
-  { "node", ARG_STR, false },
-  { "bitmap", ARG_STR, true },
-  { "id", ARG_STR, true },
-  { "export-name", ARG_STR, true },
-  { "delta", ARG_BOOL, true },
-  { "sync", ARG_STR, true },
-  { "bitmap-mode", ARG_STR, true },
-  { "end-on-disconnect", ARG_BOOL, true },
-  CONTROL_ARGS_END
-};
-
 /* The arguments of backup-begin, already checked against BEGIN_SPEC. */
 static int
 begin_args (json_object *args, struct backup_begin_args *a,

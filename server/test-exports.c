@@ -53,20 +53,12 @@
 #include <libnbd.h>
 
 #include "internal.h"
+#include "unit-test.h"
 
 /* This file is built with -Dmain=server_main too: its own main is main. */
 #undef main
 extern int server_main (int argc, char *argv[]);
 
-static int failures;
-
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      fprintf (stderr, "%s:%d: FAIL: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
 
 static char sock[256];
 static int server_status = -1;

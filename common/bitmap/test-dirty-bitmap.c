@@ -47,16 +47,8 @@
 
 #include "dirty-bitmap.h"
 #include "hbitmap.h"
+#include "unit-test.h"
 
-static int failures;
-
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      fprintf (stderr, "%s:%d: FAIL: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
 
 /* Expect failure with errno ERR and a message containing WANT. */
 #define CHECK_ERR(call, err, want)                                      \

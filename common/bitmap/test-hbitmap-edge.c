@@ -47,16 +47,8 @@
 #include <string.h>
 
 #include "hbitmap.h"
+#include "unit-test.h"
 
-static int failures;
-
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      fprintf (stderr, "FAIL line %d: %s\n", __LINE__, #cond);          \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
 
 #define TIB (UINT64_C (1) << 40)
 

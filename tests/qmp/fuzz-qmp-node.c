@@ -130,18 +130,6 @@ qmp_query_backups (json_object *args, struct qmp_error *err)
   return no_sessions (err);
 }
 
-const struct control_arg backup_begin_spec[] = {
-  { "node", ARG_STR, false },
-  { "bitmap", ARG_STR, true },
-  { "id", ARG_STR, true },
-  { "export-name", ARG_STR, true },
-  { "delta", ARG_BOOL, true },
-  { "sync", ARG_STR, true },
-  { "bitmap-mode", ARG_STR, true },
-  { "end-on-disconnect", ARG_BOOL, true },
-  CONTROL_ARGS_END
-};
-
 int
 prepare_backup_begin (json_object *data, bool grouped,
                       struct control_action *act, struct qmp_error *err)

@@ -46,17 +46,7 @@
 #include "cleanup.h"
 #include "rounding.h"
 #include "utils.h"
-
-static int failures;
-
-#define CHECK(cond)                                                           \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fprintf (stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,       \
-               #cond);                                                        \
-      failures++;                                                             \
-    }                                                                         \
-  } while (0)
+#include "unit-test.h"
 
 static void
 check_size (const char *s, int64_t want)
