@@ -250,12 +250,14 @@ struct manifest {
 
 #define MANIFEST_NAME "manifest.json"
 
-/* Reads DIR/manifest.json.  Returns 1 if it does not exist, 0 when
- * loaded, -1 after printing an error (damaged).
+struct store;                   /* store.h */
+
+/* Reads the chain's manifest.json.  Returns 1 if it does not exist, 0
+ * when loaded, -1 after printing an error (damaged).
  */
-extern int manifest_load (const char *dir, struct manifest *m);
-/* Writes atomically (temporary file, fsync, rename, fsync of DIR). */
-extern int manifest_save (const char *dir, const struct manifest *m);
+extern int manifest_load (struct store *st, struct manifest *m);
+/* Replaces it atomically and durably (store_put). */
+extern int manifest_save (struct store *st, const struct manifest *m);
 extern void manifest_free (struct manifest *m);
 extern char *new_uuid (void);
 extern char *now_iso8601 (void);
@@ -293,14 +295,14 @@ extern bool is_zero (const void *buf, size_t len);
  */
 extern int sums_save (const char *path, const struct sum_params *p,
                       const sum_list *list, char hex[65]);
-/* Check the backup file of B in DIR against its manifest entry: for a
+/* Check the backup file of B in the chain ST against its manifest entry: for a
  * checksum list, read every record's range through the qcow2 library
  * and compare (DISK_SIZE is the chain's virtual size: the file's
  * padding beyond it must read as zero); for an older entry, the SHA-256
  * of the whole file.  Prints each problem prefixed with WHAT and returns
  * how many.
  */
-extern int check_contents (const char *what, const char *dir,
+extern int check_contents (const char *what, struct store *st,
                            const struct backup_entry *b, uint64_t disk_size);
 
 /* --- The source export (source.c) ------------------------------------ */
@@ -365,11 +367,11 @@ struct disk_identity {
   uint64_t size;
 };
 
-/* Is the chain M in DIR usable as the base of an incremental of the
+/* Is the chain M in ST usable as the base of an incremental of the
  * export on H?  Returns 0, or -1 with the reason in *WHY (malloc'd).  On
  * success the dirty work list is in *LIST.
  */
-extern int check_chain (const char *dir, const struct manifest *m,
+extern int check_chain (struct store *st, const struct manifest *m,
                         struct nbd_handle *h, const struct disk_identity *id,
                         const char *bitmap_context, extent_list *list,
                         char **why);

@@ -53,7 +53,8 @@
 
 #include "backup.h"
 #include "cleanup.h"
-#include "qcow2.h"
+#include "layer.h"
+#include "store.h"
 
 #define SAMPLES 32
 #define SAMPLE_SIZE (64 * 1024)
@@ -145,11 +146,12 @@ random_below (uint64_t n)
  * Returns 0, or -1 with *why set.
  */
 static int
-spot_check (const char *top, struct nbd_handle *h, uint64_t size,
+spot_check (struct store *st, const char *name, const char *top,
+            struct nbd_handle *h, uint64_t size,
             const extent_list *list, char **why)
 {
   CLEANUP_FREE char *srcbuf = NULL, *chainbuf = NULL;
-  struct qcow2 *q = NULL;
+  struct layer *q = NULL;
   uint64_t clean_total = 0, step, base, pos[SAMPLES];
   size_t i, k, nsamples;
   int r = -1;
@@ -166,14 +168,14 @@ spot_check (const char *top, struct nbd_handle *h, uint64_t size,
   for (k = 0; k < nsamples; ++k)
     pos[k] = step == 0 ? 0 : k * step + random_below (step);
 
-  q = qcow2_open (top, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BITMAP_IN_USE);
+  q = layer_open (st, name, 0);
   if (q == NULL) {
     set_why (why, "the last backup %s cannot be opened: %s", top,
-              qcow2_last_error ());
+              layer_last_error ());
     return -1;
   }
   /* Chains made before the size was rounded up have the exact size. */
-  if (qcow2_get_size (q) != QCOW2_SIZE (size) && qcow2_get_size (q) != size) {
+  if (layer_size (q) != QCOW2_SIZE (size) && layer_size (q) != size) {
     set_why (why, "the last backup %s is not of the disk's size", top);
     goto out;
   }
@@ -207,9 +209,9 @@ spot_check (const char *top, struct nbd_handle *h, uint64_t size,
         set_why (why, "read at %" PRIu64 ": %s", off, nbd_get_error ());
         goto out;
       }
-      if (qcow2_pread (q, chainbuf, len, off) == -1) {
+      if (layer_pread (q, chainbuf, len, off) == -1) {
         set_why (why, "%s: read at %" PRIu64 ": %s", top, off,
-                  qcow2_last_error ());
+                  layer_last_error ());
         goto out;
       }
       if (memcmp (srcbuf, chainbuf, len) != 0) {
@@ -228,18 +230,19 @@ spot_check (const char *top, struct nbd_handle *h, uint64_t size,
   r = 0;
 
  out:
-  qcow2_close (q);
+  layer_close (q);
   return r;
 }
 
 int
-check_chain (const char *dir, const struct manifest *m,
+check_chain (struct store *st, const struct manifest *m,
              struct nbd_handle *h, const struct disk_identity *id,
              const char *bitmap_context, extent_list *list, char **why)
 {
   const struct backup_entry *last = &m->backups.ptr[m->backups.len - 1];
-  CLEANUP_FREE char *top = dir_file (dir, last->file);
-  struct stat st;
+  CLEANUP_FREE char *top = store_object_path (st, last->file);
+  uint64_t file_size;
+  int r;
 
   *why = NULL;
   if (top == NULL)
@@ -256,11 +259,13 @@ check_chain (const char *dir, const struct manifest *m,
               "inconsistent, or not exported", bitmap_context);
     return -1;
   }
-  if (stat (top, &st) == -1) {
-    set_why (why, "the last backup %s is missing: %m", top);
+  r = store_stat (st, last->file, &file_size);
+  if (r != 0) {
+    set_why (why, "the last backup %s is missing%s", top,
+             r == -1 ? " or unreadable" : "");
     return -1;
   }
-  if ((uint64_t) st.st_size != last->file_size) {
+  if (file_size != last->file_size) {
     set_why (why, "the last backup %s has changed size since it was "
               "written (damaged?)", top);
     return -1;
@@ -269,5 +274,5 @@ check_chain (const char *dir, const struct manifest *m,
     set_why (why, "the dirty extents could not be read");
     return -1;
   }
-  return spot_check (top, h, id->size, list, why);
+  return spot_check (st, last->file, top, h, id->size, list, why);
 }

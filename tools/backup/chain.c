@@ -43,7 +43,6 @@
  */
 #include <config.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -51,7 +50,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,6 +57,7 @@
 #include "backup.h"
 #include "cleanup.h"
 #include "qcow2.h"
+#include "store.h"
 
 char *
 dir_file (const char *dir, const char *name)
@@ -70,31 +69,6 @@ dir_file (const char *dir, const char *name)
     return NULL;
   }
   return s;
-}
-
-/* Only one backup at a time writes into a directory. */
-static int
-lock_dir (const char *dir)
-{
-  CLEANUP_FREE char *path = dir_file (dir, ".lock");
-  int fd;
-
-  if (path == NULL)
-    return -1;
-  fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd == -1) {
-    error_errno ("%s", path);
-    return -1;
-  }
-  if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
-    if (errno == EWOULDBLOCK)
-      error ("%s: another backup is running in this directory", dir);
-    else
-      error_errno ("%s: flock", path);
-    close (fd);
-    return -1;
-  }
-  return fd;                    /* held until exit */
 }
 
 /* The part files being written, removed if we are interrupted. */
@@ -143,27 +117,6 @@ catch_signals (void)
   sigaction (SIGTERM, &sa, NULL);
   sigaction (SIGHUP, &sa, NULL);
   signal (SIGPIPE, SIG_IGN);
-}
-
-/* Leftovers of interrupted runs (we hold the lock, so none is live). */
-static void
-remove_stale_parts (const char *dir)
-{
-  DIR *d = opendir (dir);
-  struct dirent *ent;
-
-  if (d == NULL)
-    return;
-  while ((ent = readdir (d)) != NULL) {
-    size_t len = strlen (ent->d_name);
-    if (strncmp (ent->d_name, ".backup-", 8) == 0 && len > 5 &&
-        strcmp (ent->d_name + len - 5, ".part") == 0) {
-      CLEANUP_FREE char *p = dir_file (dir, ent->d_name);
-      if (p && unlink (p) == 0)
-        info ("removed %s left by an interrupted backup", p);
-    }
-  }
-  closedir (d);
 }
 
 /* Move the chain of M out of the way into DIR/chain-UUID/: the backup
@@ -272,6 +225,7 @@ struct backup_job {
   const char *disk_name;
 
   /* The chain in DIR (backup_open_dir). */
+  struct store *st;
   struct manifest chain;
   bool have_chain;
 
@@ -310,16 +264,13 @@ backup_open_dir (struct backup_job *job)
 {
   int r;
 
-  if (mkdir (job->dir, 0755) == -1 && errno != EEXIST) {
-    error_errno ("mkdir %s", job->dir);
-    return -1;
-  }
-  if (lock_dir (job->dir) == -1)
+  job->st = store_open (job->dir, true);
+  if (job->st == NULL || store_lock (job->st) == -1)
     return -1;
   catch_signals ();
-  remove_stale_parts (job->dir);
+  store_cleanup (job->st);
 
-  r = manifest_load (job->dir, &job->chain);
+  r = manifest_load (job->st, &job->chain);
   if (r == -1) {
     error ("%s: the chain's manifest is damaged; run '" PROG " verify' "
            "and move the directory aside before starting a new chain",
@@ -385,7 +336,7 @@ backup_choose_base (struct backup_job *job)
 
   job->full = job->mode == MODE_FULL || !job->have_chain;
   if (!job->full &&
-      check_chain (job->dir, &job->chain, job->source, &id,
+      check_chain (job->st, &job->chain, job->source, &id,
                    job->bitmap_context, &job->work, &why) == -1) {
     if (job->mode != MODE_AUTO) {
       error ("cannot take an incremental backup into %s: %s%s", job->dir,
@@ -612,7 +563,7 @@ backup_publish (struct backup_job *job)
     return -1;
   }
   if (backup_append_entry (job) == -1 ||
-      manifest_save (job->dir, m) == -1)
+      manifest_save (job->st, m) == -1)
     return -1;
   published = 1;
 
@@ -655,6 +606,7 @@ backup_job_end (struct backup_job *job)
   free (job->sums_final);
   free (job->sums.ptr);
   manifest_free (&job->chain);
+  store_close (job->st);
 }
 
 static int

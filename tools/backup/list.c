@@ -37,18 +37,24 @@
 #include <stdio.h>
 
 #include "backup.h"
+#include "store.h"
 
 int
-do_list (const char *dir)
+do_list (const char *location)
 {
+  struct store *st = store_open (location, false);
   struct manifest m;
   size_t i;
-  int r = manifest_load (dir, &m);
+  int r;
 
+  if (st == NULL)
+    return -1;
+  r = manifest_load (st, &m);
+  store_close (st);
   if (r == -1)
     return -1;
   if (r == 1) {
-    error ("%s holds no backup chain", dir);
+    error ("%s holds no backup chain", location);
     return -1;
   }
   printf ("chain:        %s\n", m.chain_id);

@@ -51,8 +51,8 @@
  * both kinds are read and checked.  Manifests written before
  * "export-description" and "disk-id" existed lack them: read as null.
  *
- * It is replaced atomically: written to a temporary file, fsync'd, and
- * renamed over the old one, then the directory is fsync'd.
+ * It is replaced atomically by store_put (store.h): in a directory a
+ * temporary file, fsync'd and renamed over the old one; in S3 one PUT.
  */
 #include <config.h>
 
@@ -70,6 +70,7 @@
 #include <gnutls/crypto.h>
 
 #include "backup.h"
+#include "store.h"
 #include "cleanup.h"
 #include "utils.h"
 
@@ -291,26 +292,39 @@ load_entry (json_object *o, int64_t expect_index, struct manifest *m)
 }
 
 int
-manifest_load (const char *dir, struct manifest *m)
+manifest_load (struct store *st, struct manifest *m)
 {
-  CLEANUP_FREE char *path = dir_file (dir, MANIFEST_NAME);
+  CLEANUP_FREE char *path = store_object_path (st, MANIFEST_NAME);
+  CLEANUP_FREE char *text = NULL;
   json_object *root = NULL, *v, *list;
+  json_tokener *tok;
   uint64_t version;
-  size_t i, n;
-  int ret = -1;
+  size_t i, n, len;
+  int r, ret = -1;
 
   memset (m, 0, sizeof *m);
   if (path == NULL)
     return -1;
   where = path;
-  if (access (path, F_OK) == -1 && errno == ENOENT)
-    return 1;
+  r = store_get (st, MANIFEST_NAME, &text, &len);
+  if (r != 0)
+    return r;
 
-  root = json_object_from_file (path);
-  if (root == NULL) {
-    error ("%s: damaged manifest: %s", path, json_util_get_last_err ());
+  tok = json_tokener_new ();
+  if (tok == NULL) {
+    error_errno ("json_tokener_new");
     return -1;
   }
+  root = json_tokener_parse_ex (tok, text, len);
+  if (root == NULL) {
+    enum json_tokener_error e = json_tokener_get_error (tok);
+    error ("%s: damaged manifest: %s", path,
+           e == json_tokener_continue ? "unexpected end of file"
+           : json_tokener_error_desc (e));
+    json_tokener_free (tok);
+    return -1;
+  }
+  json_tokener_free (tok);
   if (!json_object_is_type (root, json_type_object)) {
     error ("%s: damaged manifest: not a JSON object", path);
     goto out;
@@ -368,33 +382,15 @@ str_or_null (const char *s)
   return s ? json_object_new_string (s) : NULL;
 }
 
-static int
-fsync_dir (const char *dir)
-{
-  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-  if (fd == -1 || fsync (fd) == -1) {
-    error_errno ("%s: fsync", dir);
-    if (fd >= 0)
-      close (fd);
-    return -1;
-  }
-  close (fd);
-  return 0;
-}
-
 int
-manifest_save (const char *dir, const struct manifest *m)
+manifest_save (struct store *st, const struct manifest *m)
 {
-  CLEANUP_FREE char *path = dir_file (dir, MANIFEST_NAME);
-  CLEANUP_FREE char *tmp = dir_file (dir, "." MANIFEST_NAME ".tmp");
+  CLEANUP_FREE char *buf = NULL;
   json_object *root, *list;
   const char *text;
   size_t i;
-  int fd = -1, ret = -1;
+  int ret;
 
-  if (path == NULL || tmp == NULL)
-    return -1;
   root = json_object_new_object ();
   json_object_object_add (root, "format",
                           json_object_new_string (FORMAT_NAME));
@@ -445,35 +441,13 @@ manifest_save (const char *dir, const struct manifest *m)
 
   text = json_object_to_json_string_ext (root, JSON_C_TO_STRING_PRETTY |
                                          JSON_C_TO_STRING_SPACED);
-  fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd == -1) {
-    error_errno ("%s", tmp);
-    goto out;
+  /* The file ends with a newline, as a text file should. */
+  if (asprintf (&buf, "%s\n", text) == -1) {
+    error_errno ("asprintf");
+    json_object_put (root);
+    return -1;
   }
-  if (full_write (fd, text, strlen (text)) == -1 ||
-      full_write (fd, "\n", 1) == -1 || fsync (fd) == -1) {
-    error_errno ("%s: write", tmp);
-    goto out;
-  }
-  if (close (fd) == -1) {
-    fd = -1;
-    error_errno ("%s: close", tmp);
-    goto out;
-  }
-  fd = -1;
-  if (rename (tmp, path) == -1) {
-    error_errno ("rename %s to %s", tmp, path);
-    goto out;
-  }
-  if (fsync_dir (dir) == -1)
-    goto out;
-  ret = 0;
-
- out:
-  if (fd >= 0)
-    close (fd);
-  if (ret == -1)
-    unlink (tmp);
+  ret = store_put (st, MANIFEST_NAME, buf, strlen (buf));
   json_object_put (root);
   return ret;
 }

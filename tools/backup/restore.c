@@ -46,7 +46,9 @@
 
 #include "backup.h"
 #include "cleanup.h"
+#include "layer.h"
 #include "qcow2.h"
+#include "store.h"
 
 #define CHUNK (4 * 1024 * 1024)
 
@@ -60,24 +62,28 @@ is_uri (const char *s)
 }
 
 int
-do_restore (const char *dir)
+do_restore (const char *location)
 {
-  struct manifest m;
+  struct store *st = store_open (location, false);
+  struct manifest m = { 0 };
   CLEANUP_FREE char *top = NULL;
   CLEANUP_FREE char *buf = NULL;
-  struct qcow2 *q = NULL, *outq = NULL;
+  struct layer *q = NULL;
+  struct qcow2 *outq = NULL;
   struct sink *sink = NULL;
   const char *target = opts.output;
   uint64_t size, offset, done = 0;
   int64_t n, i;
   int r, ret = -1;
 
-  r = manifest_load (dir, &m);
+  if (st == NULL)
+    return -1;
+  r = manifest_load (st, &m);
   if (r == -1)
-    return -1;
+    goto out;
   if (r == 1) {
-    error ("restore: %s holds no backup chain", dir);
-    return -1;
+    error ("restore: %s holds no backup chain", location);
+    goto out;
   }
   n = opts.until == -1 ? (int64_t) m.backups.len - 1 : opts.until;
   if (n >= (int64_t) m.backups.len) {
@@ -86,25 +92,25 @@ do_restore (const char *dir)
     goto out;
   }
   for (i = 0; i <= n; ++i)
-    if (check_contents ("restore", dir, &m.backups.ptr[i],
+    if (check_contents ("restore", st, &m.backups.ptr[i],
                         m.virtual_size) > 0) {
       error ("restore: backup %" PRIi64 " is damaged (run '" PROG
              " verify')", i);
       goto out;
     }
 
-  top = dir_file (dir, m.backups.ptr[n].file);
+  top = store_object_path (st, m.backups.ptr[n].file);
   if (top == NULL)
     goto out;
-  q = qcow2_open (top, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BITMAP_IN_USE);
+  q = layer_open (st, m.backups.ptr[n].file, 0);
   if (q == NULL) {
-    error ("restore: %s: %s", top, qcow2_last_error ());
+    error ("restore: %s: %s", top, layer_last_error ());
     goto out;
   }
   /* The file is the disk rounded up to 512 bytes (older chains: the
    * disk's exact size); what is restored is the disk's true size.
    */
-  size = qcow2_get_size (q);
+  size = layer_size (q);
   if (size != QCOW2_SIZE (m.virtual_size) && size != m.virtual_size) {
     error ("restore: %s: virtual size %" PRIu64 " does not match the "
            "chain's %" PRIu64, top, size, m.virtual_size);
@@ -148,9 +154,9 @@ do_restore (const char *dir)
 
     if (count > (UINT64_C (1) << 30))
       count = UINT64_C (1) << 30;
-    if (qcow2_block_status (q, offset, count, &pnum, &status, &depth) == -1) {
+    if (layer_block_status (q, offset, count, &pnum, &status, &depth) == -1) {
       error ("restore: %s: block status at %" PRIu64 ": %s", top, offset,
-             qcow2_last_error ());
+             layer_last_error ());
       goto out;
     }
     if (pnum == 0 || pnum > count) {
@@ -167,9 +173,9 @@ do_restore (const char *dir)
       uint64_t pos, end = offset + pnum;
       for (pos = offset; pos < end; ) {
         uint64_t len = end - pos < CHUNK ? end - pos : CHUNK;
-        if (qcow2_pread (q, buf, len, pos) == -1) {
+        if (layer_pread (q, buf, len, pos) == -1) {
           error ("restore: %s: read at %" PRIu64 ": %s", top, pos,
-                 qcow2_last_error ());
+                 layer_last_error ());
           goto out;
         }
         if (sink->ops->pwrite (sink, buf, len, pos) == -1)
@@ -199,8 +205,8 @@ do_restore (const char *dir)
     sink->ops->close (sink);
   if (outq)
     qcow2_close (outq);
-  if (q)
-    qcow2_close (q);
+  layer_close (q);
   manifest_free (&m);
+  store_close (st);
   return ret;
 }

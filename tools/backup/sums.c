@@ -46,7 +46,7 @@
  *
  * The manifest holds the SHA-256 of this file, so the list itself cannot
  * be damaged unnoticed.  Checking a backup reads every listed range back
- * through the qcow2 library (the layer alone, without its backing file)
+ * through layer.h (the layer alone, without its backing file)
  * and compares, and walks the layer's allocation: every range the layer
  * decides (data or zero clusters) must be listed, so damage to the L2
  * tables (a cluster that appears, a zero flag that is set) is found as
@@ -65,7 +65,8 @@
 
 #include "backup.h"
 #include "cleanup.h"
-#include "qcow2.h"
+#include "layer.h"
+#include "store.h"
 #include "utils.h"
 
 #define SUMS_MAGIC "nbdcbt-backup-sums 1 "
@@ -162,30 +163,22 @@ parse_hex (const char *p, size_t len, unsigned char *out)
 }
 
 static int
-load_sums (const char *what, const char *path, const char *want_hex,
+load_sums (const char *what, struct store *st, const char *name,
+           const char *path, const char *want_hex,
            struct sum_params *params, sum_list *list)
 {
   CLEANUP_FREE char *text = NULL;
   unsigned char digest[SUM_SIZE];
   char hex[65], *p, *end;
-  struct stat st;
-  int fd;
+  size_t len;
+  int got;
 
-  fd = open (path, O_RDONLY | O_CLOEXEC);
-  if (fd == -1) {
-    error ("%s: %s: %s", what, path, strerror (errno));
+  got = store_get (st, name, &text, &len);
+  if (got == 1)
+    error ("%s: %s: %s", what, path, strerror (ENOENT));
+  if (got != 0)
     return 1;
-  }
-  if (fstat (fd, &st) == -1 || st.st_size > (1 << 30) ||
-      (text = malloc (st.st_size + 1)) == NULL ||
-      full_pread (fd, text, st.st_size, 0) == -1) {
-    error ("%s: %s: cannot be read: %s", what, path, strerror (errno));
-    close (fd);
-    return 1;
-  }
-  close (fd);
-  text[st.st_size] = '\0';
-  sum_data (text, st.st_size, digest);
+  sum_data (text, len, digest);
   hex_digest (digest, hex);
   if (strcmp (hex, want_hex) != 0) {
     error ("%s: %s: checksum mismatch, the checksum list is damaged "
@@ -255,21 +248,21 @@ load_sums (const char *what, const char *path, const char *want_hex,
  * and that padding must read as zero.
  */
 static int
-check_coverage (const char *what, const char *path, struct qcow2 *q,
+check_coverage (const char *what, const char *path, struct layer *q,
                 const sum_list *list, uint64_t disk_size)
 {
-  uint64_t size = qcow2_get_size (q), pos = 0;
+  uint64_t size = layer_size (q), pos = 0;
   size_t j = 0;
 
   if (disk_size < size) {
     char pad[512];
 
     if (size - disk_size > sizeof pad ||
-        qcow2_pread (q, pad, size - disk_size, disk_size) == -1) {
+        layer_pread (q, pad, size - disk_size, disk_size) == -1) {
       error ("%s: %s: cannot read the padding after the disk's %" PRIu64
              " bytes: %s", what, path, disk_size,
              size - disk_size > sizeof pad ? "the file is too large"
-             : qcow2_last_error ());
+             : layer_last_error ());
       return 1;
     }
     if (!is_zero (pad, size - disk_size)) {
@@ -284,10 +277,10 @@ check_coverage (const char *what, const char *path, struct qcow2 *q,
     uint64_t pnum, end;
     int status, depth;
 
-    if (qcow2_block_status (q, pos, size - pos, &pnum, &status,
+    if (layer_block_status (q, pos, size - pos, &pnum, &status,
                             &depth) == -1) {
       error ("%s: %s: block status at %" PRIu64 ": %s", what, path, pos,
-             qcow2_last_error ());
+             layer_last_error ());
       return 1;
     }
     if (pnum == 0)
@@ -317,11 +310,11 @@ check_coverage (const char *what, const char *path, struct qcow2 *q,
  * the first damaged range is named).
  */
 static int
-check_records (const char *what, const char *path, struct qcow2 *q,
+check_records (const char *what, const char *path, struct layer *q,
                struct summer *summer, const sum_list *list)
 {
   CLEANUP_FREE char *buf = NULL;
-  uint64_t size = qcow2_get_size (q);
+  uint64_t size = layer_size (q);
   size_t i;
 
   for (i = 0; i < list->len; ++i) {
@@ -338,10 +331,10 @@ check_records (const char *what, const char *path, struct qcow2 *q,
       while (pos < end) {
         uint64_t pnum;
         int status, depth;
-        if (qcow2_block_status (q, pos, end - pos, &pnum, &status,
+        if (layer_block_status (q, pos, end - pos, &pnum, &status,
                                 &depth) == -1) {
           error ("%s: %s: block status at %" PRIu64 ": %s", what, path, pos,
-                 qcow2_last_error ());
+                 layer_last_error ());
           return 1;
         }
         if ((status & (QCOW2_STATUS_ALLOCATED | QCOW2_STATUS_ZERO)) !=
@@ -356,9 +349,9 @@ check_records (const char *what, const char *path, struct qcow2 *q,
           }
           for (k = 0; k < n; k += MAX_DATA_RECORD) {
             uint64_t m = n - k < MAX_DATA_RECORD ? n - k : MAX_DATA_RECORD;
-            if (qcow2_pread (q, buf, m, pos + k) == -1) {
+            if (layer_pread (q, buf, m, pos + k) == -1) {
               error ("%s: %s: read at %" PRIu64 ": %s", what, path, pos + k,
-                     qcow2_last_error ());
+                     layer_last_error ());
               return 1;
             }
             if (!is_zero (buf, m))
@@ -373,9 +366,9 @@ check_records (const char *what, const char *path, struct qcow2 *q,
       error_errno ("malloc");
       return 1;
     }
-    if (qcow2_pread (q, buf, r->length, r->offset) == -1) {
+    if (layer_pread (q, buf, r->length, r->offset) == -1) {
       error ("%s: %s: read at %" PRIu64 ": %s", what, path, r->offset,
-             qcow2_last_error ());
+             layer_last_error ());
       return 1;
     }
     summer_sum (summer, r->offset, buf, r->length, digest);
@@ -393,24 +386,31 @@ check_records (const char *what, const char *path, struct qcow2 *q,
 }
 
 int
-check_contents (const char *what, const char *dir,
+check_contents (const char *what, struct store *st,
                 const struct backup_entry *b, uint64_t disk_size)
 {
-  CLEANUP_FREE char *path = dir_file (dir, b->file);
+  CLEANUP_FREE char *path = store_object_path (st, b->file);
   CLEANUP_FREE char *sums_path = NULL;
   sum_list list = empty_vector;
   struct sum_params params;
   struct summer *summer = NULL;
-  struct qcow2 *q;
+  struct layer *q;
   int bad;
 
   if (path == NULL)
     return 1;
   if (b->sums_file == NULL) {
-    /* An older entry: the SHA-256 of the whole file. */
+    /* An older entry (only in directories): the SHA-256 of the whole
+     * file.
+     */
     char hex[65];
-    int fd = open (path, O_RDONLY | O_CLOEXEC), r;
+    int fd, r;
 
+    if (store_dir (st) == NULL) {
+      error ("%s: %s: no checksum list", what, path);
+      return 1;
+    }
+    fd = open (path, O_RDONLY | O_CLOEXEC);
     if (fd == -1) {
       error ("%s: backup %" PRIi64 ": %s: %s", what, b->index, path,
              strerror (errno));
@@ -429,10 +429,11 @@ check_contents (const char *what, const char *dir,
     return 0;
   }
 
-  sums_path = dir_file (dir, b->sums_file);
+  sums_path = store_object_path (st, b->sums_file);
   if (sums_path == NULL)
     return 1;
-  bad = load_sums (what, sums_path, b->sums_sha256, &params, &list);
+  bad = load_sums (what, st, b->sums_file, sums_path, b->sums_sha256,
+                   &params, &list);
   if (bad)
     goto out;
   summer = summer_new (&params);
@@ -440,18 +441,17 @@ check_contents (const char *what, const char *dir,
     bad = 1;
     goto out;
   }
-  q = qcow2_open (path, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
-                  QCOW2_OPEN_NO_BITMAP_IN_USE);
+  q = layer_open (st, b->file, LAYER_NO_BACKING);
   if (q == NULL) {
     error ("%s: %s: not a valid qcow2 image: %s", what, path,
-           qcow2_last_error ());
+           layer_last_error ());
     bad = 1;
     goto out;
   }
   bad = check_records (what, path, q, summer, &list);
   if (!bad)
     bad = check_coverage (what, path, q, &list, disk_size);
-  qcow2_close (q);
+  layer_close (q);
 
  out:
   summer_free (summer);

@@ -52,7 +52,8 @@
 
 #include "backup.h"
 #include "cleanup.h"
-#include "qcow2.h"
+#include "layer.h"
+#include "store.h"
 
 static const char *current_file;
 
@@ -64,84 +65,78 @@ check_msg (void *opaque, const char *text)
 
 /* Returns the number of problems found in one backup. */
 static int
-verify_one (const char *dir, const struct manifest *m,
+verify_one (struct store *st, const struct manifest *m,
             const struct backup_entry *b)
 {
-  CLEANUP_FREE char *path = dir_file (dir, b->file);
-  struct qcow2 *q = NULL;
-  struct qcow2_info qi;
-  struct qcow2_check_result cr;
-  struct stat st;
-  int fd, bad = 0;
+  CLEANUP_FREE char *path = store_object_path (st, b->file);
+  struct layer *q = NULL;
+  const char *backing_file, *backing_format;
+  uint64_t size, corruptions, leaks;
+  int r, bad = 0;
 
   if (path == NULL)
     return 1;
   current_file = path;
-  fd = open (path, O_RDONLY | O_CLOEXEC);
-  if (fd == -1) {
+  r = store_stat (st, b->file, &size);
+  if (r == -1)
+    return 1;
+  if (r == 1) {
     error ("verify: backup %" PRIi64 ": %s: %s", b->index, path,
-           strerror (errno));
+           strerror (ENOENT));
     return 1;
   }
-  if (fstat (fd, &st) == -1) {
-    error_errno ("verify: %s: fstat", path);
-    close (fd);
-    return 1;
-  }
-  if ((uint64_t) st.st_size != b->file_size) {
+  if (size != b->file_size) {
     error ("verify: %s: the file has %" PRIu64 " bytes, the manifest says %"
-           PRIu64 " (truncated or damaged)", path, (uint64_t) st.st_size,
-           b->file_size);
+           PRIu64 " (truncated or damaged)", path, size, b->file_size);
     bad++;
   }
-  close (fd);
-  bad += check_contents ("verify", dir, b, m->virtual_size);
+  bad += check_contents ("verify", st, b, m->virtual_size);
 
-  q = qcow2_open (path, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BACKING |
-                  QCOW2_OPEN_NO_BITMAP_IN_USE);
+  q = layer_open (st, b->file, LAYER_NO_BACKING);
   if (q == NULL) {
     error ("verify: %s: not a valid qcow2 image: %s", path,
-           qcow2_last_error ());
+           layer_last_error ());
     return bad + 1;
   }
-  qcow2_get_info (q, &qi);
+  size = layer_size (q);
+  backing_file = layer_backing_file (q);
+  backing_format = layer_backing_format (q);
   /* The disk's size rounded up to 512 bytes (older chains: exact). */
-  if (qi.size != QCOW2_SIZE (m->virtual_size) && qi.size != m->virtual_size) {
+  if (size != QCOW2_SIZE (m->virtual_size) && size != m->virtual_size) {
     error ("verify: %s: virtual size %" PRIu64 ", expected %" PRIu64
            " (the chain's %" PRIu64 " rounded up to 512 bytes)", path,
-           qi.size, QCOW2_SIZE (m->virtual_size), m->virtual_size);
+           size, QCOW2_SIZE (m->virtual_size), m->virtual_size);
     bad++;
   }
-  if (b->backing == NULL && qi.backing_file != NULL) {
+  if (b->backing == NULL && backing_file != NULL) {
     error ("verify: %s: the full backup has a backing file (%s)", path,
-           qi.backing_file);
+           backing_file);
     bad++;
   }
   if (b->backing != NULL &&
-      (qi.backing_file == NULL || strcmp (qi.backing_file, b->backing) != 0 ||
-       qi.backing_format == NULL ||
-       strcmp (qi.backing_format, "qcow2") != 0)) {
+      (backing_file == NULL || strcmp (backing_file, b->backing) != 0 ||
+       backing_format == NULL || strcmp (backing_format, "qcow2") != 0)) {
     error ("verify: %s: the backing file is %s (%s), expected %s (qcow2)",
-           path, qi.backing_file ? qi.backing_file : "none",
-           qi.backing_format ? qi.backing_format : "no format", b->backing);
+           path, backing_file ? backing_file : "none",
+           backing_format ? backing_format : "no format", b->backing);
     bad++;
   }
-  if (qcow2_check (q, 0, &cr, check_msg, NULL) == -1) {
+  if (layer_check (q, &corruptions, &leaks, check_msg, NULL) == -1) {
     if (errno == ENOTSUP)       /* the library cannot check this image */
-      info ("%s: metadata check skipped: %s", path, qcow2_last_error ());
+      info ("%s: metadata check skipped: %s", path, layer_last_error ());
     else {
-      error ("verify: %s: check failed: %s", path, qcow2_last_error ());
+      error ("verify: %s: check failed: %s", path, layer_last_error ());
       bad++;
     }
   }
-  else if (cr.corruptions > 0) {
+  else if (corruptions > 0) {
     error ("verify: %s: %" PRIu64 " corruptions in the qcow2 metadata",
-           path, cr.corruptions);
+           path, corruptions);
     bad++;
   }
-  else if (cr.leaks > 0)
-    info ("%s: %" PRIu64 " leaked clusters (harmless)", path, cr.leaks);
-  qcow2_close (q);
+  else if (leaks > 0)
+    info ("%s: %" PRIu64 " leaked clusters (harmless)", path, leaks);
+  layer_close (q);
 
   if (bad == 0)
     info ("backup %" PRIi64 " %s: ok", b->index, b->file);
@@ -149,31 +144,39 @@ verify_one (const char *dir, const struct manifest *m,
 }
 
 int
-do_verify (const char *dir)
+do_verify (const char *location)
 {
+  struct store *st = store_open (location, false);
   struct manifest m;
   size_t i;
   int r, bad = 0;
 
-  r = manifest_load (dir, &m);
+  if (st == NULL)
+    return -1;
+  r = manifest_load (st, &m);
   if (r == -1) {
-    error ("verify: %s: FAILED (damaged manifest)", dir);
+    error ("verify: %s: FAILED (damaged manifest)", location);
+    store_close (st);
     return -1;
   }
   if (r == 1) {
-    error ("verify: %s holds no backup chain (no %s)", dir, MANIFEST_NAME);
+    error ("verify: %s holds no backup chain (no %s)", location,
+           MANIFEST_NAME);
+    store_close (st);
     return -1;
   }
   for (i = 0; i < m.backups.len; ++i)
-    bad += verify_one (dir, &m, &m.backups.ptr[i]);
+    bad += verify_one (st, &m, &m.backups.ptr[i]);
   if (bad) {
-    error ("verify: %s: FAILED, %d problem%s found", dir, bad,
+    error ("verify: %s: FAILED, %d problem%s found", location, bad,
            bad == 1 ? "" : "s");
     manifest_free (&m);
+    store_close (st);
     return -1;
   }
   info ("chain %s: %zu backup%s verified", m.chain_id, m.backups.len,
         m.backups.len == 1 ? "" : "s");
   manifest_free (&m);
+  store_close (st);
   return 0;
 }
