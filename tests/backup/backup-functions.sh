@@ -136,3 +136,43 @@ import json, sys
 print(sum(e["length"] for e in json.load(sys.stdin)
           if e["data"] and e.get("depth", 0) == 0))'
 }
+
+# make_chain IMG DIR: a 64M qcow2 disk IMG with bitmap b0, a full backup
+# and five incrementals of it into DIR (random writes, zero writes and
+# discards in between), the disk as of backup N in $tmpdir/point-N.raw.
+make_chain ()
+{
+  local img=$1 dir=$2 n
+  qemu-img create -q -f qcow2 "$img" 64M
+  qemu-io -f qcow2 -c 'write -P 0x55 0 40M' -c 'write -P 0x66 48M 2M' \
+    -c 'write -P 0x77 63M 1M' "$img" >/dev/null
+  qemu-img bitmap --add "$img" b0
+  for n in 0 1 2 3 4 5; do
+    [ $n -eq 0 ] || random_writes "$img" $n
+    serve_qemu "$img" -B b0
+    $BACKUP auto "$uri" -o "$dir" --bitmap b0 -q
+    stop_qemu
+    qemu-img convert -f qcow2 -O raw "$img" "$tmpdir/point-$n.raw"
+    qemu-img bitmap --clear "$img" b0
+  done
+}
+
+# chain_indexes DIR: the indexes of the backups DIR's manifest lists.
+chain_indexes ()
+{
+  $PYTHON -c 'import json, sys
+print(*[b["index"] for b in json.load(open(sys.argv[1]))["backups"]])' \
+    "$1/manifest.json"
+}
+
+# check_points DIR: DIR verifies and every point it lists restores to
+# $tmpdir/point-N.raw.
+check_points ()
+{
+  local dir=$1 n
+  $BACKUP verify -q "$dir"
+  for n in $(chain_indexes "$dir"); do
+    $BACKUP restore "$dir" --until $n -o "$tmpdir/restored.raw" -q
+    cmp "$tmpdir/restored.raw" "$tmpdir/point-$n.raw"
+  done
+}

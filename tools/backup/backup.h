@@ -38,6 +38,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <libnbd.h>
 
@@ -240,6 +241,12 @@ struct manifest {
   char *disk_id;              /* --disk-id of the full backup, or NULL */
   char *bitmap;               /* or NULL */
   backup_list backups;
+  /* An interrupted prune (prune.c): the full backup of the points up to
+   * MERGE->index, written and durable but not yet in BACKUPS.  The
+   * backup after that index may name MERGE->file as its backing file
+   * instead of the previous entry's.  NULL when no prune is pending.
+   */
+  struct backup_entry *merge;
 };
 
 /* QEMU reads a qcow2 image's size rounded down to 512 bytes, so the
@@ -259,6 +266,9 @@ extern int manifest_load (struct store *st, struct manifest *m);
 /* Replaces it atomically and durably (store_put). */
 extern int manifest_save (struct store *st, const struct manifest *m);
 extern void manifest_free (struct manifest *m);
+extern void backup_entry_free (struct backup_entry *b);
+/* The position in M's list of the backup of index INDEX, or -1. */
+extern ssize_t manifest_find (const struct manifest *m, int64_t index);
 extern char *new_uuid (void);
 extern char *now_iso8601 (void);
 
@@ -386,7 +396,36 @@ extern int do_list (const char *dir);                            /* list.c */
 extern int do_copy_raw (const char *uri);                      /* copy-raw.c */
 extern int do_print_extents (const char *uri);            /* print-extents.c */
 
-/* Helper of chain.c: DIR/NAME, malloc'd (NULL after an error). */
+/* Helpers of chain.c: DIR/NAME, malloc'd (NULL after an error). */
 extern char *dir_file (const char *dir, const char *name);
+/* fsync PATH and get its size (if SIZE is not NULL). */
+extern int seal_file (const char *path, uint64_t *size);
+
+/* Change the backing file name in the header of the qcow2 file PATH
+ * from OLD_NAME to NEW_NAME in one atomic write, and fsync (rebase.c).
+ * Succeeds if it already names NEW_NAME.
+ */
+extern int qcow2_file_set_backing (const char *path, const char *old_name,
+                                   const char *new_name);
+
+/* --- Retention (prune.c) ---------------------------------------------- */
+
+/* Merge the oldest backups of the chain at LOCATION into a new full backup so
+ * that at most KEEP points remain.
+ */
+extern int do_prune (const char *location, int64_t keep);
+/* The check of one backup of a chain, as verify does it (verify.c):
+ * EXPECT_BACKING is the backing file its header must name (NULL for a
+ * full backup), ALSO_BACKING another name accepted (or NULL).  Returns
+ * the number of problems, printed.
+ */
+extern int verify_backup (struct store *st, const struct manifest *m,
+                          const struct backup_entry *b,
+                          const char *expect_backing,
+                          const char *also_backing);
+/* verify_backup of every backup of M, and of a pending prune's full
+ * backup.  Returns the number of problems.
+ */
+extern int verify_chain (struct store *st, const struct manifest *m);
 
 #endif /* NBDCBT_BACKUP_H */

@@ -141,8 +141,12 @@ archive_chain (const char *dir, const struct manifest *m)
     error_errno ("mkdir %s", sub_path);
     return -1;
   }
-  for (i = 0; i < 2 * m->backups.len; ++i) {
-    const struct backup_entry *b = &m->backups.ptr[i / 2];
+  /* The entries, and the full backup of a pending prune (which the
+   * backup after it may already name as its backing file).
+   */
+  for (i = 0; i < 2 * (m->backups.len + (m->merge != NULL)); ++i) {
+    const struct backup_entry *b = i / 2 < m->backups.len
+      ? &m->backups.ptr[i / 2] : m->merge;
     const char *name = i % 2 ? b->sums_file : b->file;
     CLEANUP_FREE char *from = NULL, *to = NULL;
 
@@ -185,7 +189,7 @@ debug_time (const char *phase)
  * file the library synced it on close and this finds nothing to do, but
  * the backup's durability does not depend on how the library closes.
  */
-static int
+int
 seal_file (const char *path, uint64_t *size)
 {
   struct stat st;
@@ -368,7 +372,8 @@ backup_name_files (struct backup_job *job)
 {
   const char *dir = job->dir;
 
-  job->index = job->full ? 0 : (int64_t) job->chain.backups.len;
+  job->index = job->full ? 0
+    : job->chain.backups.ptr[job->chain.backups.len - 1].index + 1;
   if (asprintf (&job->file, "backup-%04" PRIi64 ".qcow2", job->index) == -1 ||
       asprintf (&job->part, "%s/.%s.part", dir, job->file) == -1 ||
       asprintf (&job->final, "%s/%s", dir, job->file) == -1 ||

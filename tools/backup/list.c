@@ -72,6 +72,10 @@ do_list (const char *location)
             b->index, b->full ? "full" : "incremental", b->file, b->finished,
             b->data_bytes, b->file_size);
   }
+  if (m.merge)
+    printf ("an interrupted prune is pending: %s holds backups up to %"
+            PRIi64 " (the next prune finishes it)\n", m.merge->file,
+            m.merge->index);
   manifest_free (&m);
   return 0;
 }

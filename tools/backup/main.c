@@ -103,6 +103,7 @@ usage (FILE *fp)
 "  " PROG " verify DIR\n"
 "  " PROG " restore DIR [--until N] -o FILE|URI [-O raw|qcow2] [-p]\n"
 "  " PROG " list DIR\n"
+"  " PROG " prune DIR --keep N\n"
 "\n"
 "Pull backups from an NBD server into a chain of qcow2 files: a full\n"
 "backup, then incrementals holding only the extents reported dirty in\n"
@@ -121,6 +122,7 @@ usage (FILE *fp)
 "      --auto                 with inc: full backup when DIR holds no\n"
 "                             usable chain\n"
 "  -n, --until N              restore the image as of backup N (0 = full)\n"
+"      --keep N               prune: keep at most N restore points (N >= 1)\n"
 "  -O, --output-format FMT    restore as raw (default for files) or qcow2\n"
 "  -C, --connections N        NBD connections if the server allows\n"
 "                             multi-conn (default 4)\n"
@@ -143,7 +145,7 @@ usage (FILE *fp)
 enum {
   HELP_OPTION = CHAR_MAX + 1, AUTO_OPTION, DISK_ID_OPTION,
   TLS_OPTION, TLS_CERTIFICATES_OPTION, TLS_PSK_OPTION, TLS_USERNAME_OPTION,
-  CONTROL_OPTION, NODE_OPTION,
+  CONTROL_OPTION, NODE_OPTION, KEEP_OPTION,
 };
 
 static const struct option long_options[] = {
@@ -154,6 +156,7 @@ static const struct option long_options[] = {
   { "control", required_argument, NULL, CONTROL_OPTION },
   { "node", required_argument, NULL, NODE_OPTION },
   { "until", required_argument, NULL, 'n' },
+  { "keep", required_argument, NULL, KEEP_OPTION },
   { "output-format", required_argument, NULL, 'O' },
   { "connections", required_argument, NULL, 'C' },
   { "requests", required_argument, NULL, 'R' },
@@ -189,6 +192,7 @@ int
 main (int argc, char *argv[])
 {
   bool auto_flag = false;
+  int64_t keep = -1;
   const char *cmd, *arg;
   long v;
   int c;
@@ -248,6 +252,16 @@ main (int argc, char *argv[])
       if (parse_int ("--until", optarg, 0, INT_MAX, &v) == -1)
         exit (EXIT_FAILURE);
       opts.until = v;
+      break;
+    case KEEP_OPTION:
+      if (parse_int ("--keep", optarg, 0, INT_MAX, &v) == -1)
+        exit (EXIT_FAILURE);
+      if (v == 0) {
+        error ("--keep 0: a chain keeps at least one restore point (its "
+               "full backup); to delete a chain, remove its directory");
+        exit (EXIT_FAILURE);
+      }
+      keep = v;
       break;
     case 'O':
       if (strcmp (optarg, "raw") != 0 && strcmp (optarg, "qcow2") != 0) {
@@ -316,7 +330,8 @@ main (int argc, char *argv[])
 
   if (argc - optind != 2) {
     if (argc - optind < 1)
-      error ("missing command (full, inc, auto, verify, restore, list); "
+      error ("missing command (full, inc, auto, verify, restore, list, "
+             "prune); "
              "try --help");
     else if (argc - optind < 2)
       error ("%s: missing argument; try --help", argv[optind]);
@@ -364,6 +379,10 @@ main (int argc, char *argv[])
       error ("%s: --until and -O are options of 'restore'", cmd);
       exit (EXIT_FAILURE);
     }
+    if (keep != -1) {
+      error ("%s: --keep is an option of 'prune'", cmd);
+      exit (EXIT_FAILURE);
+    }
     if (opts.control && opts.nnodes == 0) {
       error ("%s: --control needs the disk to back up (--node NODE)", cmd);
       exit (EXIT_FAILURE);
@@ -373,6 +392,10 @@ main (int argc, char *argv[])
       exit (EXIT_FAILURE);
     }
     exit (do_backup (mode, arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+  }
+  if (keep != -1 && strcmp (cmd, "prune") != 0) {
+    error ("%s: --keep is an option of 'prune'", cmd);
+    exit (EXIT_FAILURE);
   }
   if (opts.control || opts.nnodes) {
     error ("%s: --control and --node are options of 'full', 'inc' and "
@@ -394,6 +417,17 @@ main (int argc, char *argv[])
   }
   else if (strcmp (cmd, "list") == 0)
     exit (do_list (arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+  else if (strcmp (cmd, "prune") == 0) {
+    if (keep == -1) {
+      error ("prune: how many restore points to keep? (--keep N)");
+      exit (EXIT_FAILURE);
+    }
+    if (opts.output || opts.until != -1 || opts.out_format) {
+      error ("prune: -o, --until and -O are not options of 'prune'");
+      exit (EXIT_FAILURE);
+    }
+    exit (do_prune (arg, keep) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+  }
   else if (strcmp (cmd, "copy-raw") == 0) {
     /* Undocumented: the copy engine into a raw file, for testing and
      * benchmarking it alone.
@@ -408,7 +442,8 @@ main (int argc, char *argv[])
   else if (strcmp (cmd, "extents") == 0)      /* undocumented, tests */
     exit (do_print_extents (arg) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 
-  error ("unknown command '%s' (full, inc, auto, verify, restore, list); "
+  error ("unknown command '%s' (full, inc, auto, verify, restore, list, "
+         "prune); "
          "try --help", cmd);
   exit (EXIT_FAILURE);
 }

@@ -51,6 +51,13 @@
  * both kinds are read and checked.  Manifests written before
  * "export-description" and "disk-id" existed lack them: read as null.
  *
+ * "index" is the backup's number; it grows along the chain.  After a
+ * prune the full backup keeps the index of the newest backup merged into
+ * it, so the indexes of a pruned chain start above 0 and restore --until
+ * keeps meaning the same point.  While a prune is under way the manifest
+ * also holds "prune-pending", an entry like those of "backups" for the
+ * merged full backup already written (see prune.c).
+ *
  * It is replaced atomically by store_put (store.h): in a directory a
  * temporary file, fsync'd and renamed over the old one; in S3 one PUT.
  */
@@ -112,6 +119,30 @@ now_iso8601 (void)
 }
 
 void
+backup_entry_free (struct backup_entry *b)
+{
+  free (b->file);
+  free (b->backing);
+  free (b->started);
+  free (b->finished);
+  free (b->sha256);
+  free (b->sums_file);
+  free (b->sums_sha256);
+  memset (b, 0, sizeof *b);
+}
+
+ssize_t
+manifest_find (const struct manifest *m, int64_t index)
+{
+  size_t i;
+
+  for (i = 0; i < m->backups.len; ++i)
+    if (m->backups.ptr[i].index == index)
+      return i;
+  return -1;
+}
+
+void
 manifest_free (struct manifest *m)
 {
   size_t i;
@@ -121,17 +152,13 @@ manifest_free (struct manifest *m)
   free (m->export_description);
   free (m->disk_id);
   free (m->bitmap);
-  for (i = 0; i < m->backups.len; ++i) {
-    struct backup_entry *b = &m->backups.ptr[i];
-    free (b->file);
-    free (b->backing);
-    free (b->started);
-    free (b->finished);
-    free (b->sha256);
-    free (b->sums_file);
-    free (b->sums_sha256);
-  }
+  for (i = 0; i < m->backups.len; ++i)
+    backup_entry_free (&m->backups.ptr[i]);
   free (m->backups.ptr);
+  if (m->merge) {
+    backup_entry_free (m->merge);
+    free (m->merge);
+  }
   memset (m, 0, sizeof *m);
 }
 
@@ -212,48 +239,12 @@ is_hex64 (const char *s)
   return s[64] == '\0';
 }
 
+/* Fill E from the object O; WHAT names it in messages.  E is owned by
+ * the caller even on error.
+ */
 static int
-load_entry (json_object *o, int64_t expect_index, struct manifest *m)
+load_entry_fields (json_object *o, const char *what, struct backup_entry *e)
 {
-  struct backup_entry b = { 0 };
-  json_object *v;
-  const char *type;
-  uint64_t index;
-
-  if (!json_object_is_type (o, json_type_object)) {
-    error ("%s: damaged manifest: backup %" PRIi64 " is not an object",
-           where, expect_index);
-    return -1;
-  }
-  if (get_u64 (o, "index", &index) == -1)
-    return -1;
-  if (index != (uint64_t) expect_index) {
-    error ("%s: damaged manifest: backup %" PRIi64 " has index %" PRIu64,
-           where, expect_index, index);
-    return -1;
-  }
-  b.index = index;
-  if ((v = get (o, "type", json_type_string, false)) == NULL)
-    return -1;
-  type = json_object_get_string (v);
-  if (strcmp (type, "full") == 0)
-    b.full = true;
-  else if (strcmp (type, "incremental") != 0) {
-    error ("%s: damaged manifest: backup %" PRIi64 " has unknown type "
-           "\"%s\"", where, expect_index, type);
-    return -1;
-  }
-  if (b.full != (expect_index == 0)) {
-    error ("%s: damaged manifest: backup %" PRIi64 " must be %s", where,
-           expect_index, expect_index == 0 ? "full" : "incremental");
-    return -1;
-  }
-  if (backup_list_append (&m->backups, b) == -1) {
-    error_errno ("malloc");
-    return -1;
-  }
-  /* From here on the entry is owned by M (freed by manifest_free). */
-  struct backup_entry *e = &m->backups.ptr[m->backups.len - 1];
   if (get_str (o, "file", false, &e->file) == -1 ||
       get_str (o, "backing", true, &e->backing) == -1 ||
       get_str (o, "started", false, &e->started) == -1 ||
@@ -272,20 +263,106 @@ load_entry (json_object *o, int64_t expect_index, struct manifest *m)
   if (!safe_file_name (e->file) ||
       (e->backing && !safe_file_name (e->backing)) ||
       (e->sums_file && !safe_file_name (e->sums_file))) {
-    error ("%s: damaged manifest: backup %" PRIi64 " has a bad file name",
-           where, expect_index);
+    error ("%s: damaged manifest: %s has a bad file name", where, what);
     return -1;
   }
   if (!is_hex64 (e->sums_file ? e->sums_sha256 : e->sha256)) {
-    error ("%s: damaged manifest: backup %" PRIi64 " has a bad %s",
-           where, expect_index, e->sums_file ? "sums-sha256" : "sha256");
+    error ("%s: damaged manifest: %s has a bad %s", where, what,
+           e->sums_file ? "sums-sha256" : "sha256");
     return -1;
   }
-  if (expect_index == 0 ? e->backing != NULL
+  return 0;
+}
+
+/* Entry POS of the list.  Indexes grow along the chain but need not be
+ * consecutive: prune merges the oldest backups into a new full one that
+ * keeps the index of the last backup it holds.
+ */
+static int
+load_entry (json_object *o, int64_t pos, struct manifest *m)
+{
+  struct backup_entry b = { 0 };
+  json_object *v;
+  const char *type;
+  uint64_t index;
+  char what[64];
+
+  if (!json_object_is_type (o, json_type_object)) {
+    error ("%s: damaged manifest: entry %" PRIi64 " is not an object",
+           where, pos);
+    return -1;
+  }
+  if (get_u64 (o, "index", &index) == -1)
+    return -1;
+  if (index > INT64_MAX ||
+      (pos > 0 && (int64_t) index <= m->backups.ptr[pos - 1].index)) {
+    error ("%s: damaged manifest: entry %" PRIi64 " has index %" PRIu64
+           " (the indexes must grow along the chain)", where, pos, index);
+    return -1;
+  }
+  b.index = index;
+  if ((v = get (o, "type", json_type_string, false)) == NULL)
+    return -1;
+  type = json_object_get_string (v);
+  if (strcmp (type, "full") == 0)
+    b.full = true;
+  else if (strcmp (type, "incremental") != 0) {
+    error ("%s: damaged manifest: backup %" PRIi64 " has unknown type "
+           "\"%s\"", where, b.index, type);
+    return -1;
+  }
+  if (b.full != (pos == 0)) {
+    error ("%s: damaged manifest: backup %" PRIi64 " must be %s", where,
+           b.index, pos == 0 ? "full" : "incremental");
+    return -1;
+  }
+  if (backup_list_append (&m->backups, b) == -1) {
+    error_errno ("malloc");
+    return -1;
+  }
+  /* From here on the entry is owned by M (freed by manifest_free). */
+  struct backup_entry *e = &m->backups.ptr[m->backups.len - 1];
+  snprintf (what, sizeof what, "backup %" PRIi64, e->index);
+  if (load_entry_fields (o, what, e) == -1)
+    return -1;
+  if (pos == 0 ? e->backing != NULL
       : (e->backing == NULL ||
-         strcmp (e->backing, m->backups.ptr[expect_index - 1].file) != 0)) {
+         strcmp (e->backing, m->backups.ptr[pos - 1].file) != 0)) {
     error ("%s: damaged manifest: backup %" PRIi64 " is not backed by the "
-           "previous one", where, expect_index);
+           "previous one", where, e->index);
+    return -1;
+  }
+  return 0;
+}
+
+/* "prune-pending": the new full backup of an interrupted prune (see
+ * prune.c), which the backup after the one of the same index may
+ * already name as its backing file.
+ */
+static int
+load_merge (json_object *o, struct manifest *m)
+{
+  uint64_t index;
+  ssize_t pos;
+
+  if (!json_object_is_type (o, json_type_object)) {
+    error ("%s: damaged manifest: \"prune-pending\" is not an object", where);
+    return -1;
+  }
+  m->merge = calloc (1, sizeof *m->merge);
+  if (m->merge == NULL) {
+    error_errno ("calloc");
+    return -1;
+  }
+  if (get_u64 (o, "index", &index) == -1 ||
+      load_entry_fields (o, "the pending prune", m->merge) == -1)
+    return -1;
+  m->merge->index = index;
+  m->merge->full = true;
+  pos = manifest_find (m, m->merge->index);
+  if (pos == -1 || m->merge->backing != NULL) {
+    error ("%s: damaged manifest: the pending prune does not fit the chain",
+           where);
     return -1;
   }
   return 0;
@@ -365,6 +442,9 @@ manifest_load (struct store *st, struct manifest *m)
   for (i = 0; i < n; ++i)
     if (load_entry (json_object_array_get_idx (list, i), i, m) == -1)
       goto out;
+  if (json_object_object_get_ex (root, "prune-pending", &v) && v != NULL &&
+      load_merge (v, m) == -1)
+    goto out;
   ret = 0;
 
  out:
@@ -380,6 +460,37 @@ static json_object *
 str_or_null (const char *s)
 {
   return s ? json_object_new_string (s) : NULL;
+}
+
+static json_object *
+entry_object (const struct backup_entry *b)
+{
+  json_object *o = json_object_new_object ();
+
+  json_object_object_add (o, "index", json_object_new_int64 (b->index));
+  json_object_object_add (o, "type", json_object_new_string
+                          (b->full ? "full" : "incremental"));
+  json_object_object_add (o, "file", json_object_new_string (b->file));
+  json_object_object_add (o, "backing", str_or_null (b->backing));
+  json_object_object_add (o, "started", json_object_new_string (b->started));
+  json_object_object_add (o, "finished",
+                          json_object_new_string (b->finished));
+  json_object_object_add (o, "data-bytes",
+                          json_object_new_int64 (b->data_bytes));
+  json_object_object_add (o, "zero-bytes",
+                          json_object_new_int64 (b->zero_bytes));
+  json_object_object_add (o, "file-size",
+                          json_object_new_int64 (b->file_size));
+  if (b->sums_file) {
+    json_object_object_add (o, "sums",
+                            json_object_new_string (b->sums_file));
+    json_object_object_add (o, "sums-sha256",
+                            json_object_new_string (b->sums_sha256));
+  }
+  else
+    json_object_object_add (o, "sha256",
+                            json_object_new_string (b->sha256));
+  return o;
 }
 
 int
@@ -408,36 +519,11 @@ manifest_save (struct store *st, const struct manifest *m)
   json_object_object_add (root, "disk-id", str_or_null (m->disk_id));
   json_object_object_add (root, "bitmap", str_or_null (m->bitmap));
   list = json_object_new_array ();
-  for (i = 0; i < m->backups.len; ++i) {
-    const struct backup_entry *b = &m->backups.ptr[i];
-    json_object *o = json_object_new_object ();
-
-    json_object_object_add (o, "index", json_object_new_int64 (b->index));
-    json_object_object_add (o, "type", json_object_new_string
-                            (b->full ? "full" : "incremental"));
-    json_object_object_add (o, "file", json_object_new_string (b->file));
-    json_object_object_add (o, "backing", str_or_null (b->backing));
-    json_object_object_add (o, "started", json_object_new_string (b->started));
-    json_object_object_add (o, "finished",
-                            json_object_new_string (b->finished));
-    json_object_object_add (o, "data-bytes",
-                            json_object_new_int64 (b->data_bytes));
-    json_object_object_add (o, "zero-bytes",
-                            json_object_new_int64 (b->zero_bytes));
-    json_object_object_add (o, "file-size",
-                            json_object_new_int64 (b->file_size));
-    if (b->sums_file) {
-      json_object_object_add (o, "sums",
-                              json_object_new_string (b->sums_file));
-      json_object_object_add (o, "sums-sha256",
-                              json_object_new_string (b->sums_sha256));
-    }
-    else
-      json_object_object_add (o, "sha256",
-                              json_object_new_string (b->sha256));
-    json_object_array_add (list, o);
-  }
+  for (i = 0; i < m->backups.len; ++i)
+    json_object_array_add (list, entry_object (&m->backups.ptr[i]));
   json_object_object_add (root, "backups", list);
+  if (m->merge)
+    json_object_object_add (root, "prune-pending", entry_object (m->merge));
 
   text = json_object_to_json_string_ext (root, JSON_C_TO_STRING_PRETTY |
                                          JSON_C_TO_STRING_SPACED);

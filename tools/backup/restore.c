@@ -85,19 +85,37 @@ do_restore (const char *location)
     error ("restore: %s holds no backup chain", location);
     goto out;
   }
-  n = opts.until == -1 ? (int64_t) m.backups.len - 1 : opts.until;
-  if (n >= (int64_t) m.backups.len) {
-    error ("restore: there is no backup %" PRIi64 " (the chain has 0 to %zu)",
-           n, m.backups.len - 1);
+  /* --until names a backup by its index (list shows them). */
+  n = opts.until == -1 ? (int64_t) m.backups.len - 1
+    : manifest_find (&m, opts.until);
+  if (n == -1) {
+    if (opts.until < m.backups.ptr[0].index)
+      error ("restore: there is no backup %" PRIi64 " (the chain has %"
+             PRIi64 " to %" PRIi64 "; older backups were pruned, merged "
+             "into backup %" PRIi64 ")", opts.until, m.backups.ptr[0].index,
+             m.backups.ptr[m.backups.len - 1].index, m.backups.ptr[0].index);
+    else
+      error ("restore: there is no backup %" PRIi64 " (the chain has %"
+             PRIi64 " to %" PRIi64 ")", opts.until, m.backups.ptr[0].index,
+             m.backups.ptr[m.backups.len - 1].index);
     goto out;
   }
   for (i = 0; i <= n; ++i)
     if (check_contents ("restore", st, &m.backups.ptr[i],
                         m.virtual_size) > 0) {
       error ("restore: backup %" PRIi64 " is damaged (run '" PROG
-             " verify')", i);
+             " verify')", m.backups.ptr[i].index);
       goto out;
     }
+  /* After an interrupted prune the newer backups may read through its
+   * full backup.
+   */
+  if (m.merge && m.backups.ptr[n].index > m.merge->index &&
+      check_contents ("restore", st, m.merge, m.virtual_size) > 0) {
+    error ("restore: the full backup %s of an interrupted prune is "
+           "damaged (run '" PROG " verify')", m.merge->file);
+    goto out;
+  }
 
   top = store_object_path (st, m.backups.ptr[n].file);
   if (top == NULL)
@@ -195,8 +213,8 @@ do_restore (const char *location)
   sink = NULL;
   if (r == -1)
     goto out;
-  info ("restored backup %" PRIi64 " of chain %s to %s", n, m.chain_id,
-        target);
+  info ("restored backup %" PRIi64 " of chain %s to %s",
+        m.backups.ptr[n].index, m.chain_id, target);
   ret = 0;
 
  out:

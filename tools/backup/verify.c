@@ -63,10 +63,10 @@ check_msg (void *opaque, const char *text)
   error ("verify: %s: %s", current_file, text);
 }
 
-/* Returns the number of problems found in one backup. */
-static int
-verify_one (struct store *st, const struct manifest *m,
-            const struct backup_entry *b)
+int
+verify_backup (struct store *st, const struct manifest *m,
+               const struct backup_entry *b, const char *expect_backing,
+               const char *also_backing)
 {
   CLEANUP_FREE char *path = store_object_path (st, b->file);
   struct layer *q = NULL;
@@ -108,17 +108,20 @@ verify_one (struct store *st, const struct manifest *m,
            size, QCOW2_SIZE (m->virtual_size), m->virtual_size);
     bad++;
   }
-  if (b->backing == NULL && backing_file != NULL) {
+  if (expect_backing == NULL && backing_file != NULL) {
     error ("verify: %s: the full backup has a backing file (%s)", path,
            backing_file);
     bad++;
   }
-  if (b->backing != NULL &&
-      (backing_file == NULL || strcmp (backing_file, b->backing) != 0 ||
+  if (expect_backing != NULL &&
+      (backing_file == NULL ||
+       (strcmp (backing_file, expect_backing) != 0 &&
+        (also_backing == NULL || strcmp (backing_file, also_backing) != 0)) ||
        backing_format == NULL || strcmp (backing_format, "qcow2") != 0)) {
-    error ("verify: %s: the backing file is %s (%s), expected %s (qcow2)",
+    error ("verify: %s: the backing file is %s (%s), expected %s%s%s (qcow2)",
            path, backing_file ? backing_file : "none",
-           backing_format ? backing_format : "no format", b->backing);
+           backing_format ? backing_format : "no format", expect_backing,
+           also_backing ? " or " : "", also_backing ? also_backing : "");
     bad++;
   }
   if (layer_check (q, &corruptions, &leaks, check_msg, NULL) == -1) {
@@ -144,12 +147,37 @@ verify_one (struct store *st, const struct manifest *m,
 }
 
 int
+verify_chain (struct store *st, const struct manifest *m)
+{
+  size_t i;
+  int bad = 0;
+
+  /* An interrupted prune: its full backup is checked as well, and the
+   * backup after the merged ones may already be backed by it (the same
+   * data as the backup it replaces).
+   */
+  if (m->merge) {
+    info ("a prune was interrupted; its full backup %s (backup %" PRIi64
+          ") is checked too", m->merge->file, m->merge->index);
+    bad += verify_backup (st, m, m->merge, NULL, NULL);
+  }
+  for (i = 0; i < m->backups.len; ++i) {
+    const struct backup_entry *b = &m->backups.ptr[i];
+    const char *also = NULL;
+
+    if (m->merge && i > 0 && m->backups.ptr[i - 1].index == m->merge->index)
+      also = m->merge->file;
+    bad += verify_backup (st, m, b, b->backing, also);
+  }
+  return bad;
+}
+
+int
 do_verify (const char *location)
 {
   struct store *st = store_open (location, false);
   struct manifest m;
-  size_t i;
-  int r, bad = 0;
+  int r, bad;
 
   if (st == NULL)
     return -1;
@@ -165,8 +193,7 @@ do_verify (const char *location)
     store_close (st);
     return -1;
   }
-  for (i = 0; i < m.backups.len; ++i)
-    bad += verify_one (st, &m, &m.backups.ptr[i]);
+  bad = verify_chain (st, &m);
   if (bad) {
     error ("verify: %s: FAILED, %d problem%s found", location, bad,
            bad == 1 ? "" : "s");

@@ -1,0 +1,558 @@
+/* nbdcbt
+ * Copyright (C) 2026 the nbdcbt authors
+ * All rights reserved.
+ *
+ * Redistribution and use in source and binary forms, with or without
+ * modification, are permitted provided that the following conditions are
+ * met:
+ *
+ * * Redistributions of source code must retain the above copyright
+ * notice, this list of conditions and the following disclaimer.
+ *
+ * * Redistributions in binary form must reproduce the above copyright
+ * notice, this list of conditions and the following disclaimer in the
+ * documentation and/or other materials provided with the distribution.
+ *
+ * * Neither the name of the nbdcbt authors nor the names of its
+ * contributors may be used to endorse or promote products derived from
+ * this software without specific prior written permission.
+ *
+ * THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS
+ * "AS IS" AND ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT
+ * LIMITED TO, THE IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A
+ * PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT
+ * HOLDER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL,
+ * SPECIAL, EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT
+ * LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR SERVICES; LOSS OF USE,
+ * DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER CAUSED AND ON ANY
+ * THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR TORT
+ * (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE
+ * OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+ */
+
+/* nbdcbt-backup prune: keep at most N restore points by merging the
+ * oldest backups of a chain into a new full backup.
+ *
+ * Merging backups 0..k is what 'qemu-img commit' does to a backing
+ * chain: the clusters of the incrementals are written into the full
+ * image and the overlay above them (backup k+1) is rebased onto it.
+ * Done in place this is not crash-safe (a half-committed full backup
+ * serves neither the old points nor the new one), so the merged full
+ * backup is a new file, and the manifest is the commit point:
+ *
+ *   1. The image as of backup k is written to .backup-full-K.qcow2.part
+ *      with its checksum list, both fsync'd and renamed to full-K.qcow2
+ *      and full-K.sums (K = the index of backup k).  Nothing references
+ *      them yet: a crash leaves the chain as it was.
+ *   2. The manifest is replaced (atomically, the directory fsync'd, which
+ *      makes step 1's renames durable too) by one that still lists
+ *      every backup and records the new file as "prune-pending".
+ *   3. The header of backup k+1 is changed to name full-K.qcow2 as its
+ *      backing file, in one write of one sector (rebase.c).  Either name
+ *      gives backup k+1 the same data, and verify, restore and backups
+ *      accept both while the prune is pending.
+ *   4. The manifest is replaced by the pruned one: full-K.qcow2 (full,
+ *      index K, the times of backup k) followed by backups k+1...
+ *   5. The files of backups 0..k are deleted.
+ *
+ * At every moment between these steps the manifest describes a chain
+ * that verifies and restores every point it lists.  The next prune
+ * finishes a pending one (steps 3-5) before anything else, or undoes it
+ * if the new file does not verify, and removes the files that an
+ * interrupted run left unreferenced.
+ *
+ * For tests, NBDCBT_BACKUP_TEST_CRASH=STEP makes the process kill
+ * itself with SIGKILL at that step (written, pending, rebased, pruned),
+ * so that every window between the steps is exercised by a real crash.
+ */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup.h"
+#include "cleanup.h"
+#include "qcow2.h"
+#include "store.h"
+
+/* Largest write into the merged file: a multiple of any cluster size,
+ * and at most a checksum record's length (sums.c).
+ */
+#define CHUNK (4 * 1024 * 1024)
+
+static void
+crash_point (const char *step)
+{
+  const char *want = getenv ("NBDCBT_BACKUP_TEST_CRASH");
+
+  if (want && strcmp (want, step) == 0)
+    kill (getpid (), SIGKILL);
+}
+
+/* Step 1: write the image as of the backup at POS into a new full
+ * backup file, durable under its final name, described by *OUT.
+ */
+static int
+write_merged (struct store *st, const struct manifest *m, size_t pos,
+              struct backup_entry *out)
+{
+  const char *dir = store_dir (st);
+  const struct backup_entry *b = &m->backups.ptr[pos];
+  CLEANUP_FREE char *file = NULL, *sums_file = NULL;
+  CLEANUP_FREE char *part = NULL, *sums_part = NULL;
+  CLEANUP_FREE char *final = NULL, *sums_final = NULL, *top = NULL;
+  CLEANUP_FREE char *buf = NULL;
+  struct qcow2_create_opts copts = { .size = QCOW2_SIZE (m->virtual_size) };
+  struct qcow2 *in = NULL, *outq = NULL;
+  struct sum_params params;
+  struct summer *summer = NULL;
+  sum_list sums = empty_vector;
+  char sums_hex[65];
+  uint64_t offset, data_bytes = 0, file_size;
+  int ret = -1;
+
+  if (asprintf (&file, "full-%04" PRIi64 ".qcow2", b->index) == -1 ||
+      asprintf (&sums_file, "full-%04" PRIi64 ".sums", b->index) == -1 ||
+      /* .backup-*.part: what store_cleanup removes after a crash. */
+      asprintf (&part, "%s/.backup-%s.part", dir, file) == -1 ||
+      asprintf (&sums_part, "%s/.backup-%s.part", dir, sums_file) == -1 ||
+      (final = dir_file (dir, file)) == NULL ||
+      (sums_final = dir_file (dir, sums_file)) == NULL ||
+      (top = dir_file (dir, b->file)) == NULL ||
+      (buf = malloc (CHUNK)) == NULL) {
+    error_errno ("malloc");
+    return -1;
+  }
+
+  in = qcow2_open (top, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BITMAP_IN_USE);
+  if (in == NULL) {
+    error ("prune: %s: %s", top, qcow2_last_error ());
+    goto out;
+  }
+  if (qcow2_create (part, &copts) == -1 ||
+      (outq = qcow2_open (part, QCOW2_OPEN_NO_BITMAP_IN_USE)) == NULL) {
+    error ("prune: %s: %s", part, qcow2_last_error ());
+    goto out;
+  }
+  if (sum_params_new (&params) == -1 ||
+      (summer = summer_new (&params)) == NULL)
+    goto out;
+
+  progress_start ("merging", m->virtual_size);
+  for (offset = 0; offset < m->virtual_size; ) {
+    uint64_t pnum, count = m->virtual_size - offset, pos2, end;
+    int status, depth;
+
+    if (count > (UINT64_C (1) << 30))
+      count = UINT64_C (1) << 30;
+    if (qcow2_block_status (in, offset, count, &pnum, &status, &depth) == -1) {
+      error ("prune: %s: block status at %" PRIu64 ": %s", top, offset,
+             qcow2_last_error ());
+      goto out;
+    }
+    if (pnum == 0 || pnum > count) {
+      error ("prune: %s: bad block status at %" PRIu64, top, offset);
+      goto out;
+    }
+    end = offset + pnum;
+    /* Zeroes and holes stay unallocated: a new image reads as zero. */
+    if (!(status & QCOW2_STATUS_ZERO) && depth > 0 &&
+        (status & QCOW2_STATUS_DATA)) {
+      for (pos2 = offset; pos2 < end; ) {
+        /* Pieces end on CHUNK boundaries, so on cluster boundaries. */
+        uint64_t len = (pos2 / CHUNK + 1) * CHUNK - pos2;
+        struct sum_record r = { .offset = pos2, .kind = SUM_DATA };
+
+        if (len > end - pos2)
+          len = end - pos2;
+        if (qcow2_pread (in, buf, len, pos2) == -1) {
+          error ("prune: %s: read at %" PRIu64 ": %s", top, pos2,
+                 qcow2_last_error ());
+          goto out;
+        }
+        if (!is_zero (buf, len)) {
+          if (qcow2_pwrite (outq, buf, len, pos2, 0) == -1) {
+            error ("prune: %s: write at %" PRIu64 ": %s", part, pos2,
+                   qcow2_last_error ());
+            goto out;
+          }
+          r.length = len;
+          summer_sum (summer, pos2, buf, len, r.digest);
+          if (sum_list_append (&sums, r) == -1) {
+            error_errno ("malloc");
+            goto out;
+          }
+          data_bytes += len;
+        }
+        pos2 += len;
+        progress_update (pos2);
+      }
+    }
+    offset = end;
+    progress_update (offset);
+  }
+  progress_end ();
+
+  if (sums_save (sums_part, &params, &sums, sums_hex) == -1)
+    goto out;
+  if (qcow2_close (outq) == -1) {
+    outq = NULL;
+    error ("prune: %s: %s", part, qcow2_last_error ());
+    goto out;
+  }
+  outq = NULL;
+  if (seal_file (part, &file_size) == -1 ||
+      seal_file (sums_part, NULL) == -1)
+    goto out;
+  if (rename (part, final) == -1) {
+    error_errno ("rename %s to %s", part, final);
+    goto out;
+  }
+  if (rename (sums_part, sums_final) == -1) {
+    error_errno ("rename %s to %s", sums_part, sums_final);
+    goto out;
+  }
+  /* Durable with the manifest that names them (its store_put fsyncs
+   * the directory); until then nothing needs them.
+   */
+
+  *out = (struct backup_entry) {
+    .index = b->index,
+    .full = true,
+    .file = strdup (file),
+    .started = strdup (b->started),
+    .finished = strdup (b->finished),
+    .data_bytes = data_bytes,
+    .file_size = file_size,
+    .sums_file = strdup (sums_file),
+    .sums_sha256 = strdup (sums_hex),
+  };
+  if (!out->file || !out->started || !out->finished || !out->sums_file ||
+      !out->sums_sha256) {
+    error_errno ("strdup");
+    backup_entry_free (out);
+    goto out;
+  }
+  ret = 0;
+
+ out:
+  progress_end ();
+  if (outq)
+    qcow2_close (outq);
+  if (in)
+    qcow2_close (in);
+  summer_free (summer);
+  free (sums.ptr);
+  if (ret == -1) {
+    unlink (part);
+    unlink (sums_part);
+  }
+  return ret;
+}
+
+/* Delete NAME if not NULL; one already gone is fine. */
+static void
+remove_file (struct store *st, const char *name)
+{
+  if (name)
+    store_delete (st, name);
+}
+
+/* Step 3 (and its undo): the header of NAME names NEW_NAME instead of
+ * OLD_NAME as its backing file.
+ */
+static int
+rebase_layer (struct store *st, const char *name, const char *old_name,
+              const char *new_name)
+{
+  CLEANUP_FREE char *path = dir_file (store_dir (st), name);
+
+  if (path == NULL)
+    return -1;
+  return qcow2_file_set_backing (path, old_name, new_name);
+}
+
+/* Steps 3-5, for the prune pending in M: rebase the backup after the
+ * merged ones, switch the manifest, delete the merged files.
+ */
+static int
+finish_merge (struct store *st, struct manifest *m)
+{
+  ssize_t pos = manifest_find (m, m->merge->index);
+  backup_list old = m->backups, kept = empty_vector;
+  size_t i;
+
+  if (pos == -1) {
+    error ("prune: %s: the pending prune does not fit the chain",
+           store_location (st));
+    return -1;
+  }
+  if ((size_t) pos + 1 < old.len &&
+      rebase_layer (st, old.ptr[pos + 1].file, old.ptr[pos].file,
+                    m->merge->file) == -1)
+    return -1;
+  crash_point ("rebased");
+
+  /* The new list: the merged full backup, then the newer backups. */
+  if (backup_list_reserve (&kept, old.len - pos) == -1) {
+    error_errno ("malloc");
+    return -1;
+  }
+  kept.ptr[kept.len++] = *m->merge;
+  for (i = pos + 1; i < old.len; ++i)
+    kept.ptr[kept.len++] = old.ptr[i];
+  if (kept.len > 1) {
+    char *backing = strdup (m->merge->file);
+    if (backing == NULL) {
+      error_errno ("strdup");
+      free (kept.ptr);
+      return -1;
+    }
+    /* The entry's strings now belong to KEPT. */
+    old.ptr[pos + 1].backing = NULL;
+    free (kept.ptr[1].backing);
+    kept.ptr[1].backing = backing;
+  }
+  free (m->merge);
+  m->merge = NULL;
+  m->backups = kept;
+  if (manifest_save (st, m) == -1) {
+    /* The pending manifest stays on disk; the next prune finishes. */
+    for (i = 0; i <= (size_t) pos; ++i)
+      backup_entry_free (&old.ptr[i]);
+    free (old.ptr);
+    return -1;
+  }
+  crash_point ("pruned");
+
+  /* Step 5.  Not synced: a file that comes back after a power loss is
+   * unreferenced, and the next prune deletes it.
+   */
+  for (i = 0; i <= (size_t) pos; ++i) {
+    remove_file (st, old.ptr[i].file);
+    remove_file (st, old.ptr[i].sums_file);
+    backup_entry_free (&old.ptr[i]);
+  }
+  free (old.ptr);
+  return 0;
+}
+
+/* A pending prune whose new full backup is damaged: rebase the backup
+ * after the merged ones back, and forget the prune.
+ */
+static int
+undo_merge (struct store *st, struct manifest *m)
+{
+  ssize_t pos = manifest_find (m, m->merge->index);
+  struct backup_entry *f = m->merge;
+
+  if (pos != -1 && (size_t) pos + 1 < m->backups.len &&
+      rebase_layer (st, m->backups.ptr[pos + 1].file, f->file,
+                    m->backups.ptr[pos].file) == -1)
+    return -1;
+  m->merge = NULL;
+  if (manifest_save (st, m) == -1) {
+    m->merge = f;
+    return -1;
+  }
+  remove_file (st, f->file);
+  remove_file (st, f->sums_file);
+  backup_entry_free (f);
+  free (f);
+  return 0;
+}
+
+static bool
+referenced (const struct manifest *m, const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < m->backups.len; ++i)
+    if (strcmp (m->backups.ptr[i].file, name) == 0 ||
+        (m->backups.ptr[i].sums_file &&
+         strcmp (m->backups.ptr[i].sums_file, name) == 0))
+      return true;
+  return m->merge && (strcmp (m->merge->file, name) == 0 ||
+                      strcmp (m->merge->sums_file, name) == 0);
+}
+
+/* backup-N.qcow2, backup-N.sums, full-N.qcow2, full-N.sums. */
+static bool
+chain_file_name (const char *name)
+{
+  const char *p = name;
+
+  if (strncmp (p, "backup-", 7) == 0)
+    p += 7;
+  else if (strncmp (p, "full-", 5) == 0)
+    p += 5;
+  else
+    return false;
+  if (*p < '0' || *p > '9')
+    return false;
+  while (*p >= '0' && *p <= '9')
+    p++;
+  return strcmp (p, ".qcow2") == 0 || strcmp (p, ".sums") == 0;
+}
+
+/* The files an interrupted prune (or backup) left that the manifest does
+ * not reference (we hold the lock).
+ */
+static void
+remove_unreferenced (struct store *st, const struct manifest *m)
+{
+  name_list names = empty_vector;
+  size_t i;
+
+  if (store_list (st, &names) == -1)
+    return;
+  for (i = 0; i < names.len; ++i) {
+    if (!chain_file_name (names.ptr[i]) || referenced (m, names.ptr[i]))
+      continue;
+    if (store_delete (st, names.ptr[i]) == 0)
+      info ("removed %s/%s, left by an interrupted run", store_location (st),
+            names.ptr[i]);
+  }
+  name_list_free (&names);
+}
+
+/* Open and lock the chain at LOCATION, and load its manifest. */
+static struct store *
+open_chain (const char *location, struct manifest *m)
+{
+  struct store *st;
+  struct stat sb;
+  int r;
+
+  if (!store_is_url (location)) {
+    if (stat (location, &sb) == -1) {
+      error ("prune: %s: %s", location, strerror (errno));
+      return NULL;
+    }
+    if (!S_ISDIR (sb.st_mode)) {
+      error ("prune: %s is not a directory", location);
+      return NULL;
+    }
+  }
+  st = store_open (location, false);
+  if (st == NULL)
+    return NULL;
+  if (store_dir (st) == NULL) {
+    error ("prune: %s: pruning a chain in an object store is not "
+           "supported yet", location);
+    goto fail;
+  }
+  r = manifest_load (st, m);
+  if (r == 1) {
+    error ("prune: %s holds no backup chain (no %s)", location,
+           MANIFEST_NAME);
+    goto fail;
+  }
+  if (r == -1) {
+    error ("prune: %s: the manifest is damaged; nothing was changed",
+           location);
+    goto fail;
+  }
+  /* Locked only now, so that refusing a location creates nothing in
+   * it; loaded again under the lock.
+   */
+  manifest_free (m);
+  if (store_lock (st) == -1)
+    goto fail;
+  r = manifest_load (st, m);
+  if (r != 0) {
+    if (r == 1)
+      error ("prune: %s: the chain went away", location);
+    goto fail;
+  }
+  store_cleanup (st);
+  return st;
+
+ fail:
+  store_close (st);
+  return NULL;
+}
+
+int
+do_prune (const char *dir, int64_t keep)
+{
+  struct manifest m = { 0 };
+  struct backup_entry merged = { 0 };
+  struct store *st;
+  size_t pos, i;
+  int ret = -1;
+
+  st = open_chain (dir, &m);
+  if (st == NULL)
+    return -1;
+
+  /* First an interrupted prune: finished if its file is sound, else
+   * undone.
+   */
+  if (m.merge) {
+    if (verify_backup (st, &m, m.merge, NULL, NULL) == 0) {
+      info ("finishing the interrupted prune into %s", m.merge->file);
+      if (finish_merge (st, &m) == -1)
+        goto out;
+    }
+    else {
+      error ("prune: the full backup %s of an interrupted prune is "
+             "damaged; undoing that prune", m.merge->file);
+      if (undo_merge (st, &m) == -1)
+        goto out;
+    }
+  }
+  remove_unreferenced (st, &m);
+
+  if (verify_chain (st, &m) > 0) {
+    error ("prune: %s: the chain does not verify; nothing was pruned "
+           "(see '" PROG " verify')", dir);
+    goto out;
+  }
+  if (m.backups.len <= (size_t) keep) {
+    info ("%s: %zu restore point%s, at most %" PRIi64 " to keep: "
+          "nothing to prune", dir, m.backups.len,
+          m.backups.len == 1 ? "" : "s", keep);
+    ret = 0;
+    goto out;
+  }
+  pos = m.backups.len - keep;
+  info ("merging backups %" PRIi64 " to %" PRIi64 " into a new full backup",
+        m.backups.ptr[0].index, m.backups.ptr[pos].index);
+
+  if (write_merged (st, &m, pos, &merged) == -1)
+    goto out;
+  crash_point ("written");
+  m.merge = malloc (sizeof *m.merge);
+  if (m.merge == NULL) {
+    error_errno ("malloc");
+    backup_entry_free (&merged);
+    goto out;
+  }
+  *m.merge = merged;
+  if (manifest_save (st, &m) == -1)
+    goto out;
+  crash_point ("pending");
+  if (finish_merge (st, &m) == -1)
+    goto out;
+
+  info ("%s: %zu restore point%s remain%s:", dir, m.backups.len,
+        m.backups.len == 1 ? "" : "s", m.backups.len == 1 ? "s" : "");
+  for (i = 0; i < m.backups.len; ++i)
+    info ("  backup %" PRIi64 " (%s, finished %s) %s", m.backups.ptr[i].index,
+          i == 0 ? "full" : "incremental", m.backups.ptr[i].finished,
+          m.backups.ptr[i].file);
+  ret = 0;
+
+ out:
+  manifest_free (&m);
+  store_close (st);
+  return ret;
+}
