@@ -401,6 +401,17 @@ manifest_load (struct store *st, struct manifest *m)
     json_tokener_free (tok);
     return -1;
   }
+  /* Only white space may follow the object: anything else is damage
+   * (a manifest written over an older, longer one, say).
+   */
+  for (i = json_tokener_get_parse_end (tok); i < len; ++i)
+    if (!strchr (" \t\r\n", text[i])) {
+      error ("%s: damaged manifest: trailing data after the JSON object",
+             path);
+      json_tokener_free (tok);
+      json_object_put (root);
+      return -1;
+    }
   json_tokener_free (tok);
   if (!json_object_is_type (root, json_type_object)) {
     error ("%s: damaged manifest: not a JSON object", path);
