@@ -69,6 +69,10 @@ struct options {
 };
 extern struct options opts;
 
+/* In a run over many disks, the disk a child process backs up: its
+ * messages are prefixed with it.  NULL otherwise.
+ */
+extern const char *message_prefix;
 /* Print "nbdcbt-backup: MSG" to stderr. */
 extern void error (const char *fs, ...)
   __attribute__ ((format (printf, 1, 2)));
@@ -390,6 +394,24 @@ extern int check_chain (struct store *st, const struct manifest *m,
 
 enum backup_mode { MODE_FULL, MODE_INC, MODE_AUTO };
 extern int do_backup (enum backup_mode mode, const char *uri);   /* chain.c */
+/* What the last backup of this process published (chain.c), for the
+ * summary of a run over many disks.
+ */
+struct backup_outcome {
+  bool published;
+  bool full;
+  int64_t index;
+  uint64_t data_bytes;
+};
+extern struct backup_outcome backup_outcome;
+
+/* Many disks in one run (many.c): each of the N disks ("[NAME=]URI")
+ * into its own chain OUTPUT/NAME, at most JOBS at once, with a summary.
+ * CONTROLS and NODES are "NAME=SOCKET" and "NAME=NODE" options.
+ */
+extern int do_many_backups (enum backup_mode mode, char *const *disks,
+                            size_t n, const char *const *controls,
+                            size_t ncontrols, int jobs);
 extern int do_verify (const char *dir);                          /* verify.c */
 extern int do_restore (const char *dir);                         /* restore.c */
 extern int do_list (const char *dir);                            /* list.c */

@@ -169,6 +169,8 @@ archive_chain (const char *dir, const struct manifest *m)
   return 0;
 }
 
+struct backup_outcome backup_outcome;
+
 /* With NBDCBT_BACKUP_DEBUG=1 in the environment, time each phase. */
 static void
 debug_time (const char *phase)
@@ -571,6 +573,10 @@ backup_publish (struct backup_job *job)
       manifest_save (job->st, m) == -1)
     return -1;
   published = 1;
+  backup_outcome = (struct backup_outcome) {
+    .published = true, .full = job->full, .index = job->index,
+    .data_bytes = job->stats.data_bytes,
+  };
 
   info ("%s backup %s: %" PRIu64 " bytes of data, %" PRIu64
         " bytes of zeroes, file %" PRIu64 " bytes",

@@ -51,12 +51,16 @@ struct options opts = {
   .tls = -1,
 };
 
+const char *message_prefix;
+
 void
 error (const char *fs, ...)
 {
   va_list args;
 
   fprintf (stderr, PROG ": ");
+  if (message_prefix)
+    fprintf (stderr, "%s: ", message_prefix);
   va_start (args, fs);
   vfprintf (stderr, fs, args);
   va_end (args);
@@ -70,6 +74,8 @@ error_errno (const char *fs, ...)
   va_list args;
 
   fprintf (stderr, PROG ": ");
+  if (message_prefix)
+    fprintf (stderr, "%s: ", message_prefix);
   va_start (args, fs);
   vfprintf (stderr, fs, args);
   va_end (args);
@@ -83,6 +89,8 @@ info (const char *fs, ...)
 
   if (opts.quiet)
     return;
+  if (message_prefix)
+    printf ("%s: ", message_prefix);
   va_start (args, fs);
   vprintf (fs, args);
   va_end (args);
@@ -99,6 +107,9 @@ usage (FILE *fp)
 "             [--control SOCKET --node NODE [--node NODE...]]\n"
 "  " PROG " inc URI -o DIR --bitmap NAME [--disk-id ID] [-p]\n"
 "  " PROG " auto URI -o DIR --bitmap NAME [--disk-id ID] [-p]\n"
+"  " PROG " full|inc|auto [NAME=]URI... -o DIR [--jobs N]\n"
+"             [--control NAME=SOCKET [--node NAME=NODE]]...\n"
+"                                          (each disk into DIR/NAME)\n"
 "                                          (auto is also: inc --auto)\n"
 "  " PROG " verify DIR\n"
 "  " PROG " restore DIR [--until N] -o FILE|URI [-O raw|qcow2] [-p]\n"
@@ -119,6 +130,8 @@ usage (FILE *fp)
 "                             session on the server's control socket\n"
 "      --node NODE            the disk (node name) to back up; repeat for\n"
 "                             several disks at one instant (-o DIR/NODE)\n"
+"      --jobs N               with several disks: how many at once\n"
+"                             (default 2)\n"
 "      --auto                 with inc: full backup when DIR holds no\n"
 "                             usable chain\n"
 "  -n, --until N              restore the image as of backup N (0 = full)\n"
@@ -145,7 +158,7 @@ usage (FILE *fp)
 enum {
   HELP_OPTION = CHAR_MAX + 1, AUTO_OPTION, DISK_ID_OPTION,
   TLS_OPTION, TLS_CERTIFICATES_OPTION, TLS_PSK_OPTION, TLS_USERNAME_OPTION,
-  CONTROL_OPTION, NODE_OPTION, KEEP_OPTION,
+  CONTROL_OPTION, NODE_OPTION, KEEP_OPTION, JOBS_OPTION,
 };
 
 static const struct option long_options[] = {
@@ -157,6 +170,7 @@ static const struct option long_options[] = {
   { "node", required_argument, NULL, NODE_OPTION },
   { "until", required_argument, NULL, 'n' },
   { "keep", required_argument, NULL, KEEP_OPTION },
+  { "jobs", required_argument, NULL, JOBS_OPTION },
   { "output-format", required_argument, NULL, 'O' },
   { "connections", required_argument, NULL, 'C' },
   { "requests", required_argument, NULL, 'R' },
@@ -171,6 +185,22 @@ static const struct option long_options[] = {
   { "version", no_argument, NULL, 'V' },
   { NULL },
 };
+
+static bool
+is_backup_command (const char *cmd)
+{
+  return strcmp (cmd, "full") == 0 || strcmp (cmd, "inc") == 0 ||
+    strcmp (cmd, "auto") == 0;
+}
+
+/* NAME=URI (an '=' before the "://"). */
+static bool
+is_named_disk (const char *arg)
+{
+  const char *scheme = strstr (arg, "://"), *eq = strchr (arg, '=');
+
+  return scheme && eq && eq < scheme;
+}
 
 static int
 parse_int (const char *opt, const char *arg, long min, long max, long *ret)
@@ -193,6 +223,10 @@ main (int argc, char *argv[])
 {
   bool auto_flag = false;
   int64_t keep = -1;
+  const char **controls = NULL;
+  size_t ncontrols = 0;
+  int jobs = 0;
+  bool many;
   const char *cmd, *arg;
   long v;
   int c;
@@ -224,7 +258,21 @@ main (int argc, char *argv[])
       opts.disk_id = optarg;
       break;
     }
-    case CONTROL_OPTION: opts.control = optarg; break;
+    case CONTROL_OPTION: {
+      const char **cv = realloc (controls, (ncontrols + 1) * sizeof *cv);
+      if (cv == NULL) {
+        error_errno ("realloc");
+        exit (EXIT_FAILURE);
+      }
+      controls = cv;
+      controls[ncontrols++] = optarg;
+      break;
+    }
+    case JOBS_OPTION:
+      if (parse_int ("--jobs", optarg, 1, 64, &v) == -1)
+        exit (EXIT_FAILURE);
+      jobs = v;
+      break;
     case NODE_OPTION: {
       const char **nv;
       size_t i;
@@ -328,7 +376,12 @@ main (int argc, char *argv[])
     exit (EXIT_FAILURE);
   }
 
-  if (argc - optind != 2) {
+  /* Several disks, or one named (NAME=URI), or --jobs: a run over many
+   * disks (many.c), each into OUTPUT/NAME.
+   */
+  many = argc - optind >= 2 && is_backup_command (argv[optind]) &&
+    (argc - optind > 2 || jobs > 0 || is_named_disk (argv[optind + 1]));
+  if (argc - optind != 2 && !many) {
     if (argc - optind < 1)
       error ("missing command (full, inc, auto, verify, restore, list, "
              "prune); "
@@ -336,11 +389,20 @@ main (int argc, char *argv[])
     else if (argc - optind < 2)
       error ("%s: missing argument; try --help", argv[optind]);
     else
-      error ("unexpected argument '%s'; try --help", argv[optind + 2]);
+      error ("unexpected argument '%s'%s; try --help", argv[optind + 2],
+             is_backup_command (argv[optind]) ? "" :
+             " (several disks are for full, inc and auto)");
     exit (EXIT_FAILURE);
   }
   cmd = argv[optind];
   arg = argv[optind + 1];
+  if (!many && ncontrols > 1) {
+    error ("%s: --control is given %zu times: several servers need several "
+           "disks, named (NAME=URI --control NAME=SOCKET)", cmd, ncontrols);
+    exit (EXIT_FAILURE);
+  }
+  if (!many && ncontrols == 1)
+    opts.control = controls[0];
 
   if (opts.connections == 0) opts.connections = 4;
   if (opts.requests == 0) opts.requests = 16;
@@ -383,6 +445,16 @@ main (int argc, char *argv[])
       error ("%s: --keep is an option of 'prune'", cmd);
       exit (EXIT_FAILURE);
     }
+    if (many) {
+      if (opts.disk_id) {
+        error ("%s: --disk-id names one disk; with several, each chain is "
+               "named by its disk (NAME=URI)", cmd);
+        exit (EXIT_FAILURE);
+      }
+      exit (do_many_backups (mode, argv + optind + 1, argc - optind - 1,
+                             controls, ncontrols, jobs ? jobs : 2) == 0
+            ? EXIT_SUCCESS : EXIT_FAILURE);
+    }
     if (opts.control && opts.nnodes == 0) {
       error ("%s: --control needs the disk to back up (--node NODE)", cmd);
       exit (EXIT_FAILURE);
@@ -395,6 +467,10 @@ main (int argc, char *argv[])
   }
   if (keep != -1 && strcmp (cmd, "prune") != 0) {
     error ("%s: --keep is an option of 'prune'", cmd);
+    exit (EXIT_FAILURE);
+  }
+  if (jobs) {
+    error ("%s: --jobs is an option of 'full', 'inc' and 'auto'", cmd);
     exit (EXIT_FAILURE);
   }
   if (opts.control || opts.nnodes) {
