@@ -401,6 +401,11 @@ qcow2_bitmap_load (struct qcow2 *q, const char *name)
    * are not deserialized (the new bitmap is clear already).
    */
   batch = LOAD_BATCH > q->cluster_size ? LOAD_BATCH / q->cluster_size : 1;
+  /* No bigger than the bitmap: an image with thousands of small bitmaps
+   * would otherwise map and unmap LOAD_BATCH bytes for each one.
+   */
+  if (batch > b->table_size)
+    batch = b->table_size ? b->table_size : 1;
   buf = malloc (batch * q->cluster_size);
   if (buf == NULL) {
     hbitmap_free (hb);
