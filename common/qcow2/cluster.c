@@ -266,3 +266,34 @@ qcow2_set_l2_entry (struct qcow2 *q, uint64_t guest_offset, uint64_t entry,
   mcache_mark_dirty (&q->l2_cache, t);
   return 0;
 }
+
+int
+qcow2_set_l2_run (struct qcow2 *q, uint64_t guest_offset, uint64_t nb,
+                  uint64_t host, uint64_t entry_flags, uint64_t bitmap)
+{
+  while (nb > 0) {
+    uint64_t i = l2_index (q, guest_offset), n = q->l2_entries - i, j;
+    int64_t l2off;
+    uint8_t *t;
+
+    if (n > nb)
+      n = nb;
+    l2off = writable_l2 (q, guest_offset);
+    if (l2off == -1)
+      return -1;
+    t = mcache_get (q, &q->l2_cache, l2off, true);
+    if (t == NULL)
+      return -1;
+    for (j = 0; j < n; j++) {
+      uint8_t *p = t + (i + j) * q->l2_entry_size;
+      store_be64 (p, (host + (j << q->cluster_bits)) | entry_flags);
+      if (q->extended_l2)
+        store_be64 (p + 8, bitmap);
+    }
+    mcache_mark_dirty (&q->l2_cache, t);
+    guest_offset += n << q->cluster_bits;
+    host += n << q->cluster_bits;
+    nb -= n;
+  }
+  return 0;
+}

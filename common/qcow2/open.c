@@ -94,6 +94,7 @@ free_image (struct qcow2 *q)
   free (q->filename);
   free (q->dirname);
   pthread_mutex_destroy (&q->lock);
+  pthread_cond_destroy (&q->inflight_done);
   pthread_rwlock_destroy (&q->io_lock);
   free (q);
 }
@@ -185,6 +186,7 @@ new_handle (const char *path, int flags, bool raw)
     return qcow2_error_null (errno, "calloc: %m");
   q->fd = -1;
   pthread_mutex_init (&q->lock, NULL);
+  pthread_cond_init (&q->inflight_done, NULL);
   /* Writers (flushes that release freed clusters) must not starve. */
   pthread_rwlockattr_init (&attr);
   pthread_rwlockattr_setkind_np (&attr,
@@ -258,6 +260,12 @@ read_header (struct qcow2 *q, uint64_t file_size)
   if (r == -1)
     return -1;
   q->host_end = (file_size + q->cluster_size - 1) & ~(q->cluster_size - 1);
+  q->zero_from = q->host_end;
+  {
+    const char *d = getenv ("NBDCBT_QCOW2_TEST_ALLOC_DELAY_US");
+    if (d)
+      q->test_alloc_delay_us = strtoul (d, NULL, 10);
+  }
   if (!q->readonly && q->corrupt_at_open)
     return qcow2_error (EROFS, "%s: image is marked corrupt; it can only "
                         "be opened read-only (repair with 'qemu-img check "

@@ -107,6 +107,17 @@ struct mcache {
 
 struct name_index;
 
+/* A run of guest clusters [START, END) (bytes) whose allocating write is
+ * in flight: its host clusters are counted and its data is being written
+ * with the metadata lock released; the L2 entries still show the old
+ * descriptors.  Other writers, zeroes and discards of these clusters
+ * wait until it ends (see write.c).
+ */
+struct alloc_inflight {
+  uint64_t start, end;
+  struct alloc_inflight *next;
+};
+
 struct qcow2_ext {
   uint32_t magic;
   uint32_t len;
@@ -200,6 +211,19 @@ struct qcow2 {
   size_t nr_pending_free, cap_pending_free;
   uint64_t free_hint;           /* no free cluster below this index */
   uint64_t host_end;            /* bytes: end of file or of allocations */
+  /* Bytes: every free cluster at or after this offset reads as zero
+   * (never written since the file ended before it); each allocation
+   * moves it to host_end.
+   */
+  uint64_t zero_from;
+  struct alloc_inflight *inflight; /* under LOCK */
+  pthread_cond_t inflight_done; /* broadcast (with LOCK) when one ends */
+  unsigned nr_inflight, max_inflight; /* statistics, under LOCK */
+  /* Tests only: microseconds an allocating write sleeps with the lock
+   * released (NBDCBT_QCOW2_TEST_ALLOC_DELAY_US), to widen races.
+   */
+  unsigned test_alloc_delay_us;
+  uint64_t alloc_runs;
   bool write_error;             /* metadata state uncertain: stop writes */
 
   struct qcow2 *backing;
@@ -261,6 +285,11 @@ extern int qcow2_get_refcount (struct qcow2 *q, uint64_t cluster_index,
 extern int qcow2_update_refcount (struct qcow2 *q, uint64_t offset,
                                   uint64_t nb_clusters, int64_t delta);
 extern int64_t qcow2_alloc_clusters (struct qcow2 *q, uint64_t nb_clusters);
+/* The same; *FRESH says whether the clusters were never written (past
+ * zero_from), so they read as zero without writing them.
+ */
+extern int64_t qcow2_alloc_fresh_clusters (struct qcow2 *q,
+                                           uint64_t nb_clusters, bool *fresh);
 extern int qcow2_free_later (struct qcow2 *q, uint64_t offset,
                              uint64_t nb_clusters);
 extern int qcow2_free_any (struct qcow2 *q, uint64_t entry);
@@ -274,6 +303,13 @@ extern int qcow2_get_l2_entry (struct qcow2 *q, uint64_t guest_offset,
                                uint64_t *entry, uint64_t *bitmap);
 extern int qcow2_set_l2_entry (struct qcow2 *q, uint64_t guest_offset,
                                uint64_t entry, uint64_t bitmap);
+/* NB clusters from GUEST_OFFSET (cluster aligned) point to NB contiguous
+ * host clusters from HOST with ENTRY_FLAGS and BITMAP; one table lookup
+ * and one dirty mark per L2 table.
+ */
+extern int qcow2_set_l2_run (struct qcow2 *q, uint64_t guest_offset,
+                             uint64_t nb, uint64_t host, uint64_t entry_flags,
+                             uint64_t bitmap);
 extern int qcow2_check_l2_entry (struct qcow2 *q, uint64_t entry,
                                  uint64_t bitmap, uint64_t guest_offset);
 extern enum cluster_type qcow2_cluster_type (struct qcow2 *q, uint64_t entry);

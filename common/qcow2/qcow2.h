@@ -153,6 +153,12 @@ extern int qcow2_discard (struct qcow2 *q, uint64_t count, uint64_t offset,
                           int flags);
 extern int qcow2_flush (struct qcow2 *q);
 
+/* How many allocating writes (runs of new clusters) this handle made,
+ * and the most whose data was being written at the same time.
+ */
+extern void qcow2_alloc_stats (struct qcow2 *q, uint64_t *runs,
+                               unsigned *max_parallel);
+
 /* Block status at OFFSET for at most COUNT bytes: *pnum bytes from OFFSET
  * share the same status.  *status is a mix of QCOW2_STATUS_*; *depth is 0
  * for unallocated in the whole chain, 1 for this image, 2 for its backing

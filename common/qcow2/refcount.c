@@ -161,17 +161,26 @@ qcow2_update_refcount (struct qcow2 *q, uint64_t offset, uint64_t nb,
 {
   uint64_t idx = offset >> q->cluster_bits, end = idx + nb;
 
+  uint8_t *b = NULL;
+  uint64_t bti = UINT64_MAX;
+
+  /* One block lookup and one dirty mark per refcount block. */
   for (; idx < end; idx++) {
-    bool none;
-    uint8_t *b = get_block (q, idx / q->rb_entries, &none);
     uint64_t v;
 
-    if (none)
-      return qcow2_error (EIO, "%s: cluster %#" PRIx64 " has no refcount "
-                          "block (image corrupt)", q->filename,
-                          idx << q->cluster_bits);
-    if (b == NULL)
-      return -1;
+    if (idx / q->rb_entries != bti) {
+      bool none;
+
+      bti = idx / q->rb_entries;
+      b = get_block (q, bti, &none);
+      if (none)
+        return qcow2_error (EIO, "%s: cluster %#" PRIx64 " has no refcount "
+                            "block (image corrupt)", q->filename,
+                            idx << q->cluster_bits);
+      if (b == NULL)
+        return -1;
+      mcache_mark_dirty (&q->rb_cache, b);
+    }
     v = rb_get (b, q->refcount_bits, idx % q->rb_entries);
     if ((delta < 0 && v < (uint64_t) -delta) ||
         (delta > 0 && max_refcount (q) - v < (uint64_t) delta))
@@ -181,7 +190,6 @@ qcow2_update_refcount (struct qcow2 *q, uint64_t offset, uint64_t nb,
                           delta < 0 ? "underflow" : "overflow");
     v += delta;
     rb_set (b, q->refcount_bits, idx % q->rb_entries, v);
-    mcache_mark_dirty (&q->rb_cache, b);
     if (v == 0 && idx < q->free_hint)
       q->free_hint = idx;
   }
@@ -384,7 +392,20 @@ place_blocks (struct qcow2 *q, uint64_t run_start, uint64_t nb,
 int64_t
 qcow2_alloc_clusters (struct qcow2 *q, uint64_t nb)
 {
+  bool fresh;
+
+  return qcow2_alloc_fresh_clusters (q, nb, &fresh);
+}
+
+int64_t
+qcow2_alloc_fresh_clusters (struct qcow2 *q, uint64_t nb, bool *fresh)
+{
   uint64_t idx = q->free_hint, run_start = 0, run = 0;
+  /* Free clusters past this were never written (nothing below moves it;
+   * the blocks and tables written on the way are counted, so not in
+   * the run).
+   */
+  uint64_t zero_from = q->zero_from;
   uint64_t first_free = UINT64_MAX;
   /* A run longer than a refcount block covers cannot get self-describing
    * blocks at the start of each range it crosses (they would break it):
@@ -458,6 +479,9 @@ qcow2_alloc_clusters (struct qcow2 *q, uint64_t nb)
     : run_start + nb + missing;
   if (((run_start + nb) << q->cluster_bits) > q->host_end)
     q->host_end = (run_start + nb) << q->cluster_bits;
+  *fresh = (run_start << q->cluster_bits) >= zero_from;
+  if (q->host_end > q->zero_from)
+    q->zero_from = q->host_end;
   return run_start << q->cluster_bits;
 }
 

@@ -36,7 +36,9 @@
  *
  * Order for crash safety: the refcount of a new cluster is counted (in the
  * refcount cache, written before any L2 table), the data is written, and
- * only then does the L2 entry point to it.
+ * only then does the L2 entry point to it.  The data of an allocating
+ * write goes to disk without the metadata lock (alloc_write), so writes
+ * to different clusters and L2 tables proceed in parallel.
  */
 #include <config.h>
 
@@ -44,6 +46,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "qcow2-internal.h"
@@ -95,9 +98,116 @@ read_old (struct qcow2 *q, uint64_t e, uint64_t bitmap, uint64_t guest,
   return qcow2_read_cluster_part (q, e, bitmap, guest, cluster, n);
 }
 
+/* Is an allocation in flight for any guest cluster in [START, END)? */
+static bool
+inflight_overlaps (struct qcow2 *q, uint64_t start, uint64_t end)
+{
+  const struct alloc_inflight *a;
+
+  for (a = q->inflight; a; a = a->next)
+    if (a->start < end && start < a->end)
+      return true;
+  return false;
+}
+
+/* Waits (LOCK held; released while waiting) until no allocation in
+ * flight touches the cluster at GUEST.
+ */
+static void
+wait_inflight (struct qcow2 *q, uint64_t guest)
+{
+  uint64_t start = guest & ~(q->cluster_size - 1);
+
+  while (inflight_overlaps (q, start, start + q->cluster_size))
+    pthread_cond_wait (&q->inflight_done, &q->lock);
+}
+
+static void
+end_inflight (struct qcow2 *q, struct alloc_inflight *me)
+{
+  struct alloc_inflight **pp;
+
+  for (pp = &q->inflight; *pp; pp = &(*pp)->next)
+    if (*pp == me) {
+      *pp = me->next;
+      break;
+    }
+  q->nr_inflight--;
+  pthread_cond_broadcast (&q->inflight_done);
+}
+
+/* Does a cluster described by E and BITMAP read as zero everywhere? */
+static bool
+reads_as_zero (struct qcow2 *q, uint64_t e, uint64_t bitmap)
+{
+  switch (qcow2_cluster_type (q, e)) {
+  case CT_ZERO_PLAIN:
+    return true;
+  case CT_UNALLOCATED:
+    /* Extended L2: subclusters are zero (flag) or from the backing. */
+    return q->backing == NULL && (bitmap & 0xffffffff) == 0;
+  default:
+    return false;
+  }
+}
+
+/* The data of an allocating write into NB new host clusters at HOST for
+ * the guest clusters from START: whole clusters straight from the
+ * caller's buffer, head and tail partial clusters merged with the old
+ * contents (OLDE, OLDB) -- unless the new clusters were never written
+ * and the old contents read as zero, when only the caller's bytes go
+ * in.  Runs without the metadata lock.
+ */
+static int
+write_new_clusters (struct qcow2 *q, const uint8_t *buf, uint64_t offset,
+                    uint64_t end, uint64_t start, int64_t host, bool fresh,
+                    const uint64_t *olde, const uint64_t *oldb)
+{
+  uint64_t cs = q->cluster_size, pos = offset;
+
+  while (pos < end) {
+    uint64_t ci = (pos - start) / cs;
+    uint64_t cstart = start + ci * cs;
+    uint64_t in = pos - cstart;
+    uint64_t n = cs - in;
+    if (n > end - pos)
+      n = end - pos;
+    if (in == 0 && n == cs) {
+      uint64_t m = (end - pos) & ~(cs - 1);
+      if (qcow2_file_pwrite (q, buf + (pos - offset), m,
+                             host + (pos - start)) == -1)
+        return -1;
+      pos += m;
+      continue;
+    }
+    if (fresh && reads_as_zero (q, olde[ci], oldb[ci])) {
+      if (qcow2_file_pwrite (q, buf + (pos - offset), n,
+                             host + (pos - start)) == -1)
+        return -1;
+    }
+    else {
+      CLEANUP_FREE uint8_t *c = malloc (cs);
+      if (c == NULL)
+        return qcow2_error (errno, "malloc: %m");
+      if (read_old (q, olde[ci], oldb[ci], cstart, c) == -1)
+        return -1;
+      memcpy (c + in, buf + (pos - offset), n);
+      if (qcow2_file_pwrite (q, c, cs, host + ci * cs) == -1)
+        return -1;
+    }
+    pos += n;
+  }
+  return 0;
+}
+
 /* Allocating write of COUNT bytes at OFFSET: *DONE gets how many bytes
  * were written (a run of clusters that all need allocation).  Called with
- * the metadata lock held.
+ * the metadata lock held, which it releases while the data is written:
+ * the run is reserved (counted, and marked in flight so that nobody else
+ * writes, zeroes or discards those guest clusters) first, and the L2
+ * entries point to the new clusters only after the data is written, so
+ * the documented order (refcounts, data, L2, L1) holds and writers of
+ * other clusters and other L2 tables go on meanwhile.
  */
 static int
 alloc_write (struct qcow2 *q, const uint8_t *buf, uint64_t count,
@@ -106,9 +216,12 @@ alloc_write (struct qcow2 *q, const uint8_t *buf, uint64_t count,
   uint64_t cs = q->cluster_size;
   uint64_t start = offset & ~(cs - 1);
   uint64_t end = offset + count, nb = 0, i;
-  uint64_t *olde, *oldb;
+  CLEANUP_FREE uint64_t *olde = NULL;
+  CLEANUP_FREE uint64_t *oldb = NULL;
+  struct alloc_inflight me;
   int64_t host;
-  int r = -1;
+  bool fresh;
+  int r;
 
   /* How many consecutive clusters need allocation?  At most half a
    * refcount block's worth, so that a run always fits between the
@@ -119,6 +232,9 @@ alloc_write (struct qcow2 *q, const uint8_t *buf, uint64_t count,
     max_nb = q->rb_entries / 2;
   while (start + nb * cs < end && nb < max_nb) {
     uint64_t e, b;
+    if (nb > 0 && inflight_overlaps (q, start + nb * cs,
+                                     start + (nb + 1) * cs))
+      break;
     if (qcow2_get_l2_entry (q, start + nb * cs, &e, &b) == -1)
       return -1;
     if (nb > 0 && !needs_alloc (q, e, b))
@@ -129,67 +245,53 @@ alloc_write (struct qcow2 *q, const uint8_t *buf, uint64_t count,
     end = start + nb * cs;
   olde = calloc (nb, 8);
   oldb = calloc (nb, 8);
-  if (olde == NULL || oldb == NULL) {
-    qcow2_error (errno, "calloc: %m");
-    goto out;
-  }
+  if (olde == NULL || oldb == NULL)
+    return qcow2_error (errno, "calloc: %m");
   for (i = 0; i < nb; i++)
     if (qcow2_get_l2_entry (q, start + i * cs, &olde[i], &oldb[i]) == -1)
-      goto out;
+      return -1;
 
-  host = qcow2_alloc_clusters (q, nb);
+  host = qcow2_alloc_fresh_clusters (q, nb, &fresh);
   if (host == -1)
-    goto out;
+    return -1;
+  me.start = start;
+  me.end = start + nb * cs;
+  me.next = q->inflight;
+  q->inflight = &me;
+  q->alloc_runs++;
+  if (++q->nr_inflight > q->max_inflight)
+    q->max_inflight = q->nr_inflight;
 
-  /* Head and tail partial clusters are merged with the old contents. */
-  {
-    uint64_t pos = offset;
-    while (pos < end) {
-      uint64_t ci = (pos - start) / cs;
-      uint64_t cstart = start + ci * cs;
-      uint64_t in = pos - cstart;
-      uint64_t n = cs - in;
-      if (n > end - pos)
-        n = end - pos;
-      if (in == 0 && n == cs) {
-        /* Whole clusters straight from the caller's buffer. */
-        uint64_t m = (end - pos) & ~(cs - 1);
-        if (qcow2_file_pwrite (q, buf + (pos - offset), m,
-                               host + (pos - start)) == -1)
-          goto out;
-        pos += m;
-        continue;
-      }
-      {
-        CLEANUP_FREE uint8_t *c = malloc (cs);
-        if (c == NULL) {
-          qcow2_error (errno, "malloc: %m");
-          goto out;
-        }
-        if (read_old (q, olde[ci], oldb[ci], cstart, c) == -1)
-          goto out;
-        memcpy (c + in, buf + (pos - offset), n);
-        if (qcow2_file_pwrite (q, c, cs, host + ci * cs) == -1)
-          goto out;
-      }
-      pos += n;
-    }
-  }
+  pthread_mutex_unlock (&q->lock);
+  if (q->test_alloc_delay_us)
+    usleep (q->test_alloc_delay_us);
+  r = write_new_clusters (q, buf, offset, end, start, host, fresh,
+                          olde, oldb);
+  pthread_mutex_lock (&q->lock);
 
-  for (i = 0; i < nb; i++) {
-    if (qcow2_set_l2_entry (q, start + i * cs,
-                            (host + i * cs) | OFLAG_COPIED,
-                            q->extended_l2 ? all_alloc () : 0) == -1)
-      goto out;
-    if (qcow2_free_any (q, olde[i]) == -1)
-      goto out;
+  if (r == -1) {
+    /* Nothing points to the new clusters: give them back. */
+    qcow2_update_refcount (q, host, nb, -1);
+    end_inflight (q, &me);
+    return -1;
   }
+  r = qcow2_set_l2_run (q, start, nb, host, OFLAG_COPIED,
+                        q->extended_l2 ? all_alloc () : 0);
+  for (i = 0; r == 0 && i < nb; i++)
+    r = qcow2_free_any (q, olde[i]);
+  end_inflight (q, &me);
+  if (r == -1)
+    return -1;
   *done = end - offset;
-  r = 0;
- out:
-  free (olde);
-  free (oldb);
-  return r;
+  return 0;
+}
+
+void
+qcow2_alloc_stats (struct qcow2 *q, uint64_t *runs, unsigned *max_parallel)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  *runs = q->alloc_runs;
+  *max_parallel = q->max_inflight;
 }
 
 int
@@ -210,6 +312,7 @@ qcow2_pwrite (struct qcow2 *q, const void *buf, uint64_t count,
       if (n > count)
         n = count;
       pthread_mutex_lock (&q->lock);
+      wait_inflight (q, offset);
       if (qcow2_get_l2_entry (q, offset, &e, &bitmap) == -1) {
         pthread_mutex_unlock (&q->lock);
         return -1;
@@ -361,6 +464,7 @@ zero_or_discard (struct qcow2 *q, uint64_t count, uint64_t offset,
   for (g = first; g < last; g += cs) {
     int r;
     pthread_mutex_lock (&q->lock);
+    wait_inflight (q, g);
     r = zero_cluster (q, g, unmap, discard);
     pthread_mutex_unlock (&q->lock);
     if (r == -1)

@@ -272,6 +272,14 @@ qcow2_plugin_cleanup (void *instance)
   }
   intent_free (q->intent);
   q->intent = NULL;
+  if (q->image && q->image_writable) {
+    uint64_t runs;
+    unsigned maxp;
+
+    qcow2_alloc_stats (q->image, &runs, &maxp);
+    nbdcbt_debug ("qcow2: %s: %" PRIu64 " allocating writes, at most %u "
+                  "in parallel", q->filename, runs, maxp);
+  }
   if (q->image && qcow2_close (q->image) == -1)
     nbdcbt_error ("qcow2: %s: close: %s", q->filename, qcow2_last_error ());
   q->image = NULL;
