@@ -423,12 +423,13 @@ extern char *dir_file (const char *dir, const char *name);
 /* fsync PATH and get its size (if SIZE is not NULL). */
 extern int seal_file (const char *path, uint64_t *size);
 
-/* Change the backing file name in the header of the qcow2 file PATH
- * from OLD_NAME to NEW_NAME in one atomic write, and fsync (rebase.c).
- * Succeeds if it already names NEW_NAME.
+/* Change the backing file name in the header of the qcow2 layer NAME
+ * of the chain ST from OLD_NAME to NEW_NAME, replacing the layer
+ * atomically and durably (rebase.c).  Succeeds if it already names
+ * NEW_NAME.
  */
-extern int qcow2_file_set_backing (const char *path, const char *old_name,
-                                   const char *new_name);
+extern int layer_set_backing (struct store *st, const char *name,
+                              const char *old_name, const char *new_name);
 
 /* --- Retention (prune.c) ---------------------------------------------- */
 

@@ -47,10 +47,11 @@
  *   2. The manifest is replaced (atomically, the directory fsync'd, which
  *      makes step 1's renames durable too) by one that still lists
  *      every backup and records the new file as "prune-pending".
- *   3. The header of backup k+1 is changed to name full-K.qcow2 as its
- *      backing file, in one write of one sector (rebase.c).  Either name
- *      gives backup k+1 the same data, and verify, restore and backups
- *      accept both while the prune is pending.
+ *   3. Backup k+1 is rebased onto full-K.qcow2: its file is replaced,
+ *      atomically, by a copy whose header names full-K.qcow2 as its
+ *      backing file (rebase.c).  Either name gives backup k+1 the same
+ *      data, and verify, restore and backups accept both while the
+ *      prune is pending.
  *   4. The manifest is replaced by the pruned one: full-K.qcow2 (full,
  *      index K, the times of backup k) followed by backups k+1...
  *   5. The files of backups 0..k are deleted.
@@ -79,6 +80,7 @@
 
 #include "backup.h"
 #include "cleanup.h"
+#include "layer.h"
 #include "qcow2.h"
 #include "store.h"
 
@@ -108,9 +110,10 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
   CLEANUP_FREE char *file = NULL, *sums_file = NULL;
   CLEANUP_FREE char *part = NULL, *sums_part = NULL;
   CLEANUP_FREE char *final = NULL, *sums_final = NULL, *top = NULL;
+  struct layer *in = NULL;
   CLEANUP_FREE char *buf = NULL;
   struct qcow2_create_opts copts = { .size = QCOW2_SIZE (m->virtual_size) };
-  struct qcow2 *in = NULL, *outq = NULL;
+  struct qcow2 *outq = NULL;
   struct sum_params params;
   struct summer *summer = NULL;
   sum_list sums = empty_vector;
@@ -125,15 +128,15 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
       asprintf (&sums_part, "%s/.backup-%s.part", dir, sums_file) == -1 ||
       (final = dir_file (dir, file)) == NULL ||
       (sums_final = dir_file (dir, sums_file)) == NULL ||
-      (top = dir_file (dir, b->file)) == NULL ||
+      (top = store_object_path (st, b->file)) == NULL ||
       (buf = malloc (CHUNK)) == NULL) {
     error_errno ("malloc");
     return -1;
   }
 
-  in = qcow2_open (top, QCOW2_OPEN_RDONLY | QCOW2_OPEN_NO_BITMAP_IN_USE);
+  in = layer_open (st, b->file, 0);
   if (in == NULL) {
-    error ("prune: %s: %s", top, qcow2_last_error ());
+    error ("prune: %s: %s", top, layer_last_error ());
     goto out;
   }
   if (qcow2_create (part, &copts) == -1 ||
@@ -152,9 +155,9 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
 
     if (count > (UINT64_C (1) << 30))
       count = UINT64_C (1) << 30;
-    if (qcow2_block_status (in, offset, count, &pnum, &status, &depth) == -1) {
+    if (layer_block_status (in, offset, count, &pnum, &status, &depth) == -1) {
       error ("prune: %s: block status at %" PRIu64 ": %s", top, offset,
-             qcow2_last_error ());
+             layer_last_error ());
       goto out;
     }
     if (pnum == 0 || pnum > count) {
@@ -172,9 +175,9 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
 
         if (len > end - pos2)
           len = end - pos2;
-        if (qcow2_pread (in, buf, len, pos2) == -1) {
+        if (layer_pread (in, buf, len, pos2) == -1) {
           error ("prune: %s: read at %" PRIu64 ": %s", top, pos2,
-                 qcow2_last_error ());
+                 layer_last_error ());
           goto out;
         }
         if (!is_zero (buf, len)) {
@@ -247,7 +250,7 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
   if (outq)
     qcow2_close (outq);
   if (in)
-    qcow2_close (in);
+    layer_close (in);
   summer_free (summer);
   free (sums.ptr);
   if (ret == -1) {
@@ -263,20 +266,6 @@ remove_file (struct store *st, const char *name)
 {
   if (name)
     store_delete (st, name);
-}
-
-/* Step 3 (and its undo): the header of NAME names NEW_NAME instead of
- * OLD_NAME as its backing file.
- */
-static int
-rebase_layer (struct store *st, const char *name, const char *old_name,
-              const char *new_name)
-{
-  CLEANUP_FREE char *path = dir_file (store_dir (st), name);
-
-  if (path == NULL)
-    return -1;
-  return qcow2_file_set_backing (path, old_name, new_name);
 }
 
 /* Steps 3-5, for the prune pending in M: rebase the backup after the
@@ -295,7 +284,7 @@ finish_merge (struct store *st, struct manifest *m)
     return -1;
   }
   if ((size_t) pos + 1 < old.len &&
-      rebase_layer (st, old.ptr[pos + 1].file, old.ptr[pos].file,
+      layer_set_backing (st, old.ptr[pos + 1].file, old.ptr[pos].file,
                     m->merge->file) == -1)
     return -1;
   crash_point ("rebased");
@@ -354,7 +343,7 @@ undo_merge (struct store *st, struct manifest *m)
   struct backup_entry *f = m->merge;
 
   if (pos != -1 && (size_t) pos + 1 < m->backups.len &&
-      rebase_layer (st, m->backups.ptr[pos + 1].file, f->file,
+      layer_set_backing (st, m->backups.ptr[pos + 1].file, f->file,
                     m->backups.ptr[pos].file) == -1)
     return -1;
   m->merge = NULL;
