@@ -72,6 +72,33 @@ for step in written pending rebased pruned; do
   after_kill
 done
 
+# A pending prune whose new full backup was damaged meanwhile: verify
+# says so, and the next prune undoes it (backup 5 rebased back onto
+# backup 4) before pruning afresh.
+rm -rf "$dir"
+cp -a "$tmpdir/pristine" "$dir"
+NBDCBT_BACKUP_TEST_CRASH=rebased $BACKUP prune "$dir" --keep 2 -q || :
+qemu-img info "$dir/backup-0005.qcow2" | grep -q '^backing file: full-0004'
+$PYTHON - "$dir/full-0004.qcow2" <<'EOT'
+import subprocess, json, sys
+m = json.loads(subprocess.check_output(
+    ["qemu-img", "map", "--output=json", "-f", "qcow2", sys.argv[1]]))
+off = next(e["offset"] for e in m if e["data"])
+with open(sys.argv[1], "r+b") as f:
+    f.seek(off + 7)
+    b = f.read(1)
+    f.seek(off + 7)
+    f.write(bytes([b[0] ^ 0x01]))
+EOT
+if $BACKUP verify -q "$dir" 2>"$tmpdir/err"; then
+  echo "$0: a damaged pending full backup was not noticed" >&2; exit 1
+fi
+grep -q 'full-0004.qcow2: checksum mismatch' "$tmpdir/err"
+$BACKUP prune "$dir" --keep 2 2>"$tmpdir/err" >/dev/null
+grep -q 'is damaged; undoing that prune' "$tmpdir/err"
+test "$(chain_indexes "$dir")" = "4 5"
+check_points "$dir"
+
 # A backup while a prune is pending keeps it (and the files it needs).
 rm -rf "$dir"
 cp -a "$tmpdir/pristine" "$dir"
