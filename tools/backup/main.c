@@ -53,6 +53,12 @@ struct options opts = {
 
 const char *message_prefix;
 
+/* --control (repeatable with several disks).  Static, as opts.nodes, so
+ * that it stays reachable until exit.
+ */
+static const char **controls;
+static size_t ncontrols;
+
 void
 error (const char *fs, ...)
 {
@@ -223,8 +229,6 @@ main (int argc, char *argv[])
 {
   bool auto_flag = false;
   int64_t keep = -1;
-  const char **controls = NULL;
-  size_t ncontrols = 0;
   int jobs = 0;
   bool many;
   const char *cmd, *arg;

@@ -192,6 +192,8 @@ run_disk (enum backup_mode mode, struct disk *d, int fd)
   opts.output = d->dir;
   opts.control = d->control;
   node = d->node ? d->node : d->name;
+  /* The run's --node NAME=NODE were bound to their disks already. */
+  free (opts.nodes);
   opts.nodes = d->control || d->node ? &node : NULL;
   opts.nnodes = opts.nodes ? 1 : 0;
   r = do_backup (mode, d->uri);
