@@ -136,6 +136,17 @@ struct qcow2;
 extern struct sink *sink_qcow2_wrap (struct qcow2 *q);
 extern struct sink *sink_raw_create (const char *path, uint64_t size);
 extern struct sink *sink_nbd_open (const char *uri, uint64_t size);
+/* A qcow2 file of virtual SIZE (backed by BACKING_FILE, a qcow2 object
+ * of the same store, or NULL) streamed into the upload U, whose head
+ * must be 64 KiB (sink-qcow2-stream.c).  The close writes the tables
+ * and the head and puts the file's size in *FILE_SIZE; the caller then
+ * commits or aborts U.
+ */
+struct store_upload;
+extern struct sink *sink_qcow2_stream (struct store_upload *u, uint64_t size,
+                                       const char *backing_file,
+                                       uint64_t *file_size);
+#define STREAM_HEAD_SIZE (64 * 1024)
 
 /* --- Copy engine (copy.c) --------------------------------------------- */
 
@@ -269,6 +280,9 @@ struct store;                   /* store.h */
 extern int manifest_load (struct store *st, struct manifest *m);
 /* Replaces it atomically and durably (store_put). */
 extern int manifest_save (struct store *st, const struct manifest *m);
+/* The same under another name (an archived chain's manifest). */
+extern int manifest_save_as (struct store *st, const char *name,
+                             const struct manifest *m);
 extern void manifest_free (struct manifest *m);
 extern void backup_entry_free (struct backup_entry *b);
 /* The position in M's list of the backup of index INDEX, or -1. */
@@ -307,6 +321,9 @@ extern bool is_zero (const void *buf, size_t len);
 /* Write LIST to PATH (the caller fsyncs it) and the SHA-256 of the
  * file into HEX.
  */
+/* The same text in memory (*TEXT malloc'd). */
+extern int sums_format (const struct sum_params *p, const sum_list *list,
+                        char **text, size_t *size, char hex[65]);
 extern int sums_save (const char *path, const struct sum_params *p,
                       const sum_list *list, char hex[65]);
 /* Check the backup file of B in the chain ST against its manifest entry: for a

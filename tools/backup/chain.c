@@ -46,6 +46,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +103,53 @@ interrupted (int sig)
 }
 
 static sigset_t publish_signals;
+
+/* For an object store the signals go to a thread of their own, since
+ * aborting the uploads takes HTTP requests, which a handler cannot
+ * make.  Every other thread keeps them blocked.
+ */
+static bool signals_by_thread;
+
+static void *
+signal_thread (void *opaque)
+{
+  static const char msg[] =
+    "\n" PROG ": interrupted; aborting the upload, the chain is unchanged\n";
+  static const char late_msg[] =
+    "\n" PROG ": interrupted after the backup was complete\n";
+  int sig;
+
+  if (sigwait (&publish_signals, &sig) != 0)
+    return NULL;
+  if (published) {
+    if (write (STDERR_FILENO, late_msg, sizeof late_msg - 1) == -1) {
+      /* nothing to do */
+    }
+  }
+  else {
+    if (write (STDERR_FILENO, msg, sizeof msg - 1) == -1) {
+      /* nothing to do */
+    }
+    store_abort_all_uploads ();
+  }
+  _exit (EXIT_FAILURE);
+}
+
+static void
+catch_signals_by_thread (void)
+{
+  pthread_t t;
+
+  sigemptyset (&publish_signals);
+  sigaddset (&publish_signals, SIGINT);
+  sigaddset (&publish_signals, SIGTERM);
+  sigaddset (&publish_signals, SIGHUP);
+  pthread_sigmask (SIG_BLOCK, &publish_signals, NULL);
+  signal (SIGPIPE, SIG_IGN);
+  if (pthread_create (&t, NULL, signal_thread, NULL) == 0)
+    pthread_detach (t);
+  signals_by_thread = true;
+}
 
 static void
 catch_signals (void)
@@ -249,7 +297,16 @@ struct backup_job {
 
   /* The new layer and its checksum list: names in DIR, and the paths
    * they are written under and published as (backup_name_files).
+   * STREAMED: the layer is streamed into a store upload (an object
+   * store, or a directory with NBDCBT_BACKUP_STREAMED=1) instead of
+   * written in place through the qcow2 library; the checksum list then
+   * waits in SUMS_TEXT until the publishing.
    */
+  bool streamed;
+  struct store_upload *upload;
+  char *sums_text;
+  size_t sums_len;
+  char *new_chain_id;           /* a full backup's, made at naming */
   int64_t index;
   char *file, *part, *final;
   char *sums_file, *sums_part, *sums_final;
@@ -273,7 +330,12 @@ backup_open_dir (struct backup_job *job)
   job->st = store_open (job->dir, true);
   if (job->st == NULL || store_lock (job->st) == -1)
     return -1;
-  catch_signals ();
+  job->streamed = store_dir (job->st) == NULL ||
+    getenv ("NBDCBT_BACKUP_STREAMED") != NULL;
+  if (store_dir (job->st))
+    catch_signals ();
+  else if (!signals_by_thread)
+    catch_signals_by_thread ();
   store_cleanup (job->st);
 
   r = manifest_load (job->st, &job->chain);
@@ -376,6 +438,29 @@ backup_name_files (struct backup_job *job)
 
   job->index = job->full ? 0
     : job->chain.backups.ptr[job->chain.backups.len - 1].index + 1;
+  if (job->full && (job->new_chain_id = new_uuid ()) == NULL)
+    return -1;
+  if (store_dir (job->st) == NULL) {
+    /* Objects cannot be renamed: a new chain's names differ from the
+     * old one's (the chain id's first 8 digits), so that the old chain
+     * stays whole until the manifest switches.
+     */
+    const char *id = job->full ? job->new_chain_id : job->chain.chain_id;
+    if (asprintf (&job->file, "backup-%04" PRIi64 "-%.8s.qcow2", job->index,
+                  id) == -1 ||
+        asprintf (&job->sums_file, "backup-%04" PRIi64 "-%.8s.sums",
+                  job->index, id) == -1) {
+      error_errno ("asprintf");
+      return -1;
+    }
+    job->part = store_object_path (job->st, job->file);
+    job->final = store_object_path (job->st, job->file);
+    job->sums_part = store_object_path (job->st, job->sums_file);
+    job->sums_final = store_object_path (job->st, job->sums_file);
+    if (!job->part || !job->final || !job->sums_part || !job->sums_final)
+      return -1;
+    return 0;
+  }
   if (asprintf (&job->file, "backup-%04" PRIi64 ".qcow2", job->index) == -1 ||
       asprintf (&job->part, "%s/.%s.part", dir, job->file) == -1 ||
       asprintf (&job->final, "%s/%s", dir, job->file) == -1 ||
@@ -411,12 +496,59 @@ backup_backing_file (const struct backup_job *job)
   return job->chain.backups.ptr[job->chain.backups.len - 1].file;
 }
 
+/* Stream the new layer into an upload (invisible until the publishing
+ * commits it) and keep its checksum list in memory.
+ */
+static int
+backup_copy_streamed (struct backup_job *job)
+{
+  uint64_t size = QCOW2_SIZE (job->size);
+  struct sink *sink;
+  int r;
+
+  /* Requests of whole clusters (both are powers of two). */
+  if (opts.request_size < STREAM_HEAD_SIZE)
+    opts.request_size = STREAM_HEAD_SIZE;
+  if (sum_params_new (&job->sum_params) == -1)
+    return -1;
+  part_path = store_dir (job->st) ? job->part : NULL;
+  job->upload = store_upload_begin (job->st, job->file, STREAM_HEAD_SIZE);
+  if (job->upload == NULL)
+    return -1;
+  /* At most the disk plus its tables. */
+  store_upload_expect (job->upload, size + size / 4096 + (1 << 20));
+  sink = sink_qcow2_stream (job->upload, size, backup_backing_file (job),
+                            &job->file_size);
+  if (sink == NULL)
+    return -1;
+  debug_time ("create");
+
+  job->stats = (struct copy_stats) {
+    .sums = &job->sums, .sum_params = &job->sum_params,
+  };
+  r = copy_extents (job->uri, job->source, &job->work, sink, job->full,
+                    STREAM_HEAD_SIZE, &job->stats);
+  if (r == 0)
+    debug_time ("copy");
+  if (sink->ops->close (sink) == -1)
+    r = -1;
+  if (r == 0)
+    r = sums_format (&job->sum_params, &job->sums, &job->sums_text,
+                     &job->sums_len, job->sums_sha256);
+  if (r == 0)
+    debug_time ("close");
+  return r;
+}
+
 /* Write the new layer (a qcow2 file backed by the chain's last backup)
  * and its checksum list under their temporary names.
  */
 static int
 backup_copy (struct backup_job *job)
 {
+  if (job->streamed)
+    return backup_copy_streamed (job);
+
   struct qcow2_create_opts copts = {
     .size = QCOW2_SIZE (job->size),
     .backing_file = backup_backing_file (job),
@@ -470,6 +602,8 @@ backup_copy (struct backup_job *job)
 static int
 backup_seal (struct backup_job *job)
 {
+  if (job->streamed)
+    return 0;                   /* durable when committed */
   if (seal_file (job->part, &job->file_size) == -1 ||
       seal_file (job->sums_part, NULL) == -1)
     return -1;
@@ -484,7 +618,8 @@ backup_new_chain (struct backup_job *job)
   struct manifest *m = &job->chain;
 
   manifest_free (m);
-  m->chain_id = new_uuid ();
+  m->chain_id = job->new_chain_id;
+  job->new_chain_id = NULL;
   m->virtual_size = job->size;
   m->export_name = strdup (job->export_name);
   m->export_description = job->description ? strdup (job->description)
@@ -547,19 +682,46 @@ backup_publish (struct backup_job *job)
   struct manifest *m = &job->chain;
 
   sigprocmask (SIG_BLOCK, &publish_signals, NULL);
-  if (job->full && job->have_chain &&
-      archive_chain (job->dir, m) == -1)
+  if (job->full && job->have_chain && store_dir (job->st) == NULL) {
+    /* The old chain's objects stay (their names differ from the new
+     * chain's); its manifest is kept beside them.
+     */
+    CLEANUP_FREE char *name = NULL;
+    if (asprintf (&name, "chain-%s.%s", m->chain_id, MANIFEST_NAME) == -1) {
+      error_errno ("asprintf");
+      return -1;
+    }
+    if (manifest_save_as (job->st, name, m) == -1)
+      return -1;
+    info ("the previous chain %s is kept: its manifest is now %s",
+          m->chain_id, name);
+  }
+  else if (job->full && job->have_chain &&
+           archive_chain (job->dir, m) == -1)
     return -1;
-  if (rename (job->part, job->final) == -1) {
+  if (job->streamed) {
+    struct store_upload *u = job->upload;
+
+    job->upload = NULL;
+    if (store_upload_commit (u) == -1)
+      return -1;
+    part_path = NULL;
+    if (store_put (job->st, job->sums_file, job->sums_text,
+                   job->sums_len) == -1)
+      return -1;
+  }
+  else if (rename (job->part, job->final) == -1) {
     error_errno ("rename %s to %s", job->part, job->final);
     return -1;
   }
-  part_path = NULL;
-  if (rename (job->sums_part, job->sums_final) == -1) {
-    error_errno ("rename %s to %s", job->sums_part, job->sums_final);
-    return -1;
+  else {
+    part_path = NULL;
+    if (rename (job->sums_part, job->sums_final) == -1) {
+      error_errno ("rename %s to %s", job->sums_part, job->sums_final);
+      return -1;
+    }
+    sums_part_path = NULL;
   }
-  sums_part_path = NULL;
 
   if (job->full) {
     if (backup_new_chain (job) == -1)
@@ -591,6 +753,11 @@ backup_publish (struct backup_job *job)
 static void
 backup_job_end (struct backup_job *job)
 {
+  if (job->upload) {
+    store_upload_abort (job->upload);
+    job->upload = NULL;
+    part_path = NULL;
+  }
   if (part_path) {
     unlink (part_path);
     part_path = NULL;
@@ -599,7 +766,8 @@ backup_job_end (struct backup_job *job)
     unlink (sums_part_path);
     sums_part_path = NULL;
   }
-  sigprocmask (SIG_UNBLOCK, &publish_signals, NULL);
+  if (!signals_by_thread)
+    sigprocmask (SIG_UNBLOCK, &publish_signals, NULL);
   if (job->source) {
     nbd_shutdown (job->source, 0);
     nbd_close (job->source);
@@ -616,6 +784,8 @@ backup_job_end (struct backup_job *job)
   free (job->sums_part);
   free (job->sums_final);
   free (job->sums.ptr);
+  free (job->sums_text);
+  free (job->new_chain_id);
   manifest_free (&job->chain);
   store_close (job->st);
 }

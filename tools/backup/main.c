@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "s3.h"
 #include "bitmap-rules.h"
 #include "utils.h"
 
@@ -153,6 +154,18 @@ usage (FILE *fp)
 "                             client-key.pem] in DIR\n"
 "      --tls-psk FILE         pre-shared keys (psktool's format)\n"
 "      --tls-username USER    the PSK's user (or USER@ in the URI)\n"
+"\n"
+"S3 (DIR may be s3://BUCKET/PREFIX; credentials from AWS_ACCESS_KEY_ID,\n"
+"AWS_SECRET_ACCESS_KEY [AWS_SESSION_TOKEN] or ~/.aws/credentials):\n"
+"      --s3-endpoint URL      https://HOST[:PORT] (http:// only if given)\n"
+"      --s3-region REGION     (default: AWS_REGION, ~/.aws/config, us-east-1)\n"
+"      --s3-profile NAME      profile of ~/.aws/{credentials,config}\n"
+"      --s3-addressing-style path|virtual|auto   (--s3-path-style: path)\n"
+"      --s3-ca-bundle FILE    CA certificates to check the server with\n"
+"      --s3-part-size SIZE    multipart upload part size (default 8M)\n"
+"      --s3-uploads N         parts uploaded at once (default 4)\n"
+"      --s3-retries N         retries of a failed request (default 5)\n"
+"      --s3-timeout SECONDS   a stalled request fails after (default 30)\n"
 "  -p, --progress             show a progress bar\n"
 "  -q, --quiet                print nothing but errors\n"
 "      --help                 show this help\n"
@@ -165,6 +178,10 @@ enum {
   HELP_OPTION = CHAR_MAX + 1, AUTO_OPTION, DISK_ID_OPTION,
   TLS_OPTION, TLS_CERTIFICATES_OPTION, TLS_PSK_OPTION, TLS_USERNAME_OPTION,
   CONTROL_OPTION, NODE_OPTION, KEEP_OPTION, JOBS_OPTION,
+  S3_ENDPOINT_OPTION, S3_REGION_OPTION, S3_PROFILE_OPTION,
+  S3_ADDRESSING_OPTION, S3_PATH_STYLE_OPTION, S3_CA_BUNDLE_OPTION,
+  S3_PART_SIZE_OPTION, S3_UPLOADS_OPTION, S3_RETRIES_OPTION,
+  S3_TIMEOUT_OPTION,
 };
 
 static const struct option long_options[] = {
@@ -187,6 +204,16 @@ static const struct option long_options[] = {
   { "tls-certificates", required_argument, NULL, TLS_CERTIFICATES_OPTION },
   { "tls-psk", required_argument, NULL, TLS_PSK_OPTION },
   { "tls-username", required_argument, NULL, TLS_USERNAME_OPTION },
+  { "s3-endpoint", required_argument, NULL, S3_ENDPOINT_OPTION },
+  { "s3-region", required_argument, NULL, S3_REGION_OPTION },
+  { "s3-profile", required_argument, NULL, S3_PROFILE_OPTION },
+  { "s3-addressing-style", required_argument, NULL, S3_ADDRESSING_OPTION },
+  { "s3-path-style", no_argument, NULL, S3_PATH_STYLE_OPTION },
+  { "s3-ca-bundle", required_argument, NULL, S3_CA_BUNDLE_OPTION },
+  { "s3-part-size", required_argument, NULL, S3_PART_SIZE_OPTION },
+  { "s3-uploads", required_argument, NULL, S3_UPLOADS_OPTION },
+  { "s3-retries", required_argument, NULL, S3_RETRIES_OPTION },
+  { "s3-timeout", required_argument, NULL, S3_TIMEOUT_OPTION },
   { "help", no_argument, NULL, HELP_OPTION },
   { "version", no_argument, NULL, 'V' },
   { NULL },
@@ -357,6 +384,41 @@ main (int argc, char *argv[])
     case TLS_CERTIFICATES_OPTION: opts.tls_certificates = optarg; break;
     case TLS_PSK_OPTION: opts.tls_psk_file = optarg; break;
     case TLS_USERNAME_OPTION: opts.tls_username = optarg; break;
+    case S3_ENDPOINT_OPTION: s3_opts.endpoint = optarg; break;
+    case S3_REGION_OPTION: s3_opts.region = optarg; break;
+    case S3_PROFILE_OPTION: s3_opts.profile = optarg; break;
+    case S3_ADDRESSING_OPTION: s3_opts.addressing_style = optarg; break;
+    case S3_PATH_STYLE_OPTION: s3_opts.addressing_style = "path"; break;
+    case S3_CA_BUNDLE_OPTION: s3_opts.ca_bundle = optarg; break;
+    case S3_PART_SIZE_OPTION: {
+      const char *err;
+      int64_t s = parse_human_size (optarg, &err);
+      if (s == -1) {
+        error ("--s3-part-size: '%s': %s", optarg, err);
+        exit (EXIT_FAILURE);
+      }
+      if (s < 5 * 1024 * 1024 || s > INT64_C (1) << 30) {
+        error ("--s3-part-size: must be from 5M (S3's minimum) to 1G");
+        exit (EXIT_FAILURE);
+      }
+      s3_opts.part_size = s;
+      break;
+    }
+    case S3_UPLOADS_OPTION:
+      if (parse_int ("--s3-uploads", optarg, 1, 64, &v) == -1)
+        exit (EXIT_FAILURE);
+      s3_opts.uploads = v;
+      break;
+    case S3_RETRIES_OPTION:
+      if (parse_int ("--s3-retries", optarg, 0, 100, &v) == -1)
+        exit (EXIT_FAILURE);
+      s3_opts.retries = v;
+      break;
+    case S3_TIMEOUT_OPTION:
+      if (parse_int ("--s3-timeout", optarg, 1, 3600, &v) == -1)
+        exit (EXIT_FAILURE);
+      s3_opts.timeout = v;
+      break;
     case 'p': opts.progress = true; break;
     case 'q': opts.quiet = true; break;
     case HELP_OPTION: usage (stdout); exit (EXIT_SUCCESS);

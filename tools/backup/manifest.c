@@ -507,6 +507,13 @@ entry_object (const struct backup_entry *b)
 int
 manifest_save (struct store *st, const struct manifest *m)
 {
+  return manifest_save_as (st, MANIFEST_NAME, m);
+}
+
+int
+manifest_save_as (struct store *st, const char *name,
+                  const struct manifest *m)
+{
   CLEANUP_FREE char *buf = NULL;
   json_object *root, *list;
   const char *text;
@@ -544,7 +551,7 @@ manifest_save (struct store *st, const struct manifest *m)
     json_object_put (root);
     return -1;
   }
-  ret = store_put (st, MANIFEST_NAME, buf, strlen (buf));
+  ret = store_put (st, name, buf, strlen (buf));
   json_object_put (root);
   return ret;
 }

@@ -65,6 +65,7 @@ struct upload_ops {
   int (*set_head) (struct store_upload *u, const void *buf);
   int (*commit) (struct store_upload *u);
   void (*abort) (struct store_upload *u);  /* frees U */
+  void (*expect) (struct store_upload *u, uint64_t bytes); /* or NULL */
 };
 
 struct store_upload {

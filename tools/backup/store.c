@@ -229,6 +229,13 @@ store_upload_begin (struct store *st, const char *name, size_t head_size)
   return u;
 }
 
+void
+store_upload_expect (struct store_upload *u, uint64_t bytes)
+{
+  if (u->ops->expect)
+    u->ops->expect (u, bytes);
+}
+
 int
 store_upload_append (struct store_upload *u, const void *buf, size_t len)
 {

@@ -142,6 +142,10 @@ struct store_upload;
 extern struct store_upload *store_upload_begin (struct store *st,
                                                 const char *name,
                                                 size_t head_size);
+/* Optional: the object will be about BYTES long (an object store picks
+ * its part size so that the parts stay under its limit of 10000).
+ */
+extern void store_upload_expect (struct store_upload *u, uint64_t bytes);
 /* Append LEN bytes.  Not thread-safe: one writer per upload. */
 extern int store_upload_append (struct store_upload *u, const void *buf,
                                 size_t len);

@@ -74,14 +74,13 @@
 #define MAX_DATA_RECORD (32 * 1024 * 1024)
 
 int
-sums_save (const char *path, const struct sum_params *params,
-           const sum_list *list, char hex[65])
+sums_format (const struct sum_params *params, const sum_list *list,
+             char **text_ret, size_t *size_ret, char hex[65])
 {
-  CLEANUP_FREE char *text = NULL;
+  char *text = NULL;
   unsigned char digest[SUM_SIZE];
   size_t size = 0, i;
   FILE *fp;
-  int fd, ret = -1;
 
   /* Built in memory so that its checksum is of exactly these bytes. */
   fp = open_memstream (&text, &size);
@@ -109,12 +108,27 @@ sums_save (const char *path, const struct sum_params *params,
       fprintf (fp, "zero %" PRIu64 " %" PRIu64 "\n", r->offset, r->length);
   }
   if (fclose (fp) == EOF) {
-    error_errno ("%s", path);
+    error_errno ("open_memstream");
+    free (text);
     return -1;
   }
   sum_data (text, size, digest);
   hex_digest (digest, hex);
+  *text_ret = text;
+  *size_ret = size;
+  return 0;
+}
 
+int
+sums_save (const char *path, const struct sum_params *params,
+           const sum_list *list, char hex[65])
+{
+  CLEANUP_FREE char *text = NULL;
+  size_t size;
+  int fd, ret = -1;
+
+  if (sums_format (params, list, &text, &size, hex) == -1)
+    return -1;
   fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd == -1) {
     error_errno ("%s", path);
