@@ -486,7 +486,8 @@ s3_perform (struct s3_client *c, const struct s3_request *rq,
       ret = 0;
       break;
     }
-    if (cc == CURLE_OK && rs->status == 404 && rq->missing_ok) {
+    if (cc == CURLE_OK && rs->status == 404 && rq->missing_ok &&
+        !(t.buf && strstr (t.buf, "<Code>NoSuchBucket<"))) {
       ret = 1;
       break;
     }

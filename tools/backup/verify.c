@@ -183,7 +183,8 @@ do_verify (const char *location)
     return -1;
   r = manifest_load (st, &m);
   if (r == -1) {
-    error ("verify: %s: FAILED (damaged manifest)", location);
+    error ("verify: %s: FAILED (the manifest is damaged or cannot be read)",
+           location);
     store_close (st);
     return -1;
   }
