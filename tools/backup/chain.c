@@ -821,7 +821,8 @@ do_session_backups (enum backup_mode mode, const char *uri)
   size_t i;
   int r = 0;
 
-  if (opts.nnodes > 1 && mkdir (opts.output, 0755) == -1 && errno != EEXIST) {
+  if (opts.nnodes > 1 && !store_is_url (opts.output) &&
+      mkdir (opts.output, 0755) == -1 && errno != EEXIST) {
     error_errno ("mkdir %s", opts.output);
     return -1;
   }

@@ -60,6 +60,7 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "store.h"
 #include "cleanup.h"
 
 struct disk {
@@ -350,7 +351,9 @@ do_many_backups (enum backup_mode mode, char *const *args, size_t n,
              disks[i].name);
       goto out;
     }
-  if (mkdir (opts.output, 0755) == -1 && errno != EEXIST) {
+  /* An S3 prefix needs no directory: its chains are OUTPUT/NAME too. */
+  if (!store_is_url (opts.output) &&
+      mkdir (opts.output, 0755) == -1 && errno != EEXIST) {
     error_errno ("mkdir %s", opts.output);
     goto out;
   }

@@ -329,6 +329,7 @@ retryable (CURLcode cc, long status, const char *body)
     return cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_COULDNT_CONNECT ||
       cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR ||
       cc == CURLE_GOT_NOTHING || cc == CURLE_PARTIAL_FILE ||
+      cc == CURLE_WEIRD_SERVER_REPLY ||
       cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_SSL_CONNECT_ERROR ||
       cc == CURLE_HTTP2 || cc == CURLE_HTTP2_STREAM;
   if (status >= 500 || status == 429)

@@ -342,6 +342,14 @@ du_abort (struct store_upload *u)
   du_free (du);
 }
 
+static void
+du_cancel (struct store_upload *u)
+{
+  struct dir_upload *du = (struct dir_upload *) u;
+
+  unlink (du->part);
+}
+
 static int
 du_commit (struct store_upload *u)
 {
@@ -370,6 +378,7 @@ static const struct upload_ops dir_upload_ops = {
   .set_head = du_set_head,
   .commit = du_commit,
   .abort = du_abort,
+  .cancel = du_cancel,
 };
 
 static struct store_upload *

@@ -65,6 +65,10 @@ struct upload_ops {
   int (*set_head) (struct store_upload *u, const void *buf);
   int (*commit) (struct store_upload *u);
   void (*abort) (struct store_upload *u);  /* frees U */
+  /* Abort without freeing or waiting for other threads: the process
+   * exits next (a signal).
+   */
+  void (*cancel) (struct store_upload *u);
   void (*expect) (struct store_upload *u, uint64_t bytes); /* or NULL */
 };
 

@@ -665,13 +665,10 @@ su_free (struct s3_upload *su)
   free (su);
 }
 
+/* AbortMultipartUpload, if one was started. */
 static void
-su_abort (struct store_upload *u)
+abort_remote (struct s3_upload *su)
 {
-  struct s3_upload *su = (struct s3_upload *) u;
-
-  su->failed = true;
-  stop_senders (su);
   if (su->upload_id) {
     CLEANUP_FREE char *enc_id = s3_uri_encode (su->upload_id, false);
     CLEANUP_FREE char *q = NULL;
@@ -683,7 +680,23 @@ su_abort (struct store_upload *u)
             .missing_ok = true }, &rs) >= 0)
       s3_response_free (&rs);
   }
+}
+
+static void
+su_abort (struct store_upload *u)
+{
+  struct s3_upload *su = (struct s3_upload *) u;
+
+  su->failed = true;
+  stop_senders (su);
+  abort_remote (su);
   su_free (su);
+}
+
+static void
+su_cancel (struct store_upload *u)
+{
+  abort_remote ((struct s3_upload *) u);
 }
 
 static int
@@ -794,6 +807,7 @@ static const struct upload_ops s3_upload_ops = {
   .set_head = su_set_head,
   .commit = su_commit,
   .abort = su_abort,
+  .cancel = su_cancel,
   .expect = su_expect,
 };
 

@@ -281,8 +281,7 @@ store_abort_all_uploads (void)
   uploads = NULL;
   pthread_mutex_unlock (&uploads_lock);
   while (u) {
-    struct store_upload *next = u->next;
-    u->ops->abort (u);
-    u = next;
+    u->ops->cancel (u);
+    u = u->next;
   }
 }
