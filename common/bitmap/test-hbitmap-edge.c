@@ -33,7 +33,8 @@
 /* Edge cases of hbitmap: bad arguments, size 0, one byte, one granule,
  * offsets at and past the end, zero and huge lengths, resize across word
  * boundaries, known serialization bytes and digests, and a 1 TiB bitmap
- * at 512-byte granularity (2^31 bits) with its memory budget.
+ * at 512-byte granularity (2^31 bits) with its memory budget; the
+ * dirty walk over many areas and long runs.
  */
 
 #include <config.h>
@@ -349,6 +350,89 @@ test_1tib_512 (void)
   hbitmap_free (hb);
 }
 
+/* The walk over more areas than one lock hold covers (the lock is
+ * dropped every 1024), over runs that cross words and level-1 words
+ * (followed through the "full" summaries) and unaligned ends: the areas
+ * must be exactly those next_dirty_area finds one by one.
+ */
+struct walk_list {
+  uint64_t *a;
+  size_t n, cap;
+};
+
+static int
+walk_collect (void *opaque, uint64_t start, uint64_t len)
+{
+  struct walk_list *l = opaque;
+
+  if (l->n + 2 > l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 1024;
+    l->a = realloc (l->a, l->cap * sizeof *l->a);
+    if (l->a == NULL)
+      exit (EXIT_FAILURE);
+  }
+  l->a[l->n++] = start;
+  l->a[l->n++] = len;
+  return 0;
+}
+
+static void
+check_walk_matches (struct hbitmap *hb, uint64_t off, uint64_t end)
+{
+  struct walk_list l = { 0 };
+  uint64_t s, len, pos = off;
+  size_t i = 0;
+
+  CHECK (hbitmap_walk_dirty (hb, off, end, walk_collect, &l) == 0);
+  while (hbitmap_next_dirty_area (hb, pos, end, 0, &s, &len)) {
+    CHECK (i + 1 < l.n);
+    if (i + 1 >= l.n)
+      break;
+    CHECK (l.a[i] == s && l.a[i + 1] == len);
+    i += 2;
+    pos = s + len;
+  }
+  CHECK (i == l.n);
+  free (l.a);
+}
+
+static void
+test_walk_many (void)
+{
+  const uint64_t gran = 512, size = (UINT64_C (3) << 30) + 1234;
+  struct hbitmap *hb = new_or_die (size, gran);
+  uint64_t i;
+
+  /* 3000 single granules, every 301st: more than two lock holds. */
+  for (i = 0; i < 3000; ++i)
+    hbitmap_set (hb, i * 301 * gran, 1);
+  /* Runs across words and across level-1 words (4096 granules each). */
+  hbitmap_set (hb, 10000000 * gran - 100, 200 * gran);
+  hbitmap_set (hb, 4096 * 700 * gran - 64 * gran, 4096 * 3 * gran);
+  hbitmap_set (hb, 63 * gran, 2 * gran);
+  /* Dirty up to the (partial) last granule. */
+  hbitmap_set (hb, size - 70 * gran, 70 * gran);
+
+  check_walk_matches (hb, 0, UINT64_MAX);
+  check_walk_matches (hb, 1, size - 1);
+  check_walk_matches (hb, 64 * gran, 4096 * 701 * gran + 17);
+  check_walk_matches (hb, 4096 * 700 * gran - 10 * gran, UINT64_MAX);
+  check_walk_matches (hb, size - 1, size);
+  check_walk_matches (hb, size, UINT64_MAX);
+  hbitmap_set_all (hb);
+  check_walk_matches (hb, 0, UINT64_MAX);
+  check_walk_matches (hb, 777, size - 777);
+  hbitmap_free (hb);
+
+  /* One word, one level. */
+  hb = new_or_die (40 * gran, gran);
+  hbitmap_set (hb, 3 * gran, 5 * gran);
+  hbitmap_set (hb, 30 * gran, 10 * gran);
+  check_walk_matches (hb, 0, UINT64_MAX);
+  check_walk_matches (hb, 5 * gran + 1, 35 * gran);
+  hbitmap_free (hb);
+}
+
 int
 main (void)
 {
@@ -359,6 +443,7 @@ main (void)
   test_resize ();
   test_serialization ();
   test_1tib_512 ();
+  test_walk_many ();
 
   if (failures) {
     fprintf (stderr, "test-hbitmap-edge: %d failures\n", failures);

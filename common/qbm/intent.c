@@ -229,9 +229,18 @@ intent_mark (struct intent *r, uint64_t offset, uint64_t len)
   for (z = z0; z <= z1; z++) {
     uint64_t bit = UINT64_C (1) << (z % 64);
     /* Sequentially consistent: the store to touched is ordered before
-     * the load of durable (see intent.h).
+     * the load of durable (see intent.h).  The bit is set only if it is
+     * not already: a zone's words are shared by every worker, and a
+     * read-modify-write on each write would bounce their cache line
+     * between the processors.  Seeing the bit set is as good as setting
+     * it: a set bit this load can see (seq_cst, and after any
+     * intent_store_begin that happens before this write's fine marks)
+     * was set since that store began, by an operation that comes before
+     * this load, and so before intent_store_end's read of touched
+     * whenever this writer's read of durable comes before its clear.
      */
-    atomic_fetch_or (&r->touched[z / 64], bit);
+    if (!(atomic_load (&r->touched[z / 64]) & bit))
+      atomic_fetch_or (&r->touched[z / 64], bit);
     if (!(atomic_load (&r->durable[z / 64]) & bit))
       all_durable = false;
   }

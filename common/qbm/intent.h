@@ -42,7 +42,9 @@
  *                the range is durably marked in the record: the first
  *                write into a zone that is clean in the record costs one
  *                durable update (the backend's write + sync); a write into
- *                a marked zone costs two atomic operations and no lock.
+ *                a marked zone costs two atomic loads (no lock, no write to
+ *                a shared cache line once the zone was touched since the
+ *                last store).
  *   store:       intent_store_begin (), then snapshot and durably store
  *                the fine bitmaps, then intent_store_end (): zones nobody
  *                wrote since intent_store_begin are cleared in the record
