@@ -132,3 +132,13 @@ for n in 0 1 2; do
   $BACKUP restore "$dir" --until $n -o "$tmpdir/restored.raw" -q
   cmp "$tmpdir/restored.raw" "$tmpdir/point-$n.raw"
 done
+
+# 3. Prune: the merged full backups are padded like the others and every
+# remaining point still restores exactly.
+$BACKUP prune "$dir" --keep 2 -q
+check_point "$dir/full-0001.qcow2" "$tmpdir/point-1.raw"
+$BACKUP prune "$dir" --keep 1 -q
+$BACKUP verify "$dir" -q
+check_point "$dir/full-0002.qcow2" "$tmpdir/point-2.raw"
+$BACKUP restore "$dir" --until 2 -o "$tmpdir/restored.raw" -q
+cmp "$tmpdir/restored.raw" "$tmpdir/point-2.raw"
