@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -299,8 +300,29 @@ handle_single_connection (int infd, int outfd)
   conn_free (conn);
 }
 
+/* Drop the connections (of EXP, or all) whose reply has made no
+ * progress for STOP_STALL_MS: a client that stopped reading must not
+ * hold up the server's stop or an export's removal (the send timeout
+ * alone would take SEND_TIMEOUT seconds).  conns_lock held.
+ */
+static void
+drop_stalled_locked (struct export *exp)
+{
+  struct connection *conn;
+
+  for (conn = conns; conn; conn = conn->list.next)
+    if ((exp == NULL
+         || __atomic_load_n (&conn->exp, __ATOMIC_ACQUIRE) == exp)
+        && transport_send_stalled (&conn->transport, STOP_STALL_MS)) {
+      nbdcbt_debug ("stopping: a client read none of its replies for %d ms, "
+                    "dropping it", STOP_STALL_MS);
+      transport_abort (&conn->transport);
+    }
+}
+
 /* Stop reading new requests on every connection; requests in flight
- * finish and send their replies.
+ * finish and send their replies (but a client that stopped reading them
+ * is dropped once stalled for STOP_STALL_MS: call again to check).
  */
 void
 connections_shutdown (struct export *exp)
@@ -312,6 +334,7 @@ connections_shutdown (struct export *exp)
     if (exp == NULL
         || __atomic_load_n (&conn->exp, __ATOMIC_ACQUIRE) == exp)
       transport_shutdown (&conn->transport, SHUT_RD);
+  drop_stalled_locked (exp);
 }
 
 void
@@ -319,6 +342,16 @@ connections_wait (void)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&conns_lock);
 
-  while (nr_conns > 0)
-    pthread_cond_wait (&conns_cond, &conns_lock);
+  while (nr_conns > 0) {
+    struct timespec ts;
+
+    clock_gettime (CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 250 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000 * 1000 * 1000;
+    }
+    pthread_cond_timedwait (&conns_cond, &conns_lock, &ts);
+    drop_stalled_locked (NULL);
+  }
 }

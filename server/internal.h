@@ -53,6 +53,7 @@
 #define MAX_OPTION_LENGTH (64 * 1024)       /* larger options: drop */
 #define MAX_OPTIONS 256                     /* options per handshake */
 #define SEND_TIMEOUT 60          /* seconds a reply may make no progress */
+#define STOP_STALL_MS 2000       /* ... while the server or export stops */
 #define MAX_EXTENTS (1024 * 1024)           /* descriptors per chunk */
 
 /* main.c: settings from the command line. */
@@ -288,6 +289,10 @@ struct export {
   struct nbdcbt_backend *top;   /* top of its chain, owned */
   bool read_only;               /* this export only (-r is global) */
   bool default_alias;           /* also answers to "" (single export form) */
+  /* Every READ goes to the chain whole, never split around holes (a
+   * backup session's view counts what its client read whole).
+   */
+  bool whole_reads;
   /* Registry state, under the registry lock. */
   bool listed;                  /* in the registry */
   unsigned refs;

@@ -322,6 +322,9 @@ session_completed (const struct session_done *d)
                                                   : d->bitmap_synced
                                                   ? "abdicate"
                                                   : "reclaim"));
+  if (d->bitmap && d->bitmap_synced && !d->success)
+    json_object_object_add (data, "uncopied",
+                            json_object_new_int64 (d->kept_uncopied));
   if (d->error)
     json_object_object_add (data, "error", json_object_new_string (d->error));
   control_event ("BACKUP_SESSION_COMPLETED", data);

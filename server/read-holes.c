@@ -94,6 +94,7 @@ read_holes_wanted (struct connection *conn, const struct request *req)
 {
   return conn->neg.structured && !(req->flags & NBD_CMD_FLAG_DF)
     && req->count >= HOLE_READ_MIN && conn->top->can_extents
+    && !conn->exp->whole_reads
     && hole_probe_due (&conn->holes);
 }
 

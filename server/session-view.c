@@ -225,7 +225,10 @@ below_extents (struct view *v, const struct run *run,
     if (v->src.below_lock)
       pthread_mutex_unlock (v->src.below_lock);
     n = nbdcbt_extents_count (below);
-    for (i = 0; i < n; i++) {
+    /* Stop once the list is full: an extent it drops leaves a gap that
+     * the next one must not jump over.
+     */
+    for (i = 0; i < n && !nbdcbt_extents_full (extents); i++) {
       struct nbdcbt_extent e = nbdcbt_get_extent (below, i);
 
       if (nbdcbt_add_extent (extents, e.offset, e.length, e.type) == -1) {
@@ -320,7 +323,7 @@ view_meta_extents (void *handle, const char *context, uint32_t count,
   }
   if (get_runs (v, count, offset, flags, &r) == -1)
     return -1;
-  for (i = 0; i < r.n && ret == 0; i++)
+  for (i = 0; i < r.n && ret == 0 && !nbdcbt_extents_full (extents); i++)
     ret = nbdcbt_add_extent (extents, r.v[i].offset, r.v[i].len,
                              r.v[i].dirty ? 1 : 0);
   free (r.v);

@@ -81,6 +81,8 @@ struct backup_session {
   bool below_serial;
   uint64_t size;
   bool frozen;                    /* the bitmap has a successor of ours */
+  const struct hbitmap *frozen_data; /* valid while FROZEN */
+  uint64_t kept_uncopied;         /* bytes bitmap-mode=always kept dirty */
   bool begun, detached;
   bool success;                   /* backup-end's answer */
   char *error;
@@ -404,14 +406,26 @@ quiesce_all (struct backup_session **sorted, size_t n, bool on)
   }
 }
 
-/* Give the bitmap back: abdicate (SYNC) or reclaim. */
+/* Give the bitmap back: abdicate (SYNC) or reclaim.  KEEP: with SYNC,
+ * bits that stay dirty.  A sync that fails reclaims instead (the bitmap
+ * must not stay frozen, and reclaiming loses nothing).
+ */
 static int
-unfreeze (struct backup_session *s, bool sync, char **errp)
+unfreeze (struct backup_session *s, bool sync, const struct hbitmap *keep,
+          char **errp)
 {
+  int r;
+
   if (!s->frozen)
     return 0;
+  r = s->bitmaps->unfreeze (s->bitmaps->opaque, s->bitmap, sync, keep,
+                            errp);
+  if (r == -1 && sync
+      && s->bitmaps->unfreeze (s->bitmaps->opaque, s->bitmap, false, NULL,
+                               NULL) == -1)
+    return -1;                  /* still frozen: nothing else to try */
   s->frozen = false;
-  return s->bitmaps->unfreeze (s->bitmaps->opaque, s->bitmap, sync, errp);
+  return r;
 }
 
 int
@@ -436,10 +450,11 @@ session_instant (struct backup_session *s, char **errp)
                             errp) == -1)
       goto err;
     s->frozen = true;
+    s->frozen_data = o.dirty;
   }
   s->cbw = s->fleece->session_new (s->disk, &o, errp);
   if (s->cbw == NULL) {
-    unfreeze (s, false, NULL);
+    unfreeze (s, false, NULL, NULL);
     goto err;
   }
   s->fleece->resume (s->fleece->fleece);
@@ -460,7 +475,7 @@ undo_instant (struct backup_session *s)
     s->fleece->resume (s->fleece->fleece);
     s->detached = true;
   }
-  unfreeze (s, false, NULL);
+  unfreeze (s, false, NULL, NULL);
 }
 
 static int
@@ -489,6 +504,11 @@ add_view (struct backup_session *s, const char *name, bool delta,
   exp = export_new (name, node, s->source->description, b, true);
   if (exp == NULL)
     return -1;                  /* the chain (and its reference) is gone */
+  /* A read answered partly with holes would not count as read whole:
+   * the granule would stay needed (copied again at the next write) and
+   * count as not copied for bitmap-mode=always.
+   */
+  exp->whole_reads = true;
   if (exports_add (exp) == -1) {
     export_free (exp);
     return -1;
@@ -620,6 +640,7 @@ notify (struct backup_session *s, bool synced)
     struct session_done d = {
       .id = s->id, .node = s->node, .bitmap = s->bitmap,
       .success = s->success, .bitmap_synced = synced, .error = s->error,
+      .kept_uncopied = synced ? s->kept_uncopied : 0,
     };
     session_completed_hook (&d);
   }
@@ -633,17 +654,56 @@ sync_bitmap (const struct backup_session *s, bool success)
     && s->mode != BITMAP_MODE_NEVER;
 }
 
-/* Finish S (no longer in the registry).  LOCK held. */
+/* What a failed session synced under bitmap-mode=always must keep
+ * dirty, as QEMU does: the granules its client did not copy (did not
+ * read whole from the view), of the frozen bitmap for an incremental,
+ * of the whole disk for a full backup.  NULL if nothing (or no memory:
+ * the caller then reclaims, which keeps everything).
+ */
+static struct hbitmap *
+uncopied (struct backup_session *s, bool *nomem)
+{
+  struct hbitmap *keep;
+
+  *nomem = false;
+  keep = s->fleece->session_unread (s->cbw,
+                                    s->sync_full ? NULL : s->frozen_data,
+                                    &s->kept_uncopied);
+  if (keep == NULL)
+    *nomem = true;
+  return keep;
+}
+
+/* Finish S (no longer in the registry; detached: its view answers no
+ * more reads).  SUCCESS: whether the session (or its group) succeeded.
+ * LOCK held.
+ */
 static void
-complete (struct backup_session *s, bool sync)
+complete (struct backup_session *s, bool success)
 {
   CLEANUP_FREE char *msg = NULL;
+  struct hbitmap *keep = NULL;
+  bool sync = sync_bitmap (s, success);
 
-  if (s->frozen && unfreeze (s, sync, &msg) == -1) {
+  if (s->frozen && sync && !success) {
+    bool nomem;
+
+    keep = uncopied (s, &nomem);
+    if (nomem) {
+      nbdcbt_error ("backup session '%s': bitmap '%s': cannot tell what "
+                    "was not copied (%m): reclaiming instead", s->id,
+                    s->bitmap);
+      sync = false;
+    }
+  }
+  if (s->frozen && unfreeze (s, sync, keep, &msg) == -1) {
     nbdcbt_error ("backup session '%s': bitmap '%s': %s", s->id, s->bitmap,
                   msg ? msg : "cannot give the bitmap back");
     sync = false;
+    s->kept_uncopied = 0;
   }
+  if (keep)
+    s->fleece->unread_free (keep);
   notify (s, s->bitmap ? sync : false);
   session_unref (s);
 }
@@ -678,7 +738,7 @@ end_locked (struct backup_session *s, bool success, const char *why)
                 success ? "success" : "failure");
 
   if (g == NULL) {
-    complete (s, sync_bitmap (s, success));
+    complete (s, success);
     return;
   }
 
@@ -699,7 +759,7 @@ end_locked (struct backup_session *s, bool success, const char *why)
       struct backup_session *m = *pp;
       if (m->group == g) {
         *pp = m->next;
-        complete (m, sync_bitmap (m, g->all_ok));
+        complete (m, g->all_ok);
       }
       else
         pp = &m->next;

@@ -134,6 +134,8 @@ struct session_done {
   const char *id, *node, *bitmap;
   bool success;                 /* what backup-end said (false if failed) */
   bool bitmap_synced;           /* abdicated (true) or reclaimed */
+  uint64_t kept_uncopied;       /* abdicated after a failure (always):
+                                 * bytes kept dirty, not copied */
   const char *error;            /* why it failed, or NULL */
 };
 extern void (*session_completed_hook) (const struct session_done *d);

@@ -67,6 +67,15 @@ plain_recv (struct transport *t, void *buf, size_t len, int flags)
   return read (t->sockin, buf, len);
 }
 
+static int64_t
+now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int
 plain_sendv (struct transport *t, struct iovec *iov, int n)
 {
@@ -89,6 +98,8 @@ plain_sendv (struct transport *t, struct iovec *iov, int n)
       }
       return -1;
     }
+    if (r > 0)
+      __atomic_store_n (&t->send_progress, now_ms (), __ATOMIC_RELAXED);
     while (n > 0 && (size_t) r >= iov->iov_len) {
       r -= iov->iov_len;
       iov++;
@@ -116,14 +127,6 @@ const struct transport_ops plain_transport_ops = {
   .shutdown = plain_shutdown,
 };
 
-static int64_t
-now_ms (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 set_socket_timeout (struct transport *t, int opt, unsigned seconds)
@@ -429,8 +432,30 @@ conn_sendv (struct connection *conn, struct iovec *iov, int n)
 {
   struct transport *t = &conn->transport;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&t->write_lock);
+  int r;
 
-  return t->ops->sendv (t, iov, n);
+  __atomic_store_n (&t->send_progress, now_ms (), __ATOMIC_RELAXED);
+  r = t->ops->sendv (t, iov, n);
+  __atomic_store_n (&t->send_progress, 0, __ATOMIC_RELAXED);
+  return r;
+}
+
+void
+transport_abort (struct transport *t)
+{
+  /* The socket itself: a TLS close notify would need the session that
+   * the stalled sender holds, and could block on the full socket too.
+   */
+  if (t->is_socket)
+    shutdown (t->sockin, SHUT_RDWR);
+}
+
+bool
+transport_send_stalled (struct transport *t, int ms)
+{
+  int64_t since = __atomic_load_n (&t->send_progress, __ATOMIC_RELAXED);
+
+  return since != 0 && now_ms () - since >= ms;
 }
 
 int

@@ -102,6 +102,10 @@ struct transport {
   int sockin, sockout;
   bool is_socket;
   int64_t handshake_deadline;   /* CLOCK_MONOTONIC ms, 0 = none */
+  /* While a reply is being sent: when it started or last made progress
+   * (CLOCK_MONOTONIC ms); 0 when not sending.  Atomic.
+   */
+  int64_t send_progress;
   /* The reader: whoever holds READ_LOCK reads the next request (and
    * owns the input buffer).  WRITE_LOCK: one reply at a time.
    */
@@ -121,6 +125,14 @@ extern void transport_init (struct transport *t, int sockin, int sockout,
                             bool is_socket);
 extern void transport_free (struct transport *t);
 extern void transport_shutdown (struct transport *t, int how);
+/* Whether a reply has been sending for MS milliseconds or more without
+ * progress (a client that stopped reading).
+ */
+extern bool transport_send_stalled (struct transport *t, int ms);
+/* Close the socket both ways at once, whatever the transport (a sender
+ * blocked in it fails with EPIPE).
+ */
+extern void transport_abort (struct transport *t);
 extern void transport_start_handshake (struct transport *t);
 extern void transport_start_transmission (struct transport *t);
 /* For a transport's own waits in the handshake (a TLS handshake). */

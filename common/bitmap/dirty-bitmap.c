@@ -546,6 +546,13 @@ lookup_frozen (struct dirty_bitmaps *set, const char *name, char **errp)
 int
 dirty_bitmaps_abdicate (struct dirty_bitmaps *set, const char *name, char **errp)
 {
+  return dirty_bitmaps_abdicate_keeping (set, name, NULL, errp);
+}
+
+int
+dirty_bitmaps_abdicate_keeping (struct dirty_bitmaps *set, const char *name,
+                                const struct hbitmap *keep, char **errp)
+{
   struct dirty_bitmap *bm, *child;
   size_t i;
 
@@ -555,6 +562,15 @@ dirty_bitmaps_abdicate (struct dirty_bitmaps *set, const char *name, char **errp
   if (bm == NULL)
     return -1;
   child = bm->successor;
+  /* Into the successor first, so that no moment shows the bitmap
+   * without them.
+   */
+  if (keep && (hbitmap_size (keep) != set->size
+               || hbitmap_merge_any (child->hb, keep) == -1)) {
+    set_error (errp, EINVAL, "Cannot keep the bits the "
+               "job did not copy in bitmap '%s'", name);
+    return -1;
+  }
   for (i = 0; set->bitmaps[i] != bm; i++)
     ;
   /* The successor takes the name and the place in the list. */

@@ -134,6 +134,15 @@ extern int dirty_bitmaps_create_successor (struct dirty_bitmaps *set,
                                         const char *name, char **errp);
 extern int dirty_bitmaps_abdicate (struct dirty_bitmaps *set, const char *name,
                                 char **errp);
+/* Abdicate, keeping KEEP's bits (of the set's size, any granularity)
+ * dirty: QEMU's bitmap-mode=always after a failure, KEEP being what the
+ * job did not copy.  They are merged into the successor before it takes
+ * the name; on error nothing changed.
+ */
+extern int dirty_bitmaps_abdicate_keeping (struct dirty_bitmaps *set,
+                                           const char *name,
+                                           const struct hbitmap *keep,
+                                           char **errp);
 extern int dirty_bitmaps_reclaim (struct dirty_bitmaps *set, const char *name,
                                char **errp);
 /* Busy without a successor (a read-only export of the bitmap, say). */

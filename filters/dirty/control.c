@@ -550,14 +550,15 @@ svc_freeze (void *opaque, const char *name, const struct hbitmap **frozen,
 }
 
 static int
-svc_unfreeze (void *opaque, const char *name, bool sync, char **errp)
+svc_unfreeze (void *opaque, const char *name, bool sync,
+              const struct hbitmap *keep, char **errp)
 {
   struct dirty_instance *d = opaque;
   struct dirty_bitmaps *set = model (d, errp);
 
   if (set == NULL)
     return -1;
-  return sync ? dirty_bitmaps_abdicate (set, name, errp)
+  return sync ? dirty_bitmaps_abdicate_keeping (set, name, keep, errp)
     : dirty_bitmaps_reclaim (set, name, errp);
 }
 

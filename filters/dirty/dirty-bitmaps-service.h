@@ -124,13 +124,16 @@ struct dirty_bitmaps_service {
    * *FROZEN is NAME's data, which does not change until unfreeze), and
    * end that: abdicate (SYNC: the successor takes NAME's place, the
    * frozen bits are dropped) or reclaim (the successor's bits are merged
-   * back).  The caller holds the writes (the fleece filter's gate) around
-   * freeze, so that no write is marked on one side of the instant and
-   * reaches the disk on the other.
+   * back).  KEEP (NULL, or only with SYNC): bits of any granularity that
+   * stay dirty although the bitmap abdicates (bitmap-mode=always after a
+   * failure: what the backup did not copy).  The caller holds the writes
+   * (the fleece filter's gate) around freeze, so that no write is marked
+   * on one side of the instant and reaches the disk on the other.
    */
   int (*freeze) (void *opaque, const char *name,
                  const struct hbitmap **frozen, char **errp);
-  int (*unfreeze) (void *opaque, const char *name, bool sync, char **errp);
+  int (*unfreeze) (void *opaque, const char *name, bool sync,
+                   const struct hbitmap *keep, char **errp);
 
   /* Hold / release the marking of writes (does not nest: once per
    * instance).

@@ -83,11 +83,14 @@ struct cbw_session {
   unsigned gbits;
   uint64_t ngranules;
   /* One bit per granule.  NEEDED, COPIED and GONE are exclusive; none of
-   * them set is OPEN.  DIRTY is the mask (NULL: every granule).
+   * them set is OPEN.  DIRTY is the mask (NULL: every granule).  READ
+   * (independent of the others) marks the granules a read of the view
+   * has returned whole: what the client has copied.
    */
-  uint64_t *needed, *copied, *gone, *dirty;
+  uint64_t *needed, *copied, *gone, *dirty, *read;
   int store_fd;
   bool release_on_read;
+  bool need_all;                /* every granule was needed at the start */
   bool attached;
   char failure_msg[256];
   const char *failure;          /* NULL or failure_msg */
@@ -606,6 +609,7 @@ session_free (struct cbw_session *s)
   free (s->copied);
   free (s->gone);
   free (s->dirty);
+  free (s->read);
   free (s);
 }
 
@@ -653,12 +657,15 @@ cbw_session_new (struct cbw_disk *d, const struct cbw_session_opts *o,
   s->gbits = __builtin_ctzll (gran);
   s->ngranules = (d->size + gran - 1) >> s->gbits;
   s->release_on_read = o->release_on_read;
+  s->need_all = o->dirty == NULL || o->need_all;
   s->refs = 1;
   words = (s->ngranules + 63) / 64;
   s->needed = bits_new (s->ngranules);
   s->copied = bits_new (s->ngranules);
   s->gone = bits_new (s->ngranules);
-  if (s->needed == NULL || s->copied == NULL || s->gone == NULL)
+  s->read = bits_new (s->ngranules);
+  if (s->needed == NULL || s->copied == NULL || s->gone == NULL
+      || s->read == NULL)
     goto nomem;
   if (o->dirty) {
     struct mark_walk w = { .s = s };
@@ -869,8 +876,10 @@ cbw_session_read (struct cbw_session *s, void *buf, uint32_t count,
     *err = s->attached ? EIO : ESHUTDOWN;
     r = -1;
   }
-  if (r == 0 && s->release_on_read) {
-    /* Granules read whole are no longer needed. */
+  if (r == 0) {
+    /* Granules read whole are copied by the client, and (with
+     * release_on_read) no longer needed.
+     */
     uint64_t g0 = (offset + s->granularity - 1) >> s->gbits;
     uint64_t g1 = end == d->size ? s->ngranules : end >> s->gbits;
     uint64_t g;
@@ -878,6 +887,9 @@ cbw_session_read (struct cbw_session *s, void *buf, uint32_t count,
     for (g = g0; g < g1; g++) {
       /* The delta view does not read clean granules (they are zeroes). */
       if (delta && !dirty_of (s, g))
+        continue;
+      bits_assign (s->read, g, g + 1, true);
+      if (!s->release_on_read)
         continue;
       if (bit_get (s->needed, g))
         bits_assign (s->needed, g, g + 1, false);
@@ -1022,6 +1034,69 @@ cbw_session_stats (struct cbw_session *s, struct cbw_session_stats *st)
   st->copied = __atomic_load_n (&s->copied_bytes, __ATOMIC_RELAXED);
   st->store_bytes = fstat (s->store_fd, &sb) == 0
     ? (uint64_t) sb.st_blocks * 512 : 0;
+}
+
+struct unread_walk {
+  struct hbitmap *out;
+};
+
+static int
+set_area (void *opaque, uint64_t start, uint64_t len)
+{
+  hbitmap_set (((struct unread_walk *) opaque)->out, start, len);
+  return 0;
+}
+
+struct hbitmap *
+cbw_session_unread (struct cbw_session *s, const struct hbitmap *mask,
+                    uint64_t *bytes)
+{
+  struct cbw_disk *d = s->disk;
+  struct unread_walk w;
+  uint64_t g = 0, ge;
+
+  if (mask && hbitmap_size (mask) != d->size) {
+    errno = EINVAL;
+    return NULL;
+  }
+  w.out = hbitmap_new (d->size,
+                       mask ? hbitmap_granularity (mask) : s->granularity);
+  if (w.out == NULL)
+    return NULL;
+  pthread_mutex_lock (&d->lock);
+  while (g < s->ngranules) {
+    uint64_t start, end;
+
+    /* The next run of granules not read... */
+    g = bits_next (s->read, g, s->ngranules, false);
+    if (g == s->ngranules)
+      break;
+    ge = bits_next (s->read, g, s->ngranules, true);
+    /* ...and within it, those the session needed at its start. */
+    if (!s->need_all) {
+      g = bits_next (s->dirty, g, ge, true);
+      if (g == ge)
+        continue;
+      ge = bits_next (s->dirty, g, ge, false);
+    }
+    start = g_offset (s, g);
+    end = g_offset (s, ge);
+    if (mask)
+      hbitmap_walk_dirty (mask, start, end, set_area, &w);
+    else
+      hbitmap_set (w.out, start, end - start);
+    g = ge;
+  }
+  pthread_mutex_unlock (&d->lock);
+  if (bytes)
+    *bytes = hbitmap_count (w.out);
+  return w.out;
+}
+
+void
+cbw_unread_free (struct hbitmap *hb)
+{
+  hbitmap_free (hb);
 }
 
 const char *

@@ -185,6 +185,19 @@ struct cbw_session_stats {
 };
 extern void cbw_session_stats (struct cbw_session *s,
                                struct cbw_session_stats *st);
+/* What S's client has not copied: the granules S needed at its instant
+ * (its dirty mask, or every granule) that no read of the view returned
+ * whole, as a new bitmap covering the disk; with MASK (of the disk's
+ * size), only MASK's dirty parts of them, at MASK's granularity.  For a
+ * failed backup whose bitmap is synced anyway (QEMU's bitmap-mode=always):
+ * the caller marks these dirty again.  Call it once S is detached (no
+ * read can complete any more).  *BYTES (may be NULL): its dirty bytes.
+ * NULL with errno on error.  Freed with cbw_unread_free.
+ */
+extern struct hbitmap *cbw_session_unread (struct cbw_session *s,
+                                           const struct hbitmap *mask,
+                                           uint64_t *bytes);
+extern void cbw_unread_free (struct hbitmap *hb);
 /* NULL while the session is sound, else why it broke (valid until the
  * session is freed).
  */

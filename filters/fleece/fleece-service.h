@@ -78,6 +78,10 @@ struct fleece_service {
   void (*session_stats) (struct cbw_session *s,
                          struct cbw_session_stats *st);
   const char *(*session_failed) (struct cbw_session *s);
+  struct hbitmap *(*session_unread) (struct cbw_session *s,
+                                     const struct hbitmap *mask,
+                                     uint64_t *bytes);
+  void (*unread_free) (struct hbitmap *hb);
 };
 
 #endif /* NBDCBT_FLEECE_SERVICE_H */

@@ -206,6 +206,8 @@ static const struct fleece_service service_template = {
   .session_unhold = cbw_session_unhold,
   .session_stats = cbw_session_stats,
   .session_failed = cbw_session_failed,
+  .session_unread = cbw_session_unread,
+  .unread_free = cbw_unread_free,
 };
 
 static const void *

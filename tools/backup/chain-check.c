@@ -79,13 +79,16 @@ same_string (const char *a, const char *b)
 }
 
 /* Is the export the disk the chain was taken from, as far as the
- * reliable facts go: the user's --disk-id, the export name, the
- * export description, the size.  Returns 0, or -1 with *why set.
+ * reliable facts go: the user's --disk-id, the export name (or, under
+ * another name, the same non-empty description), the export
+ * description, the size.  Returns 0, or -1 with *why set.
  */
 static int
 check_identity (const struct manifest *m, const struct disk_identity *id,
                 char **why)
 {
+  bool described;
+
   if (!same_string (m->disk_id, opts.disk_id)) {
     if (m->disk_id == NULL)
       set_why (why, "the chain was started without --disk-id, this backup "
@@ -98,9 +101,18 @@ check_identity (const struct manifest *m, const struct disk_identity *id,
                 m->disk_id, opts.disk_id);
     return -1;
   }
-  if (!same_string (m->export_name, id->export_name)) {
+  /* The same description (not empty) names the same disk under another
+   * export name: a backup session's view, begun on the control socket by
+   * hand, carries its disk's description.
+   */
+  described = m->description_known && m->export_description
+    && *m->export_description
+    && same_string (m->export_description, id->description);
+  if (!same_string (m->export_name, id->export_name) && !described) {
     set_why (why, "the chain was taken from export \"%s\", this is export "
-              "\"%s\"", m->export_name, id->export_name);
+              "\"%s\" (a backup session's view of that disk: give "
+              "--node with the disk's node name)", m->export_name,
+              id->export_name);
     return -1;
   }
   if (m->description_known &&
