@@ -149,7 +149,7 @@ class Disk:
     fleece and dirty filters (bitmap b0) and a control socket."""
 
     def __init__(self, blocks=256, nodes=("disk0",), bitmap="b0",
-                 extra=(), dirname=None, fmt="raw"):
+                 extra=(), dirname=None, fmt="raw", description=None):
         self.dir = dirname or os.path.join(scratch_dir(),
                                            "disk-%d" % time.monotonic_ns())
         os.makedirs(self.dir, exist_ok=True)
@@ -158,6 +158,7 @@ class Disk:
         self.nodes = list(nodes)
         self.bitmap = bitmap
         self.extra = list(extra)
+        self.description = description
         self.fmt = "qcow2" if len(self.nodes) > 1 else fmt
         self.images = {}
         for n in self.nodes:
@@ -187,7 +188,10 @@ class Disk:
         if len(self.nodes) == 1:
             # One disk: the plugin form, with the filters spelled out.
             n = self.nodes[0]
-            a += ["-e", n, "--node-name=" + n, "--filter=fleece",
+            a += ["-e", n, "--node-name=" + n]
+            if self.description is not None:
+                a += ["-D", self.description]
+            a += ["--filter=fleece",
                   "--filter=dirty", "file" if self.fmt == "raw" else "qcow2",
                   self.images[n], "session-dir=" + self.dir]
             # A qcow2 image keeps its bitmap; a raw one's lives in memory.

@@ -81,11 +81,12 @@ same_string (const char *a, const char *b)
 /* Is the export the disk the chain was taken from, as far as the
  * reliable facts go: the user's --disk-id, the export name (or, under
  * another name, the same non-empty description), the export
- * description, the size.  Returns 0, or -1 with *why set.
+ * description, the size.  Returns 0 (*RENAMED: under another export
+ * name), or -1 with *why set.
  */
 static int
 check_identity (const struct manifest *m, const struct disk_identity *id,
-                char **why)
+                bool *renamed, char **why)
 {
   bool described;
 
@@ -108,7 +109,8 @@ check_identity (const struct manifest *m, const struct disk_identity *id,
   described = m->description_known && m->export_description
     && *m->export_description
     && same_string (m->export_description, id->description);
-  if (!same_string (m->export_name, id->export_name) && !described) {
+  *renamed = !same_string (m->export_name, id->export_name);
+  if (*renamed && !described) {
     set_why (why, "the chain was taken from export \"%s\", this is export "
               "\"%s\" (a backup session's view of that disk: give "
               "--node with the disk's node name)", m->export_name,
@@ -160,7 +162,7 @@ random_below (uint64_t n)
 static int
 spot_check (struct store *st, const char *name, const char *top,
             struct nbd_handle *h, uint64_t size,
-            const extent_list *list, char **why)
+            const extent_list *list, bool view, char **why)
 {
   CLEANUP_FREE char *srcbuf = NULL, *chainbuf = NULL;
   struct layer *q = NULL;
@@ -214,7 +216,7 @@ spot_check (struct store *st, const char *name, const char *top,
          * written since its instant rather than show newer data: no
          * sample there.
          */
-        if (opts.nnodes && nbd_get_errno () == EIO) {
+        if (view && nbd_get_errno () == EIO) {
           k++;
           continue;
         }
@@ -254,12 +256,13 @@ check_chain (struct store *st, const struct manifest *m,
   const struct backup_entry *last = &m->backups.ptr[m->backups.len - 1];
   CLEANUP_FREE char *top = store_object_path (st, last->file);
   uint64_t file_size;
+  bool renamed;
   int r;
 
   *why = NULL;
   if (top == NULL)
     return -1;
-  if (check_identity (m, id, why) == -1)
+  if (check_identity (m, id, &renamed, why) == -1)
     return -1;
   if (m->bitmap && strcmp (m->bitmap, opts.bitmap) != 0) {
     set_why (why, "the chain follows bitmap '%s', not '%s'", m->bitmap,
@@ -286,5 +289,7 @@ check_chain (struct store *st, const struct manifest *m,
     set_why (why, "the dirty extents could not be read");
     return -1;
   }
-  return spot_check (st, last->file, top, h, id->size, list, why);
+  /* A view: pulled through --node, or the disk under another name. */
+  return spot_check (st, last->file, top, h, id->size, list,
+                     opts.nnodes || renamed, why);
 }
