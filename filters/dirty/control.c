@@ -556,10 +556,27 @@ svc_unfreeze (void *opaque, const char *name, bool sync,
   struct dirty_instance *d = opaque;
   struct dirty_bitmaps *set = model (d, errp);
 
+  bool in_use;
+  char *msg = NULL;
+
   if (set == NULL)
     return -1;
-  return sync ? dirty_bitmaps_abdicate_keeping (set, name, keep, errp)
-    : dirty_bitmaps_reclaim (set, name, errp);
+  if (!sync)
+    return dirty_bitmaps_reclaim (set, name, errp);
+  if (dirty_bitmaps_abdicate_keeping (set, name, keep, errp) == -1)
+    return -1;
+  /* Nobody has written since the start, so nothing will store the
+   * bitmaps at the stop (only an image in use is stored then): store the
+   * abdicated bitmap now, or the next backup would copy it all again.
+   */
+  pthread_mutex_lock (&d->lock);
+  in_use = d->marked_in_use;
+  pthread_mutex_unlock (&d->lock);
+  if (!in_use && dirty_store_now (d, &msg) == -1) {
+    nbdcbt_error ("dirty: bitmap '%s': %s", name, msg);
+    free (msg);
+  }
+  return 0;
 }
 
 static void

@@ -66,7 +66,6 @@
 #include "nbdcbt-filter.h"
 
 #include "bitmap-store.h"
-#include "intent.h"
 #include "qbm.h"
 #include "qbm-store.h"
 
@@ -81,33 +80,14 @@ static struct qbm *qbm;
 static const struct bitmap_store *qbm_ops;     /* the sidecar's store */
 static const struct bitmap_store *store;       /* what the filter gets */
 
-/* The crash guarantee.  The sidecar keeps an intent record (common/qbm/
- * intent.h): a zone is made durably "maybe dirty" before the first write
- * into it, and recovery adds every such zone to the stored bitmaps.  The
- * dirty filter asks the store only to mark its bitmaps in use; this
- * adapter turns that into starting the record, drives the record before
- * each write, zero and trim goes down, and clears it once the bitmaps
- * are stored at a clean stop.
+/* The crash guarantee is the dirty filter's own (filters/dirty/store.c):
+ * it starts the sidecar's intent record through the store's start_intent
+ * (common/qbm/intent.h), marks the zones before each write, zero and
+ * trim goes down, and clears them once the bitmaps are stored.  This
+ * adapter only hands it the sidecar's store; driving the record here too
+ * started it twice (a second start when the filter fell back to plain
+ * mark_in_use) and marked every write twice.
  */
-static struct bitmap_store with_intent;
-static struct intent *intent;
-
-static int
-start_intent (void *opaque)
-{
-  return qbm_ops->start_intent (opaque, 0, &intent);
-}
-
-static int
-mark_intent (uint64_t offset, uint32_t count, int *err)
-{
-  if (intent && intent_mark (intent, offset, count) == -1) {
-    *err = errno;
-    nbdkit_error ("cbt: cannot record the write in the intent record: %m");
-    return -1;
-  }
-  return 0;
-}
 
 /* What the dirty filter knows as "the next layer" at configuration time
  * and per connection.  nbdcbt keeps these opaque to filters; here they
@@ -453,9 +433,7 @@ cbt_get_ready (int thread_model)
     nbdkit_error ("cbt: %m");
     return -1;
   }
-  with_intent = *qbm_ops;
-  with_intent.mark_in_use = start_intent;
-  store = &with_intent;
+  store = qbm_ops;
   if (df->get_ready)
     return df->get_ready (&b, instance);
   return 0;
@@ -466,15 +444,8 @@ cbt_cleanup (nbdkit_backend *backend)
 {
   struct nbdcbt_backend b = { .nxdata = backend };
 
-  /* No writes are in flight any more: what the record covers is in the
-   * bitmaps the dirty filter stores now.
-   */
-  if (intent)
-    intent_store_begin (intent);
   if (df->cleanup)
     df->cleanup (&b, instance);
-  if (intent && intent_store_end (intent) == -1)
-    nbdkit_debug ("cbt: the intent record was not cleared: %m");
 }
 
 struct cbt_open {
@@ -535,8 +506,6 @@ static int
 cbt_pwrite (nbdkit_next *next, void *handle, const void *buf,
             uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
-  if (mark_intent (offset, count, err) == -1)
-    return -1;
   return df->pwrite (&next_ops, C (next), handle, buf, count, offset,
                      to_cbt (flags), err);
 }
@@ -545,8 +514,6 @@ static int
 cbt_zero (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
           uint32_t flags, int *err)
 {
-  if (mark_intent (offset, count, err) == -1)
-    return -1;
   return df->zero (&next_ops, C (next), handle, count, offset,
                    to_cbt (flags), err);
 }
@@ -555,8 +522,6 @@ static int
 cbt_trim (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
           uint32_t flags, int *err)
 {
-  if (mark_intent (offset, count, err) == -1)
-    return -1;
   return df->trim (&next_ops, C (next), handle, count, offset,
                    to_cbt (flags), err);
 }
