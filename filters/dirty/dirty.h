@@ -99,10 +99,13 @@ struct dirty_instance {
   unsigned store_interval;      /* store-interval= seconds, 0: never */
   struct intent *intent;        /* set under LOCK at the first read-write
                                  * prepare, before any write */
-  pthread_t store_thread;       /* every STORE_INTERVAL seconds */
+  bool unstored;                /* a bitmap= one is not in the store yet */
+  pthread_t store_thread;       /* every STORE_INTERVAL seconds, and the
+                                 * first store of the record */
   bool store_thread_started;
+  bool store_requested;         /* under LOCK: the thread must store */
   bool stopping;                /* under LOCK: the thread must end */
-  pthread_cond_t stop_cond;
+  pthread_cond_t stop_cond;     /* signals STOPPING and STORE_REQUESTED */
 };
 
 /* dirty.c */

@@ -201,6 +201,12 @@ load_store (struct dirty_instance *d)
       nbdcbt_debug ("dirty: bitmap '%s' is inconsistent: not exported",
                     p->name);
   }
+  /* A bitmap= one the store does not hold yet must be stored before the
+   * first write (start_intent_locked).
+   */
+  for (i = 0; i < nconfig; i++)
+    if (d->pending[i].data == NULL && !d->pending[i].inconsistent)
+      d->unstored = true;
   r = 0;
  out:
   if (store->list_free)
@@ -302,7 +308,11 @@ store_locked (struct dirty_instance *d, bool in_use)
   return 0;
 }
 
-/* Every STORE_INTERVAL seconds, a store if anything was written. */
+/* The store thread: a store every STORE_INTERVAL seconds if anything was
+ * written, and the first store of a record, asked for by
+ * start_intent_locked (store_requested), so that it is off the first
+ * writer's path.
+ */
 static void *
 store_thread (void *arg)
 {
@@ -311,15 +321,26 @@ store_thread (void *arg)
 
   while (!d->stopping) {
     struct timespec ts;
+    bool timed_out = false;
 
     clock_gettime (CLOCK_REALTIME, &ts);
     ts.tv_sec += d->store_interval;
-    while (!d->stopping
-           && pthread_cond_timedwait (&d->stop_cond, &d->lock, &ts) == 0)
-      ;
+    while (!d->stopping && !d->store_requested && !timed_out) {
+      if (d->store_interval == 0)
+        pthread_cond_wait (&d->stop_cond, &d->lock);
+      else
+        timed_out = pthread_cond_timedwait (&d->stop_cond, &d->lock,
+                                            &ts) == ETIMEDOUT;
+    }
     if (d->stopping)
       break;
-    if (intent_marked_zones (d->intent) > 0 && store_locked (d, true) == 0)
+    if (d->store_requested) {
+      d->store_requested = false;
+      if (store_locked (d, true) == 0)
+        nbdcbt_debug ("dirty: bitmaps stored (first store of the record)");
+    }
+    else if (intent_marked_zones (d->intent) > 0
+             && store_locked (d, true) == 0)
       nbdcbt_debug ("dirty: bitmaps stored (interval)");
   }
   return NULL;
@@ -341,12 +362,12 @@ has_persistent (struct dirty_instance *d)
 }
 
 /* Take the store's intent record (start_intent marks the bitmaps in use
- * too), store everything once and start the store thread.  1 if the
+ * too), have everything stored once and start the store thread.  1 if the
  * store keeps no record (or intent=false): the caller marks in use the
  * plain way.  LOCK held.
  */
 static int
-start_intent_locked (struct dirty_instance *d)
+start_intent_locked (struct dirty_instance *d, bool background)
 {
   const struct bitmap_store *store = d->store;
 
@@ -364,15 +385,27 @@ start_intent_locked (struct dirty_instance *d)
     return 1;
   }
   d->marked_in_use = true;
-  /* Store now: bitmaps new since the last store (bitmap=) exist in the
-   * store before the first write, and recovered ones are stored whole so
-   * that the zones carried over for them can go.
+  /* The first store of the record.  It stores the bitmaps new since the
+   * last store (bitmap=, or one added at run time) and the recovered ones
+   * whole, so that the zones carried over for them can go.  A new bitmap
+   * must be in the store before the first write (a crash would lose it,
+   * and a bitmap= of the same name after a restart would start clean):
+   * then store now.  Otherwise the record carries every zone the old one
+   * marked (start_intent), so stored | record still covers every change
+   * and the store can run in the store thread, off the first writer's
+   * path.
    */
-  if (store_locked (d, true) == -1)
-    return -1;
+  if (d->unstored || !background) {
+    if (store_locked (d, true) == -1)
+      return -1;
+    d->unstored = false;
+  }
+  else
+    d->store_requested = true;
   nbdcbt_debug ("dirty: intent record in the %s store, zones of %" PRIu64
                 " bytes", store->name, intent_zone_size (d->intent));
-  if (d->store_interval > 0 && !d->store_thread_started) {
+  if (!d->store_thread_started
+      && (d->store_interval > 0 || d->store_requested)) {
     int e = pthread_create (&d->store_thread, NULL, store_thread, d);
     if (e) {
       errno = e;
@@ -381,6 +414,8 @@ start_intent_locked (struct dirty_instance *d)
     }
     d->store_thread_started = true;
   }
+  else if (d->store_requested)
+    pthread_cond_signal (&d->stop_cond);
   return 0;
 }
 
@@ -395,7 +430,7 @@ dirty_store_mark_in_use (struct dirty_instance *d)
    * image served without bitmaps is left as it is.
    */
   if (has_persistent (d)) {
-    int r = start_intent_locked (d);
+    int r = start_intent_locked (d, true);
     if (r <= 0)
       return r;
   }
@@ -504,7 +539,7 @@ dirty_store_now (struct dirty_instance *d, char **errp)
     return 0;
   /* The first persistent bitmap of a running export: its record now. */
   if (d->marked_in_use && d->intent == NULL && has_persistent (d)
-      && start_intent_locked (d) == 0)
+      && start_intent_locked (d, false) == 0)
     return 0;
   if (store_all (d, d->marked_in_use) == -1) {
     dirty_bitmap_error (errp, "Cannot store the bitmaps in the %s store: %s",
