@@ -121,7 +121,7 @@ usage (FILE *fp)
 "  " PROG " verify DIR\n"
 "  " PROG " restore DIR [--until N] -o FILE|URI [-O raw|qcow2] [-p]\n"
 "  " PROG " list DIR\n"
-"  " PROG " prune DIR --keep N\n"
+"  " PROG " prune DIR|URL --keep N\n"
 "\n"
 "Pull backups from an NBD server into a chain of qcow2 files: a full\n"
 "backup, then incrementals holding only the extents reported dirty in\n"

@@ -98,53 +98,180 @@ crash_point (const char *step)
     kill (getpid (), SIGKILL);
 }
 
+/* The new full backup being written: in a directory through the qcow2
+ * library into DIR/.backup-full-K.qcow2.part (what store_cleanup removes
+ * after a crash), renamed when complete; in an object store streamed
+ * into an upload (sink-qcow2-stream.c), invisible until committed.
+ */
+struct merge_target {
+  struct store *st;
+  const char *file, *sums_file;
+  struct sink *sink;
+  uint64_t size;                /* of the qcow2 image: QCOW2_SIZE */
+  uint64_t file_size;
+  struct store_upload *upload;  /* streamed */
+  char *part, *sums_part;       /* directory */
+};
+
+static int
+target_open (struct merge_target *t)
+{
+  const char *dir = store_dir (t->st);
+
+  if (dir == NULL) {
+    t->upload = store_upload_begin (t->st, t->file, STREAM_HEAD_SIZE);
+    if (t->upload == NULL)
+      return -1;
+    store_upload_expect (t->upload, t->size + t->size / 4096 + (1 << 20));
+    t->sink = sink_qcow2_stream (t->upload, t->size, NULL, &t->file_size);
+    return t->sink ? 0 : -1;
+  }
+
+  struct qcow2_create_opts copts = { .size = t->size };
+  struct qcow2 *q;
+
+  if (asprintf (&t->part, "%s/.backup-%s.part", dir, t->file) == -1 ||
+      asprintf (&t->sums_part, "%s/.backup-%s.part", dir,
+                t->sums_file) == -1) {
+    error_errno ("asprintf");
+    return -1;
+  }
+  if (qcow2_create (t->part, &copts) == -1 ||
+      (q = qcow2_open (t->part, QCOW2_OPEN_NO_BITMAP_IN_USE)) == NULL) {
+    error ("prune: %s: %s", t->part, qcow2_last_error ());
+    return -1;
+  }
+  t->sink = sink_qcow2_wrap (q);
+  if (t->sink == NULL) {
+    qcow2_close (q);
+    return -1;
+  }
+  return 0;
+}
+
+/* The image complete, its checksum list written: both visible under
+ * their names (durable with the manifest that names them: its store_put
+ * syncs the directory; nothing needs them before).
+ */
+static int
+target_finish (struct merge_target *t, const struct sum_params *params,
+               const sum_list *sums, char sums_hex[65])
+{
+  CLEANUP_FREE char *final = NULL, *sums_final = NULL;
+  CLEANUP_FREE char *text = NULL;
+  size_t len;
+  int r;
+
+  r = t->sink->ops->close (t->sink);
+  t->sink = NULL;
+  if (r == -1)
+    return -1;
+  if (t->upload) {
+    struct store_upload *u = t->upload;
+
+    t->upload = NULL;
+    if (sums_format (params, sums, &text, &len, sums_hex) == -1) {
+      store_upload_abort (u);
+      return -1;
+    }
+    if (store_upload_commit (u) == -1)
+      return -1;
+    return store_put (t->st, t->sums_file, text, len);
+  }
+
+  if ((final = dir_file (store_dir (t->st), t->file)) == NULL ||
+      (sums_final = dir_file (store_dir (t->st), t->sums_file)) == NULL ||
+      sums_save (t->sums_part, params, sums, sums_hex) == -1 ||
+      seal_file (t->part, &t->file_size) == -1 ||
+      seal_file (t->sums_part, NULL) == -1)
+    return -1;
+  if (rename (t->part, final) == -1) {
+    error_errno ("rename %s to %s", t->part, final);
+    return -1;
+  }
+  if (rename (t->sums_part, sums_final) == -1) {
+    error_errno ("rename %s to %s", t->sums_part, sums_final);
+    return -1;
+  }
+  return 0;
+}
+
+/* Whatever happened: nothing half-written stays visible. */
+static void
+target_close (struct merge_target *t)
+{
+  if (t->sink)
+    t->sink->ops->close (t->sink);
+  if (t->upload)
+    store_upload_abort (t->upload);
+  if (t->part) {
+    unlink (t->part);
+    unlink (t->sums_part);
+  }
+  free (t->part);
+  free (t->sums_part);
+}
+
+/* full-K.EXT; in an object store full-K-ID.EXT (ID: the chain id's
+ * first 8 digits), as the backups there are named: the objects of older
+ * chains stay in the same prefix (chain.c), so names must not repeat
+ * across chains.
+ */
+static char *
+merged_name (struct store *st, const struct manifest *m, int64_t index,
+             const char *ext)
+{
+  char *s;
+  int r;
+
+  if (store_dir (st))
+    r = asprintf (&s, "full-%04" PRIi64 ".%s", index, ext);
+  else
+    r = asprintf (&s, "full-%04" PRIi64 "-%.8s.%s", index, m->chain_id, ext);
+  if (r == -1) {
+    error_errno ("asprintf");
+    return NULL;
+  }
+  return s;
+}
+
 /* Step 1: write the image as of the backup at POS into a new full
- * backup file, durable under its final name, described by *OUT.
+ * backup, durable under its final name, described by *OUT.
  */
 static int
 write_merged (struct store *st, const struct manifest *m, size_t pos,
               struct backup_entry *out)
 {
-  const char *dir = store_dir (st);
   const struct backup_entry *b = &m->backups.ptr[pos];
-  CLEANUP_FREE char *file = NULL, *sums_file = NULL;
-  CLEANUP_FREE char *part = NULL, *sums_part = NULL;
-  CLEANUP_FREE char *final = NULL, *sums_final = NULL, *top = NULL;
-  struct layer *in = NULL;
+  CLEANUP_FREE char *file = NULL, *sums_file = NULL, *top = NULL;
   CLEANUP_FREE char *buf = NULL;
-  struct qcow2_create_opts copts = { .size = QCOW2_SIZE (m->virtual_size) };
-  struct qcow2 *outq = NULL;
+  struct merge_target t = { .st = st, .size = QCOW2_SIZE (m->virtual_size) };
+  struct layer *in = NULL;
   struct sum_params params;
   struct summer *summer = NULL;
   sum_list sums = empty_vector;
   char sums_hex[65];
-  uint64_t offset, data_bytes = 0, file_size;
+  uint64_t offset, data_bytes = 0;
   int ret = -1;
 
-  if (asprintf (&file, "full-%04" PRIi64 ".qcow2", b->index) == -1 ||
-      asprintf (&sums_file, "full-%04" PRIi64 ".sums", b->index) == -1 ||
-      /* .backup-*.part: what store_cleanup removes after a crash. */
-      asprintf (&part, "%s/.backup-%s.part", dir, file) == -1 ||
-      asprintf (&sums_part, "%s/.backup-%s.part", dir, sums_file) == -1 ||
-      (final = dir_file (dir, file)) == NULL ||
-      (sums_final = dir_file (dir, sums_file)) == NULL ||
+  if ((file = merged_name (st, m, b->index, "qcow2")) == NULL ||
+      (sums_file = merged_name (st, m, b->index, "sums")) == NULL ||
       (top = store_object_path (st, b->file)) == NULL ||
-      (buf = malloc (CHUNK)) == NULL) {
+      /* Room for the padding up to QCOW2_SIZE after the disk's end. */
+      (buf = malloc (CHUNK + 512)) == NULL) {
     error_errno ("malloc");
     return -1;
   }
+  t.file = file;
+  t.sums_file = sums_file;
 
   in = layer_open (st, b->file, 0);
   if (in == NULL) {
     error ("prune: %s: %s", top, layer_last_error ());
     goto out;
   }
-  if (qcow2_create (part, &copts) == -1 ||
-      (outq = qcow2_open (part, QCOW2_OPEN_NO_BITMAP_IN_USE)) == NULL) {
-    error ("prune: %s: %s", part, qcow2_last_error ());
-    goto out;
-  }
-  if (sum_params_new (&params) == -1 ||
+  if (target_open (&t) == -1 ||
+      sum_params_new (&params) == -1 ||
       (summer = summer_new (&params)) == NULL)
     goto out;
 
@@ -169,8 +296,10 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
     if (!(status & QCOW2_STATUS_ZERO) && depth > 0 &&
         (status & QCOW2_STATUS_DATA)) {
       for (pos2 = offset; pos2 < end; ) {
-        /* Pieces end on CHUNK boundaries, so on cluster boundaries. */
-        uint64_t len = (pos2 / CHUNK + 1) * CHUNK - pos2;
+        /* Pieces end on CHUNK boundaries, so on cluster boundaries (the
+         * layers' clusters are 64K: the streamed image needs whole ones).
+         */
+        uint64_t len = (pos2 / CHUNK + 1) * CHUNK - pos2, wlen;
         struct sum_record r = { .offset = pos2, .kind = SUM_DATA };
 
         if (len > end - pos2)
@@ -181,11 +310,14 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
           goto out;
         }
         if (!is_zero (buf, len)) {
-          if (qcow2_pwrite (outq, buf, len, pos2, 0) == -1) {
-            error ("prune: %s: write at %" PRIu64 ": %s", part, pos2,
-                   qcow2_last_error ());
-            goto out;
+          /* The image's last bytes after the disk's end are zeroes. */
+          wlen = len;
+          if (pos2 + len == m->virtual_size) {
+            wlen = t.size - pos2;
+            memset (buf + len, 0, wlen - len);
           }
+          if (t.sink->ops->pwrite (t.sink, buf, wlen, pos2) == -1)
+            goto out;
           r.length = len;
           summer_sum (summer, pos2, buf, len, r.digest);
           if (sum_list_append (&sums, r) == -1) {
@@ -203,28 +335,8 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
   }
   progress_end ();
 
-  if (sums_save (sums_part, &params, &sums, sums_hex) == -1)
+  if (target_finish (&t, &params, &sums, sums_hex) == -1)
     goto out;
-  if (qcow2_close (outq) == -1) {
-    outq = NULL;
-    error ("prune: %s: %s", part, qcow2_last_error ());
-    goto out;
-  }
-  outq = NULL;
-  if (seal_file (part, &file_size) == -1 ||
-      seal_file (sums_part, NULL) == -1)
-    goto out;
-  if (rename (part, final) == -1) {
-    error_errno ("rename %s to %s", part, final);
-    goto out;
-  }
-  if (rename (sums_part, sums_final) == -1) {
-    error_errno ("rename %s to %s", sums_part, sums_final);
-    goto out;
-  }
-  /* Durable with the manifest that names them (its store_put fsyncs
-   * the directory); until then nothing needs them.
-   */
 
   *out = (struct backup_entry) {
     .index = b->index,
@@ -233,7 +345,7 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
     .started = strdup (b->started),
     .finished = strdup (b->finished),
     .data_bytes = data_bytes,
-    .file_size = file_size,
+    .file_size = t.file_size,
     .sums_file = strdup (sums_file),
     .sums_sha256 = strdup (sums_hex),
   };
@@ -247,16 +359,16 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
 
  out:
   progress_end ();
-  if (outq)
-    qcow2_close (outq);
+  if (ret == -1)
+    target_close (&t);
+  else {
+    free (t.part);
+    free (t.sums_part);
+  }
   if (in)
     layer_close (in);
   summer_free (summer);
   free (sums.ptr);
-  if (ret == -1) {
-    unlink (part);
-    unlink (sums_part);
-  }
   return ret;
 }
 
@@ -372,9 +484,14 @@ referenced (const struct manifest *m, const char *name)
                       strcmp (m->merge->sums_file, name) == 0);
 }
 
-/* backup-N.qcow2, backup-N.sums, full-N.qcow2, full-N.sums. */
+/* Is NAME a layer or checksum list of the chain M: backup-N.qcow2,
+ * backup-N.sums, full-N.qcow2, full-N.sums, in an object store with
+ * "-ID" (the chain id's first 8 digits) before the extension?  Another
+ * chain's objects (kept beside it in an object store) are not.
+ */
 static bool
-chain_file_name (const char *name)
+chain_file_name (struct store *st, const struct manifest *m,
+                 const char *name)
 {
   const char *p = name;
 
@@ -388,6 +505,12 @@ chain_file_name (const char *name)
     return false;
   while (*p >= '0' && *p <= '9')
     p++;
+  if (store_dir (st) == NULL) {
+    if (*p != '-' || strlen (m->chain_id) < 8 ||
+        strncmp (p + 1, m->chain_id, 8) != 0)
+      return false;
+    p += 9;
+  }
   return strcmp (p, ".qcow2") == 0 || strcmp (p, ".sums") == 0;
 }
 
@@ -403,7 +526,8 @@ remove_unreferenced (struct store *st, const struct manifest *m)
   if (store_list (st, &names) == -1)
     return;
   for (i = 0; i < names.len; ++i) {
-    if (!chain_file_name (names.ptr[i]) || referenced (m, names.ptr[i]))
+    if (!chain_file_name (st, m, names.ptr[i]) ||
+        referenced (m, names.ptr[i]))
       continue;
     if (store_delete (st, names.ptr[i]) == 0)
       info ("removed %s/%s, left by an interrupted run", store_location (st),
@@ -433,11 +557,6 @@ open_chain (const char *location, struct manifest *m)
   st = store_open (location, false);
   if (st == NULL)
     return NULL;
-  if (store_dir (st) == NULL) {
-    error ("prune: %s: pruning a chain in an object store is not "
-           "supported yet", location);
-    goto fail;
-  }
   r = manifest_load (st, m);
   if (r == 1) {
     error ("prune: %s holds no backup chain (no %s)", location,
