@@ -403,6 +403,24 @@ image_chain (const char *file)
 
 static const_string_vector filters = empty_vector;
 
+/* The KEY strings given to the modules' .config (see the parameters in
+ * main).
+ */
+static char **config_keys;
+static size_t nconfig_keys;
+
+static void
+free_config_keys (void)
+{
+  size_t i;
+
+  for (i = 0; i < nconfig_keys; i++)
+    free (config_keys[i]);
+  free (config_keys);
+  config_keys = NULL;
+  nconfig_keys = 0;
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -669,7 +687,16 @@ main (int argc, char *argv[])
     exit (EXIT_SUCCESS);
   }
 
-  /* Parameters. */
+  /* Parameters.  The keys are copies that must outlive the modules:
+   * nbdkit's .config contract keeps KEY and VALUE valid for the module's
+   * lifetime (the eval plugin keeps its keys), so they are freed only
+   * after the modules are unloaded.
+   */
+  config_keys = calloc (argc, sizeof *config_keys);
+  if (config_keys == NULL) {
+    perror ("nbdcbt");
+    exit (EXIT_FAILURE);
+  }
   for (i = optind; i < argc; ++i) {
     const char *eq = strchr (argv[i], '=');
     const char *key;
@@ -684,7 +711,7 @@ main (int argc, char *argv[])
         perror ("nbdcbt");
         exit (EXIT_FAILURE);
       }
-      key = keybuf;
+      key = config_keys[nconfig_keys++] = keybuf;
     }
     else {
       key = backend_magic_config_key (top);
@@ -696,7 +723,6 @@ main (int argc, char *argv[])
       }
     }
     r = backend_config (top, key, eq ? eq + 1 : argv[i]);
-    free (keybuf);
     if (r == -1)
       exit (EXIT_FAILURE);
   }
@@ -821,6 +847,7 @@ main (int argc, char *argv[])
   sessions_end_all ();
   exports_remove_all ();
   modules_unload ();
+  free_config_keys ();
   tls_cleanup ();
   if (pidfile)
     unlink (pidfile);

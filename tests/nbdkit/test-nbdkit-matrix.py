@@ -188,6 +188,11 @@ run_case("data", "data", ["data=1 2 3 @0x100000 0xff*4096 @0x300000 9",
 run_case("sparse-random", "sparse-random", ["size=32M", "seed=4321"], [],
          work=rewrite)
 run_case("zero", "zero", [], [])
+# The eval plugin keeps the keys of its .config (nbdkit guarantees them
+# for the plugin's lifetime): a freed key is a use-after-free in an
+# --enable-sanitizers build.
+run_case("eval", "eval", ["get_size=echo 1048576",
+                          "pread=head -c $3 /dev/zero"], [])
 
 # Filters between the dirty filter and a plugin.
 mem = ("memory", ["size=8M"])
