@@ -431,6 +431,13 @@ extern int do_many_backups (enum backup_mode mode, char *const *disks,
                             size_t ncontrols, int jobs);
 extern int do_verify (const char *dir);                          /* verify.c */
 extern int do_restore (const char *dir);                         /* restore.c */
+/* restore -O qcow2 into a directory: a new chain there holding point N
+ * of the chain SRC as its full backup, read through Q (restore-chain.c).
+ */
+struct layer;
+extern bool restore_target_is_dir (const char *target);
+extern int restore_into_chain (const struct manifest *src, int64_t n,
+                               struct layer *q, const char *dir);
 extern int do_list (const char *dir);                            /* list.c */
 extern int do_copy_raw (const char *uri);                      /* copy-raw.c */
 extern int do_print_extents (const char *uri);            /* print-extents.c */

@@ -340,7 +340,8 @@ backup_open_dir (struct backup_job *job)
 
   r = manifest_load (job->st, &job->chain);
   if (r == -1) {
-    error ("%s: the chain's manifest is damaged; run '" PROG " verify' "
+    error ("%s: the chain's manifest is damaged or cannot be read; run '"
+           PROG " verify' "
            "and move the directory aside before starting a new chain",
            job->dir);
     return -1;

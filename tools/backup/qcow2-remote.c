@@ -63,8 +63,10 @@
 #define OFFSET_MASK UINT64_C (0x00fffffffffffe00)
 #define L2_COMPRESSED (UINT64_C (1) << 62)
 #define L2_ZERO UINT64_C (1)
-#define WINDOW (16 * 1024 * 1024)
-#define PIECES 8
+#define SEG (8 * 1024 * 1024)   /* cached piece of the file */
+#define NSEGS 8                 /* the cache: 64 MiB */
+#define AHEAD 4                 /* segments fetched at once */
+#define NEAR (64 * 1024 * 1024) /* a read this close to the last streams */
 #define MAX_CHAIN 1000
 
 struct remote_qcow2 {
@@ -84,10 +86,15 @@ struct remote_qcow2 {
   char *backing_file, *backing_format;
   struct remote_qcow2 *backing;
   pthread_mutex_t lock;
-  /* The read window. */
-  char *win;
-  uint64_t win_off, win_len;
-  uint64_t next_expected;       /* where a continuing read starts */
+  /* The segment cache. */
+  struct segment {
+    char *buf;
+    uint64_t no;                /* host offset / SEG */
+    uint64_t len;               /* 0: empty */
+    uint64_t used;              /* for LRU */
+  } segs[NSEGS];
+  uint64_t clock;
+  uint64_t last;                /* where the last read ended (+1) */
 };
 
 /* What one guest cluster is in this layer. */
@@ -126,7 +133,8 @@ remote_qcow2_close (struct remote_qcow2 *r)
     free (r->l2);
   }
   free (r->l1);
-  free (r->win);
+  for (i = 0; i < NSEGS; ++i)
+    free (r->segs[i].buf);
   free (r->name);
   free (r->backing_file);
   free (r->backing_format);
@@ -433,60 +441,103 @@ remote_qcow2_block_status (struct remote_qcow2 *r, uint64_t offset,
   return ret;
 }
 
-/* LEN bytes of the file at HOST, through the window. */
+static struct segment *
+find_seg (struct remote_qcow2 *r, uint64_t no)
+{
+  size_t i;
+
+  for (i = 0; i < NSEGS; ++i)
+    if (r->segs[i].len && r->segs[i].no == no)
+      return &r->segs[i];
+  return NULL;
+}
+
+/* Fetch segment NO and up to AHEAD - 1 following ones not cached, in
+ * parallel, into the least recently used slots.
+ */
+static int
+fetch_segs (struct remote_qcow2 *r, uint64_t no)
+{
+  void *bufs[AHEAD];
+  size_t counts[AHEAD];
+  uint64_t offs[AHEAD];
+  struct segment *slots[AHEAD];
+  size_t n = 0, i, k;
+
+  for (k = 0; k < AHEAD && (no + k) * SEG < r->file_size; ++k) {
+    struct segment *lru = NULL;
+
+    if (k > 0 && find_seg (r, no + k))
+      continue;
+    for (i = 0; i < NSEGS; ++i) {
+      struct segment *sg = &r->segs[i];
+      bool taken = false;
+      size_t j;
+      for (j = 0; j < n; ++j)
+        taken |= slots[j] == sg;
+      if (taken)
+        continue;
+      if (lru == NULL || sg->len == 0 ||
+          (lru->len != 0 && sg->used < lru->used))
+        lru = sg;
+    }
+    if (lru->buf == NULL && (lru->buf = malloc (SEG)) == NULL) {
+      layer_set_error ("%s", strerror (ENOMEM));
+      return -1;
+    }
+    lru->len = 0;
+    slots[n] = lru;
+    bufs[n] = lru->buf;
+    offs[n] = (no + k) * SEG;
+    counts[n] = r->file_size - offs[n] < SEG ? r->file_size - offs[n] : SEG;
+    n++;
+  }
+  if (store_pread_many (r->st, r->name, n, bufs, counts, offs) == -1)
+    return fail (EIO, r->name, "read failed (see above)");
+  for (i = 0; i < n; ++i) {
+    slots[i]->no = offs[i] / SEG;
+    slots[i]->len = counts[i];
+    slots[i]->used = ++r->clock;
+  }
+  return 0;
+}
+
+/* LEN bytes of the file at HOST, through the cache. */
 static int
 read_host (struct remote_qcow2 *r, char *buf, uint64_t len, uint64_t host)
 {
-  uint64_t start, wlen, piece;
-  void *bufs[PIECES];
-  size_t counts[PIECES];
-  uint64_t offs[PIECES];
-  size_t i, n;
+  bool near = r->last != 0 && host + NEAR >= r->last &&
+    host <= r->last + NEAR;
 
-  if (host >= r->win_off && host + len <= r->win_off + r->win_len) {
-    memcpy (buf, r->win + (host - r->win_off), len);
-    r->next_expected = host + len;
-    return 0;
-  }
-  if (r->win == NULL && (r->win = malloc (WINDOW)) == NULL) {
-    layer_set_error ("%s", strerror (ENOMEM));
-    return -1;
-  }
-  /* A read that continues the last ones streams ahead; others fetch
-   * only what they need.
-   */
-  start = host & ~(r->cluster - 1);
-  if (len > WINDOW - (host - start)) {
-    /* Larger than the window: straight through, in pieces. */
-    if (read_exact (r, buf, len, host) == -1)
-      return -1;
-    r->next_expected = host + len;
-    return 0;
-  }
-  if (host >= r->next_expected && host - r->next_expected <= WINDOW &&
-      r->next_expected != 0)
-    wlen = WINDOW;
-  else
-    wlen = (host - start) + len;
-  if (start + wlen > r->file_size)
-    wlen = r->file_size - start;
-  if (host + len > start + wlen)
+  if (host > r->file_size || len > r->file_size - host)
     return fail (EIO, r->name,
                  "a data cluster lies past the end of the file");
-  piece = (wlen + PIECES - 1) / PIECES;
-  piece = (piece + r->cluster - 1) & ~(r->cluster - 1);
-  for (i = n = 0; i < PIECES && i * piece < wlen; ++i, ++n) {
-    bufs[i] = r->win + i * piece;
-    offs[i] = start + i * piece;
-    counts[i] = wlen - i * piece < piece ? wlen - i * piece : piece;
+  while (len > 0) {
+    uint64_t no = host / SEG, in = host % SEG;
+    uint64_t n = SEG - in < len ? SEG - in : len;
+    struct segment *sg = find_seg (r, no);
+
+    if (sg == NULL && !near) {
+      /* A random read: only what it needs, not cached. */
+      if (read_exact (r, buf, len, host) == -1)
+        return -1;
+      r->last = host + len + 1;
+      return 0;
+    }
+    if (sg == NULL) {
+      if (fetch_segs (r, no) == -1)
+        return -1;
+      sg = find_seg (r, no);
+    }
+    if (sg == NULL || in + n > sg->len)
+      return fail (EIO, r->name, "short read of a cached segment");
+    memcpy (buf, sg->buf + in, n);
+    sg->used = ++r->clock;
+    buf += n;
+    host += n;
+    len -= n;
   }
-  r->win_len = 0;
-  if (store_pread_many (r->st, r->name, n, bufs, counts, offs) == -1)
-    return fail (EIO, r->name, "read failed (see above)");
-  r->win_off = start;
-  r->win_len = wlen;
-  memcpy (buf, r->win + (host - start), len);
-  r->next_expected = host + len;
+  r->last = host + 1;
   return 0;
 }
 

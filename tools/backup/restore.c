@@ -143,6 +143,11 @@ do_restore (const char *location)
     }
     sink = sink_nbd_open (target, size);
   }
+  else if (opts.out_format && strcmp (opts.out_format, "qcow2") == 0 &&
+           restore_target_is_dir (target)) {
+    ret = restore_into_chain (&m, n, q, target);
+    goto out;
+  }
   else if (opts.out_format && strcmp (opts.out_format, "qcow2") == 0) {
     /* Rounded up as the backups are, so that QEMU reads all of it. */
     struct qcow2_create_opts copts = { .size = QCOW2_SIZE (size) };

@@ -74,7 +74,15 @@
 
 struct stream_sink {
   struct sink s;
+  /* Writers take turns in the order they arrive (a ticket lock): with a
+   * plain mutex a copy thread could lose the race for many rounds while
+   * an upload slot is awaited, and its blocks would land far from their
+   * neighbours in the file, which makes reading it back in disk order
+   * jump around.
+   */
   pthread_mutex_t lock;
+  pthread_cond_t turn;
+  uint64_t next_ticket, serving;
   struct store_upload *u;
   uint64_t size;                /* virtual */
   char *backing_file;           /* or NULL */
@@ -111,6 +119,25 @@ append (struct stream_sink *ss, const void *buf, uint64_t len)
   return 0;
 }
 
+static void
+take_turn (struct stream_sink *ss)
+{
+  uint64_t t;
+
+  pthread_mutex_lock (&ss->lock);
+  t = ss->next_ticket++;
+  while (t != ss->serving)
+    pthread_cond_wait (&ss->turn, &ss->lock);
+}
+
+static void
+end_turn (struct stream_sink *ss)
+{
+  ss->serving++;
+  pthread_cond_broadcast (&ss->turn);
+  pthread_mutex_unlock (&ss->lock);
+}
+
 static int
 st_pwrite (struct sink *s, const void *buf, uint64_t count, uint64_t offset)
 {
@@ -127,7 +154,7 @@ st_pwrite (struct sink *s, const void *buf, uint64_t count, uint64_t offset)
   }
   c = offset / CLUSTER;
   n = (count + CLUSTER - 1) / CLUSTER;
-  pthread_mutex_lock (&ss->lock);
+  take_turn (ss);
   if (ss->failed)
     goto out;
   for (i = 0; i < n; ++i) {
@@ -147,7 +174,7 @@ st_pwrite (struct sink *s, const void *buf, uint64_t count, uint64_t offset)
     goto out;
   r = 0;
  out:
-  pthread_mutex_unlock (&ss->lock);
+  end_turn (ss);
   return r;
 }
 
@@ -166,7 +193,7 @@ st_zero (struct sink *s, uint64_t count, uint64_t offset)
   }
   c = offset / CLUSTER;
   end = (offset + count + CLUSTER - 1) / CLUSTER;
-  pthread_mutex_lock (&ss->lock);
+  take_turn (ss);
   for (i = c; i < end; ++i) {
     uint64_t *e = entry (ss, i);
     if (e == NULL)
@@ -176,7 +203,7 @@ st_zero (struct sink *s, uint64_t count, uint64_t offset)
   }
   r = 0;
  out:
-  pthread_mutex_unlock (&ss->lock);
+  end_turn (ss);
   return r;
 }
 
@@ -334,6 +361,7 @@ st_close (struct sink *s)
   free (ss->l2);
   free (ss->pad);
   free (ss->backing_file);
+  pthread_cond_destroy (&ss->turn);
   pthread_mutex_destroy (&ss->lock);
   free (ss);
   return r;
@@ -365,6 +393,7 @@ sink_qcow2_stream (struct store_upload *u, uint64_t size,
   ss->s.ops = &stream_ops;
   ss->s.reads_zero = true;
   pthread_mutex_init (&ss->lock, NULL);
+  pthread_cond_init (&ss->turn, NULL);
   ss->u = u;
   ss->size = size;
   ss->file_size = file_size;
