@@ -123,6 +123,9 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(off + 100)
     f.write(bytes([b[0] ^ 0xff]))
 EOT
+# A leftover of an interrupted run stays too: a damaged chain is left as
+# found.
+echo leftover > "$dir/full-0009.qcow2"
 cp -a "$dir" "$tmpdir/damaged"
 expect_refusal "the chain does not verify; nothing was pruned" \
   $BACKUP prune "$dir" --keep 2

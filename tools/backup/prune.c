@@ -617,13 +617,13 @@ do_prune (const char *dir, int64_t keep)
         goto out;
     }
   }
-  remove_unreferenced (st, &m);
-
   if (verify_chain (st, &m) > 0) {
     error ("prune: %s: the chain does not verify; nothing was pruned "
            "(see '" PROG " verify')", dir);
     goto out;
   }
+  /* Only a sound chain is tidied: a damaged one is left as found. */
+  remove_unreferenced (st, &m);
   if (m.backups.len <= (size_t) keep) {
     info ("%s: %zu restore point%s, at most %" PRIi64 " to keep: "
           "nothing to prune", dir, m.backups.len,
