@@ -617,12 +617,6 @@ dirty_bitmaps_mark (struct dirty_bitmaps *set, uint64_t offset, uint64_t len)
   if (len == 0)
     return;
   pthread_rwlock_rdlock (&set->lock);
-  /* A random write misses the cache in each fine bitmap (one bit per
-   * 512 B of a 2 GiB disk is 512 KiB): start every load first, so that
-   * the misses overlap instead of following each other.
-   */
-  for (i = 0; i < set->nrecording; i++)
-    hbitmap_prefetch (set->recording[i], offset);
   for (i = 0; i < set->nrecording; i++)
     hbitmap_set (set->recording[i], offset, len);
   pthread_rwlock_unlock (&set->lock);

@@ -518,25 +518,6 @@ hbitmap_set (struct hbitmap *hb, uint64_t offset, uint64_t len)
   unlock_hb (hb);
 }
 
-/* hbitmap_prefetch (hbitmap.h).  No lock: SIZE and the level-0 pointer
- * are read with relaxed atomic loads (hbitmap_resize, their only writer
- * after hbitmap_new, stores them the same way), and a prefetch of an
- * address that a concurrent resize just freed is harmless: it never
- * faults and changes nothing.
- */
-void
-hbitmap_prefetch (const struct hbitmap *hb, uint64_t offset)
-{
-  const uint64_t *l0 = __atomic_load_n (&hb->any[0], __ATOMIC_RELAXED);
-  uint64_t size = __atomic_load_n (&hb->size, __ATOMIC_RELAXED);
-  uint64_t bit;
-
-  if (offset >= size)
-    return;
-  bit = offset >> hb->shift;
-  __builtin_prefetch (&l0[bit >> 6], 1, 3);
-}
-
 void
 hbitmap_reset (struct hbitmap *hb, uint64_t offset, uint64_t len)
 {
@@ -906,7 +887,7 @@ hbitmap_resize (struct hbitmap *hb, uint64_t new_size)
   lock_hb (hb);
   nbits = DIV_ROUND_UP (new_size, UINT64_C (1) << hb->shift);
   if (nbits == hb->nbits) {
-    __atomic_store_n (&hb->size, new_size, __ATOMIC_RELAXED);
+    hb->size = new_size;
     r = 0;
     goto out;
   }
@@ -936,8 +917,7 @@ hbitmap_resize (struct hbitmap *hb, uint64_t new_size)
     if (nwords[0] > hb->nwords[0])
       memset (&p[hb->nwords[0]], 0,
               (nwords[0] - hb->nwords[0]) * sizeof (uint64_t));
-    __atomic_store_n (&hb->any[0], p, __ATOMIC_RELAXED);
-    hb->full[0] = p;
+    hb->any[0] = hb->full[0] = p;
   }
   /* Clear the padding past the new end (a shrink inside the last word). */
   if (nbits & 63)
@@ -953,7 +933,7 @@ hbitmap_resize (struct hbitmap *hb, uint64_t new_size)
   memcpy (hb->nwords, nwords, sizeof nwords);
   hb->nlevels = nlevels;
   hb->nbits = nbits;
-  __atomic_store_n (&hb->size, new_size, __ATOMIC_RELAXED);
+  hb->size = new_size;
   hb->count -= removed;
   refresh_summaries (hb, 0, nwords[0] - 1);
   r = 0;

@@ -72,12 +72,6 @@ extern uint64_t hbitmap_nbits (const struct hbitmap *hb);
  * the end are clipped.
  */
 extern void hbitmap_set (struct hbitmap *hb, uint64_t offset, uint64_t len);
-/* A hint, without the lock: start loading the level-0 word that holds
- * OFFSET's bit into the CPU cache, so that a caller about to set it in
- * several bitmaps pays their cache misses at once instead of one after
- * the other.  Safe against every other call, resize included.
- */
-extern void hbitmap_prefetch (const struct hbitmap *hb, uint64_t offset);
 extern void hbitmap_reset (struct hbitmap *hb, uint64_t offset, uint64_t len);
 extern void hbitmap_set_all (struct hbitmap *hb);
 extern void hbitmap_reset_all (struct hbitmap *hb);
