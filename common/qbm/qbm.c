@@ -92,6 +92,8 @@ struct qbm {
   /* The live record (after qbm_mark_in_use). */
   struct intent *intent;
   int intent_fd;
+  int lock_fd;                  /* D.lock, locked while open, or -1 */
+  bool force_share;             /* QBM_OPEN_FORCE_SHARE: take no lock */
 };
 
 /* --- errors ------------------------------------------------------------ */
@@ -659,6 +661,8 @@ qbm_probe (const char *path, char **image)
   return r;
 }
 
+static int lock_sidecar (struct qbm *q);
+
 struct qbm *
 qbm_open (const char *desc_path, const char *image_path, uint64_t image_size,
           int flags)
@@ -673,7 +677,9 @@ qbm_open (const char *desc_path, const char *image_path, uint64_t image_size,
     return NULL;
   }
   q->intent_fd = -1;
+  q->lock_fd = -1;
   q->rdonly = flags & QBM_OPEN_RDONLY;
+  q->force_share = flags & QBM_OPEN_FORCE_SHARE;
   q->image_size = image_size;
   q->desc_path = absolute (desc_path);
   q->image_path = absolute (image_path);
@@ -691,6 +697,11 @@ qbm_open (const char *desc_path, const char *image_path, uint64_t image_size,
     qbm_error (ENOMEM, "%s: %m", desc_path);
     goto err;
   }
+  /* An existing sidecar is locked before it is read (a new one when it
+   * is made, in commit).
+   */
+  if (access (desc_path, F_OK) == 0 && lock_sidecar (q) == -1)
+    goto err;
   text = read_whole (desc_path, DESCRIPTOR_MAX, &len);
   if (text == NULL) {
     if (errno == ENOENT) {
@@ -730,6 +741,8 @@ qbm_close (struct qbm *q)
   intent_free (q->intent);
   if (q->intent_fd >= 0)
     close (q->intent_fd);
+  if (q->lock_fd >= 0)
+    close (q->lock_fd);
   free_entries (q->e, q->n);
   free (q->intent_file);
   free (q->intent_bits);
@@ -879,6 +892,49 @@ unlink_unused (struct qbm *q, struct entry *old, size_t nold)
   }
 }
 
+/* The sidecar's lock: an OFD lock on the whole of D.lock, exclusive for
+ * a read-write user, shared for a read-only one, held until qbm_close.
+ * Two servers, or a server and nbdcbt-img, never write one sidecar at
+ * once (the image's own QEMU locks do not cover a sidecar reached
+ * through another name of the same disk).  The file is made with the
+ * sidecar and never removed: removing a lock file races with its users.
+ * A read-only user of a sidecar without one takes no lock.
+ */
+static int
+lock_sidecar (struct qbm *q)
+{
+  CLEANUP_FREE char *path = NULL;
+  struct flock fl = { .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+
+  if (q->force_share || q->lock_fd >= 0)
+    return 0;
+  if (asprintf (&path, "%s.lock", q->desc_path) == -1)
+    return qbm_error (ENOMEM, "%m");
+  q->lock_fd = q->rdonly ? open (path, O_RDONLY | O_CLOEXEC)
+    : open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (q->lock_fd == -1) {
+    if (q->rdonly && (errno == ENOENT || errno == EACCES))
+      return 0;
+    return qbm_error (errno, "%s: %m", path);
+  }
+  fl.l_type = q->rdonly ? F_RDLCK : F_WRLCK;
+  if (fcntl (q->lock_fd, F_OFD_SETLK, &fl) == 0)
+    return 0;
+  if (errno == EINVAL || errno == ENOTSUP || errno == ENOLCK
+      || errno == ENOSYS)
+    return 0;                   /* no OFD locks here: as QEMU, go on */
+  if (errno == EAGAIN || errno == EACCES)
+    qbm_error (EAGAIN, "%s: Failed to get %s lock on the sidecar: another "
+               "process (nbdcbt, nbdcbt-img) is using it%s", q->desc_path,
+               q->rdonly ? "a shared" : "the write",
+               q->rdonly ? " read-write (use -U to read it anyway)" : "");
+  else
+    qbm_error (errno, "%s: cannot lock: %m", path);
+  close (q->lock_fd);
+  q->lock_fd = -1;
+  return -1;
+}
+
 /* Write descriptor with E (taking ownership on success). */
 static int
 commit (struct qbm *q, struct entry *e, size_t n, uint64_t gen)
@@ -886,6 +942,10 @@ commit (struct qbm *q, struct entry *e, size_t n, uint64_t gen)
   CLEANUP_FREE char *text = NULL;
   struct entry *old = q->e;
   size_t len = 0, nold = q->n;
+
+  /* A new sidecar: its lock first. */
+  if (!q->exists && lock_sidecar (q) == -1)
+    return -1;
 
   text = build_descriptor (q, e, n, gen, q->intent_file, q->intent_zone_size,
                            &len);

@@ -65,6 +65,10 @@ extern bool qbm_probe (const char *path, char **image);
 extern char *qbm_default_path (const char *image);
 
 #define QBM_OPEN_RDONLY (1 << 0)
+/* Take no lock on the sidecar (nbdcbt-img -U: read a sidecar another
+ * process writes; what is read may be inconsistent).
+ */
+#define QBM_OPEN_FORCE_SHARE (1 << 1)
 
 struct qbm;
 

@@ -32,124 +32,30 @@
 
 /* Image locking compatible with QEMU's file-posix driver, so that QEMU,
  * qemu-img and qemu-nbd refuse an image we write and we refuse an image
- * they write.
- *
- * QEMU takes shared (read) OFD locks on single bytes of the image file:
- * byte 100 + i while it holds permission bit i, byte 200 + i while it does
- * not let others have permission bit i.  Before using a permission it
- * tests that nobody else locks 200 + i; before denying one to others it
- * tests that nobody else locks 100 + i.  The bits (BLK_PERM_*) are
- * consistent read (0), write (1), write unchanged (2) and resize (3).
- *
- * For a qcow2 image (and for any backing file) QEMU's image file node
- * holds: read-write: consistent read, write and resize, sharing only
- * consistent read and write unchanged (bytes 100, 101, 103, 201, 203);
- * read-only: consistent read, sharing the same (bytes 100, 201, 203);
- * read-only with force-share (-U): consistent read, sharing everything
- * (byte 100).
+ * they write: the byte-range scheme is common/utils/image-lock.c's.
  */
 #include <config.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <string.h>
 
+#include "image-lock.h"
 #include "qcow2-internal.h"
-
-#define LOCK_PERM_BASE 100
-#define LOCK_SHARED_BASE 200
-
-#define PERM_CONSISTENT_READ (1u << 0)
-#define PERM_WRITE (1u << 1)
-#define PERM_WRITE_UNCHANGED (1u << 2)
-#define PERM_RESIZE (1u << 3)
-#define PERM_COUNT 4
-#define PERM_ALL ((1u << PERM_COUNT) - 1)
-
-static const char *const perm_names[PERM_COUNT] = {
-  "consistent read", "write", "write unchanged", "resize",
-};
-
-/* A shared lock on byte OFF.  Returns 0, or -1 with errno. */
-static int
-lock_byte (int fd, off_t off)
-{
-  struct flock fl = {
-    .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = off, .l_len = 1,
-  };
-  return fcntl (fd, F_OFD_SETLK, &fl);
-}
-
-/* Does another open file description lock byte OFF?  1 yes, 0 no, -1
- * error.
- */
-static int
-byte_locked_by_others (int fd, off_t off)
-{
-  struct flock fl = {
-    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = off, .l_len = 1,
-  };
-  if (fcntl (fd, F_OFD_GETLK, &fl) == -1)
-    return -1;
-  return fl.l_type != F_UNLCK;
-}
-
-/* QEMU's messages: "Failed to get [shared ]"PERM" lock". */
-static int
-lock_error (struct qcow2 *q, bool shared, unsigned i)
-{
-  return qcow2_error (EAGAIN, "%s: Failed to get %s\"%s\" lock: is another "
-                      "process (QEMU, qemu-img, qemu-nbd, nbdcbt) using the "
-                      "image?", q->filename, shared ? "shared " : "",
-                      perm_names[i]);
-}
 
 int
 qcow2_lock_file (struct qcow2 *q, bool writable, bool force_share)
 {
-  unsigned perm = PERM_CONSISTENT_READ, shared, i;
-  int r;
+  const char *perm;
+  bool shared;
 
-  if (writable)
-    perm |= PERM_WRITE | PERM_RESIZE;
-  shared = force_share ? PERM_ALL : PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED;
-
-  /* Take ours first, then look for conflicts, as QEMU does: of two
-   * processes racing, at least one sees the other.
-   */
-  for (i = 0; i < PERM_COUNT; i++) {
-    if (((perm >> i) & 1) && lock_byte (q->fd, LOCK_PERM_BASE + i) == -1)
-      goto lock_failed;
-    if (!((shared >> i) & 1) &&
-        lock_byte (q->fd, LOCK_SHARED_BASE + i) == -1)
-      goto lock_failed;
-  }
-  for (i = 0; i < PERM_COUNT; i++)
-    if ((perm >> i) & 1) {
-      r = byte_locked_by_others (q->fd, LOCK_SHARED_BASE + i);
-      if (r == -1)
-        goto lock_failed;
-      if (r == 1)
-        return lock_error (q, false, i);
-    }
-  for (i = 0; i < PERM_COUNT; i++)
-    if (!((shared >> i) & 1)) {
-      r = byte_locked_by_others (q->fd, LOCK_PERM_BASE + i);
-      if (r == -1)
-        goto lock_failed;
-      if (r == 1)
-        return lock_error (q, true, i);
-    }
-  return 0;
-
- lock_failed:
-  /* A filesystem without OFD locks: QEMU (locking=auto) goes on
-   * without them too.
-   */
-  if (errno == EINVAL || errno == ENOTSUP || errno == ENOLCK ||
-      errno == ENOSYS)
+  if (image_lock (q->fd, writable, force_share, &perm, &shared) == 0)
     return 0;
-  if (errno == EAGAIN || errno == EACCES)
+  /* QEMU's messages: "Failed to get [shared ]"PERM" lock". */
+  if (errno == EAGAIN && perm)
+    return qcow2_error (EAGAIN, "%s: Failed to get %s\"%s\" lock: is "
+                        "another process (QEMU, qemu-img, qemu-nbd, nbdcbt) "
+                        "using the image?", q->filename,
+                        shared ? "shared " : "", perm);
+  if (errno == EAGAIN)
     return qcow2_error (EAGAIN, "%s: the image is locked exclusively by "
                         "another process", q->filename);
   return qcow2_error (errno, "%s: cannot lock the image: %m", q->filename);

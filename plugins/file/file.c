@@ -54,6 +54,7 @@
 #include "nbdcbt-plugin.h"
 
 #include "file.h"
+#include "image-lock.h"
 #include "qbm.h"
 #include "sidecar.h"
 #include "minmax.h"
@@ -63,6 +64,7 @@ struct file_instance {
   char *filename;
   char *qbm_path;               /* qbm=: the sidecar, else FILENAME.qbm */
   struct file_sidecar *sidecar; /* the bitmap store (get_ready..cleanup) */
+  int lock_fd;                  /* holds QEMU's image locks, or -1 */
   bool cache_none;              /* cache=none: O_DIRECT */
   int fadvise_mode;
 };
@@ -92,6 +94,7 @@ file_instance_new (void)
     return NULL;
   }
   fi->fadvise_mode = POSIX_FADV_NORMAL;
+  fi->lock_fd = -1;
   return fi;
 }
 
@@ -216,11 +219,45 @@ file_config_complete (void *instance)
 /* The QBM sidecar, opened now so that a damaged one stops the server
  * before any client connects.
  */
+/* QEMU's image locks (common/utils/image-lock.h) for the life of the
+ * export: QEMU, qemu-img and qemu-nbd refuse the image while we write
+ * it, a second nbdcbt too, and we refuse an image they write.
+ */
+static int
+lock_image (struct file_instance *fi)
+{
+  const char *perm;
+  bool shared;
+
+  fi->lock_fd = open (fi->filename, O_RDONLY | O_CLOEXEC);
+  if (fi->lock_fd == -1) {
+    nbdcbt_error ("file: cannot open %s: %m", fi->filename);
+    return -1;
+  }
+  if (image_lock (fi->lock_fd, !nbdcbt_read_only (), false, &perm,
+                  &shared) == 0)
+    return 0;
+  if (errno == EAGAIN && perm)
+    nbdcbt_error ("file: %s: Failed to get %s\"%s\" lock: is another "
+                  "process (QEMU, qemu-img, qemu-nbd, nbdcbt) using the "
+                  "image?", fi->filename, shared ? "shared " : "", perm);
+  else if (errno == EAGAIN)
+    nbdcbt_error ("file: %s: the image is locked exclusively by another "
+                  "process", fi->filename);
+  else
+    nbdcbt_error ("file: %s: cannot lock the image: %m", fi->filename);
+  close (fi->lock_fd);
+  fi->lock_fd = -1;
+  return -1;
+}
+
 static int
 file_get_ready (void *instance)
 {
   struct file_instance *fi = instance;
 
+  if (lock_image (fi) == -1)
+    return -1;
   return file_sidecar_open (fi->filename, fi->qbm_path, nbdcbt_read_only (),
                             &fi->sidecar);
 }
@@ -232,6 +269,9 @@ file_cleanup (void *instance)
 
   file_sidecar_close (fi->sidecar);
   fi->sidecar = NULL;
+  if (fi->lock_fd >= 0)
+    close (fi->lock_fd);
+  fi->lock_fd = -1;
 }
 
 static const void *

@@ -110,6 +110,7 @@ img_common_option (int c, const char *arg, struct img_common_opts *o)
     return parse_output_format (arg, &o->json) == -1 ? -1 : 1;
   case 'U':
     o->force_share = true;
+    img_sidecar_force_share = true;
     return 1;
   case 'S':
     img_sidecar_path = arg;

@@ -124,6 +124,8 @@ struct qcow2_bitmap_info;
 
 /* --sidecar=PATH of the command, or NULL for IMAGE.qbm. */
 extern const char *img_sidecar_path;
+/* -U: read-only sidecar opens take no lock. */
+extern bool img_sidecar_force_share;
 
 
 /* Size of a file or block device. */

@@ -56,6 +56,7 @@
 #include "nbdcbt-img.h"
 
 const char *img_sidecar_path;
+bool img_sidecar_force_share;
 
 int
 image_size_of (const char *path, uint64_t *size)
@@ -108,7 +109,9 @@ open_sidecar (const char *path, bool rdonly, char **image_ret)
     img_error ("Could not open '%s': %m", image);
     return NULL;
   }
-  q = qbm_open (desc, image, size, rdonly ? QBM_OPEN_RDONLY : 0);
+  q = qbm_open (desc, image, size, (rdonly ? QBM_OPEN_RDONLY : 0)
+                | (rdonly && img_sidecar_force_share ? QBM_OPEN_FORCE_SHARE
+                   : 0));
   if (q == NULL) {
     img_error ("%s", qbm_last_error ());
     return NULL;
