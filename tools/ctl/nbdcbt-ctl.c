@@ -166,10 +166,19 @@ read_message (void)
 static void
 send_message (json_object *msg)
 {
-  const char *s = json_object_to_json_string_ext (msg,
-                                                  JSON_C_TO_STRING_PLAIN);
-  size_t len = strlen (s);
+  const char *json = json_object_to_json_string_ext (msg,
+                                                    JSON_C_TO_STRING_PLAIN);
+  char *buf, *s;
+  size_t len;
 
+  /* The message and its newline in one write: the server acts on a
+   * message where its JSON ends, and after "quit" it may be gone before
+   * a separate newline arrives (that send failed with EPIPE).
+   */
+  if (asprintf (&buf, "%s\n", json) == -1)
+    die (EXIT_CONNECTION, "asprintf: %s", strerror (errno));
+  s = buf;
+  len = strlen (s);
   while (len > 0) {
     ssize_t r = send (sock, s, len, MSG_NOSIGNAL);
 
@@ -180,8 +189,7 @@ send_message (json_object *msg)
     s += r;
     len -= r;
   }
-  if (send (sock, "\n", 1, MSG_NOSIGNAL) != 1)
-    die (EXIT_CONNECTION, "%s: %s", socket_path, strerror (errno));
+  free (buf);
 }
 
 /* Send MSG (consumed); the answer: "return"'s value, or NULL with the
