@@ -144,20 +144,31 @@ s_cleanup (struct store *st)
   s3_response_free (&rs);
 }
 
+/* Perform RQ on the store's object NAME (RQ's key is set here); the
+ * answer in *RS, which the caller frees.
+ */
 static int
-s_get (struct store *st, const char *name, char **data, size_t *len)
+perform_on (struct s3_store *ss, const char *name, struct s3_request rq,
+            struct s3_response *rs)
 {
-  struct s3_store *ss = (struct s3_store *) st;
   CLEANUP_FREE char *key = key_of (ss, name);
-  struct s3_response rs;
-  int r;
 
+  memset (rs, 0, sizeof *rs);
   if (key == NULL) {
     error_errno ("malloc");
     return -1;
   }
-  r = s3_perform (ss->c, &(struct s3_request) {
-      .method = "GET", .key = key, .missing_ok = true }, &rs);
+  rq.key = key;
+  return s3_perform (ss->c, &rq, rs);
+}
+
+static int
+s_get (struct store *st, const char *name, char **data, size_t *len)
+{
+  struct s3_response rs;
+  int r = perform_on ((struct s3_store *) st, name, (struct s3_request) {
+      .method = "GET", .missing_ok = true }, &rs);
+
   if (r == 0) {
     *data = rs.body;
     *len = rs.body_len;
@@ -170,17 +181,10 @@ s_get (struct store *st, const char *name, char **data, size_t *len)
 static int
 s_put (struct store *st, const char *name, const void *data, size_t len)
 {
-  struct s3_store *ss = (struct s3_store *) st;
-  CLEANUP_FREE char *key = key_of (ss, name);
   struct s3_response rs;
-  int r;
+  int r = perform_on ((struct s3_store *) st, name, (struct s3_request) {
+      .method = "PUT", .body = data, .body_len = len }, &rs);
 
-  if (key == NULL) {
-    error_errno ("malloc");
-    return -1;
-  }
-  r = s3_perform (ss->c, &(struct s3_request) {
-      .method = "PUT", .key = key, .body = data, .body_len = len }, &rs);
   s3_response_free (&rs);
   return r;
 }
@@ -188,17 +192,10 @@ s_put (struct store *st, const char *name, const void *data, size_t len)
 static int
 s_stat (struct store *st, const char *name, uint64_t *size)
 {
-  struct s3_store *ss = (struct s3_store *) st;
-  CLEANUP_FREE char *key = key_of (ss, name);
   struct s3_response rs;
-  int r;
+  int r = perform_on ((struct s3_store *) st, name, (struct s3_request) {
+      .method = "HEAD", .missing_ok = true }, &rs);
 
-  if (key == NULL) {
-    error_errno ("malloc");
-    return -1;
-  }
-  r = s3_perform (ss->c, &(struct s3_request) {
-      .method = "HEAD", .key = key, .missing_ok = true }, &rs);
   if (r == 0)
     *size = rs.content_length;
   s3_response_free (&rs);
@@ -283,17 +280,10 @@ s_pread_many (struct store *st, const char *name, size_t n,
 static int
 s_delete (struct store *st, const char *name)
 {
-  struct s3_store *ss = (struct s3_store *) st;
-  CLEANUP_FREE char *key = key_of (ss, name);
   struct s3_response rs;
-  int r;
+  int r = perform_on ((struct s3_store *) st, name, (struct s3_request) {
+      .method = "DELETE", .missing_ok = true }, &rs);
 
-  if (key == NULL) {
-    error_errno ("malloc");
-    return -1;
-  }
-  r = s3_perform (ss->c, &(struct s3_request) {
-      .method = "DELETE", .key = key, .missing_ok = true }, &rs);
   s3_response_free (&rs);
   return r < 0 ? -1 : 0;
 }
