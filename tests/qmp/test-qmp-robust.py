@@ -196,7 +196,20 @@ try:
     d_size = d.nbd().get_size()
     t = threading.Thread(target=writer)
     t.start()
-    for i in range(40):
+
+    def wait_written(n, timeout=60):
+        end = time.time() + timeout
+        while len(written) < n:
+            assert t.is_alive() and time.time() < end, \
+                "the writer completed only %d writes" % len(written)
+            time.sleep(0.01)
+
+    # Under load the writer's connection can take longer than 40 aborted
+    # transactions: the transactions start once writes flow, and go on
+    # until writes completed while they ran.
+    wait_written(1)
+    before, aborted = len(written), 0
+    while aborted < 40 or len(written) < before + 20:
         r = q.try_cmd("transaction", actions=[
             {"type": "block-dirty-bitmap-clear",
              "data": {"node": NODE, "name": "b0"}},
@@ -204,17 +217,18 @@ try:
              "data": {"node": NODE, "target": "b1", "bitmaps": ["b0"]}},
             {"type": "abort", "data": {}}])
         assert r[0] == "error", r
+        aborted += 1
+        assert t.is_alive(), "the writer stopped writing"
     stop.set()
     t.join()
-    assert written
     for name in ("b0", "b1"):
         dirty = d.dirty_map(name)
         for off in written:
             assert any(o <= off and off + 512 <= o + ln
                        for o, ln, fl in dirty if fl & 1), \
                 "write at %d lost from %s" % (off, name)
-    print("%d writes during 40 aborted transactions, all recorded"
-          % len(written))
+    print("%d writes during %d aborted transactions, all recorded"
+          % (len(written), aborted))
 
     # Events reach every negotiated client; quit stops cleanly.
     listener = d.connect_qmp()

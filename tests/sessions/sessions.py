@@ -338,48 +338,71 @@ def block_state(data, b):
     return ("torn",)
 
 
-def _expected(ops, k, blocks):
-    """Per block, the states it may hold after the first K ops."""
-    exp = [{("init",)} for _ in range(blocks)]
-    for seq, kind, b in ops:
-        if seq > k:
-            break
-        if kind == "w":
-            exp[b] = {("w", seq)}
-        elif kind == "z":
-            exp[b] = {("zero",)}
-        else:
-            # A trim reads as zero, or (a plugin that ignores it) as before.
-            exp[b] = exp[b] | {("zero",)}
-    return exp
+def _after(exp, kind, b):
+    """EXP (per block, the states it may hold) after one request."""
+    if kind == "w":
+        return None         # the caller sets ('w', seq)
+    if kind == "z":
+        return {("zero",)}
+    # A trim reads as zero, or (a plugin that ignores it) as before.
+    return exp[b] | {("zero",)}
 
 
-def check_instant(image_bytes, blocks, ops, what="image"):
-    """IMAGE_BYTES must equal the disk after exactly the first K of OPS
-    (applied to the initial disk) for some K.  Returns K."""
+def instants(image_bytes, blocks, ops):
+    """Every K such that IMAGE_BYTES equals the disk after exactly the
+    first K of OPS (applied to the initial disk), in increasing order;
+    and, when there is none, a sentence saying where it first differs."""
     states = [block_state(image_bytes[b * BLOCK:(b + 1) * BLOCK], b)
               for b in range(blocks)]
     for b, s in enumerate(states):
         if s == ("torn",):
-            raise AssertionError("%s: block %d is torn or foreign" % (what, b))
-    # K is at least the newest write the image holds, and less than the
-    # next write (zeroes and trims after it may be in or out).
+            return [], "block %d is torn or foreign" % b
+    # K is at least the newest write the image holds.  It may be later
+    # than the next write: a write zeroed before the instant leaves no
+    # trace, so every later request is a candidate, walked once.
     k = max([s[1] for s in states if s[0] == "w"] + [0])
     if k > 0 and (not ops or ops[-1][0] < k):
-        raise AssertionError("%s holds write %d which the writer never "
-                             "completed" % (what, k))
-    candidates = [k] + [seq for seq, kind, b in ops if seq > k]
+        return [], "it holds write %d which the writer never completed" % k
+    exp = [{("init",)} for _ in range(blocks)]
+    later = []
+    for seq, kind, b in ops:
+        if seq > k:
+            later.append((seq, kind, b))
+            continue
+        exp[b] = {("w", seq)} if kind == "w" else _after(exp, kind, b)
+    bad = {b for b in range(blocks) if states[b] not in exp[b]}
     first_bad = None
-    for kk in candidates:
-        if kk > k and [o for o in ops if o[0] == kk][0][1] == "w":
-            break
-        exp = _expected(ops, kk, blocks)
-        bad = [b for b in range(blocks) if states[b] not in exp[b]]
+    if bad:
+        b = min(bad)
+        first_bad = ("block %d holds %s, after the first %d requests it "
+                     "held one of %s" % (b, states[b], k, sorted(exp[b])))
+    found = [] if bad else [k]
+    for seq, kind, b in later:
+        exp[b] = {("w", seq)} if kind == "w" else _after(exp, kind, b)
+        if states[b] in exp[b]:
+            bad.discard(b)
+        else:
+            bad.add(b)
         if not bad:
-            return kk
-        if first_bad is None:
-            b = bad[0]
-            first_bad = ("%s is not the disk at one instant: block %d holds "
-                         "%s, after the first %d requests it held one of %s"
-                         % (what, b, states[b], kk, sorted(exp[b])))
-    raise AssertionError(first_bad)
+            found.append(seq)
+    return found, first_bad
+
+
+def check_instant(image_bytes, blocks, ops, what="image", within=None):
+    """IMAGE_BYTES must equal the disk after exactly the first K of OPS
+    for some K, and with WITHIN=(LO, HI) for some LO <= K <= HI (one image
+    can be several instants: a trim that may read as zero, a write zeroed
+    later).  Returns the first such K."""
+    found, why = instants(image_bytes, blocks, ops)
+    if not found:
+        raise AssertionError("%s is not the disk at one instant: %s"
+                             % (what, why))
+    if within is None:
+        return found[0]
+    lo, hi = within
+    inside = [k for k in found if lo <= k <= hi]
+    if not inside:
+        shown = found if len(found) <= 8 else found[:4] + ["..."] + found[-4:]
+        raise AssertionError("%s is the disk after %s requests, none "
+                             "between %d and %d" % (what, shown, lo, hi))
+    return inside[0]
