@@ -56,7 +56,7 @@
 #define STOP_STALL_MS 2000       /* ... while the server or export stops */
 #define MAX_EXTENTS (1024 * 1024)           /* descriptors per chunk */
 
-/* main.c: settings from the command line. */
+/* settings.c: the server-wide settings main.c sets from the command line. */
 extern bool verbose;
 extern bool read_only;                  /* -r: every export */
 extern unsigned threads;                /* -t */
@@ -70,14 +70,15 @@ extern unsigned idle_timeout;           /* --idle-timeout, seconds */
 extern uint64_t max_in_flight;          /* --max-in-flight, bytes */
 extern const char *program_name;
 
-/* main.c: stopping, set by SIGTERM/SIGINT/SIGQUIT, nbdcbt_shutdown and
- * --exit-with-parent.
+/* quit.c: stopping, set by SIGTERM/SIGINT/SIGQUIT, nbdcbt_shutdown,
+ * --exit-with-parent and the control socket's quit.
  */
 extern int quit;
 #define is_quitting() __atomic_load_n (&quit, __ATOMIC_SEQ_CST)
 extern int quit_fd;                     /* readable once quitting */
 extern void set_quit (void);
-extern void quit_init (void);
+extern void quit_init (void);          /* the pipe; SIGPIPE ignored */
+extern void quit_on_signals (void);    /* SIGTERM, SIGINT, SIGQUIT */
 
 /* log.c */
 extern unsigned long log_error_count (void);

@@ -51,57 +51,7 @@
 #include "nbdkit-host.h"
 #include "sessions.h"
 
-bool verbose;
-bool read_only;
 static bool foreground;
-unsigned threads = 16;
-unsigned max_connections = 100;
-unsigned handshake_limit = 10;          /* seconds, 0 = none */
-unsigned idle_timeout;                  /* seconds, 0 = none */
-uint64_t max_in_flight = 64 * 1024 * 1024;
-int thread_model = NBDCBT_THREAD_MODEL_PARALLEL;
-const char *program_name = "nbdcbt";
-
-int quit;
-int quit_fd = -1;
-static int quit_write_fd = -1;
-
-void
-set_quit (void)
-{
-  char c = 0;
-  ssize_t r;
-
-  __atomic_store_n (&quit, 1, __ATOMIC_SEQ_CST);
-  r = write (quit_write_fd, &c, 1);   /* async-signal-safe */
-  (void) r;
-}
-
-static void
-handle_quit_signal (int sig)
-{
-  (void) sig;
-  set_quit ();
-}
-
-void
-quit_init (void)
-{
-  int fds[2];
-  struct sigaction sa = { .sa_handler = handle_quit_signal };
-
-  if (pipe2 (fds, O_CLOEXEC | O_NONBLOCK) == -1) {
-    perror ("nbdcbt: pipe2");
-    exit (EXIT_FAILURE);
-  }
-  quit_fd = fds[0];
-  quit_write_fd = fds[1];
-  sigemptyset (&sa.sa_mask);
-  sigaction (SIGTERM, &sa, NULL);
-  sigaction (SIGINT, &sa, NULL);
-  sigaction (SIGQUIT, &sa, NULL);
-  signal (SIGPIPE, SIG_IGN);
-}
 
 enum {
   OPT_FILTER = 256,
@@ -758,6 +708,7 @@ main (int argc, char *argv[])
     exit (EXIT_FAILURE);
   }
   quit_init ();
+  quit_on_signals ();
 
   /* Where to listen. */
   if (!single) {

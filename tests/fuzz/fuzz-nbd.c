@@ -43,9 +43,7 @@
 #include <config.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,43 +52,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-/* What server/main.c defines for the server's other files. */
-bool verbose;
-bool read_only;
-bool foreground = true;
-unsigned threads = 4;
-unsigned max_connections = 100;
-unsigned handshake_limit = 10;
-unsigned idle_timeout;
-uint64_t max_in_flight = 64 * 1024 * 1024;
-int thread_model = NBDCBT_THREAD_MODEL_PARALLEL;
-const char *program_name = "fuzz-nbd";
-int quit;
-int quit_fd = -1;
-static int quit_write_fd = -1;
-
-void
-set_quit (void)
-{
-  char c = 0;
-
-  __atomic_store_n (&quit, 1, __ATOMIC_SEQ_CST);
-  if (write (quit_write_fd, &c, 1) == -1)
-    abort ();
-}
-
-void
-quit_init (void)
-{
-  int fds[2];
-
-  if (pipe2 (fds, O_CLOEXEC | O_NONBLOCK) == -1)
-    abort ();
-  quit_fd = fds[0];
-  quit_write_fd = fds[1];
-  signal (SIGPIPE, SIG_IGN);
-}
 
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
@@ -101,7 +62,9 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 
   (void) argc;
   (void) argv;
-  quit_init ();
+  threads = 4;
+  program_name = "fuzz-nbd";
+  quit_init ();             /* no signal handlers: libFuzzer has its own */
   top = backend_chain_new ("memory", filters, 1);
   if (top == NULL
       || backend_config (top, "size", "1M") == -1
