@@ -98,6 +98,21 @@ def run(argv, timeout=120):
                           timeout=timeout)
 
 
+def check_qcow2_image(label, img, model):
+    """After the server stopped: qemu-img check finds no corruption and no
+    leak in IMG, and qemu-img compare finds it equal to MODEL (bytes)."""
+    p = run(["qemu-img", "check", img])
+    check(p.returncode == 0, "%s: qemu-img check: no corruption, no leak"
+          % label, p.stdout + p.stderr)
+    raw = img + ".model"
+    with open(raw, "wb") as f:
+        f.write(model)
+    p = run(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, img])
+    os.unlink(raw)
+    check(p.returncode == 0, "%s: qemu-img compare: equal to the model"
+          % label, p.stdout + p.stderr)
+
+
 def sha256_file(path):
     """To tell whether a test left a file exactly as it was."""
     h = hashlib.sha256()
