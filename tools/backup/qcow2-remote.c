@@ -63,8 +63,8 @@
 #define OFFSET_MASK UINT64_C (0x00fffffffffffe00)
 #define L2_COMPRESSED (UINT64_C (1) << 62)
 #define L2_ZERO UINT64_C (1)
-#define SEG (8 * 1024 * 1024)   /* cached piece of the file */
-#define NSEGS 8                 /* the cache: 64 MiB */
+#define SEG (8 * 1024 * 1024)   /* cached piece of a file */
+#define NSEGS 8                 /* the cache of a whole chain: 64 MiB */
 #define AHEAD 4                 /* segments fetched at once */
 #define NEAR (64 * 1024 * 1024) /* a read this close to the last streams */
 #define MAX_CHAIN 1000
@@ -86,15 +86,25 @@ struct remote_qcow2 {
   char *backing_file, *backing_format;
   struct remote_qcow2 *backing;
   pthread_mutex_t lock;
-  /* The segment cache. */
+  /* The segment cache, one for the whole chain (owned by its top layer),
+   * so that the memory does not grow with the number of layers.  The
+   * layers below the top are reached only through it, with its lock
+   * held: that lock protects the cache.
+   */
+  struct seg_cache *cache;
+  bool owns_cache;
+  uint64_t last;                /* where the last read ended (+1) */
+};
+
+struct seg_cache {
   struct segment {
     char *buf;
+    const struct remote_qcow2 *layer; /* whose file */
     uint64_t no;                /* host offset / SEG */
     uint64_t len;               /* 0: empty */
     uint64_t used;              /* for LRU */
   } segs[NSEGS];
   uint64_t clock;
-  uint64_t last;                /* where the last read ended (+1) */
 };
 
 /* What one guest cluster is in this layer. */
@@ -133,8 +143,11 @@ remote_qcow2_close (struct remote_qcow2 *r)
     free (r->l2);
   }
   free (r->l1);
-  for (i = 0; i < NSEGS; ++i)
-    free (r->segs[i].buf);
+  if (r->owns_cache) {
+    for (i = 0; i < NSEGS; ++i)
+      free (r->cache->segs[i].buf);
+    free (r->cache);
+  }
   free (r->name);
   free (r->backing_file);
   free (r->backing_format);
@@ -143,7 +156,8 @@ remote_qcow2_close (struct remote_qcow2 *r)
 }
 
 static struct remote_qcow2 *
-open_depth (struct store *st, const char *name, int flags, int depth)
+open_depth (struct store *st, const char *name, int flags, int depth,
+            struct seg_cache *cache)
 {
   struct remote_qcow2 *r = calloc (1, sizeof *r);
   CLEANUP_FREE unsigned char *h = NULL;
@@ -157,6 +171,13 @@ open_depth (struct store *st, const char *name, int flags, int depth)
   }
   pthread_mutex_init (&r->lock, NULL);
   r->st = st;
+  r->cache = cache;
+  if (cache == NULL) {
+    r->cache = calloc (1, sizeof *r->cache);
+    if (r->cache == NULL)
+      goto oom;
+    r->owns_cache = true;
+  }
   r->name = strdup (name);
   if (r->name == NULL)
     goto oom;
@@ -280,7 +301,8 @@ open_depth (struct store *st, const char *name, int flags, int depth)
             "the backing file is not an object of the same chain");
       goto err;
     }
-    r->backing = open_depth (st, r->backing_file, flags, depth + 1);
+    r->backing = open_depth (st, r->backing_file, flags, depth + 1,
+                             r->cache);
     if (r->backing == NULL)
       goto err;
   }
@@ -296,7 +318,7 @@ open_depth (struct store *st, const char *name, int flags, int depth)
 struct remote_qcow2 *
 remote_qcow2_open (struct store *st, const char *name, int flags)
 {
-  return open_depth (st, name, flags, 0);
+  return open_depth (st, name, flags, 0, NULL);
 }
 
 uint64_t
@@ -447,8 +469,9 @@ find_seg (struct remote_qcow2 *r, uint64_t no)
   size_t i;
 
   for (i = 0; i < NSEGS; ++i)
-    if (r->segs[i].len && r->segs[i].no == no)
-      return &r->segs[i];
+    if (r->cache->segs[i].len && r->cache->segs[i].layer == r &&
+        r->cache->segs[i].no == no)
+      return &r->cache->segs[i];
   return NULL;
 }
 
@@ -470,7 +493,7 @@ fetch_segs (struct remote_qcow2 *r, uint64_t no)
     if (k > 0 && find_seg (r, no + k))
       continue;
     for (i = 0; i < NSEGS; ++i) {
-      struct segment *sg = &r->segs[i];
+      struct segment *sg = &r->cache->segs[i];
       bool taken = false;
       size_t j;
       for (j = 0; j < n; ++j)
@@ -495,9 +518,10 @@ fetch_segs (struct remote_qcow2 *r, uint64_t no)
   if (store_pread_many (r->st, r->name, n, bufs, counts, offs) == -1)
     return fail (EIO, r->name, "read failed (see above)");
   for (i = 0; i < n; ++i) {
+    slots[i]->layer = r;
     slots[i]->no = offs[i] / SEG;
     slots[i]->len = counts[i];
-    slots[i]->used = ++r->clock;
+    slots[i]->used = ++r->cache->clock;
   }
   return 0;
 }
@@ -532,7 +556,7 @@ read_host (struct remote_qcow2 *r, char *buf, uint64_t len, uint64_t host)
     if (sg == NULL || in + n > sg->len)
       return fail (EIO, r->name, "short read of a cached segment");
     memcpy (buf, sg->buf + in, n);
-    sg->used = ++r->clock;
+    sg->used = ++r->cache->clock;
     buf += n;
     host += n;
     len -= n;
