@@ -37,25 +37,53 @@
 
 requires curl --version
 
+# make_ca NAME: a CA of our own, $tmpdir/NAME.pem (key NAME.key).
+make_ca ()
+{
+  certtool --generate-privkey --key-type=ecdsa --outfile "$tmpdir/$1.key" \
+    2>/dev/null
+  printf 'cn = %s\nca\ncert_signing_key\nexpiration_days = 2\n' "$1" \
+    > "$tmpdir/$1.info"
+  certtool --generate-self-signed --load-privkey "$tmpdir/$1.key" \
+    --template "$tmpdir/$1.info" --outfile "$tmpdir/$1.pem" 2>/dev/null
+}
+
 # start_s3: start the server (skip if Ceph is not installed), export the
-# credentials and S3_ENDPOINT, and create bucket $bucket.
+# credentials, S3_ENDPOINT (http://127.0.0.1:PORT) and S3_HTTPS_ENDPOINT
+# (https://localhost:PORT, its certificate for localhost, $bucket.localhost
+# and 127.0.0.1, signed by the CA $tmpdir/ca.pem), and create bucket
+# $bucket.
 start_s3 ()
 {
   local rc=0 env
+  bucket=nbdcbt-test
+  requires certtool --version
+  make_ca ca
+  certtool --generate-privkey --key-type=ecdsa \
+    --outfile "$tmpdir/server.key" 2>/dev/null
+  printf '%s\n' 'cn = localhost' 'dns_name = localhost' \
+    "dns_name = $bucket.localhost" 'ip_address = 127.0.0.1' tls_www_server \
+    signing_key 'expiration_days = 2' > "$tmpdir/server.info"
+  certtool --generate-certificate --load-privkey "$tmpdir/server.key" \
+    --load-ca-certificate "$tmpdir/ca.pem" --load-ca-privkey "$tmpdir/ca.key" \
+    --template "$tmpdir/server.info" --outfile "$tmpdir/server.pem" 2>/dev/null
   # Socket paths must stay short: a directory of its own under /tmp.
   s3dir=$(mktemp -d /tmp/nbdcbt-s3.XXXXXX)
   cleanup_fn "$top_srcdir/scripts/s3-server stop $s3dir"
-  env=$("$top_srcdir/scripts/s3-server" start "$s3dir") || rc=$?
+  env=$(S3_SERVER_TLS_CERT=$tmpdir/server.pem \
+        S3_SERVER_TLS_KEY=$tmpdir/server.key \
+        "$top_srcdir/scripts/s3-server" start "$s3dir") || rc=$?
   if [ $rc -eq 77 ]; then
     echo "$0: skipped: Ceph (radosgw, ceph-mon, ceph-osd) is not installed"
     exit 77
   fi
   [ $rc -eq 0 ] || { echo "$0: the S3 server did not start" >&2; exit 1; }
   eval "$env"
-  export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION S3_ENDPOINT
-  unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3
+  export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION S3_ENDPOINT \
+    S3_HTTPS_ENDPOINT
+  unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 \
+    AWS_CA_BUNDLE
   export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-  bucket=nbdcbt-test
   s3curl -X PUT "/$bucket" >/dev/null
   S3=(--s3-endpoint "$S3_ENDPOINT")
 }

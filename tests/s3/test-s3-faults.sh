@@ -35,11 +35,14 @@
 # with 503 or stalling (through s3-fault-proxy.py: retried with backoff,
 # the backup completes and restores bit-identical), and the server
 # itself killed mid-upload and restarted (the backup fails clearly, the
-# chain is unchanged, the next run cleans up and succeeds).
+# chain is unchanged, the next run cleans up and succeeds), and a live
+# --control backup of a running nbdcbt interrupted mid-upload (its
+# session ends as failed, the bitmap keeps the bits).
 source "$top_srcdir/tests/functions.sh"
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 requires nbdkit --filter=delay file --version
+requires jq --version
 start_s3
 
 url=s3://$bucket/f
@@ -177,3 +180,102 @@ stop_raw
 [ -z "$(s3_uploads f/)" ]
 $BACKUP restore "$url" -o "$tmpdir/f.raw" "${S3[@]}"
 cmp "$tmpdir/f.raw" "$raw"
+
+# A live backup session (--control, nbdcbt's backup-begin) interrupted
+# while it streams into S3: SIGTERM aborts the multipart upload, the
+# chain is as before, and the control connection closing ends the
+# session as failed (BACKUP_SESSION_COMPLETED success=false, no session
+# left): the frozen bits go back into b0, so the next incremental still
+# covers the writes the interrupted one was copying.
+live=$tmpdir/live
+mkdir -p "$live"
+$PYTHON -c 'import os,sys; open(sys.argv[1],"wb").write(os.urandom(48<<20))' \
+  "$live/disk.raw"
+"$NBDCBT" -f -U "$live/sock" --control="$live/ctl" -e disk0 --node-name=disk0 \
+  --filter=fleece --filter=dirty file "$live/disk.raw" \
+  session-dir="$live" bitmap=b0 &
+spid=$!
+cleanup_fn "kill $spid 2>/dev/null"
+wait_for_file "$live/sock" 30
+wait_for_file "$live/ctl" 30
+luri="nbd+unix:///disk0?socket=$live/sock"
+lurl=s3://$bucket/live
+LIVE=(--bitmap b0 --control "$live/ctl" --node disk0 "${S3[@]}")
+
+# The server's events, one JSON object a line, from a QMP client of its
+# own that stays connected throughout.
+$PYTHON - "$live/ctl" "$live/events" <<'PY' &
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()
+f.write('{"execute": "qmp_capabilities"}\n')
+f.flush()
+with open(sys.argv[2], "w") as out:
+    for line in f:
+        m = json.loads(line)
+        if "event" in m:
+            out.write(json.dumps(m) + "\n")
+            out.flush()
+PY
+epid=$!
+cleanup_fn "kill $epid 2>/dev/null"
+qmp () { nbdcbt-ctl -s "$live/ctl" qmp "{\"execute\": \"$1\"}"; }
+# completed N: wait for the Nth BACKUP_SESSION_COMPLETED, print it.
+completed ()
+{
+  local i
+  for i in $(seq 150); do
+    [ "$(grep -c '"BACKUP_SESSION_COMPLETED"' "$live/events")" -ge $1 ] && break
+    sleep 0.2
+  done
+  grep '"BACKUP_SESSION_COMPLETED"' "$live/events" | sed -n "$1p" | grep .
+}
+
+$BACKUP full "$luri" -o "$lurl" "${LIVE[@]}"
+completed 1 | grep -q '"success": true'
+qemu-io -f raw -c 'write -P 0x5a 1M 16M' -c 'write -P 0x6b 20M 16M' "$luri" \
+  >/dev/null
+s3curl "/$bucket/live/manifest.json" > "$tmpdir/lm0"
+s3_keys live/ > "$tmpdir/lk0"
+# The incremental's data connection (one: -C 1) goes through a proxy
+# that stalls it after 24 MiB of its 32: by then parts are out (the
+# first 5M part stays in memory until the end), the upload is open.
+rm -f "$live/marker" "$live/ppid"
+$PYTHON "$top_srcdir/tests/backup/nbd-proxy.py" "$live/psock" "$live/sock" \
+  $((24 << 20)) stall "$live/marker" "$live/ppid" &
+ppid=$!
+cleanup_fn "kill $ppid 2>/dev/null"
+wait_for_file "$live/ppid" 30
+$BACKUP inc "nbd+unix:///disk0?socket=$live/psock" -o "$lurl" "${LIVE[@]}" \
+  -C 1 --s3-part-size 5M 2>"$tmpdir/err" & bpid=$!
+wait_for_file "$live/marker" 60
+wait_upload live/
+qmp query-backups | jq -e '.return | length == 1 and .[0].node == "disk0"'
+kill -TERM $bpid
+rc=0; wait $bpid || rc=$?
+kill $ppid; wait $ppid 2>/dev/null || :
+cat "$tmpdir/err"
+[ $rc -ne 0 ]
+grep -q 'interrupted; aborting the upload' "$tmpdir/err"
+# The upload aborted, the chain as before.
+[ -z "$(s3_uploads live/)" ]
+s3curl "/$bucket/live/manifest.json" | cmp - "$tmpdir/lm0"
+s3_keys live/ | cmp - "$tmpdir/lk0"
+$BACKUP verify "$lurl" "${S3[@]}" -q
+$BACKUP list "$lurl" "${S3[@]}" | tee "$tmpdir/list"
+grep -q '^0 *full' "$tmpdir/list"
+! grep -q '^1 ' "$tmpdir/list"
+# The session ended as failed, and none is left.
+completed 2 | tee "$tmpdir/done"
+grep -q '"success": false' "$tmpdir/done"
+qmp query-backups | jq -e '.return == []'
+# The next incremental covers the interrupted one's writes and later ones.
+qemu-io -f raw -c 'write -P 0x7c 3M 1M' "$luri" >/dev/null
+$BACKUP inc "$luri" -o "$lurl" "${LIVE[@]}"
+$BACKUP restore "$lurl" -o "$tmpdir/live.raw" "${S3[@]}" -q
+cmp "$tmpdir/live.raw" "$live/disk.raw"
+completed 3 | grep -q '"success": true'
+[ "$(grep -c '"BACKUP_SESSION_COMPLETED"' "$live/events")" -eq 3 ]
+kill $spid; wait $spid || :

@@ -336,7 +336,8 @@ backup_open_dir (struct backup_job *job)
     catch_signals ();
   else if (!signals_by_thread)
     catch_signals_by_thread ();
-  store_cleanup (job->st);
+  if (store_cleanup (job->st) == -1)
+    return -1;
 
   r = manifest_load (job->st, &job->chain);
   if (r == -1) {

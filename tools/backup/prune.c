@@ -580,7 +580,8 @@ open_chain (const char *location, struct manifest *m)
       error ("prune: %s: the chain went away", location);
     goto fail;
   }
-  store_cleanup (st);
+  if (store_cleanup (st) == -1)
+    goto fail;
   return st;
 
  fail:

@@ -103,9 +103,8 @@ restore_into_chain (const struct manifest *src, int64_t n, struct layer *q,
   struct backup_entry e = { 0 };
   int r, ret = -1;
 
-  if (st == NULL || store_lock (st) == -1)
+  if (st == NULL || store_lock (st) == -1 || store_cleanup (st) == -1)
     goto out;
-  store_cleanup (st);
   r = manifest_load (st, &existing);
   if (r == 0)
     manifest_free (&existing);

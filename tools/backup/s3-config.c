@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backup.h"
 #include "cleanup.h"
@@ -166,6 +167,20 @@ dns_compatible (const char *bucket)
   return bucket[0] != '-' && bucket[n - 1] != '-';
 }
 
+/* HOST[:PORT] an IPv4 or bracketed IPv6 address? */
+static bool
+host_is_ip_literal (const char *host)
+{
+  size_t n = strcspn (host, ":"), i;
+
+  if (host[0] == '[')
+    return true;
+  for (i = 0; i < n; ++i)
+    if (!isdigit ((unsigned char) host[i]) && host[i] != '.')
+      return false;
+  return n > 0;
+}
+
 int
 s3_config_load (const char *bucket, struct s3_config *cfg)
 {
@@ -257,6 +272,12 @@ s3_config_load (const char *bucket, struct s3_config *cfg)
              "DNS name); use --s3-addressing-style=path", bucket);
       goto fail;
     }
+    if (host_is_ip_literal (cfg->host)) {
+      error ("S3 endpoint '%s': virtual-hosted style needs a host name "
+             "(BUCKET.HOST), not an IP address; use "
+             "--s3-addressing-style=path", cfg->host);
+      goto fail;
+    }
     cfg->path_style = false;
   }
   else {
@@ -267,7 +288,15 @@ s3_config_load (const char *bucket, struct s3_config *cfg)
   free (style);
   style = NULL;
 
+  /* As aws-cli: --s3-ca-bundle, AWS_CA_BUNDLE, the profile's ca_bundle. */
   cfg->ca_bundle = first_of (s3_opts.ca_bundle, "AWS_CA_BUNDLE", NULL);
+  if (cfg->ca_bundle == NULL)
+    cfg->ca_bundle = profile_get (profile, false, "ca_bundle");
+  if (cfg->ca_bundle && access (cfg->ca_bundle, R_OK) == -1) {
+    error_errno ("S3 CA bundle '%s' (--s3-ca-bundle, AWS_CA_BUNDLE or "
+                 "ca_bundle in ~/.aws/config)", cfg->ca_bundle);
+    goto fail;
+  }
   cfg->retries = s3_opts.retries >= 0 ? s3_opts.retries : 5;
   cfg->timeout = s3_opts.timeout > 0 ? s3_opts.timeout : 30;
   if (!cfg->scheme || !cfg->host || !cfg->region) {

@@ -68,6 +68,7 @@ struct s3_client {
   pthread_mutex_t lock;
   CURL **idle;                  /* the pool */
   size_t nidle, idle_cap;
+  bool unreachable;             /* see s3_client_unreachable */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -127,6 +128,12 @@ const char *
 s3_client_bucket (const struct s3_client *c)
 {
   return c->bucket;
+}
+
+bool
+s3_client_unreachable (const struct s3_client *c)
+{
+  return __atomic_load_n (&c->unreachable, __ATOMIC_RELAXED);
 }
 
 static CURL *
@@ -319,6 +326,17 @@ object_name (const struct s3_client *c, const char *key)
   if (asprintf (&s, "s3://%s/%s", c->bucket, key ? key : "") == -1)
     return NULL;
   return s;
+}
+
+/* The length of HOST[:PORT] without the port. */
+static size_t
+host_name_len (const char *host)
+{
+  const char *end;
+
+  if (host[0] == '[' && (end = strchr (host, ']')) != NULL)
+    return end - host + 1;
+  return strcspn (host, ":");
 }
 
 /* Is this failure worth another try? */
@@ -531,6 +549,17 @@ s3_perform (struct s3_client *c, const struct s3_request *rq,
       }
       continue;
     }
+    /* Every later request would fail the same way (AccessDenied may be
+     * about this call only).
+     */
+    if (cc != CURLE_OK ||
+        (code && (strcmp (code, "InvalidAccessKeyId") == 0 ||
+                  strcmp (code, "SignatureDoesNotMatch") == 0 ||
+                  strcmp (code, "ExpiredToken") == 0 ||
+                  strcmp (code, "InvalidToken") == 0 ||
+                  strcmp (code, "AuthorizationHeaderMalformed") == 0 ||
+                  strcmp (code, "NoSuchBucket") == 0)))
+      __atomic_store_n (&c->unreachable, true, __ATOMIC_RELAXED);
     if (cc == CURLE_OK && (rs->status == 403 || rs->status == 400) && code &&
         (strcmp (code, "InvalidAccessKeyId") == 0 ||
          strcmp (code, "SignatureDoesNotMatch") == 0 ||
@@ -545,6 +574,24 @@ s3_perform (struct s3_client *c, const struct s3_request *rq,
     else if (cc == CURLE_OK && rs->status == 404 && code &&
              strcmp (code, "NoSuchBucket") == 0)
       error ("%s: the bucket '%s' does not exist (%s)", what, c->bucket, why);
+    else if (cc == CURLE_PEER_FAILED_VERIFICATION)
+      error ("%s: %s refused: %s\n(the server's certificate is not "
+             "trusted: it is not signed by %s%s, or not issued for "
+             "'%.*s'; give its CA's certificate with --s3-ca-bundle FILE, "
+             "AWS_CA_BUNDLE or ca_bundle in ~/.aws/config)",
+             what, rq->method, why,
+             c->cfg.ca_bundle ? "a CA in " : "a CA the system trusts",
+             c->cfg.ca_bundle ? c->cfg.ca_bundle : "",
+             (int) host_name_len (c->host), c->host);
+    else if (cc == CURLE_SSL_CACERT_BADFILE)
+      error ("%s: %s failed: %s\n(the CA bundle '%s' holds no usable PEM "
+             "certificate)", what, rq->method, why,
+             c->cfg.ca_bundle ? c->cfg.ca_bundle : "(the system's)");
+    else if (cc == CURLE_SSL_CONNECT_ERROR)
+      error ("%s: %s failed: %s%s\n(no TLS session with %s: is it an "
+             "HTTPS server?  An unencrypted endpoint must be given as "
+             "http://)", what, rq->method, why,
+             tries ? " (after retries)" : "", c->host);
     else
       error ("%s: %s failed: %s%s", what, rq->method, why,
              tries ? " (after retries)" : "");

@@ -113,6 +113,11 @@ struct s3_client;
 extern struct s3_client *s3_client_new (const char *bucket);
 extern void s3_client_free (struct s3_client *c);
 extern const char *s3_client_bucket (const struct s3_client *c);
+/* Has a request failed in a way no other request will fix (the TLS
+ * session or the credentials refused, no answer after the retries, no
+ * such bucket)?
+ */
+extern bool s3_client_unreachable (const struct s3_client *c);
 
 struct s3_request {
   const char *method;           /* GET PUT POST DELETE HEAD */

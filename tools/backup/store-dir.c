@@ -109,14 +109,14 @@ d_lock (struct store *st)
 }
 
 /* Leftovers of interrupted runs (we hold the lock, so none is live). */
-static void
+static int
 d_cleanup (struct store *st)
 {
   DIR *d = opendir (st->dir);
   struct dirent *ent;
 
   if (d == NULL)
-    return;
+    return 0;
   while ((ent = readdir (d)) != NULL) {
     size_t len = strlen (ent->d_name);
     if (strncmp (ent->d_name, ".backup-", 8) == 0 && len > 5 &&
@@ -127,6 +127,7 @@ d_cleanup (struct store *st)
     }
   }
   closedir (d);
+  return 0;
 }
 
 static int

@@ -40,7 +40,7 @@ struct store_ops {
   const char *name;
   void (*close) (struct store *st);
   int (*lock) (struct store *st);
-  void (*cleanup) (struct store *st);
+  int (*cleanup) (struct store *st);
   int (*get) (struct store *st, const char *name, char **data, size_t *len);
   int (*put) (struct store *st, const char *name, const void *data,
               size_t len);

@@ -101,7 +101,7 @@ s_lock (struct store *st)
 /* Abort the multipart uploads under the prefix: only killed runs leave
  * them (a live backup into the same prefix is not supported).
  */
-static void
+static int
 s_cleanup (struct store *st)
 {
   struct s3_store *ss = (struct s3_store *) st;
@@ -113,13 +113,18 @@ s_cleanup (struct store *st)
 
   if (enc_prefix == NULL ||
       asprintf (&query, "prefix=%s&uploads=", enc_prefix) == -1)
-    return;
+    return 0;
   if (s3_perform (ss->c, &(struct s3_request) {
         .method = "GET", .query = query }, &rs) != 0) {
+    /* The first request: a server we cannot talk to stops here, one
+     * that only lacks the call goes on.
+     */
+    if (s3_client_unreachable (ss->c))
+      return -1;
     info ("%s: unfinished uploads cannot be listed here; any left by a "
           "killed backup stay until the bucket's lifecycle rules remove "
           "them", st->location);
-    return;
+    return 0;
   }
   while ((upload = xml_next (rs.body, "Upload", &pos)) != NULL) {
     CLEANUP_FREE char *key = xml_next (upload, "Key", NULL);
@@ -142,6 +147,7 @@ s_cleanup (struct store *st)
     s3_response_free (&drs);
   }
   s3_response_free (&rs);
+  return 0;
 }
 
 /* Perform RQ on the store's object NAME (RQ's key is set here); the

@@ -121,10 +121,10 @@ store_lock (struct store *st)
   return st->ops->lock (st);
 }
 
-void
+int
 store_cleanup (struct store *st)
 {
-  st->ops->cleanup (st);
+  return st->ops->cleanup (st);
 }
 
 int

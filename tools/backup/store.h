@@ -95,8 +95,11 @@ extern char *store_object_path (const struct store *st, const char *name);
  */
 extern int store_lock (struct store *st);
 
-/* Remove what interrupted writes left (we hold the lock). */
-extern void store_cleanup (struct store *st);
+/* Remove what interrupted writes left (we hold the lock).  -1 (after
+ * printing why) if the store cannot be reached at all: S3 refusing the
+ * TLS session or the credentials, or not answering.
+ */
+extern int store_cleanup (struct store *st);
 
 /* A small object, whole, into *DATA (malloc'd, NUL-terminated, length
  * *LEN).  Returns 0, 1 if there is no such object, -1 after an error.
