@@ -262,7 +262,8 @@ open_depth (struct store *st, const char *name, int flags, int depth,
     i += 8 + ((len + 7) & ~7u);
   }
   if (bf_off) {
-    if (bf_len == 0 || bf_len > 1023 || bf_off + bf_len > hlen) {
+    if (bf_len == 0 || bf_len > 1023 || bf_off > hlen ||
+        bf_len > hlen - bf_off) {
       fail (EINVAL, name, "bad backing file name");
       goto err;
     }
