@@ -138,6 +138,21 @@ end_turn (struct stream_sink *ss)
   pthread_mutex_unlock (&ss->lock);
 }
 
+/* Does [OFFSET, OFFSET+COUNT) cover whole clusters of the image, the
+ * last one possibly only up to the disk's end (the image's size is the
+ * disk's rounded up to 512 bytes, so the disk may end before it)?
+ */
+static bool
+whole_clusters (const struct stream_sink *ss, uint64_t count,
+                uint64_t offset)
+{
+  uint64_t end = offset + count;
+
+  if (count == 0 || offset % CLUSTER != 0 || end > ss->size || end < offset)
+    return false;
+  return end % CLUSTER == 0 || (end - 1) / CLUSTER == (ss->size - 1) / CLUSTER;
+}
+
 static int
 st_pwrite (struct sink *s, const void *buf, uint64_t count, uint64_t offset)
 {
@@ -145,9 +160,7 @@ st_pwrite (struct sink *s, const void *buf, uint64_t count, uint64_t offset)
   uint64_t c, n, i;
   int r = -1;
 
-  if (offset % CLUSTER != 0 ||
-      (count % CLUSTER != 0 && offset + count != ss->size) ||
-      offset + count > ss->size) {
+  if (!whole_clusters (ss, count, offset)) {
     error ("internal error: a streamed qcow2 write must cover whole "
            "clusters (%" PRIu64 " bytes at %" PRIu64 ")", count, offset);
     return -1;
@@ -185,8 +198,7 @@ st_zero (struct sink *s, uint64_t count, uint64_t offset)
   uint64_t c, end, i;
   int r = -1;
 
-  if (offset % CLUSTER != 0 ||
-      (count % CLUSTER != 0 && offset + count != ss->size)) {
+  if (!whole_clusters (ss, count, offset)) {
     error ("internal error: a streamed qcow2 zero must cover whole "
            "clusters (%" PRIu64 " bytes at %" PRIu64 ")", count, offset);
     return -1;
