@@ -121,6 +121,14 @@ done
 # The gateway's certificate is also for 127.0.0.1.
 $BACKUP list "$url" --s3-endpoint "https://127.0.0.1:$tls_port" >/dev/null
 unset AWS_CA_BUNDLE
+# Reading it back without the CA: refused the same way, and not taken
+# for a damaged chain; prune changes nothing.
+for cmd in "verify $url" "restore $url -o $tmpdir/x.raw" "prune $url --keep 1"; do
+  expect_error "the server's certificate is not trusted" $BACKUP $cmd "${H[@]}"
+  ! grep -q 'damaged' "$tmpdir/out"
+done
+[ ! -e "$tmpdir/x.raw" ]
+[ "$(s3_keys tls/disk0/ | grep -c '\.qcow2$')" -eq 2 ]
 echo "[$SECONDS s] https done"
 
 # --- Virtual-hosted addressing -------------------------------------------

@@ -340,6 +340,8 @@ backup_open_dir (struct backup_job *job)
     return -1;
 
   r = manifest_load (job->st, &job->chain);
+  if (r == -1 && store_unreachable (job->st))
+    return -1;                  /* said why */
   if (r == -1) {
     error ("%s: the chain's manifest is damaged or cannot be read; run '"
            PROG " verify' "

@@ -563,6 +563,11 @@ open_chain (const char *location, struct manifest *m)
            MANIFEST_NAME);
     goto fail;
   }
+  if (r == -1 && store_unreachable (st)) {
+    error ("prune: %s: it cannot be read, as said above; nothing was "
+           "changed", location);
+    goto fail;
+  }
   if (r == -1) {
     error ("prune: %s: the manifest is damaged; nothing was changed",
            location);

@@ -41,6 +41,8 @@ struct store_ops {
   void (*close) (struct store *st);
   int (*lock) (struct store *st);
   int (*cleanup) (struct store *st);
+  /* NULL: always reachable (a directory). */
+  bool (*unreachable) (struct store *st);
   int (*get) (struct store *st, const char *name, char **data, size_t *len);
   int (*put) (struct store *st, const char *name, const void *data,
               size_t len);

@@ -150,6 +150,12 @@ s_cleanup (struct store *st)
   return 0;
 }
 
+static bool
+s_unreachable (struct store *st)
+{
+  return s3_client_unreachable (((struct s3_store *) st)->c);
+}
+
 /* Perform RQ on the store's object NAME (RQ's key is set here); the
  * answer in *RS, which the caller frees.
  */
@@ -844,6 +850,7 @@ static const struct store_ops s3_ops = {
   .close = s_close,
   .lock = s_lock,
   .cleanup = s_cleanup,
+  .unreachable = s_unreachable,
   .get = s_get,
   .put = s_put,
   .stat = s_stat,

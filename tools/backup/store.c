@@ -127,6 +127,12 @@ store_cleanup (struct store *st)
   return st->ops->cleanup (st);
 }
 
+bool
+store_unreachable (struct store *st)
+{
+  return st->ops->unreachable && st->ops->unreachable (st);
+}
+
 int
 store_get (struct store *st, const char *name, char **data, size_t *len)
 {

@@ -101,6 +101,12 @@ extern int store_lock (struct store *st);
  */
 extern int store_cleanup (struct store *st);
 
+/* Has a request to the store failed in a way that every other would
+ * (S3: the TLS session or the credentials refused, no answer)?  Then a
+ * manifest that could not be loaded is not known to be damaged.
+ */
+extern bool store_unreachable (struct store *st);
+
 /* A small object, whole, into *DATA (malloc'd, NUL-terminated, length
  * *LEN).  Returns 0, 1 if there is no such object, -1 after an error.
  */

@@ -183,8 +183,12 @@ do_verify (const char *location)
     return -1;
   r = manifest_load (st, &m);
   if (r == -1) {
-    error ("verify: %s: FAILED (the manifest is damaged or cannot be read)",
-           location);
+    if (store_unreachable (st))
+      error ("verify: %s: FAILED (it cannot be read, as said above)",
+             location);
+    else
+      error ("verify: %s: FAILED (the manifest is damaged or cannot be "
+             "read)", location);
     store_close (st);
     return -1;
   }
