@@ -151,9 +151,14 @@ qcow2_intent_open (struct qcow2 *q)
     if (q->intent_at_open && !excluded (e, h))
       continue;
     n = realloc (q->intent_excl, (q->intent_nexcl + 1) * sizeof *n);
-    if (n == NULL)
-      continue;     /* cannot happen in practice; covered = never wrong
-                     * only if listed: mark the record unusable instead */
+    if (n == NULL) {
+      /* An in-use bitmap left off this list would count as recoverable
+       * when the record does not cover it: give the record up, and every
+       * in-use bitmap is inconsistent, as QEMU would see it.
+       */
+      q->intent_at_open = false;
+      break;
+    }
     q->intent_excl = n;
     q->intent_excl[q->intent_nexcl++] = h;
   }

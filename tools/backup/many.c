@@ -363,7 +363,10 @@ do_many_backups (enum backup_mode mode, char *const *args, size_t n,
 
   /* A progress bar per child would garble the terminal. */
   opts.progress = false;
-  /* Children die of a closed pipe like any writer; the parent must not. */
+  /* The parent must outlive a child's closed pipe.  The children inherit
+   * this: a closed pipe is an EPIPE error for them, which fails their run
+   * as any failed write does.
+   */
   signal (SIGPIPE, SIG_IGN);
   while (next < n || running > 0) {
     if (next < n && running < (size_t) jobs) {

@@ -79,11 +79,12 @@ patch_header (unsigned char *buf, const char *path, const char *old_name,
     error ("%s: not a qcow2 file", path);
     return -1;
   }
-  if (off >= 72 && off + new_len <= HEADER_PAGE && old_len == new_len &&
-      memcmp (buf + off, new_name, new_len) == 0)
+  /* OFF comes from the file: compared so that no sum can wrap. */
+  if (off >= 72 && off <= HEADER_PAGE && new_len <= HEADER_PAGE - off &&
+      old_len == new_len && memcmp (buf + off, new_name, new_len) == 0)
     return 1;
-  if (off < 72 || off + old_len > HEADER_PAGE ||
-      off + new_len > HEADER_PAGE || old_len != strlen (old_name) ||
+  if (off < 72 || off > HEADER_PAGE || old_len > HEADER_PAGE - off ||
+      new_len > HEADER_PAGE - off || old_len != strlen (old_name) ||
       memcmp (buf + off, old_name, old_len) != 0) {
     error ("%s: the header does not name the backing file %s where "
            "expected; not changed", path, old_name);
