@@ -182,11 +182,11 @@ $BACKUP restore "$url" -o "$tmpdir/f.raw" "${S3[@]}"
 cmp "$tmpdir/f.raw" "$raw"
 
 # A live backup session (--control, nbdcbt's backup-begin) interrupted
-# while it streams into S3: SIGTERM aborts the multipart upload, the
-# chain is as before, and the control connection closing ends the
-# session as failed (BACKUP_SESSION_COMPLETED success=false, no session
-# left): the frozen bits go back into b0, so the next incremental still
-# covers the writes the interrupted one was copying.
+# while it streams into S3: SIGTERM or SIGINT aborts the multipart
+# upload, the chain is as before, and the control connection closing
+# ends the session as failed (BACKUP_SESSION_COMPLETED success=false, no
+# session left): the frozen bits go back into b0, so the next
+# incremental still covers the writes the interrupted ones were copying.
 live=$tmpdir/live
 mkdir -p "$live"
 $PYTHON -c 'import os,sys; open(sys.argv[1],"wb").write(os.urandom(48<<20))' \
@@ -239,43 +239,53 @@ qemu-io -f raw -c 'write -P 0x5a 1M 16M' -c 'write -P 0x6b 20M 16M' "$luri" \
   >/dev/null
 s3curl "/$bucket/live/manifest.json" > "$tmpdir/lm0"
 s3_keys live/ > "$tmpdir/lk0"
-# The incremental's data connection (one: -C 1) goes through a proxy
-# that stalls it after 24 MiB of its 32: by then parts are out (the
-# first 5M part stays in memory until the end), the upload is open.
-rm -f "$live/marker" "$live/ppid"
-$PYTHON "$top_srcdir/tests/backup/nbd-proxy.py" "$live/psock" "$live/sock" \
-  $((24 << 20)) stall "$live/marker" "$live/ppid" &
-ppid=$!
-cleanup_fn "kill $ppid 2>/dev/null"
-wait_for_file "$live/ppid" 30
-$BACKUP inc "nbd+unix:///disk0?socket=$live/psock" -o "$lurl" "${LIVE[@]}" \
-  -C 1 --s3-part-size 5M 2>"$tmpdir/err" & bpid=$!
-wait_for_file "$live/marker" 60
-wait_upload live/
-qmp query-backups | jq -e '.return | length == 1 and .[0].node == "disk0"'
-kill -TERM $bpid
-rc=0; wait $bpid || rc=$?
-kill $ppid; wait $ppid 2>/dev/null || :
-cat "$tmpdir/err"
-[ $rc -ne 0 ]
-grep -q 'interrupted; aborting the upload' "$tmpdir/err"
-# The upload aborted, the chain as before.
-[ -z "$(s3_uploads live/)" ]
-s3curl "/$bucket/live/manifest.json" | cmp - "$tmpdir/lm0"
-s3_keys live/ | cmp - "$tmpdir/lk0"
-$BACKUP verify "$lurl" "${S3[@]}" -q
-$BACKUP list "$lurl" "${S3[@]}" | tee "$tmpdir/list"
-grep -q '^0 *full' "$tmpdir/list"
-! grep -q '^1 ' "$tmpdir/list"
-# The session ended as failed, and none is left.
-completed 2 | tee "$tmpdir/done"
-grep -q '"success": false' "$tmpdir/done"
-qmp query-backups | jq -e '.return == []'
-# The next incremental covers the interrupted one's writes and later ones.
+# interrupted_inc SIGNAL N: an incremental whose data connection (one:
+# -C 1) goes through a proxy that stalls it after 24 MiB of its 32 (by
+# then parts are out; the first 5M part stays in memory until the end),
+# killed by SIGNAL while its upload is open.  The upload is aborted, the
+# chain is as before, and the server ends the session as failed (the
+# Nth BACKUP_SESSION_COMPLETED) with none left.
+interrupted_inc ()
+{
+  local sig=$1 n=$2 rc=0
+  rm -f "$live/marker" "$live/ppid" "$live/psock"
+  $PYTHON "$top_srcdir/tests/backup/nbd-proxy.py" "$live/psock" "$live/sock" \
+    $((24 << 20)) stall "$live/marker" "$live/ppid" &
+  ppid=$!
+  cleanup_fn "kill $ppid 2>/dev/null"
+  wait_for_file "$live/ppid" 30
+  $BACKUP inc "nbd+unix:///disk0?socket=$live/psock" -o "$lurl" "${LIVE[@]}" \
+    -C 1 --s3-part-size 5M 2>"$tmpdir/err" & bpid=$!
+  wait_for_file "$live/marker" 60
+  wait_upload live/
+  qmp query-backups | jq -e '.return | length == 1 and .[0].node == "disk0"'
+  kill -$sig $bpid
+  wait $bpid || rc=$?
+  kill $ppid; wait $ppid 2>/dev/null || :
+  cat "$tmpdir/err"
+  [ $rc -ne 0 ]
+  grep -q 'interrupted; aborting the upload' "$tmpdir/err"
+  # The upload aborted, the chain as before.
+  [ -z "$(s3_uploads live/)" ]
+  s3curl "/$bucket/live/manifest.json" | cmp - "$tmpdir/lm0"
+  s3_keys live/ | cmp - "$tmpdir/lk0"
+  $BACKUP verify "$lurl" "${S3[@]}" -q
+  $BACKUP list "$lurl" "${S3[@]}" | tee "$tmpdir/list"
+  grep -q '^0 *full' "$tmpdir/list"
+  ! grep -q '^1 ' "$tmpdir/list"
+  # The session ended as failed, and none is left.
+  completed $n | tee "$tmpdir/done"
+  grep -q '"success": false' "$tmpdir/done"
+  qmp query-backups | jq -e '.return == []'
+}
+interrupted_inc TERM 2
 qemu-io -f raw -c 'write -P 0x7c 3M 1M' "$luri" >/dev/null
+interrupted_inc INT 3
+# The next incremental covers the interrupted one's writes and later ones.
+qemu-io -f raw -c 'write -P 0x7d 40M 1M' "$luri" >/dev/null
 $BACKUP inc "$luri" -o "$lurl" "${LIVE[@]}"
 $BACKUP restore "$lurl" -o "$tmpdir/live.raw" "${S3[@]}" -q
 cmp "$tmpdir/live.raw" "$live/disk.raw"
-completed 3 | grep -q '"success": true'
-[ "$(grep -c '"BACKUP_SESSION_COMPLETED"' "$live/events")" -eq 3 ]
+completed 4 | grep -q '"success": true'
+[ "$(grep -c '"BACKUP_SESSION_COMPLETED"' "$live/events")" -eq 4 ]
 kill $spid; wait $spid || :
