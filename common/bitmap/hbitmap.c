@@ -53,6 +53,17 @@
  *
  * Level 0 has at least one word even for an empty bitmap, because QEMU's
  * x-debug-block-dirty-bitmap-sha256 hashes at least one word.
+ *
+ * Memory.  A large level 0 (LEVEL0_MAPPED bytes or more: a 1 TiB disk at
+ * 64 KiB granularity has 2 MiB) is an anonymous mapping of whole 2 MiB
+ * huge pages (MADV_HUGEPAGE), so that nothing is faulted in or zeroed
+ * before it is written, and a write faults in 2 MiB at once instead of
+ * one 4 KiB page: opening a crashed 1 TiB image marks zones all over
+ * eight bitmaps, and in a VM every 4 KiB page fault costs tens of
+ * microseconds.  The summary levels are one block.  The bitmap code
+ * never reads or writes words it does not have to: a copy or a clear
+ * visits the nonzero words only, and deserializing into a clean range
+ * writes the nonzero words only.
  */
 
 #include <config.h>
@@ -64,6 +75,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
@@ -75,6 +87,8 @@
 
 #define MAX_LEVELS 12           /* 2^64 bits need 11 levels */
 #define NONE UINT64_MAX
+#define HUGE_PAGE_SIZE (UINT64_C (2) << 20)
+#define LEVEL0_MAPPED (UINT64_C (1) << 20)
 
 struct hbitmap {
   pthread_mutex_t lock;
@@ -86,6 +100,7 @@ struct hbitmap {
   uint64_t nwords[MAX_LEVELS];  /* words per level (same in both) */
   uint64_t *any[MAX_LEVELS];    /* any[0] is the bitmap */
   uint64_t *full[MAX_LEVELS];   /* full[0] == any[0] */
+  size_t mapped;                /* bytes mapped for level 0, 0: malloc'd */
 };
 
 /* Reads take the lock too: the structure is logically const but the lock
@@ -127,17 +142,68 @@ compute_geometry (uint64_t nbits, uint64_t nwords[MAX_LEVELS])
   return n;
 }
 
+/* Zeroed memory for a level 0 of NWORDS words; *MAPPED is the length of
+ * the mapping (0 when it came from calloc).  NULL with errno ENOMEM.
+ */
+static uint64_t *
+alloc_level0 (uint64_t nwords, size_t *mapped)
+{
+  uint64_t bytes = nwords * sizeof (uint64_t), len;
+  uintptr_t start, aligned;
+  void *p;
+
+  *mapped = 0;
+  if (bytes < LEVEL0_MAPPED)
+    return calloc (nwords, sizeof (uint64_t));
+  /* Whole huge pages on a huge page boundary: map one more and trim. */
+  len = (bytes + HUGE_PAGE_SIZE - 1) & ~(HUGE_PAGE_SIZE - 1);
+  if (len > SIZE_MAX - HUGE_PAGE_SIZE) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  p = mmap (NULL, len + HUGE_PAGE_SIZE, PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  start = (uintptr_t) p;
+  aligned = (start + HUGE_PAGE_SIZE - 1) & ~(uintptr_t) (HUGE_PAGE_SIZE - 1);
+  if (aligned > start)
+    munmap (p, aligned - start);
+  if (aligned + len < start + len + HUGE_PAGE_SIZE)
+    munmap ((void *) (aligned + len),
+            start + len + HUGE_PAGE_SIZE - (aligned + len));
+#ifdef MADV_HUGEPAGE
+  /* Only advice: without transparent huge pages this is 4 KiB pages. */
+  madvise ((void *) aligned, len, MADV_HUGEPAGE);
+#endif
+  *mapped = len;
+  return (uint64_t *) aligned;
+}
+
+static void
+free_level0 (uint64_t *words, size_t mapped)
+{
+  if (mapped)
+    munmap (words, mapped);
+  else
+    free (words);
+}
+
+/* The summary levels of both hierarchies are one block: any[1] is its
+ * start.
+ */
 static void
 free_summaries (uint64_t *any[MAX_LEVELS], uint64_t *full[MAX_LEVELS],
                 unsigned nlevels)
 {
   unsigned k;
 
-  for (k = 1; k < nlevels; ++k) {
-    free (any[k]);
-    free (full[k]);
+  if (nlevels > 1)
+    free (any[1]);
+  for (k = 1; k < nlevels; ++k)
     any[k] = full[k] = NULL;
-  }
 }
 
 /* Allocate zeroed summary levels 1..nlevels-1. */
@@ -145,19 +211,23 @@ static int
 alloc_summaries (uint64_t *any[MAX_LEVELS], uint64_t *full[MAX_LEVELS],
                  const uint64_t nwords[MAX_LEVELS], unsigned nlevels)
 {
+  uint64_t total = 0;
+  uint64_t *block;
   unsigned k;
 
+  if (nlevels < 2)
+    return 0;
+  for (k = 1; k < nlevels; ++k)
+    total += 2 * nwords[k];
+  block = calloc (total, sizeof (uint64_t));
+  if (block == NULL) {
+    errno = ENOMEM;
+    return -1;
+  }
   for (k = 1; k < nlevels; ++k) {
-    any[k] = calloc (nwords[k], sizeof (uint64_t));
-    full[k] = calloc (nwords[k], sizeof (uint64_t));
-    if (any[k] == NULL || full[k] == NULL) {
-      free (any[k]);
-      free (full[k]);
-      any[k] = full[k] = NULL;
-      free_summaries (any, full, k);
-      errno = ENOMEM;
-      return -1;
-    }
+    any[k] = block;
+    full[k] = block + nwords[k];
+    block += 2 * nwords[k];
   }
   return 0;
 }
@@ -395,14 +465,14 @@ hbitmap_new (uint64_t size, uint64_t granularity)
   hb->shift = __builtin_ctzll (granularity);
   hb->nbits = DIV_ROUND_UP (size, granularity);
   hb->nlevels = compute_geometry (hb->nbits, hb->nwords);
-  hb->any[0] = hb->full[0] = calloc (hb->nwords[0], sizeof (uint64_t));
+  hb->any[0] = hb->full[0] = alloc_level0 (hb->nwords[0], &hb->mapped);
   if (hb->any[0] == NULL) {
     free (hb);
     errno = ENOMEM;
     return NULL;
   }
   if (alloc_summaries (hb->any, hb->full, hb->nwords, hb->nlevels) == -1) {
-    free (hb->any[0]);
+    free_level0 (hb->any[0], hb->mapped);
     free (hb);
     errno = ENOMEM;
     return NULL;
@@ -422,9 +492,51 @@ hbitmap_free (struct hbitmap *hb)
   if (hb == NULL)
     return;
   free_summaries (hb->any, hb->full, hb->nlevels);
-  free (hb->any[0]);
+  free_level0 (hb->any[0], hb->mapped);
   pthread_mutex_destroy (&hb->lock);
   free (hb);
+}
+
+/* More than a quarter of the bits set, or a level 0 too small to be
+ * worth skipping words in: go through level 0 linearly.  Lock held.
+ */
+static bool
+is_dense (const struct hbitmap *hb)
+{
+  return hb->count > hb->nwords[0] * 16 || hb->nlevels < 2;
+}
+
+/* FN (OPAQUE, HB, I) for every nonzero level-0 word I, in order, found
+ * through the level-1 summary so that clean stretches are not read.
+ * Lock held.
+ */
+static void
+for_each_dirty_word (const struct hbitmap *hb,
+                     void (*fn) (void *opaque, const struct hbitmap *hb,
+                                 uint64_t wi),
+                     void *opaque)
+{
+  uint64_t wi = 0;
+
+  while (wi < hb->nwords[0]
+         && (wi = find_bit_at (hb, true, 1, wi, hb->nwords[0])) != NONE) {
+    fn (opaque, hb, wi);
+    ++wi;
+  }
+}
+
+static void
+copy_word (void *opaque, const struct hbitmap *src, uint64_t wi)
+{
+  struct hbitmap *dst = opaque;
+
+  dst->any[0][wi] = src->any[0][wi];
+}
+
+static void
+clear_word (void *opaque, const struct hbitmap *hb, uint64_t wi)
+{
+  hb->any[0][wi] = 0;
 }
 
 struct hbitmap *
@@ -435,12 +547,14 @@ hbitmap_copy (const struct hbitmap *src)
 
   lock_hb (src);
   hb = hbitmap_new (src->size, UINT64_C (1) << src->shift);
-  if (hb != NULL) {
-    for (k = 0; k < src->nlevels; ++k) {
+  if (hb != NULL && src->count > 0) {
+    if (is_dense (src))
+      memcpy (hb->any[0], src->any[0], src->nwords[0] * sizeof (uint64_t));
+    else
+      for_each_dirty_word (src, copy_word, hb);
+    for (k = 1; k < src->nlevels; ++k) {
       memcpy (hb->any[k], src->any[k], src->nwords[k] * sizeof (uint64_t));
-      if (k > 0)
-        memcpy (hb->full[k], src->full[k],
-                src->nwords[k] * sizeof (uint64_t));
+      memcpy (hb->full[k], src->full[k], src->nwords[k] * sizeof (uint64_t));
     }
     hb->count = src->count;
   }
@@ -544,12 +658,18 @@ hbitmap_reset_all (struct hbitmap *hb)
   unsigned k;
 
   lock_hb (hb);
-  for (k = 0; k < hb->nlevels; ++k) {
-    memset (hb->any[k], 0, hb->nwords[k] * sizeof (uint64_t));
-    if (k > 0)
+  /* Summaries are exact: with no bit set every level is clear already. */
+  if (hb->count > 0) {
+    if (is_dense (hb))
+      memset (hb->any[0], 0, hb->nwords[0] * sizeof (uint64_t));
+    else
+      for_each_dirty_word (hb, clear_word, NULL);
+    for (k = 1; k < hb->nlevels; ++k) {
+      memset (hb->any[k], 0, hb->nwords[k] * sizeof (uint64_t));
       memset (hb->full[k], 0, hb->nwords[k] * sizeof (uint64_t));
+    }
+    hb->count = 0;
   }
-  hb->count = 0;
   unlock_hb (hb);
 }
 
@@ -907,17 +1027,19 @@ hbitmap_resize (struct hbitmap *hb, uint64_t new_size)
   }
 
   if (nwords[0] != hb->nwords[0]) {
-    uint64_t *p = realloc (hb->any[0], nwords[0] * sizeof (uint64_t));
+    size_t mapped;
+    uint64_t *p = alloc_level0 (nwords[0], &mapped);
 
     if (p == NULL) {
       free_summaries (any, full, nlevels);
       errno = ENOMEM;
       goto out;
     }
-    if (nwords[0] > hb->nwords[0])
-      memset (&p[hb->nwords[0]], 0,
-              (nwords[0] - hb->nwords[0]) * sizeof (uint64_t));
+    memcpy (p, hb->any[0], (nwords[0] < hb->nwords[0] ? nwords[0]
+                            : hb->nwords[0]) * sizeof (uint64_t));
+    free_level0 (hb->any[0], hb->mapped);
     hb->any[0] = hb->full[0] = p;
+    hb->mapped = mapped;
   }
   /* Clear the padding past the new end (a shrink inside the last word). */
   if (nbits & 63)
@@ -1043,6 +1165,33 @@ hbitmap_serialize_part (const struct hbitmap *hb, uint8_t *buf,
   unlock_hb (hb);
 }
 
+/* Deserialize into granules [SB, EB) that are all clean, SB on a word
+ * boundary: only the nonzero words are written (and their summaries
+ * updated), so that a sparse bitmap loaded into a new one touches no
+ * memory for its clean stretches.  Lock held.
+ */
+static void
+deserialize_into_clean (struct hbitmap *hb, const uint8_t *buf,
+                        uint64_t sb, uint64_t eb)
+{
+  uint64_t p, v;
+
+  for (p = sb; eb - p >= 64; p += 64, buf += 8) {
+    v = load_le64 (buf);
+    if (v)
+      merge_word (hb, p >> 6, v);
+  }
+  if (p < eb) {
+    unsigned n = eb - p;
+    uint8_t tmp[8] = { 0 };
+
+    memcpy (tmp, buf, (n + 7) / 8);
+    v = load_le64 (tmp) & (UINT64_MAX >> (64 - n));
+    if (v)
+      merge_word (hb, p >> 6, v);
+  }
+}
+
 void
 hbitmap_deserialize_part (struct hbitmap *hb, const uint8_t *buf,
                           uint64_t start, uint64_t count)
@@ -1052,6 +1201,10 @@ hbitmap_deserialize_part (struct hbitmap *hb, const uint8_t *buf,
   lock_hb (hb);
   if (!part_bits (hb, start, count, &sb, &eb))
     goto out;
+  if ((sb & 63) == 0 && find_bit (hb, true, sb, eb) == NONE) {
+    deserialize_into_clean (hb, buf, sb, eb);
+    goto out;
+  }
   for (p = sb; eb - p >= 64; p += 64, buf += 8)
     store_bits (hb, p, 64, load_le64 (buf));
   if (p < eb) {

@@ -34,7 +34,9 @@
  * offsets at and past the end, zero and huge lengths, resize across word
  * boundaries, known serialization bytes and digests, and a 1 TiB bitmap
  * at 512-byte granularity (2^31 bits) with its memory budget; the
- * dirty walk over many areas and long runs.
+ * dirty walk over many areas and long runs; a level 0 mapped in huge
+ * pages through every path that fills, copies, clears, deserializes and
+ * resizes it.
  */
 
 #include <config.h>
@@ -350,6 +352,155 @@ test_1tib_512 (void)
   hbitmap_free (hb);
 }
 
+/* Resident memory in bytes (Linux /proc), 0 if unknown. */
+static uint64_t
+resident (void)
+{
+  FILE *f = fopen ("/proc/self/statm", "r");
+  unsigned long size, res = 0;
+
+  if (f == NULL)
+    return 0;
+  if (fscanf (f, "%lu %lu", &size, &res) != 2)
+    res = 0;
+  fclose (f);
+  return (uint64_t) res * 4096;
+}
+
+/* A sparse 1 TiB bitmap at 512 B (a level 0 of 256 MiB) costs memory for
+ * the words it uses, not for its size: new, set, copy, clear and
+ * deserializing a sparse part leave level 0's clean stretches untouched.
+ */
+static void
+test_sparse_memory (void)
+{
+  const uint64_t limit = UINT64_C (64) << 20;
+  uint64_t r0 = resident ();
+  struct hbitmap *a = new_or_die (TIB, 512), *b;
+  uint8_t part[4096] = { 0 };
+
+  hbitmap_set (a, 0, 512);
+  hbitmap_set (a, TIB / 2, 4096);
+  hbitmap_set (a, TIB - 512, 512);
+  b = hbitmap_copy (a);
+  CHECK (b != NULL && hbitmap_count_bits (b) == 10);
+  hbitmap_reset_all (b);
+  CHECK (hbitmap_count_bits (b) == 0);
+  part[100] = 0x11;
+  hbitmap_deserialize_part (b, part, TIB / 4, sizeof part * 8 * 512);
+  CHECK (hbitmap_count_bits (b) == 2);
+  CHECK (hbitmap_next_dirty (b, 0, UINT64_MAX)
+         == (int64_t) (TIB / 4 + 800 * 512));
+  if (r0) {
+    uint64_t used = resident () - r0;
+    printf ("two sparse 1 TiB @ 512 bitmaps: %" PRIu64 " KiB resident\n",
+            used >> 10);
+    CHECK (used < limit);
+  }
+  hbitmap_free (a);
+  hbitmap_free (b);
+}
+
+/* 1 TiB at 64 KiB: a level 0 of 2 MiB, mapped (hbitmap.c).  Sparse and
+ * dense contents through deserializing into a clean bitmap (whole, and in
+ * cluster-sized parts as the qcow2 loader does) and into a dirty one,
+ * copy, clear, merge, and a resize down below the mapping threshold and
+ * back up.
+ */
+static void
+test_mapped (void)
+{
+  const uint64_t gran = 65536, size = TIB, nbits = TIB / 65536;
+  const uint64_t part = UINT64_C (65536) * 8 * gran;  /* a 64 KiB cluster */
+  struct hbitmap *a = new_or_die (size, gran), *b;
+  size_t nbytes = hbitmap_serialization_size (a, 0, size);
+  uint8_t *buf = calloc (nbytes, 1), *out = malloc (nbytes);
+  uint64_t want, off;
+  char d1[65], d2[65];
+
+  if (buf == NULL || out == NULL)
+    exit (EXIT_FAILURE);
+  CHECK (nbytes == nbits / 8);
+  buf[0] = 0x01;
+  buf[8003] = 0xf0;
+  memset (buf + 65536, 0xff, 4096);   /* whole words: the full summary */
+  buf[nbytes - 1] = 0x80;             /* the last granule */
+  want = 1 + 4 + 4096 * 8 + 1;
+
+  /* Into a new bitmap: the sparse path. */
+  hbitmap_deserialize_part (a, buf, 0, size);
+  CHECK (hbitmap_count_bits (a) == want);
+  hbitmap_serialize_part (a, out, 0, size);
+  CHECK (memcmp (buf, out, nbytes) == 0);
+  CHECK (hbitmap_next_dirty (a, gran, UINT64_MAX)
+         == (int64_t) (8003 * 8 + 4) * (int64_t) gran);
+  CHECK (hbitmap_next_clean (a, UINT64_C (65536) * 8 * gran, UINT64_MAX)
+         == (int64_t) ((65536 + 4096) * 8 * gran));
+  CHECK (hbitmap_next_dirty (a, (65536 + 4096) * 8 * gran, UINT64_MAX)
+         == (int64_t) (size - gran));
+
+  /* A sparse copy is the same bitmap, and independent. */
+  b = hbitmap_copy (a);
+  CHECK (b != NULL);
+  CHECK (hbitmap_sha256 (a, d1) == 0 && hbitmap_sha256 (b, d2) == 0
+         && strcmp (d1, d2) == 0);
+  CHECK (hbitmap_count_bits (b) == want);
+  hbitmap_set (b, gran * 100, gran);
+  CHECK (!hbitmap_get (a, gran * 100));
+  CHECK (hbitmap_next_clean (b, UINT64_C (65536) * 8 * gran, UINT64_MAX)
+         == (int64_t) ((65536 + 4096) * 8 * gran));
+
+  /* A sparse clear, then the same bytes in cluster-sized parts. */
+  hbitmap_reset_all (a);
+  CHECK (hbitmap_count_bits (a) == 0);
+  CHECK (hbitmap_next_dirty (a, 0, UINT64_MAX) == -1);
+  CHECK (hbitmap_next_clean (a, 0, UINT64_MAX) == 0);
+  for (off = 0; off < size; off += part)
+    hbitmap_deserialize_part (a, buf + off / gran / 8, off, part);
+  CHECK (hbitmap_count_bits (a) == want);
+  CHECK (hbitmap_sha256 (a, d2) == 0 && strcmp (d1, d2) == 0);
+
+  /* Into a dirty range: zeros replace what was there. */
+  memset (out, 0, 8192);
+  hbitmap_deserialize_part (a, out, 0, UINT64_C (8192) * 8 * gran);
+  CHECK (hbitmap_count_bits (a) == want - 5);
+  CHECK (hbitmap_next_dirty (a, 0, UINT64_MAX)
+         == (int64_t) (UINT64_C (65536) * 8 * gran));
+
+  /* Merge a mapped bitmap into another one. */
+  CHECK (hbitmap_merge (b, a) == 0);
+  CHECK (hbitmap_count_bits (b) == want + 1);
+
+  /* Dense: copy and clear go through level 0 linearly. */
+  hbitmap_set_all (a);
+  hbitmap_reset (a, gran * 7, gran);
+  hbitmap_free (b);
+  b = hbitmap_copy (a);
+  CHECK (b != NULL && hbitmap_count_bits (b) == nbits - 1);
+  CHECK (hbitmap_next_clean (b, 0, UINT64_MAX) == (int64_t) (gran * 7));
+  CHECK (hbitmap_next_clean (b, gran * 8, UINT64_MAX) == -1);
+  hbitmap_reset_all (a);
+  CHECK (hbitmap_count_bits (a) == 0 && hbitmap_next_dirty (a, 0, UINT64_MAX) == -1);
+  hbitmap_free (b);
+
+  /* Resize below the threshold (512 MiB of level 0 is 8 KiB) and back. */
+  hbitmap_set (a, 4096 * gran, gran);
+  hbitmap_set (a, size - gran, gran);
+  CHECK (hbitmap_resize (a, UINT64_C (512) << 30) == 0);
+  CHECK (hbitmap_count_bits (a) == 1);
+  CHECK (hbitmap_resize (a, size) == 0);
+  CHECK (hbitmap_count_bits (a) == 1);
+  CHECK (hbitmap_get (a, 4096 * gran) && !hbitmap_get (a, size - gran));
+  CHECK (hbitmap_next_dirty (a, 4097 * gran, UINT64_MAX) == -1);
+  hbitmap_set (a, size - gran, gran);
+  CHECK (hbitmap_resize (a, size * 2) == 0);   /* mapped to mapped */
+  CHECK (hbitmap_count_bits (a) == 2 && hbitmap_get (a, size - gran));
+  CHECK (hbitmap_next_dirty (a, size, UINT64_MAX) == -1);
+  hbitmap_free (a);
+  free (buf);
+  free (out);
+}
+
 /* The walk over more areas than one lock hold covers (the lock is
  * dropped every 1024), over runs that cross words and level-1 words
  * (followed through the "full" summaries) and unaligned ends: the areas
@@ -443,6 +594,8 @@ main (void)
   test_resize ();
   test_serialization ();
   test_1tib_512 ();
+  test_mapped ();
+  test_sparse_memory ();
   test_walk_many ();
 
   if (failures) {

@@ -34,7 +34,9 @@
  *
  * Thousands of random set/reset/merge/resize/copy/serialize/deserialize
  * operations on small and odd sizes (size not a multiple of granularity,
- * not a multiple of 64 granules), every query compared with the model.
+ * not a multiple of 64 granules), every query compared with the model;
+ * a few rounds on bitmaps whose level 0 is large enough to be mapped in
+ * huge pages (1 MiB and more), resized across that threshold.
  * The seed is printed; rerun with HBITMAP_SEED=N to reproduce.
  */
 
@@ -339,7 +341,11 @@ check_serialization (struct hbitmap *hb, struct model *m)
   if (align != 8 * m->gran)
     FAIL ("serialization_align %" PRIu64, align);
   if (aligned) {
-    start = rnd_below (m->nbits / 8 + 2) * align;
+    /* Half of them on a word of level 0 (64 granules): a part
+     * deserialized into a clean range there takes the sparse path.
+     */
+    start = rnd_below (2) ? rnd_below (m->nbits / 8 + 2) * align
+      : rnd_below (m->nbits / 64 + 2) * 8 * align;
     count = rnd_below (4) == 0 ? UINT64_MAX : rnd_below (m->nbits / 8 + 2) * align;
   }
   else {
@@ -408,7 +414,7 @@ random_fill (struct hbitmap *hb, struct model *m, int n)
 }
 
 static uint64_t
-rnd_size (uint64_t gran, uint64_t max_bits)
+rnd_size (uint64_t gran, uint64_t max_bits, uint64_t min_bits)
 {
   uint64_t bits;
 
@@ -417,6 +423,8 @@ rnd_size (uint64_t gran, uint64_t max_bits)
   case 1: bits = 64 * (1 + rnd_below (max_bits / 64)); break;
   default: bits = rnd_below (max_bits);
   }
+  if (bits < min_bits)
+    bits = min_bits + rnd_below (max_bits - min_bits);
   /* Often not a multiple of the granularity. */
   if (bits > 0 && rnd_below (2))
     return (bits - 1) * gran + 1 + rnd_below (gran - 1);
@@ -424,10 +432,10 @@ rnd_size (uint64_t gran, uint64_t max_bits)
 }
 
 static void
-run_round (int round, uint64_t max_bits, int nops)
+run_round (int round, uint64_t max_bits, uint64_t min_bits, int nops)
 {
   uint64_t gran = UINT64_C (512) << rnd_below (12);  /* 512 .. 1M */
-  uint64_t size = rnd_size (gran, max_bits);
+  uint64_t size = rnd_size (gran, max_bits, min_bits);
   struct hbitmap *hb = hbitmap_new (size, gran);
   struct model m;
   int op;
@@ -480,7 +488,7 @@ run_round (int round, uint64_t max_bits, int nops)
       uint64_t ns;
 
       switch (rnd_below (4)) {
-      case 0: ns = rnd_size (gran, max_bits); break;
+      case 0: ns = rnd_size (gran, max_bits, 0); break;
       case 1: ns = m.size + rnd_below (3 * gran) - (m.size >= gran ? gran : 0); break;
       case 2: ns = (m.nbits / 64 + rnd_below (3)) * 64 * gran - rnd_below (2); break;
       default: ns = rnd_below (m.size + 1);
@@ -554,10 +562,13 @@ main (void)
 
   /* Many small bitmaps (1-2 summary levels), ... */
   for (round = 0; round < 300; ++round)
-    run_round (round, 3000, 40);
+    run_round (round, 3000, 0, 40);
   /* ... some with three levels and more ... */
   for (round = 0; round < 20; ++round)
-    run_round (round, 300000, 25);
+    run_round (round, 300000, 0, 25);
+  /* ... and a few with a mapped level 0 (2^23 bits and more). */
+  for (round = 0; round < 4; ++round)
+    run_round (round, UINT64_C (1) << 25, UINT64_C (1) << 23, 12);
 
   printf ("test-hbitmap-model: %lu checks passed\n", checks);
   return EXIT_SUCCESS;

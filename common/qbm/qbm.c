@@ -246,6 +246,79 @@ read_whole (const char *path, size_t max, size_t *len)
   return buf;
 }
 
+/* Read a bitmap file of WANT bytes into HB (new, clean) in pieces,
+ * hashing as it goes: *SUM is the file's SHA-256 in hex.  Clean pieces
+ * are not deserialized at all, and no buffer of the whole file is made:
+ * a sparse bitmap costs reading and hashing its file, not memory for it
+ * (hbitmap.c).  -1 with errno: EFBIG if the file is larger than WANT,
+ * ESPIPE if smaller (*LEN its size), else the read's.  The caller checks
+ * *SUM.
+ */
+#define READ_PIECE (64 * 1024)       /* below malloc's mmap threshold */
+
+static int
+read_bitmap_file (const char *path, uint64_t want, struct hbitmap *hb,
+                  size_t *len, char sum[65])
+{
+  CLEANUP_FREE uint8_t *buf = NULL;
+  uint64_t done = 0, granularity = hbitmap_granularity (hb);
+  gnutls_hash_hd_t h = NULL;
+  unsigned char d[32];
+  struct stat st;
+  int fd, e, i;
+
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1)
+    return -1;
+  if (fstat (fd, &st) == -1)
+    goto fail;
+  *len = st.st_size;
+  if ((uint64_t) st.st_size != want) {
+    errno = (uint64_t) st.st_size > want ? EFBIG : ESPIPE;
+    goto fail;
+  }
+  buf = malloc (READ_PIECE);
+  if (buf == NULL || gnutls_hash_init (&h, GNUTLS_DIG_SHA256) < 0) {
+    errno = buf ? EIO : ENOMEM;
+    h = NULL;
+    goto fail;
+  }
+  while (done < want) {
+    size_t n = want - done < READ_PIECE ? want - done : READ_PIECE;
+
+    if (full_read (fd, buf, n) == -1) {
+      /* Shorter than fstat said: changed while being read. */
+      if (errno == EPIPE || errno == ENODATA)
+        errno = ESPIPE;
+      goto fail;
+    }
+    if (gnutls_hash (h, buf, n) < 0) {
+      errno = EIO;
+      goto fail;
+    }
+    /* Into a clean bitmap only the nonzero words are written; the last
+     * piece may end inside a byte past the last granule (clipped).
+     */
+    hbitmap_deserialize_part (hb, buf, done * 8 * granularity,
+                              n * 8 * granularity);
+    done += n;
+  }
+  gnutls_hash_deinit (h, d);
+  h = NULL;
+  close (fd);
+  for (i = 0; i < 32; i++)
+    sprintf (&sum[2 * i], "%02x", d[i]);
+  return 0;
+
+ fail:
+  e = errno;
+  if (h)
+    gnutls_hash_deinit (h, NULL);
+  close (fd);
+  errno = e;
+  return -1;
+}
+
 static bool
 is_power_of_2 (uint64_t v)
 {
@@ -809,10 +882,9 @@ qbm_load (struct qbm *q, const char *name)
 {
   struct entry *x = find (q, name);
   CLEANUP_FREE char *path = NULL;
-  CLEANUP_FREE char *buf = NULL;
   struct hbitmap *hb;
   uint64_t want;
-  size_t len;
+  size_t len = 0;
   char sum[65];
 
   if (x == NULL) {
@@ -831,34 +903,31 @@ qbm_load (struct qbm *q, const char *name)
     return NULL;
   }
   want = bitmap_file_bytes (q->image_size, x->granularity);
-  buf = read_whole (path, want, &len);
-  if (buf == NULL) {
-    if (errno == EFBIG)
-      qbm_error (EINVAL, "%s: bitmap '%s': the file is larger than the "
-                 "%" PRIu64 " bytes a bitmap of this image has", path, name,
-                 want);
-    else
-      qbm_error (errno, "%s: bitmap '%s': %m", path, name);
-    return NULL;
-  }
-  if (len != want) {
-    qbm_error (EINVAL, "%s: bitmap '%s': the file is %zu bytes, a bitmap of "
-               "this image has %" PRIu64 " (truncated or damaged)", path,
-               name, len, want);
-    return NULL;
-  }
-  if (sha256_hex (buf, len, sum) == -1 || strcmp (sum, x->sha256) != 0) {
-    qbm_error (EINVAL, "%s: bitmap '%s': checksum mismatch (the file is "
-               "damaged)", path, name);
-    return NULL;
-  }
   hb = hbitmap_new (q->image_size, x->granularity);
   if (hb == NULL) {
     qbm_error (errno, "bitmap '%s': %m", name);
     return NULL;
   }
-  if (q->image_size)
-    hbitmap_deserialize_part (hb, (uint8_t *) buf, 0, q->image_size);
+  if (read_bitmap_file (path, want, hb, &len, sum) == -1) {
+    if (errno == EFBIG)
+      qbm_error (EINVAL, "%s: bitmap '%s': the file is larger than the "
+                 "%" PRIu64 " bytes a bitmap of this image has", path, name,
+                 want);
+    else if (errno == ESPIPE)
+      qbm_error (EINVAL, "%s: bitmap '%s': the file is %zu bytes, a bitmap "
+                 "of this image has %" PRIu64 " (truncated or damaged)",
+                 path, name, len, want);
+    else
+      qbm_error (errno, "%s: bitmap '%s': %m", path, name);
+    hbitmap_free (hb);
+    return NULL;
+  }
+  if (strcmp (sum, x->sha256) != 0) {
+    qbm_error (EINVAL, "%s: bitmap '%s': checksum mismatch (the file is "
+               "damaged)", path, name);
+    hbitmap_free (hb);
+    return NULL;
+  }
   if (x->in_use)
     intent_apply (q->intent_bits, q->intent_nbytes, q->intent_zone_size, hb);
   return hb;

@@ -227,6 +227,9 @@ main (void)
   run ("sh -c 'f=$(ls %s/*.bitmap); truncate -s 100 $f'", dir);
   expect_open_fails ("truncated bitmap", "truncated");
   restore ();
+  run ("sh -c 'f=$(ls %s/*.bitmap); truncate -s 1M $f'", dir);
+  expect_open_fails ("bitmap too long", "is larger than");
+  restore ();
   run ("sh -c 'f=$(ls %s/*.bitmap); rm $f'", dir);
   expect_open_fails ("missing bitmap", "No such file");
   restore ();

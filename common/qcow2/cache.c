@@ -53,19 +53,16 @@
 int
 mcache_init (struct mcache *c, size_t n, size_t cluster_size, bool is_l2)
 {
-  size_t i;
-
+  /* A slot's cluster buffer is allocated when the slot is first used
+   * (mcache_get): an open touches no memory for tables it never reads.
+   */
   c->n = n;
   c->tick = 0;
   c->is_l2 = is_l2;
   c->e = calloc (n, sizeof *c->e);
   if (c->e == NULL)
     return qcow2_error (errno, "calloc: %m");
-  for (i = 0; i < n; i++) {
-    c->e[i].data = malloc (cluster_size);
-    if (c->e[i].data == NULL)
-      return qcow2_error (errno, "malloc: %m");
-  }
+  (void) cluster_size;
   return 0;
 }
 
@@ -192,6 +189,11 @@ mcache_get (struct qcow2 *q, struct mcache *c, uint64_t offset, bool read_it)
     c->e[victim].dirty = false;
   }
   c->e[victim].offset = 0;
+  if (c->e[victim].data == NULL) {
+    c->e[victim].data = malloc (q->cluster_size);
+    if (c->e[victim].data == NULL)
+      return qcow2_error_null (errno, "malloc: %m");
+  }
   if (read_it) {
     if (qcow2_file_pread (q, c->e[victim].data, q->cluster_size,
                           offset) == -1)

@@ -241,19 +241,39 @@ open_file (struct qcow2 *q, struct chain *chain, struct stat *st)
 }
 
 /* The header (in the first cluster at most) of a file of FILE_SIZE
- * bytes.  An image marked corrupt opens read-only only.
+ * bytes.  An image marked corrupt opens read-only only.  The first 64 KiB
+ * are read, and the rest of the cluster only if its header says it is
+ * larger (up to 2 MiB, which would cost an open of a small image more
+ * than its bitmaps).
  */
+#define HEADER_FIRST_READ (64 * 1024)
+
 static int
 read_header (struct qcow2 *q, uint64_t file_size)
 {
-  size_t len = file_size < (1 << MAX_CLUSTER_BITS) ? file_size
-    : 1 << MAX_CLUSTER_BITS;
+  size_t len = file_size < HEADER_FIRST_READ ? file_size : HEADER_FIRST_READ;
   uint8_t *buf = malloc (len + 1);
+  uint32_t cluster_bits;
   int r;
 
   if (buf == NULL)
     return qcow2_error (errno, "malloc: %m");
   r = qcow2_file_pread (q, buf, len, 0);
+  cluster_bits = len >= 24 ? load_be32 (buf + 20) : 0;
+  if (r == 0 && cluster_bits <= MAX_CLUSTER_BITS
+      && (UINT64_C (1) << cluster_bits) > len && file_size > len) {
+    size_t more = file_size < (UINT64_C (1) << cluster_bits) ? file_size
+      : UINT64_C (1) << cluster_bits;
+    uint8_t *p = realloc (buf, more + 1);
+
+    if (p == NULL) {
+      free (buf);
+      return qcow2_error (errno, "malloc: %m");
+    }
+    buf = p;
+    r = qcow2_file_pread (q, buf + len, more - len, len);
+    len = more;
+  }
   if (r == 0)
     r = qcow2_parse_header (q, buf, len, file_size);
   free (buf);
