@@ -137,6 +137,50 @@ grep -q "backup 1: .*backup-0001.qcow2: No such file" "$tmpdir/out"
 $BACKUP verify "$tmpdir/good" -q
 NBDCBT_BACKUP_SOFT_CRC=1 $BACKUP verify "$tmpdir/good" -q
 
+# A layer whose qcow2 header names another backing file than the
+# manifest (here another image with other data): restore and inc would
+# read through that name, so both refuse and write nothing.
+rm -rf "$dir"; cp -a "$tmpdir/good" "$dir"
+qemu-img create -q -f qcow2 "$tmpdir/other.qcow2" 16M
+qemu-io -f qcow2 -c 'write -P 0x77 0 4M' "$tmpdir/other.qcow2" >/dev/null
+qemu-img rebase -u -f qcow2 -b "$tmpdir/other.qcow2" -F qcow2 \
+  "$dir/backup-0001.qcow2"
+before=$(cat "$dir"/* | sha256sum)
+rm -f "$tmpdir/r.raw"
+rc=0; $BACKUP restore "$dir" -o "$tmpdir/r.raw" 2> "$tmpdir/out" || rc=$?
+cat "$tmpdir/out"
+test $rc -eq 1
+grep -q "backup 1 (backup-0001.qcow2) is backed by $tmpdir/other.qcow2, the manifest says backup-0000.qcow2" "$tmpdir/out"
+test ! -e "$tmpdir/r.raw"
+serve_qemu "$img" -B b0
+rc=0; $BACKUP inc "$uri" -o "$dir" --bitmap b0 -q 2> "$tmpdir/out" || rc=$?
+stop_qemu
+cat "$tmpdir/out"
+test $rc -eq 1
+grep -q "cannot take an incremental backup.*backup 1 (backup-0001.qcow2) is backed by" "$tmpdir/out"
+test ! -e "$dir/backup-0002.qcow2"
+test "$(cat "$dir"/* | sha256sum)" = "$before"
+
+# An index with no room for the next backup's (json-c saturates larger
+# numbers to INT64_MAX): the manifest is refused, inc adds nothing.
+for index in 9223372036854775807 99999999999999999999; do
+  rm -rf "$dir"; cp -a "$tmpdir/good" "$dir"
+  sed -i "s/\"index\": 1,/\"index\": $index,/" "$dir/manifest.json"
+  grep -q "\"index\": $index," "$dir/manifest.json"
+  before=$(cat "$dir"/* | sha256sum)
+  rc=0; $BACKUP list "$dir" > /dev/null 2> "$tmpdir/out" || rc=$?
+  cat "$tmpdir/out"
+  test $rc -eq 1
+  grep -q "damaged manifest" "$tmpdir/out"
+  serve_qemu "$img" -B b0
+  rc=0; $BACKUP inc "$uri" -o "$dir" --bitmap b0 -q 2> "$tmpdir/out" || rc=$?
+  stop_qemu
+  cat "$tmpdir/out"
+  test $rc -eq 1
+  test "$(ls "$dir" | wc -l)" -eq 5
+  test "$(cat "$dir"/* | sha256sum)" = "$before"
+done
+
 # A chain recorded by earlier versions (the SHA-256 of each whole file
 # instead of a checksum list) verifies too, and damage is still found.
 rm -rf "$dir"; cp -a "$tmpdir/good" "$dir"

@@ -407,6 +407,13 @@ extern int check_chain (struct store *st, const struct manifest *m,
                         const char *bitmap_context, extent_list *list,
                         char **why);
 
+/* Do backups 0..UPTO of M name, in their qcow2 headers, the backing
+ * files the manifest says (a layer reads through those names, not the
+ * manifest's)?  Returns 0, or -1 with the reason in *WHY (malloc'd).
+ */
+extern int check_backing_names (struct store *st, const struct manifest *m,
+                                size_t upto, char **why);
+
 /* --- Operations ------------------------------------------------------- */
 
 enum backup_mode { MODE_FULL, MODE_INC, MODE_AUTO };

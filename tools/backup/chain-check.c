@@ -249,6 +249,50 @@ spot_check (struct store *st, const char *name, const char *top,
 }
 
 int
+check_backing_names (struct store *st, const struct manifest *m,
+                     size_t upto, char **why)
+{
+  size_t i;
+
+  *why = NULL;
+  for (i = 0; i <= upto && i < m->backups.len; ++i) {
+    const struct backup_entry *b = &m->backups.ptr[i];
+    const char *also = NULL, *file, *format;
+    struct layer *q;
+    bool ok;
+
+    /* After an interrupted prune the backup after the merged ones may
+     * already be backed by the prune's full backup (see verify.c).
+     */
+    if (m->merge && i > 0 && m->backups.ptr[i - 1].index == m->merge->index)
+      also = m->merge->file;
+    q = layer_open (st, b->file, LAYER_NO_BACKING);
+    if (q == NULL) {
+      set_why (why, "backup %" PRIi64 " (%s) cannot be opened: %s",
+               b->index, b->file, layer_last_error ());
+      return -1;
+    }
+    file = layer_backing_file (q);
+    format = layer_backing_format (q);
+    if (b->backing == NULL)
+      ok = file == NULL;
+    else
+      ok = file != NULL && format != NULL && strcmp (format, "qcow2") == 0
+        && (strcmp (file, b->backing) == 0
+            || (also != NULL && strcmp (file, also) == 0));
+    if (!ok)
+      set_why (why, "backup %" PRIi64 " (%s) is backed by %s, the manifest "
+               "says %s: the chain is damaged (run '" PROG " verify')",
+               b->index, b->file, file ? file : "nothing",
+               b->backing ? b->backing : "nothing");
+    layer_close (q);
+    if (!ok)
+      return -1;
+  }
+  return 0;
+}
+
+int
 check_chain (struct store *st, const struct manifest *m,
              struct nbd_handle *h, const struct disk_identity *id,
              const char *bitmap_context, extent_list *list, char **why)
@@ -285,6 +329,11 @@ check_chain (struct store *st, const struct manifest *m,
               "written (damaged?)", top);
     return -1;
   }
+  /* The new layer will read through the chain's qcow2 backing names:
+   * they must be the manifest's.
+   */
+  if (check_backing_names (st, m, m->backups.len - 1, why) == -1)
+    return -1;
   if (get_extents (h, id->size, bitmap_context, list) == -1) {
     set_why (why, "the dirty extents could not be read");
     return -1;

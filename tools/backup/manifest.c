@@ -197,6 +197,11 @@ get_u64 (json_object *o, const char *key, uint64_t *ret)
     error ("%s: damaged manifest: \"%s\" is negative", where, key);
     return -1;
   }
+  /* json-c saturates a number past INT64_MAX to INT64_MAX. */
+  if (i == INT64_MAX && json_object_get_uint64 (v) != (uint64_t) INT64_MAX) {
+    error ("%s: damaged manifest: \"%s\" is too large", where, key);
+    return -1;
+  }
   *ret = i;
   return 0;
 }
@@ -294,7 +299,8 @@ load_entry (json_object *o, int64_t pos, struct manifest *m)
   }
   if (get_u64 (o, "index", &index) == -1)
     return -1;
-  if (index > INT64_MAX ||
+  /* The next backup takes index + 1: INT64_MAX leaves it no room. */
+  if (index >= INT64_MAX ||
       (pos > 0 && (int64_t) index <= m->backups.ptr[pos - 1].index)) {
     error ("%s: damaged manifest: entry %" PRIi64 " has index %" PRIu64
            " (the indexes must grow along the chain)", where, pos, index);

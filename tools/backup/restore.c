@@ -67,6 +67,7 @@ do_restore (const char *location)
   struct store *st = store_open (location, false);
   struct manifest m = { 0 };
   CLEANUP_FREE char *top = NULL;
+  CLEANUP_FREE char *why = NULL;
   CLEANUP_FREE char *buf = NULL;
   struct layer *q = NULL;
   struct qcow2 *outq = NULL;
@@ -117,6 +118,10 @@ do_restore (const char *location)
     goto out;
   }
 
+  if (check_backing_names (st, &m, n, &why) == -1) {
+    error ("restore: %s", why ? why : "the chain is damaged");
+    goto out;
+  }
   top = store_object_path (st, m.backups.ptr[n].file);
   if (top == NULL)
     goto out;
