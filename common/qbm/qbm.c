@@ -397,6 +397,66 @@ same_file (const char *a, const char *b)
     && (!S_ISBLK (sa.st_mode) || sa.st_rdev == sb.st_rdev);
 }
 
+/* The files a descriptor names must be plain names in its directory: a
+ * damaged or hostile descriptor must not make an update (which unlinks
+ * the files it no longer names) reach the image, the descriptor itself
+ * or anything outside the directory.
+ */
+static bool
+plain_file_name (struct qbm *q, const char *s)
+{
+  CLEANUP_FREE char *path = NULL;
+  size_t bl = strlen (q->base);
+
+  if (s[0] == '\0' || s[0] == '.' || strchr (s, '/') != NULL
+      || strlen (s) > 255)
+    return false;
+  /* Not the descriptor, its temporary or its lock. */
+  if (strncmp (s, q->base, bl) == 0
+      && (s[bl] == '\0' || strcmp (s + bl, ".tmp") == 0
+          || strcmp (s + bl, ".lock") == 0))
+    return false;
+  if (q->image_path == NULL)    /* qbm_probe: the image is not known yet */
+    return true;
+  path = join (q->dir, s);
+  return path != NULL && !same_file (path, q->image_path);
+}
+
+/* A bitmap file this library wrote (D.GEN.I.bitmap), the only kind an
+ * update deletes.
+ */
+static bool
+own_bitmap_file (struct qbm *q, const char *s)
+{
+  size_t bl = strlen (q->base), d1, d2;
+
+  if (strncmp (s, q->base, bl) != 0 || s[bl] != '.')
+    return false;
+  s += bl + 1;
+  d1 = strspn (s, "0123456789");
+  if (d1 == 0 || s[d1] != '.')
+    return false;
+  s += d1 + 1;
+  d2 = strspn (s, "0123456789");
+  return d2 > 0 && strcmp (s + d2, ".bitmap") == 0;
+}
+
+/* An optional boolean KEY of O: DEF when absent, -1 when of another type. */
+static int
+get_bool (json_object *o, const char *key, bool def, bool *ret)
+{
+  json_object *v;
+
+  if (!json_object_object_get_ex (o, key, &v)) {
+    *ret = def;
+    return 0;
+  }
+  if (!json_object_is_type (v, json_type_boolean))
+    return -1;
+  *ret = json_object_get_boolean (v);
+  return 0;
+}
+
 #define BAD(...) do { qbm_error (EINVAL, __VA_ARGS__); goto err; } while (0)
 
 static int
@@ -470,9 +530,15 @@ parse_descriptor (struct qbm *q, const char *text, size_t len, bool check_image)
 
   free (q->intent_file);
   q->intent_file = NULL;
+  if (json_object_object_get_ex (top, "intent", &v)
+      && !json_object_is_type (v, json_type_object))
+    BAD ("%s: intent must be an object", p);
   if ((intent = get (top, "intent", json_type_object)) != NULL) {
     if ((v = get (intent, "file", json_type_string)) == NULL)
       BAD ("%s: intent without a file", p);
+    if (!plain_file_name (q, json_object_get_string (v)))
+      BAD ("%s: intent.file must be a plain file name in the sidecar's "
+           "directory, not the image or the descriptor", p);
     q->intent_file = strdup (json_object_get_string (v));
     if ((v = get (intent, "zone-size", json_type_int)) == NULL
         || !intent_zone_size_valid (json_object_get_int64 (v)))
@@ -491,6 +557,7 @@ parse_descriptor (struct qbm *q, const char *text, size_t len, bool check_image)
       struct entry *x = &e[n];
       const char *s;
       int64_t g;
+      size_t i;
 
       if (!json_object_is_type (b, json_type_object))
         BAD ("%s: bitmap '%s' is not an object", p, name);
@@ -502,7 +569,17 @@ parse_descriptor (struct qbm *q, const char *text, size_t len, bool check_image)
       if ((v = get (b, "file", json_type_string)) == NULL
           || json_object_get_string (v)[0] == '\0')
         BAD ("%s: bitmap '%s' without a file", p, name);
-      x->file = strdup (json_object_get_string (v));
+      s = json_object_get_string (v);
+      if (!plain_file_name (q, s)
+          || (q->intent_file && strcmp (s, q->intent_file) == 0))
+        BAD ("%s: bitmap '%s': file must be a plain file name in the "
+             "sidecar's directory, not the image, the descriptor or the "
+             "intent record", p, name);
+      for (i = 0; i < n; i++)
+        if (strcmp (e[i].file, s) == 0)
+          BAD ("%s: bitmaps '%s' and '%s' name the same file", p,
+               e[i].name, name);
+      x->file = strdup (s);
       if ((v = get (b, "granularity-bytes", json_type_int)) == NULL)
         BAD ("%s: bitmap '%s' without granularity-bytes", p, name);
       g = json_object_get_int64 (v);
@@ -516,12 +593,11 @@ parse_descriptor (struct qbm *q, const char *text, size_t len, bool check_image)
         BAD ("%s: bitmap '%s': sha256 must be 64 lowercase hex digits", p,
              name);
       strcpy (x->sha256, s);
-      x->recording = (v = get (b, "recording", json_type_boolean))
-        ? json_object_get_boolean (v) : true;
-      x->in_use = (v = get (b, "in-use", json_type_boolean))
-        ? json_object_get_boolean (v) : false;
-      x->inconsistent = (v = get (b, "inconsistent", json_type_boolean))
-        ? json_object_get_boolean (v) : false;
+      if (get_bool (b, "recording", true, &x->recording) == -1
+          || get_bool (b, "in-use", false, &x->in_use) == -1
+          || get_bool (b, "inconsistent", false, &x->inconsistent) == -1)
+        BAD ("%s: bitmap '%s': recording, in-use and inconsistent must "
+             "be true or false", p, name);
       x->name = strdup (name);
       n++;
       if (x->name == NULL || x->file == NULL)
@@ -714,6 +790,7 @@ qbm_probe (const char *path, char **image)
   q.desc_path = copy;
   slash = strrchr (copy, '/');
   q.dir = strndup (copy, slash - copy > 0 ? slash - copy : 1);
+  q.base = slash + 1;           /* not freed: points into COPY */
   if (q.dir && parse_descriptor (&q, text, len, false) == 0) {
     json_tokener *t = json_tokener_new ();
     json_object *root = t ? json_tokener_parse_ex (t, text, len) : NULL, *top,
@@ -953,7 +1030,7 @@ unlink_unused (struct qbm *q, struct entry *old, size_t nold)
     bool used = false;
     for (j = 0; j < q->n; j++)
       used |= strcmp (old[i].file, q->e[j].file) == 0;
-    if (!used) {
+    if (!used && own_bitmap_file (q, old[i].file)) {
       CLEANUP_FREE char *p = join (q->dir, old[i].file);
       if (p)
         unlink (p);

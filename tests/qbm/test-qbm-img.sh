@@ -181,4 +181,48 @@ cp d.raw.qbm e.raw.qbm
 expect_rc 1 nbdcbt-img info e.raw
 expect_msg "belongs to"
 
+# A descriptor naming files it must not: refused before anything is read
+# or deleted (an update unlinks the files the new descriptor no longer
+# names: here the image, a file outside the directory, the descriptor).
+edit () { /usr/bin/python3 -c '
+import json, sys
+d = json.load(open("d.raw.qbm"))
+q = d["QBM"]
+exec(sys.argv[1])
+json.dump(d, open("d.raw.qbm", "w"))' "$1"; }
+echo keep > ../victim
+for bad in '"d.raw"' '"../victim"' "\"$PWD/../victim\"" '"d.raw.qbm"' \
+           '"d.raw.qbm.lock"' '".hidden"' '"d.raw.qbm.intent"'; do
+  restore
+  edit "q['intent'] = {'file': 'd.raw.qbm.intent', 'zone-size': 67108864}
+q['bitmaps']['b0']['file'] = $bad"
+  before=$(sha256sum d.raw ../victim)
+  expect_rc 1 nbdcbt-img bitmap --remove d.raw b0
+  expect_msg "must be a plain file name"
+  expect_rc 1 nbdcbt-img info d.raw
+  expect_msg "must be a plain file name"
+  [ "$(sha256sum d.raw ../victim)" = "$before" ] && [ -f d.raw.qbm ] || {
+    echo "FAIL: a descriptor naming $bad changed a file"; fail=1; }
+done
+restore
+edit 'q["intent"] = {"file": "d.raw", "zone-size": 67108864}'
+expect_rc 1 nbdcbt-img info d.raw
+expect_msg "intent.file must be a plain file name"
+restore
+edit 'q["bitmaps"]["b1"]["file"] = q["bitmaps"]["b0"]["file"]'
+expect_rc 1 nbdcbt-img info d.raw
+expect_msg "name the same file"
+for key in recording in-use inconsistent; do
+  restore
+  edit "q['bitmaps']['b0']['$key'] = 1"
+  expect_rc 1 nbdcbt-img info d.raw
+  expect_msg "must be true or false"
+done
+restore
+edit 'q["intent"] = 7'
+expect_rc 1 nbdcbt-img info d.raw
+expect_msg "intent must be an object"
+restore
+expect_rc 0 nbdcbt-img info d.raw
+
 exit $fail
