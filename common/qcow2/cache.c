@@ -155,6 +155,10 @@ mcache_get (struct qcow2 *q, struct mcache *c, uint64_t offset, bool read_it)
 {
   size_t i, victim = 0;
 
+  /* 0 marks a free slot; no table lives in the header cluster. */
+  if (offset == 0)
+    return qcow2_error_null (EIO, "%s: a metadata table at offset 0 (the "
+                             "header): the image is corrupt", q->filename);
   for (i = 0; i < c->n; i++) {
     if (c->e[i].offset == offset) {
       c->e[i].last_used = ++c->tick;

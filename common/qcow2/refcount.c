@@ -471,6 +471,13 @@ qcow2_alloc_fresh_clusters (struct qcow2 *q, uint64_t nb, bool *fresh)
         run = missing = 0;
     }
   }
+  /* Cluster 0 is the header: free only in a corrupt refcount structure
+   * (QEMU likewise refuses to allocate at offset 0).
+   */
+  if (run_start == 0)
+    return qcow2_error (EIO, "%s: the header cluster has refcount 0: the "
+                        "image is corrupt; refusing to allocate over it "
+                        "('qemu-img check -r all' repairs it)", q->filename);
   if (missing > 0 && place_blocks (q, run_start, nb, missing) == -1)
     return -1;
   if (qcow2_update_refcount (q, run_start << q->cluster_bits, nb, 1) == -1)

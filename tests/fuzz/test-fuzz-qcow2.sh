@@ -78,7 +78,9 @@ cp "$seeds/seed1-bitmaps.qcow2" "$seeds/autoclear.qcow2"
 printf '\x00\x00\x00\x00\x00\x00\x00\x83' |
   dd of="$seeds/autoclear.qcow2" bs=1 seek=88 conv=notrunc status=none
 
+# qcow2-regress/: inputs the fuzzer once found a bug with, run first.
 # -rss_limit_mb: the library may allocate up to its own limits (L1 32 MiB,
 # refcount table 8 MiB, ...) but nothing like the input-driven gigabytes.
 run_fuzzer "$fuzzer" 30 "$top_builddir/tests/fuzz/artifacts" \
-  -rss_limit_mb=2048 -max_len=65536 -- "$corpus" "$seeds"
+  -rss_limit_mb=2048 -max_len=65536 -- "$corpus" "$seeds" \
+  "$top_srcdir/tests/fuzz/qcow2-regress"
