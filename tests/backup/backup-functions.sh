@@ -176,3 +176,21 @@ check_points ()
     cmp "$tmpdir/restored.raw" "$tmpdir/point-$n.raw"
   done
 }
+
+# write_odd_round SOCKET N: round N of the odd-size tests' writes through
+# the server on SOCKET: 64 KiB at N * 3000000 and the export's last 129
+# bytes (its last byte apart), each round with its own pattern.
+write_odd_round ()
+{
+  $PYTHON - "$1" "$2" <<'EOT'
+import nbd, sys
+n = int(sys.argv[2])
+h = nbd.NBD()
+h.connect_unix(sys.argv[1])
+size = h.get_size()
+h.pwrite(bytes([n + 1]) * 65536, n * 3000000)
+h.pwrite(bytes([n + 0x40]) * 129, size - 129)
+h.pwrite(bytes([n + 0x80]), size - 1)
+h.shutdown()
+EOT
+}

@@ -49,17 +49,7 @@ start_server "$tmpdir/pid" "$tmpdir/sock" \
   --filter=dirty memory size=$size bitmap=b0
 uri="nbd+unix:///?socket=$tmpdir/sock"
 for n in 0 1; do
-  $PYTHON - "$tmpdir/sock" $n <<'EOT'
-import nbd, sys
-n = int(sys.argv[2])
-h = nbd.NBD()
-h.connect_unix(sys.argv[1])
-size = h.get_size()
-h.pwrite(bytes([n + 1]) * 65536, n * 3000000)
-h.pwrite(bytes([n + 0x40]) * 129, size - 129)
-h.pwrite(bytes([n + 0x80]), size - 1)
-h.shutdown()
-EOT
+  write_odd_round "$tmpdir/sock" $n
   if [ $n -eq 0 ]; then
     $BACKUP full "$uri" -o "$url" --bitmap b0 -q "${S3[@]}"
   else
