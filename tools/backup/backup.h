@@ -411,6 +411,15 @@ extern int check_chain (struct store *st, const struct manifest *m,
  * files the manifest says (a layer reads through those names, not the
  * manifest's)?  Returns 0, or -1 with the reason in *WHY (malloc'd).
  */
+/* The backing file backup I of M may have besides its manifest's: after
+ * an interrupted prune, the prune's full backup (NULL otherwise).
+ */
+extern const char *backing_after_merge (const struct manifest *m, size_t i);
+/* A layer backed by FILE in FORMAT is backed as the manifest says: by
+ * nothing when EXPECT is NULL, else by the qcow2 EXPECT (or ALSO).
+ */
+extern bool backing_matches (const char *file, const char *format,
+                             const char *expect, const char *also);
 extern int check_backing_names (struct store *st, const struct manifest *m,
                                 size_t upto, char **why);
 

@@ -248,6 +248,25 @@ spot_check (struct store *st, const char *name, const char *top,
   return r;
 }
 
+const char *
+backing_after_merge (const struct manifest *m, size_t i)
+{
+  if (m->merge && i > 0 && m->backups.ptr[i - 1].index == m->merge->index)
+    return m->merge->file;
+  return NULL;
+}
+
+bool
+backing_matches (const char *file, const char *format, const char *expect,
+                 const char *also)
+{
+  if (expect == NULL)
+    return file == NULL;
+  return file != NULL && format != NULL && strcmp (format, "qcow2") == 0
+    && (strcmp (file, expect) == 0
+        || (also != NULL && strcmp (file, also) == 0));
+}
+
 int
 check_backing_names (struct store *st, const struct manifest *m,
                      size_t upto, char **why)
@@ -257,15 +276,10 @@ check_backing_names (struct store *st, const struct manifest *m,
   *why = NULL;
   for (i = 0; i <= upto && i < m->backups.len; ++i) {
     const struct backup_entry *b = &m->backups.ptr[i];
-    const char *also = NULL, *file, *format;
+    const char *file;
     struct layer *q;
     bool ok;
 
-    /* After an interrupted prune the backup after the merged ones may
-     * already be backed by the prune's full backup (see verify.c).
-     */
-    if (m->merge && i > 0 && m->backups.ptr[i - 1].index == m->merge->index)
-      also = m->merge->file;
     q = layer_open (st, b->file, LAYER_NO_BACKING);
     if (q == NULL) {
       set_why (why, "backup %" PRIi64 " (%s) cannot be opened: %s",
@@ -273,13 +287,8 @@ check_backing_names (struct store *st, const struct manifest *m,
       return -1;
     }
     file = layer_backing_file (q);
-    format = layer_backing_format (q);
-    if (b->backing == NULL)
-      ok = file == NULL;
-    else
-      ok = file != NULL && format != NULL && strcmp (format, "qcow2") == 0
-        && (strcmp (file, b->backing) == 0
-            || (also != NULL && strcmp (file, also) == 0));
+    ok = backing_matches (file, layer_backing_format (q), b->backing,
+                          backing_after_merge (m, i));
     if (!ok)
       set_why (why, "backup %" PRIi64 " (%s) is backed by %s, the manifest "
                "says %s: the chain is damaged (run '" PROG " verify')",

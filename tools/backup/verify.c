@@ -113,11 +113,9 @@ verify_backup (struct store *st, const struct manifest *m,
            backing_file);
     bad++;
   }
-  if (expect_backing != NULL &&
-      (backing_file == NULL ||
-       (strcmp (backing_file, expect_backing) != 0 &&
-        (also_backing == NULL || strcmp (backing_file, also_backing) != 0)) ||
-       backing_format == NULL || strcmp (backing_format, "qcow2") != 0)) {
+  if (expect_backing != NULL
+      && !backing_matches (backing_file, backing_format, expect_backing,
+                           also_backing)) {
     error ("verify: %s: the backing file is %s (%s), expected %s%s%s (qcow2)",
            path, backing_file ? backing_file : "none",
            backing_format ? backing_format : "no format", expect_backing,
@@ -163,11 +161,8 @@ verify_chain (struct store *st, const struct manifest *m)
   }
   for (i = 0; i < m->backups.len; ++i) {
     const struct backup_entry *b = &m->backups.ptr[i];
-    const char *also = NULL;
 
-    if (m->merge && i > 0 && m->backups.ptr[i - 1].index == m->merge->index)
-      also = m->merge->file;
-    bad += verify_backup (st, m, b, b->backing, also);
+    bad += verify_backup (st, m, b, b->backing, backing_after_merge (m, i));
   }
   return bad;
 }
