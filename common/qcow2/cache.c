@@ -51,7 +51,7 @@
 #include "qcow2-internal.h"
 
 int
-mcache_init (struct mcache *c, size_t n, size_t cluster_size, bool is_l2)
+mcache_init (struct mcache *c, size_t n, bool is_l2)
 {
   /* A slot's cluster buffer is allocated when the slot is first used
    * (mcache_get): an open touches no memory for tables it never reads.
@@ -62,7 +62,6 @@ mcache_init (struct mcache *c, size_t n, size_t cluster_size, bool is_l2)
   c->e = calloc (n, sizeof *c->e);
   if (c->e == NULL)
     return qcow2_error (errno, "calloc: %m");
-  (void) cluster_size;
   return 0;
 }
 

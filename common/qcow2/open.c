@@ -299,10 +299,9 @@ load_tables (struct qcow2 *q)
 {
   if (qcow2_load_reftable (q) == -1 || qcow2_load_l1 (q) == -1)
     return -1;
-  if (mcache_init (&q->l2_cache, cache_slots (q->cluster_size),
-                   q->cluster_size, true) == -1 ||
-      mcache_init (&q->rb_cache, cache_slots (q->cluster_size),
-                   q->cluster_size, false) == -1)
+  if (mcache_init (&q->l2_cache, cache_slots (q->cluster_size), true) == -1
+      || mcache_init (&q->rb_cache, cache_slots (q->cluster_size), false)
+         == -1)
     return -1;
   return 0;
 }

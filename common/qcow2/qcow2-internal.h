@@ -268,8 +268,7 @@ extern int qcow2_file_sync (struct qcow2 *q);
 extern uint64_t qcow2_file_end (struct qcow2 *q);
 
 /* cache.c */
-extern int mcache_init (struct mcache *c, size_t n, size_t cluster_size,
-                        bool is_l2);
+extern int mcache_init (struct mcache *c, size_t n, bool is_l2);
 extern void mcache_free (struct mcache *c);
 extern uint8_t *mcache_get (struct qcow2 *q, struct mcache *c,
                             uint64_t offset, bool read_it);
