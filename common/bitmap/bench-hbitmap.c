@@ -37,6 +37,10 @@
  *    64 KiB and at 512 B granularity (the per-write cost);
  *  - a full next_dirty_area scan of a 1 TiB @ 64 KiB bitmap with 20,000
  *    scattered dirty granules, and with 40,000 dirty extents;
+ *  - hbitmap_walk_dirty over the same 20,000 granules in 4 GiB - 1
+ *    calls, as a server answers nbdinfo --map, with the cache warm and
+ *    with 32 MiB read before each call (a server thread that slept
+ *    between two requests finds the bitmap out of cache);
  *  - next_dirty/next_clean single lookups;
  *  - serialization and deserialization throughput.
  * Runs in a couple of seconds.
@@ -159,6 +163,57 @@ bench_scan (uint64_t nextents, uint64_t extent_granules)
   hbitmap_free (hb);
 }
 
+static int
+count_area (void *opaque, uint64_t start, uint64_t len)
+{
+  ++*(uint64_t *) opaque;
+  return 0;
+}
+
+static void
+bench_walk_map (void)
+{
+  const uint64_t gran = 65536, nbits = TIB / gran, step = UINT32_MAX;
+  const size_t evict = 32 << 20;
+  struct hbitmap *hb = new_or_die (TIB, gran);
+  volatile unsigned char *junk = calloc (1, evict);
+  double best[2] = { 1e300, 1e300 }, t;
+  uint64_t areas = 0, off;
+  int i, cold, round;
+
+  if (junk == NULL) {
+    perror ("calloc");
+    exit (EXIT_FAILURE);
+  }
+  for (i = 0; i < 20000; ++i)
+    hbitmap_set (hb, (rnd () % nbits) * gran, 4096);
+  for (round = 0; round < 3; ++round)
+    for (cold = 0; cold < 2; ++cold) {
+      t = 0;
+      areas = 0;
+      for (off = 0; off < TIB; off += step) {
+        double t0;
+        size_t k;
+
+        if (cold)
+          for (k = 0; k < evict; k += 64)
+            junk[k]++;
+        t0 = now_ns ();
+        hbitmap_walk_dirty (hb, off, off + step < TIB ? off + step : TIB,
+                            count_area, &areas);
+        t += now_ns () - t0;
+      }
+      if (t < best[cold])
+        best[cold] = t;
+    }
+  printf ("walk_map_1T_gran64k_20000_warm: %.3f ms (%" PRIu64 " areas)\n",
+          best[0] / 1e6, areas);
+  printf ("walk_map_1T_gran64k_20000_cold: %.3f ms (%" PRIu64 " areas)\n",
+          best[1] / 1e6, areas);
+  free ((void *) junk);
+  hbitmap_free (hb);
+}
+
 static void
 bench_next_clean (void)
 {
@@ -229,6 +284,7 @@ main (void)
   bench_set (512, UINT64_C (1) << 30, "hot1G");
   bench_scan (20000, 1);
   bench_scan (40000, 4);
+  bench_walk_map ();
   bench_next_clean ();
   bench_serialize ();
   return EXIT_SUCCESS;
