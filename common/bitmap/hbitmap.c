@@ -828,7 +828,7 @@ hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset, uint64_t end,
                     hbitmap_area_fn *fn, void *opaque)
 {
   uint64_t p, last, e;          /* bits [P, LAST] are left to walk */
-  uint64_t ahead = NONE;        /* level-1 word prefetched in advance */
+  uint64_t ahead = NONE;        /* last level-1 word prefetched for */
   unsigned n = 0;
   int r = 0;
 
