@@ -32,15 +32,24 @@
 
 /* Sparse byte array: a radix tree whose leaves are pages.
  *
- * Each interior node is an array of NODE_FANOUT pointers.  A node at level
- * 1 points at pages, a node at level L > 1 at nodes of level L-1.  The
+ * Each interior node holds NODE_FANOUT pointers.  A node at level 1
+ * points at pages, a node at level L > 1 at nodes of level L-1.  The
  * number of levels is fixed when the array is created, from its size:
  * 32 KiB pages and 4096-way nodes give 128 MiB per level-1 node, 512 GiB
  * with two levels, 2 PiB with three and the whole 63-bit range with four.
  *
+ * A node also has a bitmap of its filled slots, and everything that walks
+ * the tree (freeing, zeroing, extents) visits the filled slots only.  A
+ * node is 32 KiB of pointers, mostly never written after scattered
+ * writes: reading all of them faulted in every page of every node (in a
+ * VM without a shared zero page, each a fresh page), so that after 20,000
+ * scattered 4 KiB writes into 1 TiB the first map of the export took
+ * 1.4 s and freeing it at exit 3 s.
+ *
  * Slots are filled with compare-and-swap so that concurrent writers
  * allocating the same page or node agree on one (the loser frees its
- * copy).  Slots are only cleared under the caller's exclusive lock.
+ * copy); the winner then sets the slot's bit.  Slots are only cleared
+ * under the caller's exclusive lock.
  */
 #include <config.h>
 
@@ -51,15 +60,22 @@
 #include <string.h>
 
 #include "minmax.h"
+#include "rounding.h"
 #include "sparse.h"
 
 #define NODE_BITS 12
 #define NODE_FANOUT (1u << NODE_BITS)
+#define NODE_WORDS (NODE_FANOUT / 64)
+
+struct node {
+  uint64_t used[NODE_WORDS];    /* bit i: slot[i] is filled */
+  void *slot[NODE_FANOUT];
+};
 
 struct sparse {
   uint64_t size;
   unsigned levels;   /* of interior nodes, >= 1 */
-  void **root;       /* a node of level LEVELS */
+  struct node *root; /* a node of level LEVELS */
 };
 
 /* Bytes covered by one slot of a node at LEVEL. */
@@ -76,10 +92,47 @@ slot_index (uint64_t offset, unsigned level)
          & (NODE_FANOUT - 1);
 }
 
+/* One past the last slot of a node at LEVEL, first byte BASE, that the
+ * range ending at END (> BASE) touches.
+ */
+static inline unsigned
+slot_limit (uint64_t base, uint64_t end, unsigned level)
+{
+  uint64_t n = DIV_ROUND_UP (end - base, slot_span (level));
+
+  return n < NODE_FANOUT ? (unsigned) n : NODE_FANOUT;
+}
+
 static inline void *
 load_slot (void **slot)
 {
   return __atomic_load_n (slot, __ATOMIC_ACQUIRE);
+}
+
+/* The first filled slot of NODE in [I, LIMIT), or LIMIT. */
+static unsigned
+next_filled (struct node *node, unsigned i, unsigned limit)
+{
+  while (i < limit) {
+    uint64_t w = __atomic_load_n (&node->used[i / 64], __ATOMIC_ACQUIRE)
+                 & (UINT64_MAX << (i % 64));
+
+    if (w) {
+      i = (i & ~63u) | (unsigned) __builtin_ctzll (w);
+      return i < limit ? i : limit;
+    }
+    i = (i & ~63u) + 64;
+  }
+  return limit;
+}
+
+/* Empty slot I of NODE (exclusive lock held). */
+static void
+clear_slot (struct node *node, unsigned i)
+{
+  node->slot[i] = NULL;
+  __atomic_fetch_and (&node->used[i / 64], ~(UINT64_C (1) << (i % 64)),
+                      __ATOMIC_RELAXED);
 }
 
 /* True if the buffer is all zero bytes. */
@@ -112,7 +165,7 @@ sparse_new (uint64_t size)
   sa->levels = 1;
   while (SPARSE_PAGE_BITS + NODE_BITS * sa->levels < bits)
     sa->levels++;
-  sa->root = calloc (NODE_FANOUT, sizeof (void *));
+  sa->root = calloc (1, sizeof (struct node));
   if (sa->root == NULL) {
     free (sa);
     return NULL;
@@ -121,17 +174,16 @@ sparse_new (uint64_t size)
 }
 
 static void
-free_node (void **node, unsigned level)
+free_node (struct node *node, unsigned level)
 {
   unsigned i;
 
-  for (i = 0; i < NODE_FANOUT; ++i) {
-    if (node[i] == NULL)
-      continue;
+  for (i = next_filled (node, 0, NODE_FANOUT); i < NODE_FANOUT;
+       i = next_filled (node, i + 1, NODE_FANOUT)) {
     if (level > 1)
-      free_node (node[i], level - 1);
+      free_node (node->slot[i], level - 1);
     else
-      free (node[i]);
+      free (node->slot[i]);
   }
   free (node);
 }
@@ -149,31 +201,35 @@ sparse_free (struct sparse *sa)
 static void *
 lookup_page (struct sparse *sa, uint64_t offset)
 {
-  void **node = sa->root;
+  struct node *node = sa->root;
   unsigned level;
 
   for (level = sa->levels; level > 1; --level) {
-    node = load_slot (&node[slot_index (offset, level)]);
+    node = load_slot (&node->slot[slot_index (offset, level)]);
     if (node == NULL)
       return NULL;
   }
-  return load_slot (&node[slot_index (offset, 1)]);
+  return load_slot (&node->slot[slot_index (offset, 1)]);
 }
 
-/* Fill *SLOT with a fresh zeroed block of SIZE bytes unless another
- * thread got there first.  Returns the slot's content, NULL on ENOMEM.
+/* Fill slot I of NODE with a fresh zeroed block of SIZE bytes unless
+ * another thread got there first.  Returns the slot's content, NULL on
+ * ENOMEM.
  */
 static void *
-fill_slot (void **slot, size_t size)
+fill_slot (struct node *node, unsigned i, size_t size)
 {
   void *expected = NULL, *fresh;
 
   fresh = calloc (1, size);
   if (fresh == NULL)
     return NULL;
-  if (__atomic_compare_exchange_n (slot, &expected, fresh, false,
-                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+  if (__atomic_compare_exchange_n (&node->slot[i], &expected, fresh, false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    __atomic_fetch_or (&node->used[i / 64], UINT64_C (1) << (i % 64),
+                       __ATOMIC_RELEASE);
     return fresh;
+  }
   free (fresh);
   return expected;
 }
@@ -182,15 +238,17 @@ fill_slot (void **slot, size_t size)
 static void *
 get_page (struct sparse *sa, uint64_t offset)
 {
-  void **node = sa->root, **slot, *p;
+  struct node *node = sa->root;
   unsigned level;
+  void *p;
 
   for (level = sa->levels; level >= 1; --level) {
-    slot = &node[slot_index (offset, level)];
-    p = load_slot (slot);
+    unsigned i = slot_index (offset, level);
+
+    p = load_slot (&node->slot[i]);
     if (p == NULL) {
-      p = fill_slot (slot, level > 1 ? NODE_FANOUT * sizeof (void *)
-                                     : SPARSE_PAGE_SIZE);
+      p = fill_slot (node, i, level > 1 ? sizeof (struct node)
+                                        : SPARSE_PAGE_SIZE);
       if (p == NULL)
         return NULL;
     }
@@ -253,36 +311,34 @@ sparse_write (struct sparse *sa, const void *buf, uint64_t count,
  * what becomes empty.
  */
 static void
-zero_node (void **node, unsigned level, uint64_t base,
+zero_node (struct node *node, unsigned level, uint64_t base,
            uint64_t start, uint64_t end)
 {
   uint64_t span = slot_span (level);
-  unsigned i = slot_index (start, level);
+  unsigned limit = slot_limit (base, end, level), i;
 
-  for (; i < NODE_FANOUT; ++i) {
+  for (i = next_filled (node, slot_index (start, level), limit); i < limit;
+       i = next_filled (node, i + 1, limit)) {
     uint64_t cbase = base + (uint64_t) i * span, cend = cbase + span;
+    void *child = node->slot[i];
 
-    if (cbase >= end)
-      break;
-    if (node[i] == NULL)
-      continue;
     if (start <= cbase && end >= cend) {
       if (level > 1)
-        free_node (node[i], level - 1);
+        free_node (child, level - 1);
       else
-        free (node[i]);
-      node[i] = NULL;
+        free (child);
+      clear_slot (node, i);
     }
     else if (level > 1)
-      zero_node (node[i], level - 1, cbase, MAX (start, cbase),
+      zero_node (child, level - 1, cbase, MAX (start, cbase),
                  MIN (end, cend));
     else {
       uint64_t from = MAX (start, cbase), to = MIN (end, cend);
 
-      memset ((char *) node[i] + (from - cbase), 0, to - from);
-      if (is_zero (node[i], SPARSE_PAGE_SIZE)) {
-        free (node[i]);
-        node[i] = NULL;
+      memset ((char *) child + (from - cbase), 0, to - from);
+      if (is_zero (child, SPARSE_PAGE_SIZE)) {
+        free (child);
+        clear_slot (node, i);
       }
     }
   }
@@ -327,29 +383,40 @@ run_add (struct run *run, uint64_t offset, uint64_t length, bool allocated)
 }
 
 static int
-extents_node (void **node, unsigned level, uint64_t base,
+extents_node (struct node *node, unsigned level, uint64_t base,
               uint64_t start, uint64_t end, struct run *run)
 {
-  uint64_t span = slot_span (level);
-  unsigned i = slot_index (start, level);
+  uint64_t span = slot_span (level), pos = start;
+  unsigned limit = slot_limit (base, end, level), i, j;
   int r;
 
-  for (; i < NODE_FANOUT; ++i) {
-    uint64_t cbase = base + (uint64_t) i * span, cend = cbase + span;
-    uint64_t from = MAX (start, cbase), to = MIN (end, cend);
+  for (i = slot_index (start, level); i < limit; i = j + 1) {
+    uint64_t cbase, to;
     void *child;
 
-    if (cbase >= end)
-      break;
-    child = load_slot (&node[i]);
+    /* The slots before the next filled one are one hole. */
+    j = next_filled (node, i, limit);
+    if (j > i) {
+      to = j < limit ? base + (uint64_t) j * span : end;
+      r = run_add (run, pos, to - pos, false);
+      if (r)
+        return r;
+      pos = to;
+      if (j == limit)
+        break;
+    }
+    cbase = base + (uint64_t) j * span;
+    to = MIN (end, cbase + span);
+    child = load_slot (&node->slot[j]);
     if (child == NULL)
-      r = run_add (run, from, to - from, false);
+      r = run_add (run, pos, to - pos, false);
     else if (level == 1)
-      r = run_add (run, from, to - from, true);
+      r = run_add (run, pos, to - pos, true);
     else
-      r = extents_node (child, level - 1, cbase, from, to, run);
+      r = extents_node (child, level - 1, cbase, pos, to, run);
     if (r)
       return r;
+    pos = to;
   }
   return 0;
 }
