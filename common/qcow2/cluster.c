@@ -212,39 +212,52 @@ writable_l2 (struct qcow2 *q, uint64_t guest_offset)
                         q->filename, guest_offset);
   if (oldoff && (old & OFLAG_COPIED))
     return oldoff;
+  if (q->test_fail_new_l2 && --q->test_fail_new_l2 == 0)
+    return qcow2_error (EIO, "%s: new L2 table failed on purpose "
+                        "(NBDCBT_QCOW2_TEST_FAIL_NEW_L2)", q->filename);
   n = qcow2_alloc_clusters (q, 1);
   if (n == -1)
     return -1;
   if (oldoff) {
     /* Shared with a snapshot: copy it. */
     uint8_t *copy = malloc (q->cluster_size);
-    if (copy == NULL)
-      return qcow2_error (errno, "malloc: %m");
+    if (copy == NULL) {
+      qcow2_error (errno, "malloc: %m");
+      goto fail;
+    }
     t = mcache_get (q, &q->l2_cache, oldoff, true);
     if (t == NULL) {
       free (copy);
-      return -1;
+      goto fail;
     }
     memcpy (copy, t, q->cluster_size);
     t = mcache_get (q, &q->l2_cache, n, false);
     if (t == NULL) {
       free (copy);
-      return -1;
+      goto fail;
     }
     memcpy (t, copy, q->cluster_size);
     free (copy);
     if (qcow2_free_later (q, oldoff, 1) == -1)
-      return -1;
+      goto fail;
   }
   else {
     t = mcache_get (q, &q->l2_cache, n, false);
     if (t == NULL)
-      return -1;
+      goto fail;
   }
   mcache_mark_dirty (&q->l2_cache, t);
   q->l1[i1] = n | OFLAG_COPIED;
   q->l1_dirty = true;
   return n;
+
+ fail:
+  /* Nothing points to the new table: forget any copy of it in the cache
+   * and give its cluster back.
+   */
+  mcache_drop (&q->l2_cache, n);
+  qcow2_update_refcount (q, n, 1, -1);
+  return -1;
 }
 
 int
@@ -269,8 +282,10 @@ qcow2_set_l2_entry (struct qcow2 *q, uint64_t guest_offset, uint64_t entry,
 
 int
 qcow2_set_l2_run (struct qcow2 *q, uint64_t guest_offset, uint64_t nb,
-                  uint64_t host, uint64_t entry_flags, uint64_t bitmap)
+                  uint64_t host, uint64_t entry_flags, uint64_t bitmap,
+                  uint64_t *done)
 {
+  *done = 0;
   while (nb > 0) {
     uint64_t i = l2_index (q, guest_offset), n = q->l2_entries - i, j;
     int64_t l2off;
@@ -294,6 +309,7 @@ qcow2_set_l2_run (struct qcow2 *q, uint64_t guest_offset, uint64_t nb,
     guest_offset += n << q->cluster_bits;
     host += n << q->cluster_bits;
     nb -= n;
+    *done += n;
   }
   return 0;
 }

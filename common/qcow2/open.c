@@ -285,6 +285,9 @@ read_header (struct qcow2 *q, uint64_t file_size)
     const char *d = getenv ("NBDCBT_QCOW2_TEST_ALLOC_DELAY_US");
     if (d)
       q->test_alloc_delay_us = strtoul (d, NULL, 10);
+    d = getenv ("NBDCBT_QCOW2_TEST_FAIL_NEW_L2");
+    if (d)
+      q->test_fail_new_l2 = strtoul (d, NULL, 10);
   }
   if (!q->readonly && q->corrupt_at_open)
     return qcow2_error (EROFS, "%s: image is marked corrupt; it can only "

@@ -223,6 +223,11 @@ struct qcow2 {
    * released (NBDCBT_QCOW2_TEST_ALLOC_DELAY_US), to widen races.
    */
   unsigned test_alloc_delay_us;
+  /* Tests only: the Nth new L2 table (counted from the open) fails with
+   * EIO (NBDCBT_QCOW2_TEST_FAIL_NEW_L2=N), to reach the error paths of
+   * a write that points a run of clusters at new L2 tables.
+   */
+  unsigned test_fail_new_l2;
   uint64_t alloc_runs;
   bool write_error;             /* metadata state uncertain: stop writes */
 
@@ -304,11 +309,13 @@ extern int qcow2_set_l2_entry (struct qcow2 *q, uint64_t guest_offset,
                                uint64_t entry, uint64_t bitmap);
 /* NB clusters from GUEST_OFFSET (cluster aligned) point to NB contiguous
  * host clusters from HOST with ENTRY_FLAGS and BITMAP; one table lookup
- * and one dirty mark per L2 table.
+ * and one dirty mark per L2 table.  *DONE gets how many of them point to
+ * their new cluster, also when it fails partway (an L2 table that cannot
+ * be read or allocated).
  */
 extern int qcow2_set_l2_run (struct qcow2 *q, uint64_t guest_offset,
                              uint64_t nb, uint64_t host, uint64_t entry_flags,
-                             uint64_t bitmap);
+                             uint64_t bitmap, uint64_t *done);
 extern int qcow2_check_l2_entry (struct qcow2 *q, uint64_t entry,
                                  uint64_t bitmap, uint64_t guest_offset);
 extern enum cluster_type qcow2_cluster_type (struct qcow2 *q, uint64_t entry);

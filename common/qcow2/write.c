@@ -215,7 +215,7 @@ alloc_write (struct qcow2 *q, const uint8_t *buf, uint64_t count,
 {
   uint64_t cs = q->cluster_size;
   uint64_t start = offset & ~(cs - 1);
-  uint64_t end = offset + count, nb = 0, i;
+  uint64_t end = offset + count, nb = 0, pointed, i;
   CLEANUP_FREE uint64_t *olde = NULL;
   CLEANUP_FREE uint64_t *oldb = NULL;
   struct alloc_inflight me;
@@ -276,9 +276,16 @@ alloc_write (struct qcow2 *q, const uint8_t *buf, uint64_t count,
     return -1;
   }
   r = qcow2_set_l2_run (q, start, nb, host, OFLAG_COPIED,
-                        q->extended_l2 ? all_alloc () : 0);
-  for (i = 0; r == 0 && i < nb; i++)
-    r = qcow2_free_any (q, olde[i]);
+                        q->extended_l2 ? all_alloc () : 0, &pointed);
+  /* What the entries now pointed elsewhere held is free.  If an L2 table
+   * failed partway, the clusters after those entries were never pointed
+   * to: give them back, so that a failed write leaks nothing.
+   */
+  for (i = 0; i < pointed; i++)
+    if (qcow2_free_any (q, olde[i]) == -1)
+      r = -1;
+  if (pointed < nb)
+    qcow2_update_refcount (q, host + pointed * cs, nb - pointed, -1);
   end_inflight (q, &me);
   if (r == -1)
     return -1;
