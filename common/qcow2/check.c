@@ -313,9 +313,19 @@ qcow2_check (struct qcow2 *q, int flags, struct qcow2_check_result *res,
               " reference=%" PRIu64, i, disk, want);
       res->leaks++;
       if (repair) {
-        if (qcow2_update_refcount (q, i << q->cluster_bits, 1,
-                                   (int64_t) want - (int64_t) disk) == -1)
-          goto out;
+        /* With 64-bit refcounts the excess can pass INT64_MAX: lower
+         * it in steps that a signed delta holds.
+         */
+        uint64_t excess = disk - want;
+
+        while (excess > 0) {
+          uint64_t step = excess < INT64_MAX ? excess : INT64_MAX;
+
+          if (qcow2_update_refcount (q, i << q->cluster_bits, 1,
+                                     -(int64_t) step) == -1)
+            goto out;
+          excess -= step;
+        }
         res->leaks_fixed++;
       }
     }
