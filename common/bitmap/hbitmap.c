@@ -785,10 +785,9 @@ hbitmap_next_dirty_area (const struct hbitmap *hb,
  * words, are prefetched before any is read, so that a sparse bitmap
  * (20,000 scattered granules over 1 TiB: one cache miss per area, in a
  * 2 MiB level 0) pays its misses in parallel rather than one after the
- * other.  Runs inside a word are cut
- * out with bit operations; a run that reaches the end of its word is
- * followed with the "full" hierarchy, so a long dirty area costs
- * log64 steps, not one per word.
+ * other.  Runs inside a word are cut out with bit operations; a run that
+ * reaches the end of its word is followed with the "full" hierarchy, so
+ * a long dirty area costs log64 steps, not one per word.
  */
 #define WALK_BATCH 1024
 

@@ -407,10 +407,6 @@ extern int check_chain (struct store *st, const struct manifest *m,
                         const char *bitmap_context, extent_list *list,
                         char **why);
 
-/* Do backups 0..UPTO of M name, in their qcow2 headers, the backing
- * files the manifest says (a layer reads through those names, not the
- * manifest's)?  Returns 0, or -1 with the reason in *WHY (malloc'd).
- */
 /* The backing file backup I of M may have besides its manifest's: after
  * an interrupted prune, the prune's full backup (NULL otherwise).
  */
@@ -420,6 +416,10 @@ extern const char *backing_after_merge (const struct manifest *m, size_t i);
  */
 extern bool backing_matches (const char *file, const char *format,
                              const char *expect, const char *also);
+/* Do backups 0..UPTO of M name, in their qcow2 headers, the backing
+ * files the manifest says (a layer reads through those names, not the
+ * manifest's)?  Returns 0, or -1 with the reason in *WHY (malloc'd).
+ */
 extern int check_backing_names (struct store *st, const struct manifest *m,
                                 size_t upto, char **why);
 
