@@ -131,13 +131,14 @@ prepare_add (json_object *args, bool grouped, struct control_action *act,
 
   if (check_grouped (grouped, "block-dirty-bitmap-add", err) == -1)
     return -1;
-  if (find_node (node, &act->node, true, err) == -1)
-    return -1;
-  act->svc = act->node.bitmaps;
+  /* The name before the node, as QEMU checks them. */
   if (name[0] == '\0') {
     qmp_error_set (err, QMP_GENERIC_ERROR, "Bitmap name cannot be empty");
     return -1;
   }
+  if (find_node (node, &act->node, true, err) == -1)
+    return -1;
+  act->svc = act->node.bitmaps;
   if (control_arg_has (args, "granularity")) {
     uint64_t g = control_arg_uint (args, "granularity", 0);
 

@@ -46,6 +46,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +158,38 @@ send_return (struct qmp_session *s, json_object *id, json_object *ret)
   return send_object (s, rsp);
 }
 
+/* CommandNotFound for the command named by the string NAME, which may
+ * hold NUL characters (the message keeps them, as QEMU's does).
+ */
+static int
+send_not_found (struct qmp_session *s, json_object *id, json_object *name)
+{
+  static const char pre[] = "The command ", post[] = " has not been found";
+  size_t n = json_object_get_string_len (name);
+  json_object *rsp = json_object_new_object ();
+  json_object *e = json_object_new_object ();
+  char *desc = malloc (sizeof pre + n + sizeof post);
+
+  if (rsp == NULL || e == NULL || desc == NULL) {
+    json_object_put (rsp);
+    json_object_put (e);
+    free (desc);
+    return -1;
+  }
+  memcpy (desc, pre, sizeof pre - 1);
+  memcpy (desc + sizeof pre - 1, json_object_get_string (name), n);
+  memcpy (desc + sizeof pre - 1 + n, post, sizeof post);
+  json_object_object_add (e, "class",
+                          json_object_new_string (QMP_COMMAND_NOT_FOUND));
+  json_object_object_add (e, "desc", json_object_new_string_len
+                          (desc, sizeof pre - 1 + n + sizeof post - 1));
+  free (desc);
+  json_object_object_add (rsp, "error", e);
+  if (id)
+    json_object_object_add (rsp, "id", json_object_get (id));
+  return send_object (s, rsp);
+}
+
 static __thread struct qmp_session *current_client;
 
 const void *
@@ -182,8 +215,12 @@ qmp_session_new (qmp_output_fn *output, void *opaque)
   /* Not JSON_TOKENER_STRICT: it refuses anything after a complete value,
    * so two messages in one read would fail.  The lenient mode accepts a
    * few extensions (single-quoted strings, which QEMU's parser accepts
-   * too).
+   * too).  Strings must be UTF-8 as in QEMU: a bitmap name that is not
+   * would make every later query's answer invalid JSON.
    */
+#ifdef JSON_TOKENER_VALIDATE_UTF8
+  json_tokener_set_flags (s->tok, JSON_TOKENER_VALIDATE_UTF8);
+#endif
   return s;
 }
 
@@ -285,6 +322,36 @@ control_quit_after_reply (void)
   __atomic_store_n (&quit_requested, true, __ATOMIC_SEQ_CST);
 }
 
+/* json-c reads NaN and Infinity as numbers (even in strict mode) and
+ * writes them back as such, which is not JSON: an "id" holding one would
+ * be echoed in an answer no client can parse.  QEMU refuses them.
+ */
+static bool
+has_nonfinite (json_object *v)
+{
+  size_t i;
+
+  switch (json_object_get_type (v)) {
+  case json_type_double:
+    return !isfinite (json_object_get_double (v));
+  case json_type_object: {
+    json_object_object_foreach (v, key, val) {
+      (void) key;
+      if (has_nonfinite (val))
+        return true;
+    }
+    return false;
+  }
+  case json_type_array:
+    for (i = 0; i < json_object_array_length (v); i++)
+      if (has_nonfinite (json_object_array_get_idx (v, i)))
+        return true;
+    return false;
+  default:
+    return false;
+  }
+}
+
 /* One complete JSON value from the client.  -1: close the connection. */
 static int
 handle_message (struct qmp_session *s, json_object *req)
@@ -293,8 +360,13 @@ handle_message (struct qmp_session *s, json_object *req)
   struct qmp_error err = { 0 };
   json_object *id = NULL, *args = NULL, *ret;
   const char *name = NULL;
+  bool nul_in_name = false;
   int r;
 
+  if (has_nonfinite (req))
+    return send_error (s, NULL, QMP_GENERIC_ERROR,
+                       "JSON parse error, NaN and Infinity are not JSON "
+                       "numbers");
   if (!json_object_is_type (req, json_type_object))
     return send_error (s, NULL, QMP_GENERIC_ERROR,
                        "QMP input must be a JSON object");
@@ -307,6 +379,8 @@ handle_message (struct qmp_session *s, json_object *req)
         return send_error (s, id, QMP_GENERIC_ERROR,
                            "QMP input member 'execute' must be a string");
       name = json_object_get_string (val);
+      /* "query-version\u0000x" is not query-version. */
+      nul_in_name = strlen (name) != (size_t) json_object_get_string_len (val);
     }
     else if (strcmp (key, "arguments") == 0) {
       if (!json_object_is_type (val, json_type_object))
@@ -328,7 +402,7 @@ handle_message (struct qmp_session *s, json_object *req)
     return send_error (s, id, QMP_GENERIC_ERROR,
                        "QMP input lacks member 'execute'");
 
-  cmd = control_command_find (name);
+  cmd = nul_in_name ? NULL : control_command_find (name);
   if (!qmp_session_negotiated (s)) {
     if (cmd == NULL || !cmd->before_negotiation)
       return send_error (s, id, QMP_COMMAND_NOT_FOUND,
@@ -339,15 +413,8 @@ handle_message (struct qmp_session *s, json_object *req)
     return send_error (s, id, QMP_COMMAND_NOT_FOUND,
                        "Capabilities negotiation is already complete, "
                        "command ignored");
-  if (cmd == NULL) {
-    char *msg = NULL;
-
-    if (asprintf (&msg, "The command %s has not been found", name) == -1)
-      msg = NULL;
-    r = send_error (s, id, QMP_COMMAND_NOT_FOUND, msg);
-    free (msg);
-    return r;
-  }
+  if (cmd == NULL)
+    return send_not_found (s, id, json_object_object_get (req, "execute"));
 
   /* Commands see an object, empty when "arguments" was not given. */
   if (args == NULL) {

@@ -92,6 +92,9 @@ AFTER = [
     ex(ADD, {"node": NODE, "name": "b", "zz": 1, "granularity": "x"}),
     ex(ADD, {"node": "no-such-node", "name": "b"}),
     ex(ADD, {"node": NODE, "name": ""}),
+    ex(ADD, {"node": "no-such-node", "name": ""}),
+    ex("transaction", {"actions": [
+        {"type": ADD, "data": {"node": "no-such-node", "name": ""}}]}),
     ex("block-dirty-bitmap-remove", {"node": NODE, "name": "nope"}),
     ex("block-dirty-bitmap-clear", {"node": NODE, "name": "nope"}),
     ex("block-dirty-bitmap-enable", {"node": NODE, "name": "nope"}),

@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+# nbdcbt
+# Copyright (C) 2026 the nbdcbt authors
+# All rights reserved.
+#
+# Redistribution and use in source and binary forms, with or without
+# modification, are permitted provided that the following conditions are
+# met:
+#
+# * Redistributions of source code must retain the above copyright
+# notice, this list of conditions and the following disclaimer.
+#
+# * Redistributions in binary form must reproduce the above copyright
+# notice, this list of conditions and the following disclaimer in the
+# documentation and/or other materials provided with the distribution.
+#
+# * Neither the name of the nbdcbt authors nor the names of its
+# contributors may be used to endorse or promote products derived from
+# this software without specific prior written permission.
+#
+# THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS
+# "AS IS" AND ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT
+# LIMITED TO, THE IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A
+# PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT
+# HOLDER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL,
+# SPECIAL, EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT
+# LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR SERVICES; LOSS OF USE,
+# DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER CAUSED AND ON ANY
+# THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR TORT
+# (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE
+# OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+
+"""Input that is not JSON as QMP wants it, against both daemons: invalid
+UTF-8, NaN and Infinity, a command name with a NUL character.  Each gets
+a JSON parse error or CommandNotFound, nothing changes, and every answer
+is strict JSON in UTF-8 (nbdcbt used to create a bitmap named "\\xff",
+making every later query's answer invalid UTF-8, to echo an "id" of NaN
+as NaN, and to run "quit\\u0000" as quit)."""
+
+import json
+
+from qmptest import NODE, QMP, compare, daemon_classes
+
+
+def strict(line):
+    """LINE parsed as RFC 8259 JSON in UTF-8, or AssertionError."""
+    def bad_constant(c):
+        raise AssertionError("not JSON: %s in %r" % (c, line))
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AssertionError("answer is not UTF-8: %r" % line)
+    return json.loads(text, parse_constant=bad_constant)
+
+
+def next_answer(q):
+    """The next answer on Q (events skipped), parsed strictly."""
+    while True:
+        while b"\n" not in q.buf:
+            d = q.sock.recv(65536)
+            assert d, "the server closed the connection"
+            q.buf += d
+        line, q.buf = q.buf.split(b"\n", 1)
+        r = strict(line)
+        if "event" not in r:
+            return r
+
+
+def answers(q, msg):
+    """Send MSG, then a sentinel; the answers before the sentinel's."""
+    q.send_raw(msg + b'\n{"execute": "query-version", "id": "sentinel"}\n')
+    out = []
+    while True:
+        r = next_answer(q)
+        if r.get("id") == "sentinel":
+            assert "return" in r, r
+            return out
+        out.append(r)
+
+
+BAD_JSON = [
+    b'{"execute": "query-version", "id": "\xff\xfe"}',
+    b'{"execute": "block-dirty-bitmap-add", "arguments": '
+    b'{"node": "%s", "name": "\xff"}}' % NODE.encode(),
+    b'{"execute": "block-dirty-bitmap-add", "arguments": '
+    b'{"node": "%s", "name": "caf\xc3"}}' % NODE.encode(),
+    b'{"execute": "query-version", "id": NaN}',
+    b'{"execute": "query-version", "id": [1, {"a": -Infinity}]}',
+    b'{"execute": "block-dirty-bitmap-add", "arguments": '
+    b'{"node": "%s", "name": "n", "granularity": Infinity}}'
+    % NODE.encode(),
+]
+
+NOT_FOUND = [
+    b'{"execute": "quit\\u0000", "id": 1}',
+    b'{"execute": "query-version\\u0000x", "id": 2}',
+    b'{"execute": "block-dirty-bitmap-add\\u0000", "arguments": '
+    b'{"node": "%s", "name": "z"}, "id": 3}' % NODE.encode(),
+]
+
+
+def run(d):
+    out = []
+    q = d.own_qmp()
+    for m in BAD_JSON:
+        rs = answers(q, m)
+        # QEMU may answer one bad message with several errors.
+        assert rs, "no answer to %r" % m
+        for r in rs:
+            assert r["error"]["class"] == "GenericError", (m, r)
+            assert r["error"]["desc"].startswith("JSON parse error"), (m, r)
+            assert "id" not in r, (m, r)
+        out.append((m.decode(errors="replace"), "JSON parse error"))
+    for m in NOT_FOUND:
+        rs = answers(q, m)
+        assert len(rs) == 1, (m, rs)
+        out.append((m.decode(), rs[0]))
+    # The answers to queries are still strict JSON: no bitmap came in.
+    q.send_raw(b'{"execute": "query-named-block-nodes"}\n')
+    nodes = next_answer(q)["return"]
+    disk = [n for n in nodes if n["node-name"] == NODE][0]
+    assert "dirty-bitmaps" not in disk, disk
+    q.close()
+    d.reconnect()
+    assert d.qmp.cmd("query-version")
+    return out
+
+
+results = {}
+for cls in daemon_classes():
+    with cls() as d:
+        results[d.name] = run(d)
+compare(results)
+print("ok")
