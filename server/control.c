@@ -146,8 +146,15 @@ client_thread (void *arg)
     }
   }
   nbdcbt_debug ("control: client %d disconnected", c->fd);
-  /* Its backup sessions begun with end-on-disconnect end as failed. */
+  /* Its backup sessions begun with end-on-disconnect end as failed, as a
+   * command would end them: under the command lock.  Without it, ending
+   * one (session lock, then the disk's write gate) could meet another
+   * client's transaction (the gate of every disk, then the session lock
+   * in its backup-begin action) and both would wait for ever.
+   */
+  control_commands_lock ();
   sessions_owner_gone (c->session);
+  control_commands_unlock ();
   /* Wake a sender blocked in an event to this client, then let
    * control_stop or the accept thread reap us.
    */
