@@ -241,6 +241,7 @@ static struct group *building;
 struct begin_action {
   struct backup_session *s;
   struct group *g;
+  bool made_group;              /* the first grouped action made G */
 };
 
 static void
@@ -261,6 +262,11 @@ finish_begin (void *opaque, bool commit)
     nbdcbt_error ("transaction: backup session '%s': %s",
                   session_id (ba->s), msg ? msg : "cannot publish");
   session_abort (ba->s);
+  /* An aborted transaction finishes its actions in reverse order: the
+   * one that made the group is the last, and no session joined it.
+   */
+  if (!commit && ba->made_group)
+    session_group_abandon (ba->g);
   free (ba);
 }
 
@@ -292,8 +298,10 @@ prepare_backup_begin (json_object *data, bool grouped, struct control_action *ac
     return -1;
   }
   if (grouped) {
-    if (building == NULL)
+    if (building == NULL) {
       building = session_group_new ();
+      ba->made_group = true;
+    }
     ba->g = building;
   }
   act->opaque = ba;

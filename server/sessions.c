@@ -534,6 +534,17 @@ session_group_new (void)
   return g;
 }
 
+void
+session_group_abandon (struct group *g)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&lock);
+
+  if (g && g->n == 0) {
+    free (g->ids);
+    free (g);
+  }
+}
+
 int
 session_publish (struct backup_session *s, struct group *g, char **errp)
 {

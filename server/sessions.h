@@ -99,6 +99,8 @@ extern void session_discard (struct backup_session *s);
 struct group;
 extern int session_instant (struct backup_session *s, char **errp);
 extern struct group *session_group_new (void);
+/* Free G if no session joined it (its transaction was aborted). */
+extern void session_group_abandon (struct group *g);
 extern int session_publish (struct backup_session *s, struct group *g,
                             char **errp);
 extern void session_abort (struct backup_session *s);
