@@ -547,14 +547,29 @@ do_qmp (int argc, char **argv)
 {
   json_object *msg, *rsp;
   enum json_tokener_error jerr;
+  json_tokener *tok;
+  const char *rest;
 
   if (argc != 2)
     die (EXIT_USAGE, "qmp: expected one JSON object, e.g. "
          "'{\"execute\": \"query-block\"}'");
-  msg = json_tokener_parse_verbose (argv[1], &jerr);
-  if (msg == NULL)
+  /* One value and nothing after it: a second message would be sent
+   * unseen, and its answer never read.
+   */
+  tok = json_tokener_new ();
+  if (tok == NULL)
+    die (EXIT_USAGE, "qmp: %s", strerror (errno));
+  msg = json_tokener_parse_ex (tok, argv[1], strlen (argv[1]) + 1);
+  jerr = json_tokener_get_error (tok);
+  rest = argv[1] + json_tokener_get_parse_end (tok);
+  json_tokener_free (tok);
+  if (jerr != json_tokener_success)
     die (EXIT_USAGE, "qmp: not JSON: %s", json_tokener_error_desc (jerr));
-  if (!json_object_is_type (msg, json_type_object)
+  rest += strspn (rest, " \t\r\n");
+  if (*rest != '\0')
+    die (EXIT_USAGE, "qmp: expected one JSON object; after it: '%.20s'",
+         rest);
+  if (msg == NULL || !json_object_is_type (msg, json_type_object)
       || !json_object_object_get_ex (msg, "execute", NULL))
     die (EXIT_USAGE, "qmp: expected an object with \"execute\"");
 

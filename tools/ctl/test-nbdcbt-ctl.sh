@@ -123,6 +123,14 @@ expect_status 2 $ctl -s "$ctlsock" bitmap --add -g 12Q disk0 b0
 expect_status 2 $ctl bitmap --add disk0 b0
 expect_status 2 $ctl -s "$ctlsock" frobnicate
 expect_status 2 $ctl -s "$ctlsock" qmp '{"execute": '
+# One message: what follows it is not sent unseen.
+expect_status 2 $ctl -s "$ctlsock" qmp '{"execute": "query-version"} x'
+expect_status 2 $ctl -s "$ctlsock" qmp '{"execute": "query-version"}
+{"execute": "quit"}'
+grep -qF "expected one JSON object; after it: '{\"execute\": \"quit\"}'" \
+  "$tmpdir/err"
+expect_status 2 $ctl -s "$ctlsock" qmp 'null'
+grep -qF 'expected an object with "execute"' "$tmpdir/err"
 expect_status 2 $ctl -s "$ctlsock" query --output=xml
 expect_status 2 $ctl -s "$ctlsock" bitmap --rem disk0 t0
 grep -q "unknown option '--rem' (options are not abbreviated)" "$tmpdir/err"
