@@ -61,7 +61,10 @@ struct qmp_session {
   json_tokener *tok;
   size_t pending;          /* bytes of the message being parsed */
   bool negotiated;
-  bool skip_line;          /* after a parse error: drop up to a newline */
+  bool skip_line;          /* after a second parse error: drop up to a
+                            * newline */
+  bool resync;             /* after a parse error: drop up to a '{' */
+  unsigned errors;         /* parse errors since a message or newline */
 };
 
 /* Set by quit; acted on once its answer is sent. */
@@ -447,13 +450,47 @@ handle_message (struct qmp_session *s, json_object *req)
   return r;
 }
 
+/* A control character other than whitespace: a lexical error wherever
+ * it comes, as in QEMU's lexer (json-c takes it inside a string).  The
+ * QMP specification tells clients to send one to bring the server's
+ * parser back to a known state after input they abandoned.
+ */
+static bool
+is_control (char c)
+{
+  return (unsigned char) c < 0x20 && c != '\t' && c != '\n' && c != '\r';
+}
+
+/* Answer a parse error, then resynchronise: as QEMU, at the next '{'
+ * (so "garbage{...}" and "{...}}{...}" still run their command), or at a
+ * control character or a newline.  A second error with no message and
+ * no newline since the first drops the rest of the line instead, so that
+ * hostile input ("{{{{...") gets two errors, not one per byte.
+ */
+static int
+parse_error (struct qmp_session *s, const char *desc)
+{
+  char msg[256];
+
+  json_tokener_reset (s->tok);
+  s->pending = 0;
+  snprintf (msg, sizeof msg, "JSON parse error, %s", desc);
+  if (send_error (s, NULL, QMP_GENERIC_ERROR, msg) == -1)
+    return -1;
+  if (++s->errors >= 2)
+    s->skip_line = true;
+  else
+    s->resync = true;
+  return 0;
+}
+
 int
 qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
 {
   while (len > 0) {
     json_object *obj;
     enum json_tokener_error jerr;
-    size_t used;
+    size_t used, n;
 
     if (s->skip_line) {
       const char *nl = memchr (buf, '\n', len);
@@ -463,13 +500,25 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
       len -= nl + 1 - buf;
       buf = nl + 1;
       s->skip_line = false;
+      s->errors = 0;
       continue;
+    }
+    if (s->resync) {
+      while (len > 0 && *buf != '{' && *buf != '\n' && !is_control (*buf)) {
+        buf++;
+        len--;
+      }
+      if (len == 0)
+        return 0;
+      s->resync = false;
     }
 
     /* Whitespace between messages is not part of any message. */
     if (s->pending == 0) {
       while (len > 0 && (*buf == ' ' || *buf == '\n' || *buf == '\r'
                          || *buf == '\t')) {
+        if (*buf == '\n')
+          s->errors = 0;
         buf++;
         len--;
       }
@@ -477,14 +526,28 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
         return 0;
     }
 
-    obj = json_tokener_parse_ex (s->tok, buf, len > INT32_MAX ? INT32_MAX
-                                 : (int) len);
+    if (is_control (*buf)) {
+      buf++;
+      len--;
+      if (parse_error (s, "control character") == -1)
+        return -1;
+      s->resync = false;        /* the next byte starts afresh */
+      continue;
+    }
+    /* json-c sees the bytes up to the next control character. */
+    for (n = 1; n < len && !is_control (buf[n]); n++)
+      ;
+
+    obj = json_tokener_parse_ex (s->tok, buf, n > INT32_MAX ? INT32_MAX
+                                 : (int) n);
     jerr = json_tokener_get_error (s->tok);
     used = json_tokener_get_parse_end (s->tok);
-    if (used == 0 || used > len)
-      used = len;
+    if (used > n)
+      used = n;
 
     if (jerr == json_tokener_continue) {
+      if (used == 0)
+        used = n;
       s->pending += used;
       if (s->pending > CONTROL_MAX_MESSAGE) {
         char msg[128];
@@ -499,19 +562,23 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
       continue;
     }
 
-    json_tokener_reset (s->tok);
-    s->pending = 0;
     if (jerr != json_tokener_success) {
-      char msg[256];
-
-      snprintf (msg, sizeof msg, "JSON parse error, %s",
-                json_tokener_error_desc (jerr));
-      if (send_error (s, NULL, QMP_GENERIC_ERROR, msg) == -1)
+      /* USED is where json-c stopped: drop the offending byte, unless it
+       * is a '{' that may start the next message.
+       */
+      if (used < n && buf[used] != '{')
+        used++;
+      buf += used;
+      len -= used;
+      if (parse_error (s, json_tokener_error_desc (jerr)) == -1)
         return -1;
-      /* Resynchronise at the next line, where a new message starts. */
-      s->skip_line = true;
       continue;
     }
+    json_tokener_reset (s->tok);
+    s->pending = 0;
+    s->errors = 0;
+    if (used == 0)
+      used = n;
     buf += used;
     len -= used;
 

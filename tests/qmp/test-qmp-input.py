@@ -35,7 +35,8 @@ UTF-8, NaN and Infinity, a command name with a NUL character.  Each gets
 a JSON parse error or CommandNotFound, nothing changes, and every answer
 is strict JSON in UTF-8 (nbdcbt used to create a bitmap named "\\xff",
 making every later query's answer invalid UTF-8, to echo an "id" of NaN
-as NaN, and to run "quit\\u0000" as quit)."""
+as NaN, and to run "quit\\u0000" as quit).  After a parse error, the
+commands that follow on the same line run, as in QEMU."""
 
 import json
 
@@ -99,9 +100,36 @@ NOT_FOUND = [
 ]
 
 
+# After a parse error the parser resynchronises as QEMU's does: the
+# commands that follow on the same line still run (nbdcbt dropped the rest
+# of the line, so they went unanswered and their client waited for ever),
+# and a control character resets a message the client abandoned (the QMP
+# specification's advice to clients).
+def qv(i):
+    return b'{"execute": "query-version", "id": %d}' % i
+
+
+RESYNC = [
+    b"garbage" + qv(1),
+    qv(2) + b"}" + qv(3),
+    qv(4) + b" xyz " + qv(5),
+    qv(6) + b"\x00" + qv(7),
+    b"\x04" + qv(8),
+    b'{"execute": "blo\x04' + qv(9),
+    b'{"execute": "query-version", "arguments": {]}' + qv(10),
+]
+
+
 def run(d):
     out = []
     q = d.own_qmp()
+    for m in RESYNC:
+        rs = answers(q, m)
+        ran = [r["id"] for r in rs if "return" in r]
+        errors = [r["error"]["desc"] for r in rs if "error" in r]
+        assert errors, (m, rs)
+        assert all(e.startswith("JSON parse error") for e in errors), rs
+        out.append((m.decode(), ran))
     for m in BAD_JSON:
         rs = answers(q, m)
         # QEMU may answer one bad message with several errors.
