@@ -38,7 +38,9 @@
 source "$top_srcdir/tests/functions.sh"
 requires qemu-img --version
 requires qemu-io --help
-cd "$tmpdir"
+# In a directory of its own: ../good and ../victim stay in $tmpdir.
+mkdir "$tmpdir/w"
+cd "$tmpdir/w"
 
 fail=0
 expect_rc ()
