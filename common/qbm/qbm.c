@@ -214,19 +214,40 @@ write_new_file (const char *path, const void *buf, size_t len)
   return 0;
 }
 
+/* Open a sidecar file for reading: a regular file, or -1 with errno
+ * EINVAL ("not a regular file").  O_NONBLOCK: opening a FIFO put in a
+ * file's place must not hang the reader.
+ */
+static int
+open_regular (const char *path, struct stat *st)
+{
+  int fd = open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+  if (fd == -1)
+    return -1;
+  if (fstat (fd, st) == -1) {
+    int e = errno;
+    close (fd);
+    errno = e;
+    return -1;
+  }
+  if (!S_ISREG (st->st_mode)) {
+    close (fd);
+    errno = EINVAL;
+    return -1;
+  }
+  return fd;
+}
+
 static char *
 read_whole (const char *path, size_t max, size_t *len)
 {
   struct stat st;
   char *buf;
-  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  int fd = open_regular (path, &st);
 
   if (fd == -1)
     return NULL;
-  if (fstat (fd, &st) == -1) {
-    close (fd);
-    return NULL;
-  }
   if ((uint64_t) st.st_size > max) {
     close (fd);
     errno = EFBIG;
@@ -267,11 +288,9 @@ read_bitmap_file (const char *path, uint64_t want, struct hbitmap *hb,
   struct stat st;
   int fd, e, i;
 
-  fd = open (path, O_RDONLY | O_CLOEXEC);
+  fd = open_regular (path, &st);
   if (fd == -1)
     return -1;
-  if (fstat (fd, &st) == -1)
-    goto fail;
   *len = st.st_size;
   if ((uint64_t) st.st_size != want) {
     errno = (uint64_t) st.st_size > want ? EFBIG : ESPIPE;
@@ -411,10 +430,13 @@ plain_file_name (struct qbm *q, const char *s)
   if (s[0] == '\0' || s[0] == '.' || strchr (s, '/') != NULL
       || strlen (s) > 255)
     return false;
-  /* Not the descriptor, its temporary or its lock. */
+  /* Not the descriptor, its temporary or its lock, nor the temporary
+   * of the intent record this writer makes (D.intent.tmp).
+   */
   if (strncmp (s, q->base, bl) == 0
       && (s[bl] == '\0' || strcmp (s + bl, ".tmp") == 0
-          || strcmp (s + bl, ".lock") == 0))
+          || strcmp (s + bl, ".lock") == 0
+          || strcmp (s + bl, ".intent.tmp") == 0))
     return false;
   if (q->image_path == NULL)    /* qbm_probe: the image is not known yet */
     return true;
@@ -422,11 +444,23 @@ plain_file_name (struct qbm *q, const char *s)
   return path != NULL && !same_file (path, q->image_path);
 }
 
-/* A bitmap file this library wrote (D.GEN.I.bitmap), the only kind an
- * update deletes.
+/* D.intent: where qbm_mark_in_use puts the record, whatever the
+ * descriptor names now.  Never a bitmap's file.
  */
 static bool
-own_bitmap_file (struct qbm *q, const char *s)
+record_file_name (struct qbm *q, const char *s)
+{
+  size_t bl = strlen (q->base);
+
+  return strncmp (s, q->base, bl) == 0 && strcmp (s + bl, ".intent") == 0;
+}
+
+/* A bitmap file this library wrote (D.GEN.I.bitmap), the only kind an
+ * update deletes.  *GEN (if not NULL) is its GEN, UINT64_MAX if it does
+ * not fit.
+ */
+static bool
+own_bitmap_file (struct qbm *q, const char *s, uint64_t *gen)
 {
   size_t bl = strlen (q->base), d1, d2;
 
@@ -436,9 +470,40 @@ own_bitmap_file (struct qbm *q, const char *s)
   d1 = strspn (s, "0123456789");
   if (d1 == 0 || s[d1] != '.')
     return false;
+  if (gen) {
+    errno = 0;
+    *gen = strtoull (s, NULL, 10);
+    if (errno == ERANGE)
+      *gen = UINT64_MAX;
+  }
   s += d1 + 1;
   d2 = strspn (s, "0123456789");
   return d2 > 0 && strcmp (s + d2, ".bitmap") == 0;
+}
+
+/* The generation of the next descriptor.  Past the descriptor's own and
+ * past every GEN in the names of the files it names: new bitmap files
+ * are D.GEN.I.bitmap, and a descriptor edited or restored by hand may
+ * lag its files; a new file must never take the name of one in use.
+ * The generation is a JSON int64: one that cannot grow is an error.
+ */
+static int
+next_generation (struct qbm *q, uint64_t *next)
+{
+  uint64_t g = q->generation, fg;
+  size_t i;
+
+  for (i = 0; i < q->n; i++)
+    if (own_bitmap_file (q, q->e[i].file, &fg) && fg > g)
+      g = fg;
+  if (q->intent_file && own_bitmap_file (q, q->intent_file, &fg) && fg > g)
+    g = fg;
+  if (g >= INT64_MAX)
+    return qbm_error (EOVERFLOW, "%s: the QBM descriptor's generation "
+                      "cannot grow past %" PRIu64 " (damaged descriptor?)",
+                      q->desc_path, g);
+  *next = g + 1;
+  return 0;
 }
 
 /* An optional boolean KEY of O: DEF when absent, -1 when of another type. */
@@ -457,6 +522,53 @@ get_bool (json_object *o, const char *key, bool def, bool *ret)
   return 0;
 }
 
+/* Keys in O and everything below it. */
+static size_t
+count_keys (json_object *o)
+{
+  size_t n = 0, i;
+
+  if (json_object_is_type (o, json_type_object)) {
+    json_object_object_foreach (o, key, v) {
+      (void) key;
+      n += 1 + count_keys (v);
+    }
+  }
+  else if (json_object_is_type (o, json_type_array))
+    for (i = 0; i < json_object_array_length (o); i++)
+      n += count_keys (json_object_array_get_idx (o, i));
+  return n;
+}
+
+/* JSON lets an object name a key twice, and json-c keeps the last: a
+ * descriptor with two entries for one bitmap (or two of any key) is
+ * ambiguous, and a reader must not pick one silently.  In the text every
+ * key is followed by the one ':' outside strings (the strict parser
+ * takes no comments; json-c also takes '...' strings), so it has a
+ * duplicate exactly when it holds more of them than the parsed objects
+ * hold keys.
+ */
+static bool
+has_duplicate_keys (json_object *root, const char *text, size_t len)
+{
+  size_t i, colons = 0;
+  char quote = 0;
+
+  for (i = 0; i < len; i++) {
+    if (quote) {
+      if (text[i] == '\\')
+        i++;
+      else if (text[i] == quote)
+        quote = 0;
+    }
+    else if (text[i] == '"' || text[i] == '\'')
+      quote = text[i];
+    else if (text[i] == ':')
+      colons++;
+  }
+  return colons != count_keys (root);
+}
+
 #define BAD(...) do { qbm_error (EINVAL, __VA_ARGS__); goto err; } while (0)
 
 static int
@@ -471,6 +583,8 @@ parse_descriptor (struct qbm *q, const char *text, size_t len, bool check_image)
 
   if (tok == NULL)
     return qbm_error (ENOMEM, "%s: %m", p);
+  /* Strict: JSON as RFC 8259 has it (no comments, trailing commas...). */
+  json_tokener_set_flags (tok, JSON_TOKENER_STRICT);
   root = json_tokener_parse_ex (tok, text, len);
   jerr = json_tokener_get_error (tok);
   if (root == NULL || jerr != json_tokener_success
@@ -486,6 +600,9 @@ parse_descriptor (struct qbm *q, const char *text, size_t len, bool check_image)
            root ? "trailing garbage" : json_tokener_error_desc (jerr));
     }
   }
+  if (has_duplicate_keys (root, text, len))
+    BAD ("%s: the QBM descriptor is ambiguous: an object in it has the "
+         "same key twice", p);
   if (!json_object_is_type (root, json_type_object)
       || (top = get (root, "QBM", json_type_object)) == NULL)
     BAD ("%s: not a QBM descriptor (no \"QBM\" object)", p);
@@ -570,7 +687,7 @@ parse_descriptor (struct qbm *q, const char *text, size_t len, bool check_image)
           || json_object_get_string (v)[0] == '\0')
         BAD ("%s: bitmap '%s' without a file", p, name);
       s = json_object_get_string (v);
-      if (!plain_file_name (q, s)
+      if (!plain_file_name (q, s) || record_file_name (q, s)
           || (q->intent_file && strcmp (s, q->intent_file) == 0))
         BAD ("%s: bitmap '%s': file must be a plain file name in the "
              "sidecar's directory, not the image, the descriptor or the "
@@ -726,7 +843,7 @@ read_intent (struct qbm *q)
   if (path == NULL || (buf = read_whole (path, DESCRIPTOR_MAX, &len)) == NULL) {
     snprintf (q->intent_problem, sizeof q->intent_problem,
               "intent record %s: %s", path ? path : q->intent_file,
-              strerror (errno));
+              errno == EINVAL ? "not a regular file" : strerror (errno));
     return;
   }
   header_bytes (q, q->intent_zone_size, want);
@@ -868,6 +985,8 @@ qbm_open (const char *desc_path, const char *image_path, uint64_t image_size,
     }
     if (errno == EFBIG)
       qbm_error (EINVAL, "%s: too large to be a QBM descriptor", desc_path);
+    else if (errno == EINVAL)
+      qbm_error (EINVAL, "%s: not a regular file", desc_path);
     else
       qbm_error (errno, "%s: %m", desc_path);
     goto err;
@@ -990,6 +1109,8 @@ qbm_load (struct qbm *q, const char *name)
       qbm_error (EINVAL, "%s: bitmap '%s': the file is larger than the "
                  "%" PRIu64 " bytes a bitmap of this image has", path, name,
                  want);
+    else if (errno == EINVAL)
+      qbm_error (EINVAL, "%s: bitmap '%s': not a regular file", path, name);
     else if (errno == ESPIPE)
       qbm_error (EINVAL, "%s: bitmap '%s': the file is %zu bytes, a bitmap "
                  "of this image has %" PRIu64 " (truncated or damaged)",
@@ -1030,7 +1151,7 @@ unlink_unused (struct qbm *q, struct entry *old, size_t nold)
     bool used = false;
     for (j = 0; j < q->n; j++)
       used |= strcmp (old[i].file, q->e[j].file) == 0;
-    if (!used && own_bitmap_file (q, old[i].file)) {
+    if (!used && own_bitmap_file (q, old[i].file, NULL)) {
       CLEANUP_FREE char *p = join (q->dir, old[i].file);
       if (p)
         unlink (p);
@@ -1056,8 +1177,9 @@ lock_sidecar (struct qbm *q)
     return 0;
   if (asprintf (&path, "%s.lock", q->desc_path) == -1)
     return qbm_error (ENOMEM, "%m");
-  q->lock_fd = q->rdonly ? open (path, O_RDONLY | O_CLOEXEC)
-    : open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  /* O_NONBLOCK: a FIFO in its place must not hang the open. */
+  q->lock_fd = q->rdonly ? open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    : open (path, O_RDWR | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0644);
   if (q->lock_fd == -1) {
     if (q->rdonly && (errno == ENOENT || errno == EACCES))
       return 0;
@@ -1134,13 +1256,15 @@ qbm_store (struct qbm *q, const struct bitmap_store_entry *entries, size_t n,
 {
   struct entry *e;
   size_t i, ne = 0, k;
-  uint64_t gen = q->generation + 1;
+  uint64_t gen;
   CLEANUP_FREE char *written = NULL;    /* new files, to undo on failure */
 
   if (q->rdonly)
     return qbm_error (EROFS, "%s: opened read-only", q->desc_path);
   if (!q->exists && n == 0 && q->intent_file == NULL)
     return 0;                   /* nothing to keep, nothing to create */
+  if (next_generation (q, &gen) == -1)
+    return -1;
   e = calloc (n + nkeep + 1, sizeof *e);
   written = calloc (n + 1, 1);
   if (e == NULL || written == NULL) {
@@ -1241,10 +1365,12 @@ qbm_mark_in_use (struct qbm *q, uint64_t zone_size, struct intent **ret)
   CLEANUP_FREE char *path = NULL;
   struct entry *e;
   size_t nbytes, i;
-  uint64_t z;
+  uint64_t z, gen;
 
   if (q->rdonly)
     return qbm_error (EROFS, "%s: opened read-only", q->desc_path);
+  if (next_generation (q, &gen) == -1)
+    return -1;
   if (zone_size == 0)
     zone_size = INTENT_DEFAULT_ZONE_SIZE;
   if (!intent_zone_size_valid (zone_size))
@@ -1302,7 +1428,7 @@ qbm_mark_in_use (struct qbm *q, uint64_t zone_size, struct intent **ret)
       e[i].inconsistent = true;
     e[i].in_use = true;
   }
-  if (commit (q, e, q->n, q->generation + 1) == -1) {
+  if (commit (q, e, q->n, gen) == -1) {
     free_entries (e, q->n);
     return -1;
   }
@@ -1323,11 +1449,14 @@ qbm_remove (struct qbm *q, const char *name)
 {
   struct entry *e;
   size_t i, j = 0;
+  uint64_t gen;
 
   if (q->rdonly)
     return qbm_error (EROFS, "%s: opened read-only", q->desc_path);
   if (find (q, name) == NULL)
     return qbm_error (ENOENT, "%s: no bitmap '%s'", q->desc_path, name);
+  if (next_generation (q, &gen) == -1)
+    return -1;
   e = calloc (q->n + 1, sizeof *e);
   if (e == NULL)
     return qbm_error (ENOMEM, "%m");
@@ -1343,7 +1472,7 @@ qbm_remove (struct qbm *q, const char *name)
       return qbm_error (ENOMEM, "%m");
     }
   }
-  if (commit (q, e, j, q->generation + 1) == -1) {
+  if (commit (q, e, j, gen) == -1) {
     free_entries (e, j);
     return -1;
   }
