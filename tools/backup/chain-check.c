@@ -301,6 +301,61 @@ check_backing_names (struct store *st, const struct manifest *m,
   return 0;
 }
 
+/* The checksum lists: without one, verify fails and restore refuses
+ * every point from that backup on, so a new layer on top could never be
+ * restored.  Every list must exist; the last backup's (the one the new
+ * layer is checked against first) must also match its SHA-256 in the
+ * manifest.  Returns 0, or -1 with *why set.
+ */
+static int
+check_sums_lists (struct store *st, const struct manifest *m, char **why)
+{
+  size_t i;
+
+  for (i = 0; i < m->backups.len; ++i) {
+    const struct backup_entry *b = &m->backups.ptr[i];
+    CLEANUP_FREE char *path = NULL;
+    CLEANUP_FREE char *text = NULL;
+    unsigned char digest[SUM_SIZE];
+    char hex[65];
+    uint64_t size;
+    size_t len;
+    int r;
+
+    if (b->sums_file == NULL)   /* an older entry: whole-file SHA-256 */
+      continue;
+    path = store_object_path (st, b->sums_file);
+    if (path == NULL)
+      return -1;
+    if (i + 1 < m->backups.len)
+      r = store_stat (st, b->sums_file, &size);
+    else
+      r = store_get (st, b->sums_file, &text, &len);
+    if (r != 0) {
+      set_why (why, "the checksum list %s of backup %" PRIi64 " is %s: the "
+               "chain cannot be verified, and restore refuses every point "
+               "from backup %" PRIi64 " on (run '" PROG " verify %s' to see "
+               "what else is damaged)", path, b->index, r == 1 ? "missing" : "unreadable",
+               b->index, store_location (st));
+      return -1;
+    }
+    if (text == NULL)
+      continue;
+    sum_data (text, len, digest);
+    hex_digest (digest, hex);
+    if (strcmp (hex, b->sums_sha256) != 0) {
+      set_why (why, "the checksum list %s of backup %" PRIi64 " is damaged "
+               "(its SHA-256 is not the manifest's): the chain cannot be "
+               "verified, and restore refuses every point from backup %"
+               PRIi64 " on (run '" PROG " verify %s' to see what else is "
+               "damaged)", path,
+               b->index, b->index, store_location (st));
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int
 check_chain (struct store *st, const struct manifest *m,
              struct nbd_handle *h, const struct disk_identity *id,
@@ -338,6 +393,8 @@ check_chain (struct store *st, const struct manifest *m,
               "written (damaged?)", top);
     return -1;
   }
+  if (check_sums_lists (st, m, why) == -1)
+    return -1;
   /* The new layer will read through the chain's qcow2 backing names:
    * they must be the manifest's.
    */
