@@ -61,6 +61,38 @@ is_uri (const char *s)
     strncmp (s, "nbd+vsock://", 12) == 0;
 }
 
+/* Is TARGET (a local path) one of the files of the chain in ST's
+ * directory, under this name or another (a link)?  Writing it would
+ * destroy the chain while it is being read.
+ */
+static bool
+target_in_chain (struct store *st, const char *target)
+{
+  name_list names = empty_vector;
+  struct stat t;
+  size_t i;
+  bool found = false;
+
+  if (store_dir (st) == NULL || stat (target, &t) == -1 ||
+      !S_ISREG (t.st_mode))
+    return false;
+  if (store_list (st, &names) == -1)
+    return true;                /* said why; refuse to be safe */
+  for (i = 0; i < names.len && !found; ++i) {
+    CLEANUP_FREE char *path = store_object_path (st, names.ptr[i]);
+    struct stat f;
+
+    if (path && stat (path, &f) == 0 && f.st_dev == t.st_dev &&
+        f.st_ino == t.st_ino) {
+      error ("restore: %s is a file of the chain being restored (%s): "
+             "choose another target", target, path);
+      found = true;
+    }
+  }
+  name_list_free (&names);
+  return found;
+}
+
 int
 do_restore (const char *location)
 {
@@ -140,6 +172,9 @@ do_restore (const char *location)
     goto out;
   }
   size = m.virtual_size;
+
+  if (!is_uri (target) && target_in_chain (st, target))
+    goto out;
 
   if (is_uri (target)) {
     if (opts.out_format) {
