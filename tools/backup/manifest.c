@@ -244,6 +244,25 @@ is_hex64 (const char *s)
   return s[64] == '\0';
 }
 
+/* The chain id names files and objects (chain-UUID/, the first 8
+ * digits in an S3 chain's object names): only the form new_uuid makes.
+ */
+static bool
+is_uuid (const char *s)
+{
+  size_t i;
+
+  for (i = 0; i < 36; ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-')
+        return false;
+    }
+    else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return false;
+  }
+  return s[36] == '\0';
+}
+
 /* Fill E from the object O; WHAT names it in messages.  E is owned by
  * the caller even on error.
  */
@@ -441,6 +460,10 @@ manifest_load (struct store *st, struct manifest *m)
       get_str (root, "export-name", false, &m->export_name) == -1 ||
       get_str (root, "bitmap", true, &m->bitmap) == -1)
     goto out;
+  if (!is_uuid (m->chain_id)) {
+    error ("%s: damaged manifest: \"chain-id\" is not a UUID", path);
+    goto out;
+  }
   m->description_known =
     json_object_object_get_ex (root, "export-description", NULL);
   if ((m->description_known &&
