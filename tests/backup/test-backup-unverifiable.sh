@@ -32,10 +32,11 @@
 
 # An incremental is not added to a chain that cannot be verified: a
 # backup whose checksum list is missing (the last one's or an earlier
-# one's) or damaged (the last one's) would make verify fail and restore
-# refuse every later point, the new backup included.  inc refuses,
-# naming the file, and changes nothing; --auto says why and starts a new
-# chain, keeping the old one aside.
+# one's) or damaged (the last one's), or an earlier backup's file
+# truncated or grown, would make verify fail and restore refuse every
+# later point, the new backup included.  inc refuses, naming the file,
+# and changes nothing; --auto says why and starts a new chain, keeping
+# the old one aside.
 source "$top_srcdir/tests/functions.sh"
 source "$srcdir/backup-functions.sh"
 
@@ -46,6 +47,9 @@ qemu-io -f qcow2 -c 'write -P 0x55 0 8M' "$img" >/dev/null
 qemu-img bitmap --add "$img" b0
 serve_qemu "$img" -B b0
 $BACKUP full "$uri" -o "$dir" --bitmap b0 -q
+stop_qemu
+qemu-io -f qcow2 -c 'write -P 0x66 1M 1M' "$img" >/dev/null
+serve_qemu "$img" -B b0
 $BACKUP inc "$uri" -o "$dir" --bitmap b0 -q
 manifest=$(cat "$dir/manifest.json")
 
@@ -73,6 +77,18 @@ expect_refusal "the checksum list $dir/backup-0001.sums of backup 1 is damaged" 
   $BACKUP inc "$uri" -o "$dir" --bitmap b0
 test ! -e "$dir/backup-0002.qcow2"
 cp "$tmpdir/saved.sums" "$dir/backup-0001.sums"
+
+# 4. An earlier backup's file is truncated, or has grown.
+cp "$dir/backup-0000.qcow2" "$tmpdir/saved.qcow2"
+truncate -s -65536 "$dir/backup-0000.qcow2"
+expect_refusal "the file $dir/backup-0000.qcow2 of backup 0 is not of the size it was written with" \
+  $BACKUP inc "$uri" -o "$dir" --bitmap b0
+cp "$tmpdir/saved.qcow2" "$dir/backup-0000.qcow2"
+echo garbage >> "$dir/backup-0000.qcow2"
+expect_refusal "the file $dir/backup-0000.qcow2 of backup 0 is not of the size it was written with" \
+  $BACKUP inc "$uri" -o "$dir" --bitmap b0
+test ! -e "$dir/backup-0002.qcow2"
+cp "$tmpdir/saved.qcow2" "$dir/backup-0000.qcow2"
 
 # Repaired, the chain takes an incremental again.
 $BACKUP verify -q "$dir"

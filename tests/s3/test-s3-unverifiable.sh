@@ -31,9 +31,10 @@
 # OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
 
 # A chain in S3 that cannot be verified is not extended: with the last
-# backup's checksum list missing or damaged, or an earlier one's
-# missing, an incremental is refused (naming the object) and the prefix
-# is left as it was; --auto says why and starts a new chain.
+# backup's checksum list missing or damaged, an earlier one's missing,
+# or an earlier backup's layer truncated, an incremental is refused
+# (naming the object) and the prefix is left as it was; --auto says why
+# and starts a new chain.
 # (tests/backup/test-backup-unverifiable.sh does the same in a directory.)
 source "$top_srcdir/tests/functions.sh"
 source "$top_srcdir/tests/backup/backup-functions.sh"
@@ -79,7 +80,19 @@ expect_error "the checksum list $url/${sums0#u/} of backup 0 is missing" \
 unchanged
 s3curl -T "$tmpdir/sums0" "/$bucket/$sums0" >/dev/null
 
-# 3. The last backup's checksum list is damaged.
+# 3. An earlier backup's layer is truncated.
+layer0=$(grep '^u/backup-0000-.*\.qcow2$' "$tmpdir/k0")
+s3_get "$layer0" "$tmpdir/layer0"
+head -c 1000000 "$tmpdir/layer0" > "$tmpdir/short"
+s3curl -T "$tmpdir/short" "/$bucket/$layer0" >/dev/null
+expect_error "the file $url/${layer0#u/} of backup 0 is not of the size it was written with" \
+  $BACKUP inc "$uri" -o "$url" --bitmap b0 "${S3[@]}"
+s3curl "/$bucket/u/manifest.json" | cmp - "$tmpdir/m0"
+s3_keys u/ | cmp - "$tmpdir/k0"
+[ -z "$(s3_uploads u/)" ]
+s3curl -T "$tmpdir/layer0" "/$bucket/$layer0" >/dev/null
+
+# 4. The last backup's checksum list is damaged.
 { cat "$tmpdir/sums1"; echo "zero 0 65536"; } > "$tmpdir/bad.sums"
 s3curl -T "$tmpdir/bad.sums" "/$bucket/$sums1" >/dev/null
 expect_error "the checksum list $url/${sums1#u/} of backup 1 is damaged" \

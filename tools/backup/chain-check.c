@@ -301,6 +301,39 @@ check_backing_names (struct store *st, const struct manifest *m,
   return 0;
 }
 
+/* The files of the backups before the last (whose own file
+ * check_chain checks): each with the size the manifest records.  A
+ * file truncated or grown since it was written fails verify, and
+ * restore refuses every point from it on once the damage reaches its
+ * data.  Returns 0, or -1 with *why set.
+ */
+static int
+check_earlier_files (struct store *st, const struct manifest *m, char **why)
+{
+  size_t i;
+
+  for (i = 0; i + 1 < m->backups.len; ++i) {
+    const struct backup_entry *b = &m->backups.ptr[i];
+    CLEANUP_FREE char *path = store_object_path (st, b->file);
+    uint64_t size;
+    int r;
+
+    if (path == NULL)
+      return -1;
+    r = store_stat (st, b->file, &size);
+    if (r != 0 || size != b->file_size) {
+      set_why (why, "the file %s of backup %" PRIi64 " is %s: the chain "
+               "cannot be verified (run '" PROG " verify %s' to see what "
+               "else is damaged)", path, b->index,
+               r == 1 ? "missing" : r == -1 ? "unreadable"
+               : "not of the size it was written with (damaged?)",
+               store_location (st));
+      return -1;
+    }
+  }
+  return 0;
+}
+
 /* The checksum lists: without one, verify fails and restore refuses
  * every point from that backup on, so a new layer on top could never be
  * restored.  Every list must exist; the last backup's (the one the new
@@ -393,7 +426,8 @@ check_chain (struct store *st, const struct manifest *m,
               "written (damaged?)", top);
     return -1;
   }
-  if (check_sums_lists (st, m, why) == -1)
+  if (check_earlier_files (st, m, why) == -1 ||
+      check_sums_lists (st, m, why) == -1)
     return -1;
   /* The new layer will read through the chain's qcow2 backing names:
    * they must be the manifest's.
