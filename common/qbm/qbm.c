@@ -1376,6 +1376,14 @@ qbm_mark_in_use (struct qbm *q, uint64_t zone_size, struct intent **ret)
   if (!intent_zone_size_valid (zone_size))
     return qbm_error (EINVAL, "zone size %" PRIu64 " is not a power of two "
                       "from 64 KiB to 1 TiB", zone_size);
+  /* While the old record recovers a bitmap, the new one keeps its zone
+   * size: the new record replaces the file before the new descriptor
+   * replaces the old, and a crash in between must leave a record that
+   * the old descriptor (which names the old zone size) still reads.
+   */
+  for (i = 0; i < q->n; i++)
+    if (recoverable (q, &q->e[i]))
+      zone_size = q->intent_zone_size;
 
   /* The new record starts with every zone the old one marked, so that
    * recovered bitmaps stay covered until their next store.
