@@ -888,27 +888,39 @@ qbm_default_path (const char *image)
   return r;
 }
 
-bool
+int
 qbm_probe (const char *path, char **image)
 {
   struct qbm q = { 0 };
   CLEANUP_FREE char *text = NULL;
   CLEANUP_FREE char *copy = NULL;
-  size_t len;
-  bool r = false;
+  size_t len, i;
+  int r = 0;
   char *slash;
 
   text = read_whole (path, DESCRIPTOR_MAX, &len);
   if (text == NULL || len < 2 || strstr (text, "\"QBM\"") == NULL)
-    return false;
+    return 0;
+  /* A JSON object that names "QBM" is meant as a descriptor: if it cannot
+   * be read as one, say why rather than call it an image (served as a
+   * disk, clients would overwrite it).
+   */
+  i = strspn (text, " \t\r\n");
+  if (text[i] == '{')
+    r = -1;
   copy = realpath (path, NULL);
-  if (copy == NULL)
-    return false;
+  if (copy == NULL) {
+    if (r == -1)
+      qbm_error (errno, "%s: %m", path);
+    return r;
+  }
   q.desc_path = copy;
   slash = strrchr (copy, '/');
   q.dir = strndup (copy, slash - copy > 0 ? slash - copy : 1);
   q.base = slash + 1;           /* not freed: points into COPY */
-  if (q.dir && parse_descriptor (&q, text, len, false) == 0) {
+  if (q.dir == NULL)
+    qbm_error (ENOMEM, "%s: %m", path);
+  else if (parse_descriptor (&q, text, len, false) == 0) {
     json_tokener *t = json_tokener_new ();
     json_object *root = t ? json_tokener_parse_ex (t, text, len) : NULL, *top,
       *img, *f;
@@ -916,8 +928,10 @@ qbm_probe (const char *path, char **image)
         && json_object_object_get_ex (top, "image", &img)
         && json_object_object_get_ex (img, "file", &f)) {
       *image = join (q.dir, json_object_get_string (f));
-      r = *image != NULL;
+      r = *image != NULL ? 1 : -1;
     }
+    if (r != 1)
+      qbm_error (ENOMEM, "%s: %m", path);
     json_object_put (root);
     if (t)
       json_tokener_free (t);

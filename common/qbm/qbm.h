@@ -56,10 +56,13 @@ struct intent;
 
 extern const char *qbm_last_error (void);
 
-/* Is PATH a QBM descriptor (a JSON file with a "QBM" object)?  On true,
- * *IMAGE is the image it describes (absolute path, malloc'd).
+/* Is PATH a QBM descriptor (a JSON file with a "QBM" object)?  1: yes,
+ * *IMAGE is the image it describes (absolute path, malloc'd); 0: no (an
+ * image); -1: a JSON object naming "QBM" that is not a valid descriptor
+ * (damaged, or of another version): qbm_last_error () says why, and the
+ * caller must not take it for an image.
  */
-extern bool qbm_probe (const char *path, char **image);
+extern int qbm_probe (const char *path, char **image);
 
 /* The default descriptor path of IMAGE: IMAGE.qbm (malloc'd). */
 extern char *qbm_default_path (const char *image);

@@ -181,7 +181,12 @@ file_config_complete (void *instance)
    */
   {
     char *image;
-    if (fi->qbm_path == NULL && qbm_probe (filename, &image)) {
+    int r = fi->qbm_path == NULL ? qbm_probe (filename, &image) : 0;
+    if (r == -1) {
+      nbdcbt_error ("file: %s", qbm_last_error ());
+      return -1;
+    }
+    if (r == 1) {
       nbdcbt_debug ("file: %s is a QBM descriptor: serving %s", filename,
                     image);
       fi->qbm_path = fi->filename;

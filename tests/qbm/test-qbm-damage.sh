@@ -43,7 +43,9 @@
 #    read-write open replaces with the intent record;
 #  - a key twice in one JSON object (json-c keeps the last silently), and
 #    non-JSON (comments);
-#  - a FIFO where a sidecar file should be: an error, not a hang.
+#  - a FIFO where a sidecar file should be: an error, not a hang;
+#  - `nbdcbt IMAGE.qbm` with a damaged descriptor, or one of another
+#    version: before, it served the descriptor file itself as a disk.
 
 source "$top_srcdir/tests/functions.sh"
 requires qemu-img --version
@@ -137,6 +139,24 @@ done
 restore
 sed -i 's|"QBM": {|"QBM": { /* "b1": { } */|' d.raw.qbm
 expect 1 'not valid JSON' nbdcbt-img info d.raw
+
+# The descriptor given in the image's place, damaged or of another
+# version: an error, never the descriptor served as a disk.
+for damage in "sed -i s/\"version\":.1/\"version\":2/ d.raw.qbm" \
+              "truncate -s 100 d.raw.qbm"; do
+  restore
+  $damage
+  grep -q '"QBM"' d.raw.qbm || { echo "FAIL: $damage: no QBM left"; fail=1; }
+  cp d.raw.qbm before.qbm
+  expect 1 'd.raw.qbm: ' "$NBDCBT" -f -U sock d.raw.qbm
+  grep -qE 'unsupported QBM version 2|truncated' out.txt || {
+    echo "FAIL: $damage: served, or another error:"; cat out.txt; fail=1; }
+  expect 1 'd.raw.qbm: ' nbdcbt-img info d.raw.qbm
+  grep -q 'd.raw.qbm.qbm' out.txt && { echo "FAIL: info took it for an image"; fail=1; }
+  expect 1 'd.raw.qbm: ' nbdcbt-img bitmap --add d.raw.qbm x
+  cmp -s before.qbm d.raw.qbm && [ ! -e d.raw.qbm.qbm ] || {
+    echo "FAIL: $damage: the descriptor changed or got a sidecar"; fail=1; }
+done
 
 # FIFOs in the sidecar's place: errors, not hangs.
 restore

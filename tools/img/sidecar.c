@@ -89,10 +89,15 @@ open_sidecar (const char *path, bool rdonly, char **image_ret)
   struct qbm *q;
   uint64_t size;
   char *described = NULL;
+  int r = img_sidecar_path ? 0 : qbm_probe (path, &described);
 
+  if (r == -1) {
+    img_error ("%s", qbm_last_error ());
+    return NULL;
+  }
   if (img_sidecar_path)
     desc = strdup (img_sidecar_path);
-  else if (qbm_probe (path, &described)) {
+  else if (r == 1) {
     /* FILENAME is the descriptor itself. */
     desc = strdup (path);
     image = described;
