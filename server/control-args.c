@@ -113,12 +113,20 @@ check_sources (json_object *v, const char *full, struct qmp_error *err)
     json_object *e = json_object_array_get_idx (v, i);
     char elem[64 + 32];
 
-    if (json_object_is_type (e, json_type_string))
+    snprintf (elem, sizeof elem, "%.64s[%zu]", full, i);
+    if (json_object_is_type (e, json_type_string)) {
+      /* "b0\u0000x" must not name b0. */
+      if (strlen (json_object_get_string (e))
+          != (size_t) json_object_get_string_len (e)) {
+        qmp_error_set (err, QMP_GENERIC_ERROR,
+                       "Parameter '%s' contains a NUL character", elem);
+        return -1;
+      }
       continue;
+    }
     if (!json_object_is_type (e, json_type_object))
       /* QEMU 7.2 names no member here. */
       return type_error (err, "null", "BlockDirtyBitmapOrStr");
-    snprintf (elem, sizeof elem, "%.64s[%zu]", full, i);
     if (control_args_check (e, source_spec, elem, err) == -1)
       return -1;
   }

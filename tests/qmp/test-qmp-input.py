@@ -143,6 +143,20 @@ def run(d):
         rs = answers(q, m)
         assert len(rs) == 1, (m, rs)
         out.append((m.decode(), rs[0]))
+    # A merge source whose name holds a NUL names no other bitmap.
+    q.cmd("block-dirty-bitmap-add", node=NODE, name="src")
+    q.cmd("block-dirty-bitmap-add", node=NODE, name="dst", disabled=True)
+    d.write(0, b"x" * 65536)
+    for sources in (["src\x00x"], [{"node": NODE, "name": "src\x00x"}]):
+        r = q.try_cmd("block-dirty-bitmap-merge", node=NODE, target="dst",
+                      bitmaps=sources)
+        assert r[0] == "error" and r[1] == "GenericError", (sources, r)
+    disk = [n for n in q.cmd("query-named-block-nodes")
+            if n["node-name"] == NODE][0]
+    counts = {b["name"]: b["count"] for b in disk["dirty-bitmaps"]}
+    assert counts == {"src": 65536, "dst": 0}, counts
+    q.cmd("block-dirty-bitmap-remove", node=NODE, name="src")
+    q.cmd("block-dirty-bitmap-remove", node=NODE, name="dst")
     # The answers to queries are still strict JSON: no bitmap came in.
     q.send_raw(b'{"execute": "query-named-block-nodes"}\n')
     nodes = next_answer(q)["return"]
