@@ -103,7 +103,10 @@ s_mark_in_use (void *opaque)
    */
   if (!qbm_exists (s->q))
     return 0;
-  return qbm_mark_in_use (s->q, 0, NULL);
+  /* The plain way (intent=false, or start_intent failed): a record made
+   * here would be driven by nobody, and recovery would trust it.
+   */
+  return qbm_mark_in_use_no_record (s->q);
 }
 
 static int

@@ -1467,6 +1467,39 @@ qbm_mark_in_use (struct qbm *q, uint64_t zone_size, struct intent **ret)
 }
 
 int
+qbm_mark_in_use_no_record (struct qbm *q)
+{
+  struct entry *e;
+  char *old_intent = q->intent_file;
+  size_t i;
+  uint64_t gen;
+
+  if (q->rdonly)
+    return qbm_error (EROFS, "%s: opened read-only", q->desc_path);
+  if (next_generation (q, &gen) == -1)
+    return -1;
+  e = copy_entries (q->e, q->n);
+  if (e == NULL)
+    return qbm_error (ENOMEM, "%m");
+  for (i = 0; i < q->n; i++)
+    e[i].in_use = true;
+  /* The descriptor names no record: nothing can recover them. */
+  q->intent_file = NULL;
+  if (commit (q, e, q->n, gen) == -1) {
+    q->intent_file = old_intent;
+    free_entries (e, q->n);
+    return -1;
+  }
+  free (old_intent);
+  free (q->intent_bits);
+  q->intent_bits = NULL;
+  q->intent_valid = false;
+  snprintf (q->intent_problem, sizeof q->intent_problem,
+            "the server kept no intent record");
+  return 0;
+}
+
+int
 qbm_remove (struct qbm *q, const char *name)
 {
   struct entry *e;

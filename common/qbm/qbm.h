@@ -121,6 +121,13 @@ extern int qbm_store (struct qbm *q, const struct bitmap_store_entry *entries,
 extern int qbm_mark_in_use (struct qbm *q, uint64_t zone_size,
                             struct intent **intent);
 
+/* Set in_use on every stored bitmap without an intent record, as QEMU
+ * marks its bitmaps (the dirty filter's intent=false, or no room for a
+ * record): after a crash they are inconsistent, never recovered from a
+ * record that nobody kept up to date.
+ */
+extern int qbm_mark_in_use_no_record (struct qbm *q);
+
 extern int qbm_remove (struct qbm *q, const char *name);
 
 /* Verify everything: descriptor, every bitmap file's size and checksum,
