@@ -34,7 +34,8 @@
 # -O qcow2, under its own name or through a hard or symbolic link):
 # before, it truncated the file it was about to read, reported success
 # and left the chain damaged.  A new file in the chain's directory is
-# fine.
+# fine.  A raw target that is not a file or a block device is refused
+# clearly (a FIFO hung, /dev/null was "smaller than the disk").
 source "$top_srcdir/tests/functions.sh"
 source "$srcdir/backup-functions.sh"
 
@@ -62,6 +63,14 @@ for target in "$dir/backup-0000.qcow2" "$dir/backup-0001.qcow2" \
   done
 done
 $BACKUP verify -q "$dir"
+
+# Nor a raw target that is neither a file nor a block device: a FIFO
+# without a reader (opening it hung), a character device.
+mkfifo "$tmpdir/fifo"
+expect_error "fifo: not a regular file or a block device" \
+  timeout 60 $BACKUP restore "$dir" -o "$tmpdir/fifo"
+expect_error "/dev/null: not a regular file or a block device" \
+  $BACKUP restore "$dir" -o /dev/null
 
 $BACKUP restore "$dir" -o "$dir/restored.raw" -q
 qemu-img compare -q -f raw -F qcow2 "$dir/restored.raw" "$img"

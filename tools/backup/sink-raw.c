@@ -126,6 +126,15 @@ sink_raw_create (const char *path, uint64_t size)
   struct stat st;
   int fd;
 
+  /* The disk is written out of order: only a file or a block device
+   * will do (and opening a FIFO would wait for a reader).
+   */
+  if (stat (path, &st) == 0 && !S_ISREG (st.st_mode) &&
+      !S_ISBLK (st.st_mode)) {
+    error ("%s: not a regular file or a block device (the disk is written "
+           "out of order, it cannot be streamed)", path);
+    return NULL;
+  }
   fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd == -1) {
     error_errno ("%s", path);
