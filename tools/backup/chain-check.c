@@ -334,6 +334,42 @@ check_earlier_files (struct store *st, const struct manifest *m, char **why)
   return 0;
 }
 
+/* The SHA-256 of object NAME (SIZE bytes) as hex into HEX, read in
+ * pieces: the list of a full backup of a large disk is hundreds of
+ * megabytes.  Returns 0, or -1 after printing an error.
+ */
+static int
+sha256_object (struct store *st, const char *name, uint64_t size,
+               char hex[65])
+{
+  const size_t piece = 4 << 20;
+  CLEANUP_FREE char *buf = malloc (piece);
+  unsigned char digest[32];
+  gnutls_hash_hd_t hd;
+  uint64_t off;
+
+  if (buf == NULL) {
+    error_errno ("malloc");
+    return -1;
+  }
+  if (gnutls_hash_init (&hd, GNUTLS_DIG_SHA256) < 0) {
+    error ("gnutls_hash_init failed");
+    return -1;
+  }
+  for (off = 0; off < size; off += piece) {
+    size_t n = size - off < piece ? size - off : piece;
+
+    if (store_pread (st, name, buf, n, off) == -1) {
+      gnutls_hash_deinit (hd, NULL);
+      return -1;
+    }
+    gnutls_hash (hd, buf, n);
+  }
+  gnutls_hash_deinit (hd, digest);
+  hex_bytes (digest, sizeof digest, hex);
+  return 0;
+}
+
 /* The checksum lists: without one, verify fails and restore refuses
  * every point from that backup on, so a new layer on top could never be
  * restored.  Every list must exist; the last backup's (the one the new
@@ -348,11 +384,8 @@ check_sums_lists (struct store *st, const struct manifest *m, char **why)
   for (i = 0; i < m->backups.len; ++i) {
     const struct backup_entry *b = &m->backups.ptr[i];
     CLEANUP_FREE char *path = NULL;
-    CLEANUP_FREE char *text = NULL;
-    unsigned char digest[SUM_SIZE];
     char hex[65];
     uint64_t size;
-    size_t len;
     int r;
 
     if (b->sums_file == NULL)   /* an older entry: whole-file SHA-256 */
@@ -360,29 +393,25 @@ check_sums_lists (struct store *st, const struct manifest *m, char **why)
     path = store_object_path (st, b->sums_file);
     if (path == NULL)
       return -1;
-    if (i + 1 < m->backups.len)
-      r = store_stat (st, b->sums_file, &size);
-    else
-      r = store_get (st, b->sums_file, &text, &len);
+    r = store_stat (st, b->sums_file, &size);
+    if (r == 0 && i + 1 == m->backups.len &&
+        sha256_object (st, b->sums_file, size, hex) == -1)
+      r = -1;
     if (r != 0) {
       set_why (why, "the checksum list %s of backup %" PRIi64 " is %s: the "
                "chain cannot be verified, and restore refuses every point "
                "from backup %" PRIi64 " on (run '" PROG " verify %s' to see "
-               "what else is damaged)", path, b->index, r == 1 ? "missing" : "unreadable",
-               b->index, store_location (st));
+               "what else is damaged)", path, b->index,
+               r == 1 ? "missing" : "unreadable", b->index,
+               store_location (st));
       return -1;
     }
-    if (text == NULL)
-      continue;
-    sum_data (text, len, digest);
-    hex_digest (digest, hex);
-    if (strcmp (hex, b->sums_sha256) != 0) {
+    if (i + 1 == m->backups.len && strcmp (hex, b->sums_sha256) != 0) {
       set_why (why, "the checksum list %s of backup %" PRIi64 " is damaged "
                "(its SHA-256 is not the manifest's): the chain cannot be "
                "verified, and restore refuses every point from backup %"
                PRIi64 " on (run '" PROG " verify %s' to see what else is "
-               "damaged)", path,
-               b->index, b->index, store_location (st));
+               "damaged)", path, b->index, b->index, store_location (st));
       return -1;
     }
   }
