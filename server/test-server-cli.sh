@@ -32,7 +32,7 @@
 
 # Command line: --version, --help, PLUGIN --help, --dump-plugin, and clear
 # errors (exit 1) for a missing plugin, a bad parameter or bad options.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 
 "$NBDCBT" --version | grep -q '^nbdcbt [0-9]'
 "$NBDCBT" --help | grep -q -- '--filter=NAME'

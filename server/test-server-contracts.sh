@@ -35,7 +35,7 @@
 # to a layer opened read-only) gets an error for that request, with a
 # message naming the layer and what was wrong; nothing reaches the plugin,
 # and the server keeps serving.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdsh --version
 
 filter=$top_builddir/server/.libs/nbdcbt-badnext-filter.so

@@ -36,7 +36,7 @@
 # stored at shutdown; node names; "" is no export unless one is named so;
 # bad --export, --node-name and -D placement, and abbreviated long options
 # are refused with a clear message.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires qemu-img --version
 requires nbdinfo --version
 [ -e "$top_builddir/plugins/qcow2/.libs/nbdcbt-qcow2-plugin.so" ] || {

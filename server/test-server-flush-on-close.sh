@@ -34,7 +34,7 @@
 # disconnects, and when SIGTERM stops the server under a connected client.
 # The log filter sits above the plugin and records the flush the server
 # sends down.
-. "$top_srcdir/tests/functions.sh"
+. "$top_srcdir/tests/functions.sh" || exit 99
 requires test -x "$top_builddir/filters/log/.libs/nbdcbt-log-filter.so"
 
 disk=$tmpdir/disk.raw log=$tmpdir/log sock=$tmpdir/sock pid=$tmpdir/pid

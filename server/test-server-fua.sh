@@ -35,7 +35,7 @@
 # plugin_pwrite), and the filters above see the FUA request pass by, not
 # an extra flush.  (With store-on-flush, a flush travelling through the
 # dirty filter stored every bitmap on each FUA write.)
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdsh --version
 
 plugin=$top_builddir/server/.libs/nbdcbt-nofua-plugin.so

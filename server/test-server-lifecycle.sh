@@ -32,7 +32,7 @@
 
 # -U with a pid file, -s (nbd_connect_command), socket activation, the
 # FILE shorthand, and SIGTERM: the socket and pid file go away, exit 0.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 NBDSH="$PYTHON -m nbd"
 requires $NBDSH --version
 requires nbdinfo --version

@@ -34,7 +34,7 @@
 # a clear message; the same plugin and filter serve as differently
 # configured instances in one server (see also test-server-exports.sh and
 # test-exports), and each module's load runs once.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 
 old=$top_builddir/server/.libs/nbdcbt-oldapi-plugin.so
 [ -e "$old" ] || { echo "$0: skipped: $old was not built"; exit 77; }

@@ -34,7 +34,7 @@
 # can_multi_conn callback passes on the layer below's, so the dirty filter
 # (bitmaps shared by every connection) over the memory or file plugin
 # still advertises it.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdinfo --version
 
 can_mc ()

@@ -33,7 +33,7 @@
 # Persistent bitmaps made by qemu-img and qemu-nbd, read, added, removed,
 # marked in use and stored by the library; qemu-img info and check must
 # agree.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 set -e
 requires qemu-img --version
 requires qemu-nbd --version

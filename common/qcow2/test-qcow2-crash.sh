@@ -33,7 +33,7 @@
 # SIGKILL in the middle of a random workload: qemu-img check may find
 # leaked clusters but never corruption, and the library's leak repair
 # leaves an image qemu-img check finds clean.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 set -e
 requires qemu-img --version
 

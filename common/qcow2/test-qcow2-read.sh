@@ -33,7 +33,7 @@
 # Images made by qemu-img/qemu-io in many layouts read through the library
 # must equal qemu-img convert -O raw, and the library's map must agree
 # with qemu-img map on what is data, zero and unallocated.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 set -e
 requires qemu-img --version
 requires qemu-io --version

@@ -34,7 +34,7 @@
 # (including growth of the refcount table with small clusters and wide
 # refcounts, and images on top of a backing file): qemu-img check must be
 # clean and qemu-img compare equal to a raw model of the same workload.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 set -e
 requires qemu-img --version
 

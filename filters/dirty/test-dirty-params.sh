@@ -32,7 +32,7 @@
 
 # Bad bitmap= parameters: a clear error naming the problem and exit status
 # 1 before the server listens; good ones start.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 
 sock="$tmpdir/sock"
 long=$(printf 'x%.0s' $(seq 1024))

@@ -33,7 +33,7 @@
 # The fleece filter: a bad session-dir= is refused before the server
 # listens; with no session open, the filter passes every request through
 # unchanged and the dirty filter below still marks every change.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 
 sock="$tmpdir/sock"
 

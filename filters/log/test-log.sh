@@ -32,7 +32,7 @@
 
 # log filter: a line per request with the right command, offset, count,
 # flags and result; Connect and Disconnect lines; the log is appended to.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 # nbdsh's "#!/usr/bin/env python3" may find a python without libnbd.
 nbdsh () { "$PYTHON" -m nbd "$@"; }
 requires nbdsh --version

@@ -35,7 +35,7 @@
 # that would make its first sector another format's header, whole or
 # partial, through qemu-io and libnbd; other writes, and the same writes
 # with the plugin named, go through.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires qemu-img --version
 requires qemu-io --version
 requires nbdsh --version

@@ -32,7 +32,7 @@
 
 # file plugin: clear errors and a non-zero exit for a missing file, a
 # directory, an unreadable file and bad parameters.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 
 # expect_error WHAT PATTERN ARGS...: the server must exit non-zero before
 # serving and say PATTERN.

@@ -31,7 +31,7 @@
 # OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
 
 # file plugin: nbdinfo --map of a sparse file matches nbdkit's file plugin.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdinfo --version
 requires nbdkit file --version
 

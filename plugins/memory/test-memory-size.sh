@@ -32,7 +32,7 @@
 
 # memory plugin: size parsing.  Good sizes serve the right size; bad ones
 # make the server exit with an error before it serves.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdinfo --version
 
 check_size ()

@@ -33,7 +33,7 @@
 # The nbd plugin's bad parameters and unreachable upstreams: a clear error
 # and exit status 1 before the server listens; a client of a server whose
 # upstream went away gets errors, not a hang or a crash.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdkit --version
 requires nbdsh --version
 

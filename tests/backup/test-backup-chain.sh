@@ -36,7 +36,7 @@
 # each backup).  Every point restores to the image as it was, the chain
 # files read correctly in qemu-img, and each incremental stores no more
 # than the dirty data plus one granule per extent.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 
 img=$tmpdir/disk.qcow2

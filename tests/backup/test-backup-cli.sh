@@ -31,7 +31,7 @@
 # OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
 
 # Command line: help, version, and clear errors for bad usage.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdcbt-backup --version
 
 nbdcbt-backup --help | grep -q "nbdcbt-backup full URI -o DIR"

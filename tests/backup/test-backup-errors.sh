@@ -33,7 +33,7 @@
 # Safety: a missing bitmap, a resized disk and another disk's chain stop
 # an incremental with a clear message (and --auto then takes a full
 # backup, keeping the old chain aside).
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 
 img=$tmpdir/disk.qcow2

@@ -33,7 +33,7 @@
 # The work list: dirty extents of qemu:dirty-bitmap:b0 crossed with
 # base:allocation (dirty data -> data, dirty zero -> zero, clean -> clean),
 # against qemu-nbd.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 
 img=$tmpdir/disk.qcow2

@@ -33,7 +33,7 @@
 # Bitmap granularities smaller (4K: partial clusters in the incremental,
 # whose rest comes from the backing file) and larger (1M) than the 64K
 # qcow2 cluster: every point still restores exactly.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 
 for gran in 4096 1048576; do

@@ -35,7 +35,7 @@
 # (NBD_INFO_DESCRIPTION, qemu-nbd -D) differ, even where the disks are
 # identical in the areas the spot check samples.  --auto then takes a
 # full backup and keeps the old chain aside.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 
 # A and B are copies of one image; B changed at 100M before its bitmap

@@ -34,7 +34,7 @@
 # server going away or the connection dropping mid-copy) leaves the chain
 # as it was: same manifest, verify passes, and the leftover part file is
 # removed by the next backup, which works.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 requires nbdkit --filter=delay file --version
 

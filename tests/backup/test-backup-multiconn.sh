@@ -33,7 +33,7 @@
 # Several connections when the server offers multi-conn (nbdkit's file
 # plugin does): small requests from 4 connections written concurrently
 # into one qcow2 file give an exact copy; holes stay unallocated.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 requires nbdkit --filter=log file --version
 

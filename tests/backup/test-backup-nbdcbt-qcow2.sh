@@ -37,7 +37,7 @@
 # incremental stores no more than the dirty data plus one granule per
 # extent, and every point restores exactly.  The server's description
 # (-D) is recorded in the manifest and checked.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 requires nbdcopy --version
 requires_built server/nbdcbt tools/img/nbdcbt-img \

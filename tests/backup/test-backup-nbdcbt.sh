@@ -36,7 +36,7 @@
 # over NBD while the server runs); every point restores exactly.  The
 # bitmap is never cleared here, so each incremental holds everything
 # since the full one: larger than needed, never wrong.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 requires nbdcopy --version
 requires_built server/nbdcbt plugins/memory/.libs/nbdcbt-memory-plugin.so \

@@ -35,7 +35,7 @@
 # 10000384 bytes (the tail reads as zero) while the manifest keeps the
 # true size.  qemu-img sees every byte of the disk in each point of the
 # chain, restore writes exactly the disk, verify passes.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 requires nbdkit memory --version
 requires nbdcopy --version

@@ -32,7 +32,7 @@
 
 # -p: a progress bar on a terminal (a pty from script(1)), nothing on
 # standard error otherwise.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 requires script --version
 

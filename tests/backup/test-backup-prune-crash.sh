@@ -36,7 +36,7 @@
 # point its manifest lists restores bit-identical to the disk at backup
 # time; the next prune finishes (or redoes) the work, and so does a
 # backup taken in between.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 
 img=$tmpdir/disk.qcow2

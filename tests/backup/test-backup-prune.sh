@@ -34,7 +34,7 @@
 # points, then to one, with an incremental in between; every remaining
 # point restores bit-identical to the disk at backup time, qemu-img sees
 # a standard chain, and bad inputs are refused with the chain unchanged.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 
 img=$tmpdir/disk.qcow2

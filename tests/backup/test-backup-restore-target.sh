@@ -36,7 +36,7 @@
 # and left the chain damaged.  A new file in the chain's directory is
 # fine.  A raw target that is not a file or a block device is refused
 # clearly (a FIFO hung, /dev/null was "smaller than the disk").
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 
 img=$tmpdir/disk.qcow2

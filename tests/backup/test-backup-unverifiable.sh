@@ -37,7 +37,7 @@
 # later point, the new backup included.  inc refuses, naming the file,
 # and changes nothing; --auto says why and starts a new chain, keeping
 # the old one aside.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 
 img=$tmpdir/disk.qcow2

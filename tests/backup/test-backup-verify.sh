@@ -34,7 +34,7 @@
 # a zero flag planted in an L2 table, a damaged checksum list, a
 # truncated file or a missing file fail it with a clear message, and
 # restore refuses to use a damaged file.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
 
 img=$tmpdir/disk.qcow2

@@ -33,7 +33,7 @@
 # Run the libFuzzer harness over the NBD protocol (handshake and
 # transmission, memory plugin under the dirty filter) for a bounded time
 # (FUZZ_SECONDS, default 30) from the seed corpus in nbd-corpus/.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 
 fuzzer="$top_builddir/tests/fuzz/fuzz-nbd"
 modules="$top_builddir/tests/fuzz/fuzz-nbd-modules"

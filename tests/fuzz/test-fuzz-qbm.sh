@@ -33,7 +33,7 @@
 # Run the libFuzzer harness over the QBM sidecar (descriptor JSON and
 # intent record, fuzz-qbm.c) for a bounded time (FUZZ_SECONDS, default
 # 20) from the seeds in qbm-corpus/.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 
 fuzzer="$top_builddir/tests/fuzz/fuzz-qbm"
 requires_fuzzer "$fuzzer"

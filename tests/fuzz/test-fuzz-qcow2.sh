@@ -33,7 +33,7 @@
 # Run the libFuzzer harness over the qcow2 parser for a bounded time
 # (FUZZ_SECONDS, default 30) from a seed corpus of small qemu-img images
 # (512-byte and 4 KiB clusters, with bitmaps, data and a backing file name).
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 
 fuzzer="$top_builddir/tests/fuzz/fuzz-qcow2"
 requires_fuzzer "$fuzzer"

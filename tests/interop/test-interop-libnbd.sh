@@ -32,7 +32,7 @@
 
 # A libnbd C client (dirty-map) reads the same dirty map from each server
 # after the same workload, and agrees with nbdinfo --map.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdinfo --version
 : "${INTEROP_SERVER:=both}"
 

@@ -41,7 +41,7 @@
 # - qemu:allocation-depth passes through the filter to the plugin;
 # - a bitmap QEMU left in_use (qemu-nbd killed) is inconsistent: not
 #   exported, and bitmap= naming it is an error.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires qemu-img --version
 requires qemu-nbd --version
 requires nbdinfo --version

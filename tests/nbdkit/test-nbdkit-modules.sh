@@ -33,7 +33,7 @@
 # nbdkit modules in nbdcbt: how they are named and refused, nbdcbt's own
 # filters between them, debug flags, and the filter context API (the
 # retry filter reopening the chain below it).
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdkit --version
 requires nbdsh --version
 requires nbdinfo --version

@@ -33,7 +33,7 @@
 # libnbd's tools against the file plugin on a sparse file: nbdinfo --map
 # equals what nbdkit's file plugin says for the same file; nbdinfo --json
 # sanity; nbdcopy round trip (file -> export -> file).
-. "$top_srcdir/tests/functions.sh"
+. "$top_srcdir/tests/functions.sh" || exit 99
 . "$srcdir/protocol-functions.sh"
 requires nbdinfo --version
 requires nbdcopy --version

@@ -32,7 +32,7 @@
 
 # qemu as the client: qemu-io writes and verifies patterns, qemu-img
 # convert (both directions) and compare, qemu-img info and map.
-. "$top_srcdir/tests/functions.sh"
+. "$top_srcdir/tests/functions.sh" || exit 99
 . "$srcdir/protocol-functions.sh"
 requires qemu-img --version
 requires qemu-io --version

@@ -33,7 +33,7 @@
 # Systemd socket activation (LISTEN_FDS/LISTEN_PID) through
 # nbdinfo -- [ SERVER ... ], and -s (serve one client on stdin/stdout)
 # through nbd_connect_command.
-. "$top_srcdir/tests/functions.sh"
+. "$top_srcdir/tests/functions.sh" || exit 99
 . "$srcdir/protocol-functions.sh"
 only nbdcbt nbdkit
 requires nbdinfo --version

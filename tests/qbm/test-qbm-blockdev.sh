@@ -35,7 +35,7 @@
 # write; after a clean stop nbdcbt-img info/map read the device + sidecar.
 # Needs root and a free loop device (skipped otherwise).
 
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdinfo --version
 requires losetup --version
 if [ "$(id -u)" != 0 ]; then echo "$0: skipped: needs root for a loop device"; exit 77; fi

@@ -47,7 +47,7 @@
 #  - `nbdcbt IMAGE.qbm` with a damaged descriptor, or one of another
 #    version: before, it served the descriptor file itself as a disk.
 
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires qemu-img --version
 requires qemu-io --version
 requires timeout --version

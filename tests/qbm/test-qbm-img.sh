@@ -35,7 +35,7 @@
 # sidecar as on qcow2 (the same bitmaps give the same digests and maps as
 # a qcow2 twin edited by qemu-img), and a damaged, truncated or
 # mismatched sidecar gets a clear message, never a clean bitmap.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires qemu-img --version
 requires qemu-io --help
 # In a directory of its own: ../good and ../victim stay in $tmpdir.

@@ -37,7 +37,7 @@
 # serves it read-write; nbdcbt refuses an image qemu-nbd writes; and
 # nbdcbt-img refuses the sidecar of a running server (-U reads it).
 
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires qemu-img --version
 requires qemu-io --version
 requires qemu-nbd --version

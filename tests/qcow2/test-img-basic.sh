@@ -34,7 +34,7 @@
 # (info human and JSON, but for the disk usage lines and nbdcbt-img's
 # extra bitmap "count" and "sha256"), the same exit codes, and images each tool writes
 # are clean for the other.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires qemu-img --version
 requires qemu-io --version
 cd "$tmpdir"

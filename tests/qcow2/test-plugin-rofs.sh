@@ -35,7 +35,7 @@
 # file); reads work, writes fail, nothing is written, a clean stop exits 0.
 # With the dirty filter (nbdcbt IMAGE) the image's bitmaps stay exported
 # and untouched.  Needs a private mount namespace (unshare -m).
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires qemu-img --version
 requires qemu-io --version
 requires unshare -m true

@@ -33,7 +33,7 @@
 # Run the libFuzzer harness over the control socket's parser and
 # dispatcher for a bounded time (FUZZ_SECONDS, default 20), from seeds
 # that cover every command, transactions, merges and malformed input.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 
 fuzzer="$top_builddir/tests/qmp/fuzz-qmp"
 requires_fuzzer "$fuzzer"

@@ -34,7 +34,7 @@
 # that wraps around when its length is added (damage, or a file not
 # written by nbdcbt-backup): verify and restore refuse it as a bad
 # backing file name instead of reading before the header buffer.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 start_s3

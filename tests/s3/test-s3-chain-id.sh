@@ -35,7 +35,7 @@
 # here it holds a '/') is refused as damaged by every command.  Before,
 # verify passed and an incremental published an object named with the
 # '/', after which the manifest could no longer be read.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 start_s3

@@ -35,7 +35,7 @@
 # verify and restore --until N read it back bit-identical, a damaged
 # object is found, wrong credentials are refused with S3's own error,
 # and the backup's memory does not grow with the disk.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 start_s3

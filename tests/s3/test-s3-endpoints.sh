@@ -42,7 +42,7 @@
 #   - virtual-hosted addressing (BUCKET.localhost, libcurl resolves every
 #     *.localhost to the loopback) over HTTP and HTTPS, proved by the
 #     gateway's access log: no request path names the bucket.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 start_s3

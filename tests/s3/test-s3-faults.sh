@@ -38,7 +38,7 @@
 # chain is unchanged, the next run cleans up and succeeds), and a live
 # --control backup of a running nbdcbt interrupted mid-upload (its
 # session ends as failed, the bitmap keeps the bits).
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 requires nbdkit --filter=delay file --version

@@ -34,7 +34,7 @@
 # per disk, PREFIX/NAME.  Two qemu-nbd servers; the second run finds one
 # of them killed: it fails alone (exit 1, the summary says so), the other
 # disk's chain gets its incremental, and both chains verify and restore.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 start_s3

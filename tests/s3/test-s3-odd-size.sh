@@ -35,7 +35,7 @@
 # files of a directory chain (tests/backup/test-backup-odd-size.sh), a
 # full backup and an incremental that changes the last, partial sector
 # succeed, and each point restores to exactly the disk.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 requires nbdcopy --version

@@ -36,7 +36,7 @@
 # merged objects deleted.  Killed (SIGKILL) at each step, the chain still
 # verifies and restores every point it lists, and the next prune finishes
 # the job; no object or unfinished upload is left behind.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 start_s3

@@ -35,7 +35,7 @@
 # 12 MiB each, read through every layer, takes no more than 64 MiB (the
 # cache) above restoring a chain of one such layer.  Each layer with a
 # cache of its own took 12 MiB per layer, 168 MiB in all.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 requires /usr/bin/time --version

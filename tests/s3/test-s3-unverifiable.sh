@@ -36,7 +36,7 @@
 # (naming the object) and the prefix is left as it was; --auto says why
 # and starts a new chain.
 # (tests/backup/test-backup-unverifiable.sh does the same in a directory.)
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$top_srcdir/tests/backup/backup-functions.sh"
 source "$srcdir/s3-functions.sh"
 start_s3

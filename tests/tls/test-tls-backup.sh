@@ -36,7 +36,7 @@
 # tls-username= in the URI, and --tls-psk/--tls-username), a restore to a
 # TLS target; refusals with clear messages (wrong CA, wrong key, a
 # plaintext server when TLS is required).
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/tls-functions.sh"
 requires nbdcbt-backup --version
 requires qemu-img --version

@@ -32,7 +32,7 @@
 
 # TLS options on the command line: every mistake is refused at startup
 # with a message that names it, before anything listens.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/tls-functions.sh"
 
 c=$tmpdir/c

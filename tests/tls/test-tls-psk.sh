@@ -33,7 +33,7 @@
 # PSK TLS (psktool's key file): nbdinfo, nbdcopy, nbdsh with tls-psk-file=
 # and tls-username=, qemu-img and qemu-io with tls-creds-psk; a wrong key
 # and an unknown user are refused, and the server says why.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/tls-functions.sh"
 requires nbdinfo --version
 requires nbdcopy --version

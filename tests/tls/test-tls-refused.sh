@@ -34,7 +34,7 @@
 # CA, an expired server certificate, and with --tls-verify-peer: no
 # client certificate, one from another CA, an expired one, a revoked one
 # (ca-crl.pem).  The good client still gets in.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/tls-functions.sh"
 requires nbdinfo --version
 requires qemu-img --version

@@ -33,7 +33,7 @@
 # X.509 TLS with the clients people use: nbdinfo, nbdcopy, nbdsh (nbds://
 # and nbds+unix:// URIs), qemu-img and qemu-io (--object tls-creds-x509).
 # --tls=require refuses plaintext; --tls=on serves both; TLS 1.3.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/tls-functions.sh"
 requires nbdinfo --version
 requires nbdcopy --version

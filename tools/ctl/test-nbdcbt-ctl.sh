@@ -36,7 +36,7 @@
 # after --remove); a bitmap added live is offered to new NBD connections;
 # messages and exit codes for the server's refusals (1), usage errors (2)
 # and a missing server (3).
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires qemu-img --version
 requires qemu-io --version
 requires nbdinfo --version

@@ -35,7 +35,7 @@
 # the map afterwards; the bitmap keeps recording across restarts; after
 # nbdkit is killed (no clean store) the map is still a superset of the
 # writes (the intent record).
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdkit --version
 requires nbdsh --version
 

@@ -37,7 +37,7 @@
 # the map nbdkit left; nbdcbt serves the image again and
 # 'nbdcbt-backup inc --control' copies exactly the changed extents; the
 # chain restores the image exactly, and b0 is clean afterwards.
-source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/functions.sh" || exit 99
 requires nbdkit --version
 requires nbdsh --version
 requires qemu-img --version
