@@ -57,6 +57,20 @@
  * which one, and where, as it reports errors).
  */
 extern const char *bitmap_name_error (const char *name);
+/* As bitmap_name_error, and also for a name about to be created: it must
+ * be UTF-8, since NBD carries it in the metadata context name
+ * qemu:dirty-bitmap:NAME and the NBD protocol requires UTF-8 there.
+ * QEMU does not check this; bitmaps already stored under such a name
+ * (by another program) still load, under bitmap_name_error alone.
+ */
+extern const char *bitmap_new_name_error (const char *name);
+extern bool bitmap_name_is_utf8 (const char *name);
+/* NAME for an error message, in BUF of LEN bytes (LEN >= 8): bytes that
+ * are not UTF-8, control bytes and the backslash as \xNN (\\), cut with
+ * "..." where it does not fit.  Returns BUF.
+ */
+extern const char *bitmap_name_quote (const char *name, char *buf,
+                                      size_t len);
 extern const char *bitmap_granularity_error (uint64_t granularity);
 /* COUNT: how many bitmaps there would be with the one being added. */
 extern const char *bitmap_count_error (size_t count);

@@ -933,6 +933,12 @@ qcow2_bitmap_add (struct qcow2 *q, const char *name, uint64_t granularity,
 
   if (check_name (q, name) == -1 || check_granularity (q, granularity) == -1)
     return -1;
+  /* Only a new name: one already stored (by QEMU, which allows it) stays
+   * usable.
+   */
+  if (!bitmap_name_is_utf8 (name))
+    return qcow2_error (EINVAL, "%s: Bitmap name is not valid UTF-8",
+                        q->filename);
   if (find (q, name))
     return qcow2_error (EEXIST, "%s: bitmap '%s' already exists",
                         q->filename, name);

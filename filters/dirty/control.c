@@ -228,6 +228,13 @@ svc_add (void *opaque, const char *node, const char *name,
     dirty_bitmap_error (errp, "Bitmap name too long: %s", name);
     return -1;
   }
+  /* The QMP parser refuses such strings already; this covers any other
+   * caller (NBD needs the name as UTF-8).
+   */
+  if (!bitmap_name_is_utf8 (name) && !dirty_bitmaps_exists (set, name)) {
+    dirty_bitmap_error (errp, "Bitmap name is not valid UTF-8");
+    return -1;
+  }
   a = new_action (d, ADD, name, errp);
   if (a == NULL)
     return -1;

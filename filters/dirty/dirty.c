@@ -180,10 +180,12 @@ parse_bitmap (struct dirty_instance *d, const char *value)
     }
     granularity = g;
   }
-  if ((msg = bitmap_name_error (name)) != NULL) {
-    /* Do not print a 1000-byte name back. */
-    nbdcbt_error ("dirty: bitmap=%.*s%s: %s", 64, value,
-                  strlen (value) > 64 ? "..." : "", msg);
+  /* A bitmap= name may be a new one: it must be UTF-8 too. */
+  if ((msg = bitmap_new_name_error (name)) != NULL) {
+    char quoted[80];            /* not a 1000-byte name back */
+
+    nbdcbt_error ("dirty: bitmap=%s: %s",
+                  bitmap_name_quote (value, quoted, sizeof quoted), msg);
     return -1;
   }
   if (dirty_pending_find (d, name)) {

@@ -262,8 +262,12 @@ cmd_bitmap (int argc, char *argv[])
       break;
     }
     if (r == -1) {
+      char quoted[BITMAP_NAME_MAX * 4 + 8];
+
       img_error ("Operation %s on bitmap %s failed: %s",
-                 op_names[ops[i].type], cmd.bitmap, cmd.errbuf);
+                 op_names[ops[i].type],
+                 bitmap_name_quote (cmd.bitmap, quoted, sizeof quoted),
+                 cmd.errbuf);
       ret = 1;
       break;
     }

@@ -312,7 +312,7 @@ image_bitmaps_add (struct image_bitmaps *ib, const char *name,
   struct hbitmap *hb;
   int r;
 
-  if ((msg = bitmap_name_error (name)) != NULL ||
+  if ((msg = bitmap_new_name_error (name)) != NULL ||
       (msg = bitmap_granularity_error (g)) != NULL) {
     snprintf (err, errlen, "%s", msg);
     return -1;
