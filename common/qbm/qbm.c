@@ -1377,9 +1377,12 @@ qbm_mark_in_use (struct qbm *q, uint64_t zone_size, struct intent **ret)
   CLEANUP_FREE uint8_t *file = NULL;
   CLEANUP_FREE char *name = NULL;
   CLEANUP_FREE char *path = NULL;
-  struct entry *e;
+  struct entry *e = NULL;
+  struct intent *intent = NULL;
+  char *new_file = NULL, *old_file;
   size_t nbytes, i;
-  uint64_t z, gen;
+  uint64_t z, gen, old_zone_size;
+  int fd, err;
 
   if (q->rdonly)
     return qbm_error (EROFS, "%s: opened read-only", q->desc_path);
@@ -1425,35 +1428,51 @@ qbm_mark_in_use (struct qbm *q, uint64_t zone_size, struct intent **ret)
     return qbm_error (ENOMEM, "%m");
   if (replace_file (q, path, file, INTENT_HEADER + nbytes) == -1)
     return -1;
-  q->intent_fd = open (path, O_WRONLY | O_CLOEXEC);
-  if (q->intent_fd == -1)
+  /* The new record's fd, object and name become q's only once the
+   * descriptor naming them is written: on a failure (a full disk) they
+   * are released here, and a retry (the dirty filter tries again at the
+   * next persistent bitmap) does not leave the previous ones behind.
+   */
+  fd = open (path, O_WRONLY | O_CLOEXEC);
+  if (fd == -1)
     return qbm_error (errno, "%s: %m", path);
-  q->intent = intent_new (q->image_size, zone_size, file + INTENT_HEADER,
-                          &backend);
-  if (q->intent == NULL)
-    return qbm_error (errno, "intent record: %m");
-
-  free (q->intent_file);
-  q->intent_file = strdup (name);
-  q->intent_zone_size = zone_size;
-  if (q->intent_file == NULL)
-    return qbm_error (ENOMEM, "%m");
+  intent = intent_new (q->image_size, zone_size, file + INTENT_HEADER,
+                       &backend);
+  if (intent == NULL) {
+    qbm_error (errno, "intent record: %m");
+    goto err;
+  }
+  new_file = strdup (name);
+  e = copy_entries (q->e, q->n);
+  if (new_file == NULL || e == NULL) {
+    qbm_error (ENOMEM, "%m");
+    goto err;
+  }
   /* Now the descriptor: every bitmap in use, the new record named.  The
    * recovered ones are marked consistent only at their next store.
    */
-  e = copy_entries (q->e, q->n);
-  if (e == NULL)
-    return qbm_error (ENOMEM, "%m");
   for (i = 0; i < q->n; i++) {
     /* One inconsistent now stays so: the new record does not cover it. */
     if (q->e[i].in_use && !recoverable (q, &q->e[i]))
       e[i].inconsistent = true;
     e[i].in_use = true;
   }
+  old_file = q->intent_file;
+  old_zone_size = q->intent_zone_size;
+  q->intent_file = new_file;
+  q->intent_zone_size = zone_size;
   if (commit (q, e, q->n, gen) == -1) {
-    free_entries (e, q->n);
-    return -1;
+    q->intent_file = old_file;
+    q->intent_zone_size = old_zone_size;
+    goto err;
   }
+  free (old_file);
+  /* A record from an earlier call is replaced: its file is the new one. */
+  intent_free (q->intent);
+  if (q->intent_fd >= 0)
+    close (q->intent_fd);
+  q->intent = intent;
+  q->intent_fd = fd;
   /* The record on disk is the new one now; recovery reads it. */
   free (q->intent_bits);
   q->intent_bits = malloc (nbytes + 1);
@@ -1464,6 +1483,16 @@ qbm_mark_in_use (struct qbm *q, uint64_t zone_size, struct intent **ret)
   if (ret)
     *ret = q->intent;
   return 0;
+
+ err:
+  err = errno;
+  if (e)
+    free_entries (e, q->n);
+  free (new_file);
+  intent_free (intent);
+  close (fd);
+  errno = err;
+  return -1;
 }
 
 int

@@ -36,12 +36,16 @@
 #include <config.h>
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "bitmap-store.h"
 #include "hbitmap.h"
@@ -100,6 +104,74 @@ expect_open_fails (const char *what, const char *needle)
   }
   printf ("%s: %s\n", what, qbm_last_error ());
   assert (strstr (qbm_last_error (), needle) != NULL);
+}
+
+static size_t
+open_fds (void)
+{
+  DIR *d = opendir ("/proc/self/fd");
+  size_t n = 0;
+
+  assert (d);
+  while (readdir (d))
+    n++;
+  closedir (d);
+  return n;
+}
+
+/* qbm_mark_in_use failing after it wrote the record (the descriptor does
+ * not fit: a full disk, here a file size limit) keeps neither the
+ * record's fd nor its intent object, also when tried again, and leaves
+ * the descriptor as it was.  Before, each failed try left an fd (and an
+ * intent) that the next try overwrote.
+ */
+static void
+test_mark_in_use_fails (void)
+{
+  size_t before = open_fds ();
+  struct intent *rec = NULL;
+  struct rlimit old, lim;
+  struct stat st;
+  struct qbm *q;
+  size_t n;
+  int i;
+
+  restore ();
+  assert (stat (desc, &st) == 0);
+  q = open_ok ();
+  assert (getrlimit (RLIMIT_FSIZE, &old) == 0);
+  lim = old;
+  lim.rlim_cur = st.st_size / 2;  /* the record fits, the descriptor not */
+  signal (SIGXFSZ, SIG_IGN);
+  assert (setrlimit (RLIMIT_FSIZE, &lim) == 0);
+  for (i = 0; i < 2; i++)
+    assert (qbm_mark_in_use (q, ZONE, &rec) == -1);
+  /* (The limit holds for stdout too, hence no printf until here.) */
+  assert (setrlimit (RLIMIT_FSIZE, &old) == 0);
+  signal (SIGXFSZ, SIG_DFL);
+  printf ("descriptor too big: %s\n", qbm_last_error ());
+  assert (strstr (qbm_last_error (), ".qbm.tmp: write: "));
+  assert (rec == NULL);
+  assert (open_fds () == before + 1);   /* only the lock */
+  /* The on-disk descriptor is the old one. */
+  {
+    char text[4096];
+    FILE *f = fopen (desc, "r");
+
+    assert (f);
+    n = fread (text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose (f);
+    assert (n == (size_t) st.st_size);
+    assert (strstr (text, "\"in-use\": false") != NULL);
+    assert (strstr (text, "\"in-use\": true") == NULL);
+  }
+  /* With room it works on the same handle. */
+  assert (qbm_mark_in_use (q, ZONE, &rec) == 0 && rec);
+  assert (intent_mark (rec, 0, 4096) == 0);
+  qbm_close (q);
+  assert (open_fds () == before);
+  restore ();
 }
 
 int
@@ -254,6 +326,7 @@ main (void)
     assert (strstr (qbm_last_error (), "resized"));
   }
   run ("truncate -s 100M %s", image);
+  test_mark_in_use_fails ();
   run ("sh -c 'truncate -s 100M %s/other.raw'", dir);
   {
     char other[300];
