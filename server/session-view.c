@@ -45,12 +45,14 @@
  * incremental, the frozen bitmap as qemu:dirty-bitmap:BITMAP.
  *
  * The delta view (backup-ID-delta) is made for stock nbdcopy: granules
- * clean in the frozen bitmap read as zeroes and are reported as hole and
- * zero; dirty ones (written zeroes and trims included) are always
- * reported as data, so that
+ * clean in the frozen bitmap are reported as hole and zero; dirty ones
+ * (written zeroes and trims included) are always reported as data, so
+ * that
  *   nbdcopy --destination-is-zero -S 0 DELTA MIRROR
- * writes exactly the changed granules onto a mirror of the previous
- * state and nothing else.
+ * brings a mirror of the previous state to the instant.  nbdcopy reads
+ * whole 256 KiB requests that hold any data and writes back all it read,
+ * so clean granules read as their data at the instant (the session keeps
+ * every granule), never as zeroes.
  */
 #include <config.h>
 

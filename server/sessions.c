@@ -439,7 +439,13 @@ session_instant (struct backup_session *s, char **errp)
      * superset).
      */
     .min_granularity = 65536,
-    .need_all = s->sync_full,
+    /* A delta view reports the granules clean in the bitmap as holes,
+     * but a client may read them anyway: nbdcopy reads whole 256 KiB
+     * requests that hold any data, and with -S 0 writes what it read
+     * onto the mirror.  So they must read as the instant's data, and a
+     * session with a delta view keeps every granule.
+     */
+    .need_all = s->sync_full || s->delta_export != NULL,
     .release_on_read = true,
   };
 

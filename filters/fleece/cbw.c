@@ -840,8 +840,13 @@ cbw_session_read (struct cbw_session *s, void *buf, uint32_t count,
     if (rend > end)
       rend = end;
 
-    if (delta && !dirty)
-      memset (p, 0, rend - pos);
+    if (delta && !dirty && !s->need_all) {
+      /* Not kept: the instant's data may be gone.  Never zeroes, which
+       * a mirror would take for the data.
+       */
+      *err = EIO;
+      goto out;
+    }
     else if (where == CBW_STORE) {
       if (pread_full (s->store_fd, p, rend - pos, pos) == -1) {
         *err = errno;

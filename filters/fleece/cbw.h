@@ -144,10 +144,11 @@ extern void cbw_session_ref (struct cbw_session *s);
 /* The last reference closes (and so deletes) the store. */
 extern void cbw_session_unref (struct cbw_session *s);
 
-/* Read the view: the disk as it was when S began.  DELTA: granules that
- * are clean in the session's dirty mask read as zeroes.  -1 with *ERR
- * (EIO for a granule that is GONE or a broken session, ESHUTDOWN after
- * detach, or READ's error).
+/* Read the view: the disk as it was when S began.  DELTA: the delta
+ * view, which reads granules clean in the session's dirty mask only if
+ * the session needs them all (need_all), as their data at the instant;
+ * otherwise EIO.  -1 with *ERR (EIO for a granule that is GONE or not
+ * kept, or a broken session, ESHUTDOWN after detach, or READ's error).
  */
 extern int cbw_session_read (struct cbw_session *s, void *buf,
                              uint32_t count, uint64_t offset, bool delta,
