@@ -890,9 +890,6 @@ cbw_session_read (struct cbw_session *s, void *buf, uint32_t count,
     uint64_t g;
 
     for (g = g0; g < g1; g++) {
-      /* The delta view does not read clean granules (they are zeroes). */
-      if (delta && !dirty_of (s, g))
-        continue;
       bits_assign (s->read, g, g + 1, true);
       if (!s->release_on_read)
         continue;
