@@ -53,12 +53,14 @@
 #include <string.h>
 
 #include "control.h"
+#include "json-text.h"
 #include "nbdcbt-common.h"
 
 struct qmp_session {
   qmp_output_fn *output;
   void *opaque;
   json_tokener *tok;
+  struct json_text_scan scan;   /* the text of the message being read */
   size_t pending;          /* bytes of the message being parsed */
   bool negotiated;
   bool skip_line;          /* after a second parse error: drop up to a
@@ -224,6 +226,7 @@ qmp_session_new (qmp_output_fn *output, void *opaque)
 #ifdef JSON_TOKENER_VALIDATE_UTF8
   json_tokener_set_flags (s->tok, JSON_TOKENER_VALIDATE_UTF8);
 #endif
+  json_text_scan_init (&s->scan);
   return s;
 }
 
@@ -473,6 +476,7 @@ parse_error (struct qmp_session *s, const char *desc)
   char msg[256];
 
   json_tokener_reset (s->tok);
+  json_text_scan_init (&s->scan);
   s->pending = 0;
   snprintf (msg, sizeof msg, "JSON parse error, %s", desc);
   if (send_error (s, NULL, QMP_GENERIC_ERROR, msg) == -1)
@@ -490,6 +494,7 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
   while (len > 0) {
     json_object *obj;
     enum json_tokener_error jerr;
+    const char *bad;
     size_t used, n;
 
     if (s->skip_line) {
@@ -548,6 +553,7 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
     if (jerr == json_tokener_continue) {
       if (used == 0)
         used = n;
+      json_text_scan_feed (&s->scan, buf, used);
       s->pending += used;
       if (s->pending > CONTROL_MAX_MESSAGE) {
         char msg[128];
@@ -579,8 +585,25 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
     s->errors = 0;
     if (used == 0)
       used = n;
+    json_text_scan_feed (&s->scan, buf, used);
     buf += used;
     len -= used;
+
+    /* A complete value that json-c took and QEMU would not (a duplicate
+     * key, a comment, a trailing comma): refused whole, nothing to
+     * resynchronise.
+     */
+    if ((bad = json_text_scan_finish (&s->scan, obj)) != NULL) {
+      char msg[64];
+
+      snprintf (msg, sizeof msg, "JSON parse error, %s", bad);
+      json_text_scan_init (&s->scan);
+      json_object_put (obj);
+      if (send_error (s, NULL, QMP_GENERIC_ERROR, msg) == -1)
+        return -1;
+      continue;
+    }
+    json_text_scan_init (&s->scan);
 
     if (handle_message (s, obj) == -1) {
       json_object_put (obj);

@@ -53,6 +53,7 @@
 #include "bitmap-store.h"
 #include "hbitmap.h"
 #include "intent.h"
+#include "json-text.h"
 #include "qbm.h"
 #include "utils.h"
 
@@ -522,51 +523,16 @@ get_bool (json_object *o, const char *key, bool def, bool *ret)
   return 0;
 }
 
-/* Keys in O and everything below it. */
-static size_t
-count_keys (json_object *o)
-{
-  size_t n = 0, i;
-
-  if (json_object_is_type (o, json_type_object)) {
-    json_object_object_foreach (o, key, v) {
-      (void) key;
-      n += 1 + count_keys (v);
-    }
-  }
-  else if (json_object_is_type (o, json_type_array))
-    for (i = 0; i < json_object_array_length (o); i++)
-      n += count_keys (json_object_array_get_idx (o, i));
-  return n;
-}
-
-/* JSON lets an object name a key twice, and json-c keeps the last: a
- * descriptor with two entries for one bitmap (or two of any key) is
- * ambiguous, and a reader must not pick one silently.  In the text every
- * key is followed by the one ':' outside strings (the strict parser
- * takes no comments; json-c also takes '...' strings), so it has a
- * duplicate exactly when it holds more of them than the parsed objects
- * hold keys.
- */
 static bool
 has_duplicate_keys (json_object *root, const char *text, size_t len)
 {
-  size_t i, colons = 0;
-  char quote = 0;
+  struct json_text_scan scan;
+  const char *err;
 
-  for (i = 0; i < len; i++) {
-    if (quote) {
-      if (text[i] == '\\')
-        i++;
-      else if (text[i] == quote)
-        quote = 0;
-    }
-    else if (text[i] == '"' || text[i] == '\'')
-      quote = text[i];
-    else if (text[i] == ':')
-      colons++;
-  }
-  return colons != count_keys (root);
+  json_text_scan_init (&scan);
+  json_text_scan_feed (&scan, text, len);
+  err = json_text_scan_finish (&scan, root);
+  return err != NULL && strcmp (err, "duplicate key") == 0;
 }
 
 #define BAD(...) do { qbm_error (EINVAL, __VA_ARGS__); goto err; } while (0)
@@ -600,6 +566,10 @@ parse_descriptor (struct qbm *q, const char *text, size_t len, bool check_image)
            root ? "trailing garbage" : json_tokener_error_desc (jerr));
     }
   }
+  /* JSON lets an object name a key twice, and json-c keeps the last: a
+   * descriptor with two entries for one bitmap (or two of any key) is
+   * ambiguous, and a reader must not pick one silently.
+   */
   if (has_duplicate_keys (root, text, len))
     BAD ("%s: the QBM descriptor is ambiguous: an object in it has the "
          "same key twice", p);

@@ -31,12 +31,15 @@
 # OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
 
 """Input that is not JSON as QMP wants it, against both daemons: invalid
-UTF-8, NaN and Infinity, a command name with a NUL character.  Each gets
-a JSON parse error or CommandNotFound, nothing changes, and every answer
-is strict JSON in UTF-8 (nbdcbt used to create a bitmap named "\\xff",
-making every later query's answer invalid UTF-8, to echo an "id" of NaN
-as NaN, and to run "quit\\u0000" as quit).  After a parse error, the
-commands that follow on the same line run, as in QEMU."""
+UTF-8, NaN and Infinity, a command name with a NUL character, and what
+json-c's lenient parser takes and QEMU's does not (a key named twice,
+trailing commas, comments, True, leading zeros).  Each gets a JSON parse
+error or CommandNotFound, nothing changes, and every answer is strict
+JSON in UTF-8 (nbdcbt used to create a bitmap named "\\xff", making every
+later query's answer invalid UTF-8, to echo an "id" of NaN as NaN, to
+run "quit\\u0000" as quit, and to act on the last of two "name" keys).
+After a parse error, the commands that follow on the same line run, as
+in QEMU."""
 
 import json
 
@@ -90,6 +93,39 @@ BAD_JSON = [
     b'{"execute": "block-dirty-bitmap-add", "arguments": '
     b'{"node": "%s", "name": "n", "granularity": Infinity}}'
     % NODE.encode(),
+    # What json-c's lenient parser takes and QEMU refuses: an object
+    # naming a key twice (json-c kept the last, so the first add made a
+    # bitmap "d2"), a trailing comma, a comment, a literal not in lower
+    # case, a number with a leading zero.
+    b'{"execute": "block-dirty-bitmap-add", "arguments": '
+    b'{"node": "%s", "name": "d1", "name": "d2"}}' % NODE.encode(),
+    b"{'execute': 'block-dirty-bitmap-add', 'arguments': "
+    b"{'node': '%s', 'name': 'd3', \"name\": \"d4\"}}" % NODE.encode(),
+    b'{"execute": "query-version", "id": {"a": 1, "b": {"a": 1, "a": 2}}}',
+    b'{"execute": "query-version", "execute": "query-version"}',
+    b'{"execute": "block-dirty-bitmap-add", "arguments": '
+    b'{"node": "%s", "name": "d5",}}' % NODE.encode(),
+    b'{"execute": "query-version", "id": [1, 2,]}',
+    b'{"execute": "block-dirty-bitmap-add", "arguments": '
+    b'{"node": "%s", "name": "d6"} /* c */}' % NODE.encode(),
+    b'{"execute": "block-dirty-bitmap-add", "arguments": '
+    b'{"node": "%s", "name": "d7", "disabled": True}}' % NODE.encode(),
+    b'{"execute": "query-version", "id": NULL}',
+    b'{"execute": "block-dirty-bitmap-add", "arguments": '
+    b'{"node": "%s", "name": "d8", "granularity": 065536}}'
+    % NODE.encode(),
+    b'{"execute": "query-version", "id": -01}',
+]
+
+# Strings that hold what the checks above look for outside strings.
+GOOD_JSON = [
+    (b'{"execute": "query-version", "id": "a:b/c,} /* x */ True 01"}',
+     "a:b/c,} /* x */ True 01"),
+    (b"{'execute': 'query-version', 'id': 'key: \"q\", ] \\\\'}",
+     'key: "q", ] \\'),
+    (b'{"execute": "query-version", "id": [0, -0.5, 10, 1e5, 2.0E-3, '
+     b'true, false, null, {"a": {"b": []}}]}',
+     [0, -0.5, 10, 1e5, 2.0E-3, True, False, None, {"a": {"b": []}}]),
 ]
 
 NOT_FOUND = [
@@ -139,6 +175,11 @@ def run(d):
             assert r["error"]["desc"].startswith("JSON parse error"), (m, r)
             assert "id" not in r, (m, r)
         out.append((m.decode(errors="replace"), "JSON parse error"))
+    for m, ident in GOOD_JSON:
+        rs = answers(q, m)
+        assert len(rs) == 1 and "return" in rs[0], (m, rs)
+        assert rs[0]["id"] == ident, (m, rs[0]["id"], ident)
+        out.append((m.decode(), "return"))
     for m in NOT_FOUND:
         rs = answers(q, m)
         assert len(rs) == 1, (m, rs)

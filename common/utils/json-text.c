@@ -1,0 +1,189 @@
+/* nbdcbt
+ * Copyright (C) 2026 the nbdcbt authors
+ * All rights reserved.
+ *
+ * Redistribution and use in source and binary forms, with or without
+ * modification, are permitted provided that the following conditions are
+ * met:
+ *
+ * * Redistributions of source code must retain the above copyright
+ * notice, this list of conditions and the following disclaimer.
+ *
+ * * Redistributions in binary form must reproduce the above copyright
+ * notice, this list of conditions and the following disclaimer in the
+ * documentation and/or other materials provided with the distribution.
+ *
+ * * Neither the name of the nbdcbt authors nor the names of its
+ * contributors may be used to endorse or promote products derived from
+ * this software without specific prior written permission.
+ *
+ * THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS
+ * "AS IS" AND ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT
+ * LIMITED TO, THE IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A
+ * PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT
+ * HOLDER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL,
+ * SPECIAL, EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT
+ * LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR SERVICES; LOSS OF USE,
+ * DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER CAUSED AND ON ANY
+ * THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR TORT
+ * (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE
+ * OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+ */
+
+#include <config.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "json-text.h"
+
+void
+json_text_scan_init (struct json_text_scan *s)
+{
+  memset (s, 0, sizeof *s);
+}
+
+static void
+fail (struct json_text_scan *s, const char *msg)
+{
+  if (s->error == NULL)
+    s->error = msg;
+}
+
+static void
+stray (struct json_text_scan *s, const char *token)
+{
+  if (s->error == NULL) {
+    snprintf (s->stray, sizeof s->stray, "stray '%.3s'", token);
+    s->error = s->stray;
+  }
+}
+
+/* The literal just read must be spelt as JSON spells it (json-c's lenient
+ * mode takes True, NULL...).
+ */
+static void
+end_word (struct json_text_scan *s)
+{
+  if (s->wordlen == 0)
+    return;
+  s->word[s->wordlen < sizeof s->word ? s->wordlen : sizeof s->word - 1] = 0;
+  if (strcmp (s->word, "true") != 0 && strcmp (s->word, "false") != 0
+      && strcmp (s->word, "null") != 0) {
+    char first[2] = { s->word[0], 0 };
+
+    stray (s, first);
+  }
+  s->wordlen = 0;
+}
+
+static bool
+is_number_char (char c)
+{
+  return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E'
+    || c == '+' || c == '-';
+}
+
+void
+json_text_scan_feed (struct json_text_scan *s, const char *text, size_t len)
+{
+  size_t i;
+
+  for (i = 0; i < len; i++) {
+    char c = text[i];
+
+    if (s->quote) {
+      if (s->escape)
+        s->escape = false;
+      else if (c == '\\')
+        s->escape = true;
+      else if (c == s->quote)
+        s->quote = 0;
+      continue;
+    }
+    if (s->in_number) {
+      if (is_number_char (c)) {
+        if (s->numlen < sizeof s->num - 1)
+          s->num[s->numlen++] = c;
+        if (c >= '0' && c <= '9' && !s->in_fraction) {
+          /* 01 is not a JSON number: QEMU refuses it, json-c reads 1. */
+          if (s->zero_first)
+            stray (s, s->num);
+          if (s->digits++ == 0 && c == '0')
+            s->zero_first = true;
+        }
+        else if (c == '.' || c == 'e' || c == 'E')
+          s->in_fraction = true;
+        continue;
+      }
+      s->in_number = false;
+    }
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+      if (s->wordlen < sizeof s->word - 1)
+        s->word[s->wordlen] = c;
+      s->wordlen++;
+      s->after_comma = false;
+      continue;
+    }
+    end_word (s);
+    switch (c) {
+    case ' ': case '\t': case '\n': case '\r':
+      continue;
+    case '/':
+      stray (s, "/");
+      continue;
+    case '}': case ']':
+      if (s->after_comma)
+        fail (s, "expecting value");
+      break;
+    case ':':
+      s->colons++;
+      break;
+    case '"': case '\'':
+      s->quote = c;
+      break;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+      s->in_number = true;
+      memset (s->num, 0, sizeof s->num);
+      s->num[0] = c;
+      s->numlen = 1;
+      s->zero_first = c == '0';
+      s->digits = c != '-';
+      s->in_fraction = false;
+      break;
+    }
+    s->after_comma = c == ',';
+  }
+}
+
+/* Keys in V and everything below it. */
+static size_t
+count_keys (json_object *v)
+{
+  size_t n = 0, i;
+
+  if (json_object_is_type (v, json_type_object)) {
+    json_object_object_foreach (v, key, val) {
+      (void) key;
+      n += 1 + count_keys (val);
+    }
+  }
+  else if (json_object_is_type (v, json_type_array))
+    for (i = 0; i < json_object_array_length (v); i++)
+      n += count_keys (json_object_array_get_idx (v, i));
+  return n;
+}
+
+const char *
+json_text_scan_finish (struct json_text_scan *s, json_object *value)
+{
+  end_word (s);
+  /* Every key in the text is followed by the one ':' outside strings:
+   * more of them than the parsed objects hold keys means that an object
+   * named a key twice.
+   */
+  if (s->error == NULL && s->colons != count_keys (value))
+    s->error = "duplicate key";
+  return s->error;
+}
