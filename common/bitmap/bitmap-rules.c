@@ -116,7 +116,7 @@ bitmap_new_name_error (const char *name)
   const char *msg = bitmap_name_error (name);
 
   if (msg == NULL && !bitmap_name_is_utf8 (name))
-    msg = "Bitmap name is not valid UTF-8";
+    msg = BITMAP_NAME_NOT_UTF8;
   return msg;
 }
 

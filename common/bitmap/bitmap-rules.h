@@ -65,6 +65,9 @@ extern const char *bitmap_name_error (const char *name);
  */
 extern const char *bitmap_new_name_error (const char *name);
 extern bool bitmap_name_is_utf8 (const char *name);
+
+/* The refusal of a new name that is not UTF-8, in every layer's message. */
+#define BITMAP_NAME_NOT_UTF8 "Bitmap name is not valid UTF-8"
 /* NAME for an error message, in BUF of LEN bytes (LEN >= 8): bytes that
  * are not UTF-8, control bytes and the backslash as \xNN (\\), cut with
  * "..." where it does not fit.  Returns BUF.

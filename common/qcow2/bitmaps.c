@@ -937,8 +937,7 @@ qcow2_bitmap_add (struct qcow2 *q, const char *name, uint64_t granularity,
    * usable.
    */
   if (!bitmap_name_is_utf8 (name))
-    return qcow2_error (EINVAL, "%s: Bitmap name is not valid UTF-8",
-                        q->filename);
+    return qcow2_error (EINVAL, "%s: " BITMAP_NAME_NOT_UTF8, q->filename);
   if (find (q, name))
     return qcow2_error (EEXIST, "%s: bitmap '%s' already exists",
                         q->filename, name);

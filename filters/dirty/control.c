@@ -232,7 +232,7 @@ svc_add (void *opaque, const char *node, const char *name,
    * caller (NBD needs the name as UTF-8).
    */
   if (!bitmap_name_is_utf8 (name) && !dirty_bitmaps_exists (set, name)) {
-    dirty_bitmap_error (errp, "Bitmap name is not valid UTF-8");
+    dirty_bitmap_error (errp, BITMAP_NAME_NOT_UTF8);
     return -1;
   }
   a = new_action (d, ADD, name, errp);
