@@ -294,6 +294,14 @@ extern char *now_iso8601 (void);
 
 /* SHA-256 of the whole file at FD as lowercase hex into HEX[65]. */
 extern int sha256_fd (int fd, char hex[65]);
+/* SHA-256 of what READ_PIECE returns from offset 0 on, up to its first 0
+ * (the end), as hex into HEX[65].  READ_PIECE returns the bytes it put
+ * in BUF (at most LEN), or -1 after printing an error.
+ */
+typedef ssize_t sha256_read_fn (void *opaque, char *buf, size_t len,
+                                uint64_t offset);
+extern int sha256_pieces (sha256_read_fn *read_piece, void *opaque,
+                          char hex[65]);
 /* SHA-256 of BUF into DIGEST. */
 extern void sum_data (const void *buf, size_t len,
                       unsigned char digest[SUM_SIZE]);

@@ -334,6 +334,23 @@ check_earlier_files (struct store *st, const struct manifest *m, char **why)
   return 0;
 }
 
+struct object_reader {
+  struct store *st;
+  const char *name;
+  uint64_t size;
+};
+
+static ssize_t
+read_object_piece (void *opaque, char *buf, size_t len, uint64_t offset)
+{
+  struct object_reader *r = opaque;
+  size_t n = r->size - offset < len ? r->size - offset : len;
+
+  if (n > 0 && store_pread (r->st, r->name, buf, n, offset) == -1)
+    return -1;
+  return n;
+}
+
 /* The SHA-256 of object NAME (SIZE bytes) as hex into HEX, read in
  * pieces: the list of a full backup of a large disk is hundreds of
  * megabytes.  Returns 0, or -1 after printing an error.
@@ -342,32 +359,9 @@ static int
 sha256_object (struct store *st, const char *name, uint64_t size,
                char hex[65])
 {
-  const size_t piece = 4 << 20;
-  CLEANUP_FREE char *buf = malloc (piece);
-  unsigned char digest[32];
-  gnutls_hash_hd_t hd;
-  uint64_t off;
+  struct object_reader r = { .st = st, .name = name, .size = size };
 
-  if (buf == NULL) {
-    error_errno ("malloc");
-    return -1;
-  }
-  if (gnutls_hash_init (&hd, GNUTLS_DIG_SHA256) < 0) {
-    error ("gnutls_hash_init failed");
-    return -1;
-  }
-  for (off = 0; off < size; off += piece) {
-    size_t n = size - off < piece ? size - off : piece;
-
-    if (store_pread (st, name, buf, n, off) == -1) {
-      gnutls_hash_deinit (hd, NULL);
-      return -1;
-    }
-    gnutls_hash (hd, buf, n);
-  }
-  gnutls_hash_deinit (hd, digest);
-  hex_bytes (digest, sizeof digest, hex);
-  return 0;
+  return sha256_pieces (read_object_piece, &r, hex);
 }
 
 /* The checksum lists: without one, verify fails and restore refuses

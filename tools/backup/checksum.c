@@ -45,6 +45,7 @@
 #include <gnutls/crypto.h>
 
 #include "backup.h"
+#include "cleanup.h"
 
 #if defined (__x86_64__) && defined (__GNUC__)
 #include <nmmintrin.h>
@@ -304,32 +305,27 @@ is_zero (const void *buf, size_t len)
 }
 
 int
-sha256_fd (int fd, char hex[65])
+sha256_pieces (sha256_read_fn *read_piece, void *opaque, char hex[65])
 {
   const size_t bufsize = 4 * 1024 * 1024;
   gnutls_hash_hd_t hd;
   unsigned char digest[32];
-  char *buf;
-  off_t offset = 0;
+  CLEANUP_FREE char *buf = malloc (bufsize);
+  uint64_t offset = 0;
 
-  buf = malloc (bufsize);
   if (buf == NULL) {
     error_errno ("malloc");
     return -1;
   }
   if (gnutls_hash_init (&hd, GNUTLS_DIG_SHA256) < 0) {
     error ("gnutls: SHA-256 is not available");
-    free (buf);
     return -1;
   }
   for (;;) {
-    ssize_t n = pread (fd, buf, bufsize, offset);
+    ssize_t n = read_piece (opaque, buf, bufsize, offset);
+
     if (n == -1) {
-      if (errno == EINTR)
-        continue;
-      error_errno ("read");
       gnutls_hash_deinit (hd, NULL);
-      free (buf);
       return -1;
     }
     if (n == 0)
@@ -338,7 +334,25 @@ sha256_fd (int fd, char hex[65])
     offset += n;
   }
   gnutls_hash_deinit (hd, digest);
-  free (buf);
   hex_digest (digest, hex);
   return 0;
+}
+
+static ssize_t
+read_fd_piece (void *opaque, char *buf, size_t len, uint64_t offset)
+{
+  int fd = *(int *) opaque;
+  ssize_t n;
+
+  while ((n = pread (fd, buf, len, offset)) == -1 && errno == EINTR)
+    ;
+  if (n == -1)
+    error_errno ("read");
+  return n;
+}
+
+int
+sha256_fd (int fd, char hex[65])
+{
+  return sha256_pieces (read_fd_piece, &fd, hex);
 }
