@@ -154,6 +154,9 @@ transport_init (struct transport *t, int sockin, int sockout, bool is_socket)
   t->is_socket = is_socket;
   pthread_mutex_init (&t->read_lock, NULL);
   pthread_mutex_init (&t->write_lock, NULL);
+  pthread_mutex_init (&t->defer_lock, NULL);
+  t->defer_buf = t->defer_space[0];
+  t->defer_out = t->defer_space[1];
   set_socket_timeout (t, SO_SNDTIMEO, SEND_TIMEOUT);
 }
 
@@ -201,6 +204,7 @@ transport_free (struct transport *t)
   t->priv = NULL;
   pthread_mutex_destroy (&t->read_lock);
   pthread_mutex_destroy (&t->write_lock);
+  pthread_mutex_destroy (&t->defer_lock);
 }
 
 void
@@ -430,17 +434,107 @@ conn_fill_nowait (struct connection *conn)
   return r;
 }
 
-/* One reply (or handshake message) at a time. */
-int
-conn_sendv (struct connection *conn, struct iovec *iov, int n)
+/* Under WRITE_LOCK. */
+static int
+send_locked (struct transport *t, struct iovec *iov, int n)
 {
-  struct transport *t = &conn->transport;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&t->write_lock);
   int r;
 
   __atomic_store_n (&t->send_progress, now_ms (), __ATOMIC_RELAXED);
   r = t->ops->sendv (t, iov, n);
   __atomic_store_n (&t->send_progress, 0, __ATOMIC_RELAXED);
+  return r;
+}
+
+/* Queue a copy of the LEN bytes of IOV for the write lock's holder;
+ * false if the queue has no room.
+ */
+static bool
+defer_reply (struct transport *t, const struct iovec *iov, int n, size_t len)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&t->defer_lock);
+  int i;
+
+  if (t->defer_len + len > DEFER_BUFFER)
+    return false;
+  for (i = 0; i < n; i++) {
+    memcpy (t->defer_buf + t->defer_len, iov[i].iov_base, iov[i].iov_len);
+    t->defer_len += iov[i].iov_len;
+  }
+  return true;
+}
+
+static bool
+have_deferred (struct transport *t)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&t->defer_lock);
+
+  return t->defer_len > 0;
+}
+
+/* Under WRITE_LOCK: send what was queued, in one call. */
+static int
+send_deferred (struct transport *t)
+{
+  struct iovec iov;
+
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&t->defer_lock);
+    char *out = t->defer_out;
+
+    if (t->defer_len == 0)
+      return 0;
+    iov.iov_base = t->defer_out = t->defer_buf;
+    iov.iov_len = t->defer_len;
+    t->defer_buf = out;
+    t->defer_len = 0;
+  }
+  return send_locked (t, &iov, 1);
+}
+
+/* One message at a time on the wire (a reply, or a handshake message).
+ * A small reply (an acknowledgement, an error) that finds another being
+ * sent does not wait for the lock: it is queued, and the lock's holder
+ * sends it before letting go.  With many requests in flight this saves
+ * the futex sleep and wake-up of each collision and sends several
+ * replies in one system call.  A failure to send a queued reply is the
+ * holder's to report; the connection is finished either way.
+ */
+int
+conn_sendv (struct connection *conn, struct iovec *iov, int n)
+{
+  struct transport *t = &conn->transport;
+  size_t len = 0;
+  int i, r = 0;
+
+  for (i = 0; i < n; i++)
+    len += iov[i].iov_len;
+  if (len > DEFER_REPLY_MAX)
+    pthread_mutex_lock (&t->write_lock);
+  else if (pthread_mutex_trylock (&t->write_lock) != 0) {
+    if (!defer_reply (t, iov, n, len))
+      pthread_mutex_lock (&t->write_lock);
+    /* The holder sends it, unless it let go in the meantime. */
+    else if (pthread_mutex_trylock (&t->write_lock) != 0)
+      return 0;
+    else
+      goto drain;
+  }
+  r = send_locked (t, iov, n);
+ drain:
+  for (;;) {
+    if (send_deferred (t) == -1)
+      r = -1;
+    pthread_mutex_unlock (&t->write_lock);
+    /* A reply queued after the last look, by a sender whose trylock
+     * failed while this thread held the lock, is this thread's to send:
+     * the queue is looked at after the unlock, under DEFER_LOCK, so
+     * either this look sees it or that sender's trylock sees the lock
+     * free.
+     */
+    if (!have_deferred (t) || pthread_mutex_trylock (&t->write_lock) != 0)
+      break;
+  }
   return r;
 }
 

@@ -83,6 +83,8 @@
 
 #define RECV_BUFFER (16 * 1024)     /* input buffer of a connection */
 #define RECV_DIRECT_MIN (8 * 1024)  /* larger reads bypass it */
+#define DEFER_REPLY_MAX 256         /* replies up to this size may wait */
+#define DEFER_BUFFER 4096           /* ... in a queue of this size */
 
 struct transport;
 
@@ -111,6 +113,14 @@ struct transport {
    */
   pthread_mutex_t read_lock;
   pthread_mutex_t write_lock;
+  /* Small replies whose sender found WRITE_LOCK taken: copied here
+   * (under DEFER_LOCK) for the lock's holder to send after its own, all
+   * in one call.  DEFER_OUT is the holder's (under WRITE_LOCK).
+   */
+  pthread_mutex_t defer_lock;
+  size_t defer_len;
+  char *defer_buf, *defer_out;
+  char defer_space[2][DEFER_BUFFER];
   /* Input buffer of the transmission phase, under read_lock.  RFILL,
    * when not 0, limits how much one read into it may take.
    */
