@@ -80,8 +80,20 @@ end_word (struct json_text_scan *s)
 static bool
 is_number_char (char c)
 {
-  return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E'
-    || c == '+' || c == '-';
+  return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+'
+         || c == '-';
+}
+
+static void
+start_number (struct json_text_scan *s, char c)
+{
+  s->in_number = true;
+  memset (s->num, 0, sizeof s->num);
+  s->num[0] = c;
+  s->numlen = 1;
+  s->zero_first = c == '0';
+  s->digits = c != '-';
+  s->in_fraction = false;
 }
 
 void
@@ -127,30 +139,29 @@ json_text_scan_feed (struct json_text_scan *s, const char *text, size_t len)
     }
     end_word (s);
     switch (c) {
-    case ' ': case '\t': case '\n': case '\r':
+    case ' ':
+    case '\t':
+    case '\n':
+    case '\r':
       continue;
     case '/':
       stray (s, "/");
       continue;
-    case '}': case ']':
+    case '}':
+    case ']':
       if (s->after_comma)
         fail (s, "expecting value");
       break;
     case ':':
       s->colons++;
       break;
-    case '"': case '\'':
+    case '"':
+    case '\'':
       s->quote = c;
       break;
-    case '-': case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
-      s->in_number = true;
-      memset (s->num, 0, sizeof s->num);
-      s->num[0] = c;
-      s->numlen = 1;
-      s->zero_first = c == '0';
-      s->digits = c != '-';
-      s->in_fraction = false;
+    default:
+      if (c == '-' || (c >= '0' && c <= '9'))
+        start_number (s, c);
       break;
     }
     s->after_comma = c == ',';
@@ -164,7 +175,8 @@ count_keys (json_object *v)
   size_t n = 0, i;
 
   if (json_object_is_type (v, json_type_object)) {
-    json_object_object_foreach (v, key, val) {
+    json_object_object_foreach (v, key, val)
+    {
       (void) key;
       n += 1 + count_keys (val);
     }

@@ -48,27 +48,27 @@
 #include <json-c/json.h>
 
 struct json_text_scan {
-  const char *error;    /* the first problem found, or NULL */
-  size_t colons;        /* ':' outside strings: one per key */
-  char quote;           /* inside a string: its quote character */
-  bool escape;          /* inside a string, after a backslash */
-  bool after_comma;     /* the last character that counts was ',' */
+  const char *error; /* the first problem found, or NULL */
+  size_t colons; /* ':' outside strings: one per key */
+  char quote; /* inside a string: its quote character */
+  bool escape; /* inside a string, after a backslash */
+  bool after_comma; /* the last character that counts was ',' */
   bool in_number;
-  bool zero_first;      /* the number's first digit is 0 */
-  unsigned digits;      /* digits of the number's integer part so far */
-  bool in_fraction;     /* after the number's '.', 'e' or 'E' */
-  char num[4];          /* the number's first characters */
+  bool zero_first; /* the number's first digit is 0 */
+  unsigned digits; /* digits of the number's integer part so far */
+  bool in_fraction; /* after the number's '.', 'e' or 'E' */
+  char num[4]; /* the number's first characters */
   unsigned numlen;
-  char word[6];         /* a literal (true, false, null) being read */
+  char word[6]; /* a literal (true, false, null) being read */
   unsigned wordlen;
-  char stray[16];       /* storage for the "stray '...'" message */
+  char stray[16]; /* storage for the "stray '...'" message */
 };
 
 extern void json_text_scan_init (struct json_text_scan *s);
 
 /* Scan LEN more bytes of the value's text. */
-extern void json_text_scan_feed (struct json_text_scan *s,
-                                 const char *text, size_t len);
+extern void json_text_scan_feed (struct json_text_scan *s, const char *text,
+                                 size_t len);
 
 /* The value json-c returned for the text scanned: NULL if the text is
  * JSON as QEMU reads it ('...' strings allowed), else what is wrong in
