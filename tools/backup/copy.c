@@ -50,6 +50,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "backup.h"
@@ -139,6 +140,8 @@ worker_run (void *opaque)
   struct slot *slots = NULL;
   struct summer *summer = NULL;
   int nslots = opts.requests, i, in_flight = 0;
+  char *bufs = NULL;
+  size_t bufsize = 0;
 
   if (e->sum_params && (summer = summer_new (e->sum_params)) == NULL)
     goto fail;
@@ -178,14 +181,25 @@ worker_run (void *opaque)
     error_errno ("calloc");
     goto fail;
   }
-  for (i = 0; i < nslots; ++i) {
-    if (posix_memalign ((void **) &slots[i].buf, 4096,
-                        opts.request_size) != 0) {
-      error ("out of memory for %d buffers of %" PRIu32 " bytes",
-             nslots, opts.request_size);
-      goto fail;
-    }
+  /* One mapping for every buffer, in huge pages where the kernel has
+   * them: each 4 KiB page touched for the first time is a page fault,
+   * and a backup's buffers are touched a few times only when it is a
+   * small one (16 MiB of them for 41 MiB of changes: 4,096 faults).
+   */
+  bufsize = (size_t) nslots * opts.request_size;
+  bufs = mmap (NULL, bufsize, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (bufs == MAP_FAILED) {
+    bufs = NULL;
+    error ("out of memory for %d buffers of %" PRIu32 " bytes",
+           nslots, opts.request_size);
+    goto fail;
   }
+#ifdef MADV_HUGEPAGE
+  madvise (bufs, bufsize, MADV_HUGEPAGE);
+#endif
+  for (i = 0; i < nslots; ++i)
+    slots[i].buf = bufs + (size_t) i * opts.request_size;
 
   for (;;) {
     /* Fill the free slots. */
@@ -242,11 +256,9 @@ worker_run (void *opaque)
   }
   if (h && h != e->first)
     nbd_close (h);
-  if (slots) {
-    for (i = 0; i < nslots; ++i)
-      free (slots[i].buf);
-    free (slots);
-  }
+  if (bufs)
+    munmap (bufs, bufsize);
+  free (slots);
   summer_free (summer);
   e->finished_threads++;
   return NULL;
