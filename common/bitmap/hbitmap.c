@@ -75,7 +75,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
@@ -83,11 +82,11 @@
 #include "bitmap-rules.h"
 #include "byte-order.h"
 #include "hbitmap.h"
+#include "huge-pages.h"
 #include "rounding.h"
 
 #define MAX_LEVELS 12           /* 2^64 bits need 11 levels */
 #define NONE UINT64_MAX
-#define HUGE_PAGE_SIZE (UINT64_C (2) << 20)
 #define LEVEL0_MAPPED (UINT64_C (1) << 20)
 
 struct hbitmap {
@@ -148,45 +147,23 @@ compute_geometry (uint64_t nbits, uint64_t nwords[MAX_LEVELS])
 static uint64_t *
 alloc_level0 (uint64_t nwords, size_t *mapped)
 {
-  uint64_t bytes = nwords * sizeof (uint64_t), len;
-  uintptr_t start, aligned;
-  void *p;
+  uint64_t bytes = nwords * sizeof (uint64_t);
 
   *mapped = 0;
   if (bytes < LEVEL0_MAPPED)
     return calloc (nwords, sizeof (uint64_t));
-  /* Whole huge pages on a huge page boundary: map one more and trim. */
-  len = (bytes + HUGE_PAGE_SIZE - 1) & ~(HUGE_PAGE_SIZE - 1);
-  if (len > SIZE_MAX - HUGE_PAGE_SIZE) {
+  if ((size_t) bytes != bytes) {
     errno = ENOMEM;
     return NULL;
   }
-  p = mmap (NULL, len + HUGE_PAGE_SIZE, PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  start = (uintptr_t) p;
-  aligned = (start + HUGE_PAGE_SIZE - 1) & ~(uintptr_t) (HUGE_PAGE_SIZE - 1);
-  if (aligned > start)
-    munmap (p, aligned - start);
-  if (aligned + len < start + len + HUGE_PAGE_SIZE)
-    munmap ((void *) (aligned + len),
-            start + len + HUGE_PAGE_SIZE - (aligned + len));
-#ifdef MADV_HUGEPAGE
-  /* Only advice: without transparent huge pages this is 4 KiB pages. */
-  madvise ((void *) aligned, len, MADV_HUGEPAGE);
-#endif
-  *mapped = len;
-  return (uint64_t *) aligned;
+  return huge_pages_alloc (bytes, mapped);
 }
 
 static void
 free_level0 (uint64_t *words, size_t mapped)
 {
   if (mapped)
-    munmap (words, mapped);
+    huge_pages_free (words, mapped);
   else
     free (words);
 }

@@ -527,12 +527,10 @@ static bool
 has_duplicate_keys (json_object *root, const char *text, size_t len)
 {
   struct json_text_scan scan;
-  const char *err;
 
   json_text_scan_init (&scan);
   json_text_scan_feed (&scan, text, len);
-  err = json_text_scan_finish (&scan, root);
-  return err != NULL && strcmp (err, "duplicate key") == 0;
+  return json_text_duplicate_keys (&scan, root);
 }
 
 #define BAD(...) do { qbm_error (EINVAL, __VA_ARGS__); goto err; } while (0)

@@ -187,15 +187,21 @@ count_keys (json_object *v)
   return n;
 }
 
+/* Every key in the text is followed by the one ':' outside strings: more
+ * of them than the parsed objects hold keys means that an object named a
+ * key twice.
+ */
+bool
+json_text_duplicate_keys (const struct json_text_scan *s, json_object *value)
+{
+  return s->colons != count_keys (value);
+}
+
 const char *
 json_text_scan_finish (struct json_text_scan *s, json_object *value)
 {
   end_word (s);
-  /* Every key in the text is followed by the one ':' outside strings:
-   * more of them than the parsed objects hold keys means that an object
-   * named a key twice.
-   */
-  if (s->error == NULL && s->colons != count_keys (value))
+  if (s->error == NULL && json_text_duplicate_keys (s, value))
     s->error = "duplicate key";
   return s->error;
 }

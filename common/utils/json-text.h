@@ -78,4 +78,10 @@ extern void json_text_scan_feed (struct json_text_scan *s, const char *text,
 extern const char *json_text_scan_finish (struct json_text_scan *s,
                                           json_object *value);
 
+/* Whether an object in VALUE named a key twice, from the text scanned
+ * (json_text_scan_finish checks this too).
+ */
+extern bool json_text_duplicate_keys (const struct json_text_scan *s,
+                                      json_object *value);
+
 #endif /* NBDCBT_JSON_TEXT_H */

@@ -50,10 +50,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "backup.h"
+#include "huge-pages.h"
 
 /* The read requests are the records of what was written for them
  * (kind SUM_NONE until stored): with the zero extents added this array
@@ -186,18 +186,12 @@ worker_run (void *opaque)
    * and a backup's buffers are touched a few times only when it is a
    * small one (16 MiB of them for 41 MiB of changes: 4,096 faults).
    */
-  bufsize = (size_t) nslots * opts.request_size;
-  bufs = mmap (NULL, bufsize, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (bufs == MAP_FAILED) {
-    bufs = NULL;
+  bufs = huge_pages_alloc ((size_t) nslots * opts.request_size, &bufsize);
+  if (bufs == NULL) {
     error ("out of memory for %d buffers of %" PRIu32 " bytes",
            nslots, opts.request_size);
     goto fail;
   }
-#ifdef MADV_HUGEPAGE
-  madvise (bufs, bufsize, MADV_HUGEPAGE);
-#endif
   for (i = 0; i < nslots; ++i)
     slots[i].buf = bufs + (size_t) i * opts.request_size;
 
@@ -256,8 +250,7 @@ worker_run (void *opaque)
   }
   if (h && h != e->first)
     nbd_close (h);
-  if (bufs)
-    munmap (bufs, bufsize);
+  huge_pages_free (bufs, bufsize);
   free (slots);
   summer_free (summer);
   e->finished_threads++;
