@@ -458,6 +458,8 @@ struct connection {
     bool in_handshake;          /* may be evicted at the limit */
     bool evicted;
   } list;
+  /* connections.c: waiting for an idle thread, under its lock. */
+  struct connection *handoff_next;
 };
 extern __thread struct connection *current_conn;
 extern void accept_connection (int fd, bool is_socket, int outfd);

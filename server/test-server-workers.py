@@ -33,9 +33,12 @@
 """Worker threads follow the client's queue depth: a client that waits
 for each reply is served by the connection's one thread (no worker
 started, every answer right); a client with many requests in flight gets
-more workers, never more than -t; they are all joined when it leaves; and
-a request sent while the previous one is still being served (the client
-turned from one request at a time to pipelining) is answered too."""
+more workers, never more than -t; they are all joined when it leaves; a
+request sent while the previous one is still being served (the client
+turned from one request at a time to pipelining) is answered too.  A
+connection's thread outlives its connection to serve the next one: many
+short connections reuse it, at most 8 such threads wait, and the server
+still stops at once with them waiting."""
 import os
 import time
 
@@ -48,6 +51,10 @@ SIZE = 64 * 1024 * 1024
 
 def tasks(pid):
     return len(os.listdir("/proc/%d/task" % pid))
+
+
+def tids(pid):
+    return set(int(t) for t in os.listdir("/proc/%d/task" % pid))
 
 
 def wait_tasks(pid, want, timeout=10):
@@ -113,14 +120,41 @@ with Server.nbdcbt(["-t", str(THREADS), "memory", "size=%d" % SIZE]) as srv:
     assert b2.to_bytearray() == bytes([9]) * 512
 
     h.shutdown()
-    n = wait_tasks(pid, base)
-    assert n == base, "after disconnect: %d threads, want %d" % (n, base)
+    # The workers are joined; the connection's own thread stays, idle.
+    n = wait_tasks(pid, base + 1)
+    assert n == base + 1, \
+        "after disconnect: %d threads, want %d" % (n, base + 1)
+    idle = tids(pid)
 
-    # Many short connections: nothing accumulates.
+    # Many short connections, one after another: the idle thread serves
+    # each of them, no thread is created.  (The pause lets the thread
+    # finish closing the last connection: a client that comes back
+    # sooner than that gets a new thread.)
     for i in range(20):
+        time.sleep(0.05)
         h = srv.connect()
         assert h.pread(512, 5 * 1024 * 1024) == bytes([5]) * 512
+        assert tids(pid) == idle, "connection %d started a thread" % i
         h.shutdown()
-    n = wait_tasks(pid, base)
-    assert n == base, "after 20 connections: %d threads" % n
+    n = wait_tasks(pid, base + 1)
+    assert n == base + 1, "after 20 connections: %d threads" % n
+
+    # Twelve at once need twelve threads; when they leave, 8 stay idle
+    # and the rest exit.
+    hs = [srv.connect() for _ in range(12)]
+    for i, h in enumerate(hs):
+        assert h.pread(512, 5 * 1024 * 1024) == bytes([5]) * 512, i
+    n = tasks(pid)
+    assert n == base + 12, "12 connections: %d threads" % (n - base)
+    for h in hs:
+        h.shutdown()
+    n = wait_tasks(pid, base + 8)
+    assert n == base + 8, "after 12 connections: %d idle threads" % (n - base)
+
+    # Stopping with 8 idle threads is as quick as without.
+    t0 = time.monotonic()
+    rc = srv.stop()
+    took = time.monotonic() - t0
+    assert rc == 0, "exit status %d" % rc
+    assert took < 5, "stop with idle threads took %.1f s" % took
 print("ok")
