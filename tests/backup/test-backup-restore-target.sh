@@ -33,8 +33,10 @@
 # restore refuses to write over a file of the chain it restores (raw or
 # -O qcow2, under its own name or through a hard or symbolic link):
 # before, it truncated the file it was about to read, reported success
-# and left the chain damaged.  A new file in the chain's directory is
-# fine.  A raw target that is not a file or a block device is refused
+# and left the chain damaged.  Nor over a file of another chain of the
+# same directory: the archive a new full backup moves the old chain
+# into (DIR/chain-UUID/), or, restoring from that archive, the current
+# chain.  A new file in the chain's directory is fine.  A raw target that is not a file or a block device is refused
 # clearly (a FIFO hung, /dev/null was "smaller than the disk").
 source "$top_srcdir/tests/functions.sh" || exit 99
 source "$srcdir/backup-functions.sh"
@@ -74,3 +76,36 @@ expect_error "/dev/null: not a regular file or a block device" \
 
 $BACKUP restore "$dir" -o "$dir/restored.raw" -q
 qemu-img compare -q -f raw -F qcow2 "$dir/restored.raw" "$img"
+
+# A new full backup moves the chain into DIR/chain-UUID/.  Neither
+# chain may be restored over a file of the other.
+cp "$img" "$tmpdir/as-of-1.qcow2"
+serve_qemu "$img" -B b0
+qemu-io -f raw -c 'write -P 0x66 1M 1M' "$uri" >/dev/null
+$BACKUP full "$uri" -o "$dir" --bitmap b0 -q
+stop_qemu
+old=$(echo "$dir"/chain-*)
+test -f "$old/manifest.json" || { echo "no archived chain in $dir"; exit 1; }
+(cd "$dir" && md5sum backup-* manifest.json) > "$tmpdir/new.before"
+(cd "$old" && md5sum *) > "$tmpdir/old.before"
+for target in "$old/backup-0000.qcow2" "$old/manifest.json" \
+              "$old//backup-0001.sums"; do
+  expect_error "is a file of another backup chain in" \
+    $BACKUP restore "$dir" -o "$target"
+done
+for from in "$old" "$old/"; do
+  for target in "$dir/backup-0000.qcow2" "$dir/manifest.json"; do
+    expect_error "is a file of another backup chain in" \
+      $BACKUP restore "$from" -o "$target" -O qcow2
+  done
+done
+(cd "$dir" && md5sum -c --quiet "$tmpdir/new.before")
+(cd "$old" && md5sum -c --quiet "$tmpdir/old.before")
+$BACKUP verify -q "$dir"
+$BACKUP verify -q "$old"
+
+# Both still restore, to files of their own.
+$BACKUP restore "$old" -o "$tmpdir/old.raw" -q
+qemu-img compare -q -f raw -F qcow2 "$tmpdir/old.raw" "$tmpdir/as-of-1.qcow2"
+$BACKUP restore "$dir" -o "$tmpdir/new.raw" -q
+qemu-img compare -q -f raw -F qcow2 "$tmpdir/new.raw" "$img"

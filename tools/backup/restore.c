@@ -35,6 +35,7 @@
  */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -61,20 +62,88 @@ is_uri (const char *s)
     strncmp (s, "nbd+vsock://", 12) == 0;
 }
 
+/* The path of a regular file in directory DIR that is the file T
+ * stats as (under any name), or NULL.
+ */
+static char *
+same_file_in_dir (const char *dir, const struct stat *t)
+{
+  DIR *d = opendir (dir);
+  struct dirent *ent;
+  char *found = NULL;
+
+  if (d == NULL)
+    return NULL;
+  while (found == NULL && (ent = readdir (d)) != NULL) {
+    struct stat f;
+
+    if (fstatat (dirfd (d), ent->d_name, &f, 0) == 0 && S_ISREG (f.st_mode)
+        && f.st_dev == t->st_dev && f.st_ino == t->st_ino)
+      found = dir_file (dir, ent->d_name);
+  }
+  closedir (d);
+  return found;
+}
+
+static bool
+same_dir (const char *a, const struct stat *b)
+{
+  struct stat s;
+
+  return stat (a, &s) == 0 && s.st_dev == b->st_dev && s.st_ino == b->st_ino;
+}
+
+/* Is TARGET (a local path) a file of another chain of the same backup
+ * directory: an archived one (DIR/chain-UUID/, where a new full backup
+ * moves the chain before it), or, when restoring an archived chain, the
+ * current one and its other archives?  ROOT is the backup directory,
+ * SELF the chain being restored.
+ */
+static bool
+target_in_other_chain (const char *root, const struct stat *self,
+                       const struct stat *t, const char *target)
+{
+  DIR *d;
+  struct dirent *ent;
+  CLEANUP_FREE char *found = NULL;
+
+  if (!same_dir (root, self))
+    found = same_file_in_dir (root, t);
+  d = found ? NULL : opendir (root);
+  while (d && found == NULL && (ent = readdir (d)) != NULL) {
+    CLEANUP_FREE char *sub = NULL;
+
+    if (strncmp (ent->d_name, "chain-", 6) != 0
+        || (sub = dir_file (root, ent->d_name)) == NULL || same_dir (sub, self))
+      continue;
+    found = same_file_in_dir (sub, t);
+  }
+  if (d)
+    closedir (d);
+  if (found)
+    error ("restore: %s is a file of another backup chain in %s (%s): "
+           "choose another target",
+           target, root, found);
+  return found != NULL;
+}
+
 /* Is TARGET (a local path) one of the files of the chain in ST's
- * directory, under this name or another (a link)?  Writing it would
- * destroy the chain while it is being read.
+ * directory, under this name or another (a link), or of another chain
+ * kept beside it?  Writing it would destroy that chain, or the one
+ * being read.
  */
 static bool
 target_in_chain (struct store *st, const char *target)
 {
   name_list names = empty_vector;
-  struct stat t;
+  struct stat t, self;
   size_t i;
   bool found = false;
+  CLEANUP_FREE char *parent = NULL;
+  const char *dir = store_dir (st), *base;
+  size_t len;
 
-  if (store_dir (st) == NULL || stat (target, &t) == -1 ||
-      !S_ISREG (t.st_mode))
+  if (dir == NULL || stat (target, &t) == -1 || !S_ISREG (t.st_mode))
     return false;
   if (store_list (st, &names) == -1)
     return true;                /* said why; refuse to be safe */
@@ -90,7 +159,30 @@ target_in_chain (struct store *st, const char *target)
     }
   }
   name_list_free (&names);
-  return found;
+  if (found || stat (dir, &self) == -1)
+    return found;
+
+  /* An archived chain lives in ROOT/chain-UUID/, the current one in ROOT. */
+  len = strlen (dir);
+  while (len > 1 && dir[len - 1] == '/')
+    len--;
+  for (base = dir + len; base > dir && base[-1] != '/'; base--)
+    ;
+  if (strncmp (base, "chain-", 6) == 0) {
+    CLEANUP_FREE char *man = NULL;
+    struct stat m;
+
+    while (base > dir + 1 && base[-1] == '/' && base[-2] == '/')
+      base--;
+    parent = base == dir ? strdup (".")
+                         : strndup (dir, base - dir - (base - dir > 1));
+    man = parent ? dir_file (parent, MANIFEST_NAME) : NULL;
+    if (man == NULL || stat (man, &m) == -1) {
+      free (parent);
+      parent = NULL;
+    }
+  }
+  return target_in_other_chain (parent ? parent : dir, &self, &t, target);
 }
 
 int
