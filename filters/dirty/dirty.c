@@ -364,7 +364,8 @@ dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
       for (i = 0; i < d->npending; i++) {
         CLEANUP_FREE char *ctx = NULL;
 
-        if (d->pending[i].inconsistent || !exportable_name (d->pending[i].name))
+        if (d->pending[i].inconsistent
+            || !exportable_name (d->pending[i].name))
           continue;
         if (asprintf (&ctx, CONTEXT_PREFIX "%s", d->pending[i].name) == -1
             || nbdcbt_add_meta_context (contexts, ctx) == -1)
