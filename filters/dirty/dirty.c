@@ -313,20 +313,6 @@ dirty_prepare (const struct nbdcbt_next_ops *next_ops,
   return 0;
 }
 
-/* NBD strings are UTF-8, so a bitmap whose name is not (QEMU and other
- * tools write any bytes) is kept and tracked but not offered as a
- * context: a client could not even decode its name.
- */
-static bool
-exportable_name (const char *name)
-{
-  if (bitmap_name_is_utf8 (name))
-    return true;
-  nbdcbt_debug ("dirty: a bitmap name is not UTF-8; its context is not "
-                "offered");
-  return false;
-}
-
 static int
 dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
                           nbdcbt_backend *nxdata, void *instance,
@@ -350,7 +336,7 @@ dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
       for (i = 0; i < n; i++) {
         CLEANUP_FREE char *ctx = NULL;
 
-        if (info[i].inconsistent || !exportable_name (info[i].name))
+        if (info[i].inconsistent)
           continue;
         if (asprintf (&ctx, CONTEXT_PREFIX "%s", info[i].name) == -1
             || nbdcbt_add_meta_context (contexts, ctx) == -1) {
@@ -364,8 +350,7 @@ dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
       for (i = 0; i < d->npending; i++) {
         CLEANUP_FREE char *ctx = NULL;
 
-        if (d->pending[i].inconsistent
-            || !exportable_name (d->pending[i].name))
+        if (d->pending[i].inconsistent)
           continue;
         if (asprintf (&ctx, CONTEXT_PREFIX "%s", d->pending[i].name) == -1
             || nbdcbt_add_meta_context (contexts, ctx) == -1)
