@@ -101,26 +101,28 @@ qmp_error_clear (struct qmp_error *err)
   err->klass = NULL;
 }
 
-const char *
-control_json_string (json_object *obj, size_t *len)
+char *
+control_json_text (json_object *obj, size_t *len)
 {
-  return json_object_to_json_string_length (obj,
-                                            JSON_C_TO_STRING_PLAIN
-                                            | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                            len);
+  const int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
+  size_t n;
+  const char *str = json_object_to_json_string_length (obj, flags, &n);
+
+  return str ? json_text_utf8 (str, n, len) : NULL;
 }
 
 static int
 send_object (struct qmp_session *s, json_object *obj)
 {
-  const char *str;
+  char *str;
   size_t len;
   int r;
 
   if (obj == NULL)
     return -1;                  /* out of memory: drop the client */
-  str = control_json_string (obj, &len);
+  str = control_json_text (obj, &len);
   r = str ? s->output (s->opaque, str, len) : -1;
+  free (str);
   json_object_put (obj);
   return r;
 }

@@ -422,7 +422,6 @@ control_event_message (const char *event, json_object *data)
   json_object *ev = json_object_new_object ();
   json_object *ts = json_object_new_object ();
   struct timeval tv;
-  const char *str;
   char *msg = NULL;
 
   gettimeofday (&tv, NULL);
@@ -439,9 +438,7 @@ control_event_message (const char *event, json_object *data)
   json_object_object_add (ev, "event", json_object_new_string (event));
   if (data)
     json_object_object_add (ev, "data", data);
-  str = control_json_string (ev, NULL);
-  if (str)
-    msg = strdup (str);
+  msg = control_json_text (ev, NULL);
   json_object_put (ev);
   return msg;
 }

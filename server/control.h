@@ -230,8 +230,10 @@ extern void control_request_quit (void);
  */
 extern const void *control_current_client (void);
 
-/* control-qmp.c: encode a JSON value as QMP sends it (one line). */
-extern const char *control_json_string (json_object *obj, size_t *len);
+/* control-qmp.c: encode a JSON value as QMP sends it (one line, all
+ * UTF-8); malloc'd, NULL if out of memory.
+ */
+extern char *control_json_text (json_object *obj, size_t *len);
 /* query-version's answer (also in the greeting). */
 extern json_object *control_version_object (void);
 /* A command (quit) asks to stop the server once its answer is sent. */

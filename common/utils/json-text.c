@@ -33,6 +33,7 @@
 #include <config.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json-text.h"
@@ -204,4 +205,70 @@ json_text_scan_finish (struct json_text_scan *s, json_object *value)
   if (s->error == NULL && json_text_duplicate_keys (s, value))
     s->error = "duplicate key";
   return s->error;
+}
+
+/* The character at P (before END) as QEMU's JSON writer decodes it
+ * (util/unicode.c): its code point, or -1 if it is not one QEMU writes
+ * as itself, and in *LEN the bytes it takes.  A lead byte takes the
+ * continuation bytes that follow it, up to its length, even when the
+ * sequence turns out invalid (overlong, a surrogate, above U+10FFFF, a
+ * noncharacter); 0xC0 0x80 is U+0000 (modified UTF-8).
+ */
+static int
+qemu_code_point (const unsigned char *p, const unsigned char *end, size_t *len)
+{
+  static const int min[] = { 0x80, 0x800, 0x10000, 0x200000, 0x4000000 };
+  unsigned lead = p[0], n = 0, i;
+  int cp;
+
+  *len = 1;
+  if (lead < 0x80)
+    return lead;
+  if (lead >= 0xfe || (lead & 0x40) == 0)
+    return -1; /* 0xFE, 0xFF, a lone continuation byte */
+  while (lead & (0x80 >> n))
+    n++; /* 2 to 6 */
+  cp = lead & (0x7f >> n);
+  for (i = 1; i < n; i++) {
+    if (p + i >= end || (p[i] & 0xc0) != 0x80)
+      return -1; /* cut short: ends before P[I] */
+    cp = (cp << 6) | (p[i] & 0x3f);
+    *len = i + 1;
+  }
+  if (cp > 0x10ffff || (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe
+      || (cp >= 0xd800 && cp <= 0xdfff)
+      || (cp < min[n - 2] && !(cp == 0 && n == 2)))
+    return -1;
+  return cp;
+}
+
+char *
+json_text_utf8 (const char *text, size_t len, size_t *out_len)
+{
+  const unsigned char *p, *end = (const unsigned char *) text + len;
+  size_t size = 0, n;
+  char *out, *q;
+  int cp;
+
+  /* Same length unless something is rewritten: measure first. */
+  for (p = (const unsigned char *) text; p < end; p += n) {
+    cp = qemu_code_point (p, end, &n);
+    size += cp == -1 || cp == 0 ? 6 : n;
+  }
+  out = malloc (size + 1);
+  if (out == NULL)
+    return NULL;
+  for (p = (const unsigned char *) text, q = out; p < end; p += n) {
+    cp = qemu_code_point (p, end, &n);
+    if (cp == -1 || cp == 0)
+      q += sprintf (q, "\\u%04X", cp == -1 ? 0xfffd : 0);
+    else {
+      memcpy (q, p, n);
+      q += n;
+    }
+  }
+  *q = '\0';
+  if (out_len)
+    *out_len = q - out;
+  return out;
 }

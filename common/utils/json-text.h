@@ -84,4 +84,16 @@ extern const char *json_text_scan_finish (struct json_text_scan *s,
 extern bool json_text_duplicate_keys (const struct json_text_scan *s,
                                       json_object *value);
 
+/* TEXT, LEN bytes of JSON as json-c writes it, with each character
+ * QEMU's JSON writer would not write as it is (bytes that are not UTF-8,
+ * overlong forms, surrogates, noncharacters) written as the escape
+ * \uFFFD, as QEMU writes it: json-c copies a string's bytes as they
+ * are, a name read from an image (a bitmap's) may be any bytes, and a
+ * QMP client could not decode the reply.  Such bytes can only be inside
+ * strings (json-c writes everything else in ASCII), where the escape is
+ * valid.  A malloc'd copy, NUL-terminated, with its length in *OUT_LEN
+ * if not NULL; NULL if out of memory.
+ */
+extern char *json_text_utf8 (const char *text, size_t len, size_t *out_len);
+
 #endif /* NBDCBT_JSON_TEXT_H */
