@@ -48,6 +48,7 @@ and deleted around the read.
 import json
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -322,6 +323,18 @@ def daemon_classes():
     if want == "nbdcbt":
         return [NbdcbtDaemon]
     return ([QemuDaemon] if have_qemu else []) + [NbdcbtDaemon]
+
+
+def run_on_copies(base, run):
+    """{daemon name: RUN(daemon)}, each daemon serving its own copy of
+    the image BASE."""
+    results = {}
+    for cls in daemon_classes():
+        img = os.path.join(scratch_dir(), cls.name + ".qcow2")
+        shutil.copy(base, img)
+        with cls(image=img) as d:
+            results[d.name] = run(d)
+    return results
 
 
 def compare(results):

@@ -37,10 +37,9 @@ bitmap offered over NBD is not busy in nbdcbt (clear works while a client
 has it negotiated)."""
 
 import os
-import shutil
 import subprocess
 
-from qmptest import NODE, NbdcbtDaemon, compare, daemon_classes, scratch_dir
+from qmptest import NODE, NbdcbtDaemon, compare, run_on_copies, scratch_dir
 
 # An image whose bitmap b0 is marked in use: qemu-io killed while the
 # image was open read-write.
@@ -86,12 +85,7 @@ def run(d):
     return out
 
 
-results = {}
-for cls in daemon_classes():
-    img = os.path.join(scratch_dir(), cls.name + ".qcow2")
-    shutil.copy(base, img)
-    with cls(image=img) as d:
-        results[d.name] = run(d)
+results = run_on_copies(base, run)
 for name, steps in results.items():
     print("%s: %d steps" % (name, len(steps)))
 compare(results)

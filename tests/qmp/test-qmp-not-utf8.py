@@ -38,10 +38,9 @@ others; and commands that name it by that replaced name find nothing,
 with the same error on both daemons."""
 
 import os
-import shutil
 import subprocess
 
-from qmptest import NODE, compare, daemon_classes, scratch_dir
+from qmptest import NODE, compare, run_on_copies, scratch_dir
 
 BAD = b"bad\xff\xfename"
 base = os.path.join(scratch_dir(), "base.qcow2")
@@ -73,12 +72,7 @@ def run(d):
     return out
 
 
-results = {}
-for cls in daemon_classes():
-    img = os.path.join(scratch_dir(), cls.name + ".qcow2")
-    shutil.copy(base, img)
-    with cls(image=img) as d:
-        results[d.name] = run(d)
+results = run_on_copies(base, run)
 for name, steps in results.items():
     print("%s: %r" % (name, steps))
     assert steps[1][1] == [("bad\ufffd\ufffdname", 65536, True, True),
