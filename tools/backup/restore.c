@@ -135,47 +135,33 @@ target_in_other_chain (const char *root, const struct stat *self,
 static bool
 target_in_chain (struct store *st, const char *target)
 {
-  name_list names = empty_vector;
+  const char *dir = store_dir (st);
+  CLEANUP_FREE char *found = NULL, *real = NULL, *parent = NULL;
   struct stat t, self;
-  size_t i;
-  bool found = false;
-  CLEANUP_FREE char *parent = NULL;
-  const char *dir = store_dir (st), *base;
-  size_t len;
+  char *slash;
 
   if (dir == NULL || stat (target, &t) == -1 || !S_ISREG (t.st_mode))
     return false;
-  if (store_list (st, &names) == -1)
-    return true;                /* said why; refuse to be safe */
-  for (i = 0; i < names.len && !found; ++i) {
-    CLEANUP_FREE char *path = store_object_path (st, names.ptr[i]);
-    struct stat f;
-
-    if (path && stat (path, &f) == 0 && f.st_dev == t.st_dev &&
-        f.st_ino == t.st_ino) {
-      error ("restore: %s is a file of the chain being restored (%s): "
-             "choose another target", target, path);
-      found = true;
-    }
+  found = same_file_in_dir (dir, &t);
+  if (found) {
+    error ("restore: %s is a file of the chain being restored (%s): "
+           "choose another target",
+           target, found);
+    return true;
   }
-  name_list_free (&names);
-  if (found || stat (dir, &self) == -1)
-    return found;
+  if (stat (dir, &self) == -1)
+    return false;
 
-  /* An archived chain lives in ROOT/chain-UUID/, the current one in ROOT. */
-  len = strlen (dir);
-  while (len > 1 && dir[len - 1] == '/')
-    len--;
-  for (base = dir + len; base > dir && base[-1] != '/'; base--)
-    ;
-  if (strncmp (base, "chain-", 6) == 0) {
+  /* An archived chain lives in ROOT/chain-UUID/, the current one in
+   * ROOT (which has a manifest).
+   */
+  real = realpath (dir, NULL);
+  slash = real ? strrchr (real, '/') : NULL;
+  if (slash && strncmp (slash + 1, "chain-", 6) == 0) {
     CLEANUP_FREE char *man = NULL;
     struct stat m;
 
-    while (base > dir + 1 && base[-1] == '/' && base[-2] == '/')
-      base--;
-    parent = base == dir ? strdup (".")
-                         : strndup (dir, base - dir - (base - dir > 1));
+    parent = strndup (real, slash == real ? 1 : (size_t) (slash - real));
     man = parent ? dir_file (parent, MANIFEST_NAME) : NULL;
     if (man == NULL || stat (man, &m) == -1) {
       free (parent);
