@@ -38,7 +38,7 @@ request sent while the previous one is still being served (the client
 turned from one request at a time to pipelining) is answered too.  A
 connection's thread outlives its connection to serve the next one: many
 short connections reuse it, at most 8 such threads wait, and the server
-still stops at once with them waiting."""
+still stops at once with them waiting and with idle clients connected."""
 import os
 import time
 
@@ -151,7 +151,13 @@ with Server.nbdcbt(["-t", str(THREADS), "memory", "size=%d" % SIZE]) as srv:
     n = wait_tasks(pid, base + 8)
     assert n == base + 8, "after 12 connections: %d idle threads" % (n - base)
 
-    # Stopping with 8 idle threads is as quick as without.
+    # Stopping with 8 idle threads is as quick as without, and so is
+    # stopping with clients connected and idle: their threads wait for
+    # input on the socket alone, which the server shuts down.
+    quiet = [srv.connect() for _ in range(2)]
+    for h in quiet:
+        assert h.pread(512, 5 * 1024 * 1024) == bytes([5]) * 512
+    time.sleep(0.2)
     t0 = time.monotonic()
     rc = srv.stop()
     took = time.monotonic() - t0
