@@ -295,7 +295,8 @@ recv_some (struct connection *conn, void *buf, size_t len, int flags,
      * map (cgroup CPU of 40 libnbd maps, 8 alternating rounds).  The
      * handshake and pipes (nbdcbt -s) keep watching the quit pipe.
      */
-    bool poll_first = handshake || !t->is_socket
+    bool watch_quit = handshake || !t->is_socket;
+    bool poll_first = watch_quit
       || __atomic_load_n (&conn->sched.in_flight, __ATOMIC_RELAXED) == 0;
 
     if (poll_first && !(t->ops->pending && t->ops->pending (t))) {
@@ -304,8 +305,7 @@ recv_some (struct connection *conn, void *buf, size_t len, int flags,
                                     (unsigned long long) INT_MAX)
         : -1;
 
-      r = timeout == 0 ? 0 : wait_readable (t->sockin, timeout,
-                                            handshake || !t->is_socket);
+      r = timeout == 0 ? 0 : wait_readable (t->sockin, timeout, watch_quit);
       if (r == -1)
         return -1;
       if (r == 0) {
