@@ -253,18 +253,36 @@ sockets_tcp (const char *ipaddr, const char *port)
   return -1;
 }
 
+/* TCP_NODELAY is for TCP sockets (on a Unix socket the call fails):
+ * whether listening socket FD, ours or socket activation's, is one.
+ */
+static bool
+is_tcp_socket (int fd)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+
+  return getsockname (fd, (struct sockaddr *) &ss, &len) == 0
+    && (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+}
+
 void
 sockets_accept_loop (void)
 {
   struct pollfd *fds = calloc (nr_listen_fds + 1, sizeof *fds);
+  bool *tcp = calloc (nr_listen_fds + 1, sizeof *tcp);
   size_t i;
 
-  if (fds == NULL) {
+  if (fds == NULL || tcp == NULL) {
     nbdcbt_error ("calloc: %m");
+    free (fds);
+    free (tcp);
     return;
   }
-  for (i = 0; i < nr_listen_fds; ++i)
+  for (i = 0; i < nr_listen_fds; ++i) {
     fds[i] = (struct pollfd) { .fd = listen_fds[i], .events = POLLIN };
+    tcp[i] = is_tcp_socket (listen_fds[i]);
+  }
   fds[nr_listen_fds] = (struct pollfd) { .fd = quit_fd, .events = POLLIN };
 
   while (!is_quitting ()) {
@@ -289,12 +307,13 @@ sockets_accept_loop (void)
           usleep (100000);
         continue;
       }
-      /* Harmless on Unix sockets (fails with EOPNOTSUPP). */
-      setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      if (tcp[i])
+        setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       accept_connection (fd, true, fd);
     }
   }
   free (fds);
+  free (tcp);
 }
 
 void
