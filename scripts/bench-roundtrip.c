@@ -32,8 +32,8 @@
 
 /* The cost of one request/reply round trip on this machine, for the map
  * section of scripts/bench: a server that does nothing but wait in
- * recv(2) for a 28-byte request (the size of an NBD request) and send(2)
- * a reply of REPLY bytes, and a client that waits THINK microseconds
+ * poll(2), then recv(2), for a 28-byte request (the size of an NBD
+ * request) and send(2) a reply of REPLY bytes, and a client that waits THINK microseconds
  * between receiving a reply and sending the next request (as nbdinfo
  * formats the extents it got).  The server's CPU per round trip is what
  * sleeping in recv(2) and waking the client costs, with no work at all:
@@ -44,6 +44,7 @@
  * Prints "SERVER_CPU_US WALL_US" per round trip.
  */
 #define _GNU_SOURCE
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +107,12 @@ server (int fd, size_t reply)
 
   if (buf == NULL)
     exit (1);
-  while (recv_all (fd, req, REQUEST) == 0)
+  /* poll(2) first, as nbdcbt's idle connection does: a thread asleep in
+   * recv(2) on a Unix socket is also woken each time the client reads a
+   * reply (the write-space wake-up), which poll(2) for input filters.
+   */
+  while (poll (&(struct pollfd) { .fd = fd, .events = POLLIN }, 1, -1) >= 0
+         && recv_all (fd, req, REQUEST) == 0)
     if (send (fd, buf, reply, 0) != (ssize_t) reply)
       break;
   free (buf);
