@@ -443,8 +443,9 @@ dirty_flush (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
  * extents alternating, boundaries on granule multiples except where they
  * are clipped to the request and the export end.  The areas come in
  * batches, a lock hold each, so that the walk's inner loop does not call
- * out per area; once the list is full (the reply's extent limit) the
- * rest of a batch is dropped by nbdcbt_add_extent, and the walk stops.
+ * out per area.  The list is checked after each area: once full (one
+ * extent for NBD_CMD_FLAG_REQ_ONE, or the reply's limit) it would take
+ * the next gap for a hole in the list and fail.
  */
 static int
 bitmap_extents (struct hbitmap *hb, uint32_t count, uint64_t offset,
@@ -467,9 +468,9 @@ bitmap_extents (struct hbitmap *hb, uint32_t count, uint64_t offset,
         return -1;
       }
       pos = areas[i].start + areas[i].len;
+      if (nbdcbt_extents_full (extents))
+        return 0;
     }
-    if (nbdcbt_extents_full (extents))
-      return 0;
   } while (n == AREA_BATCH);
   if (pos < end && nbdcbt_add_extent (extents, pos, end - pos, 0) == -1) {
     *err = errno;

@@ -33,6 +33,7 @@
 """The dirty filter on nbdcbt (what qemu-nbd cannot be compared on):
 
 - several bitmaps of different granularities record the same writes;
+- with NBD_CMD_FLAG_REQ_ONE each answers the one extent at the offset;
 - writes from several connections at once are all recorded;
 - many extents come back in one reply, not one per round trip;
 - a disk larger than 4 GiB and requests near 4 GiB;
@@ -66,6 +67,27 @@ def check_all(h, ops, size=SIZE):
                                                         exp[:8])
 
 
+def check_req_one(h, ops, size=SIZE):
+    """With NBD_CMD_FLAG_REQ_ONE each bitmap answers one extent: from the
+    request's offset to the end of the model's extent that holds it."""
+    rnd = random.Random(3)
+    for name, g in GRANS.items():
+        exp = model(ops, g, size)
+        for _ in range(40):
+            off = rnd.randrange(0, size)
+            got = []
+
+            def cb(meta, o, e, err):
+                if meta == ctx(name):
+                    got.extend(e)
+                return 0
+            h.block_status(size - off, off, cb, nbd.CMD_FLAG_REQ_ONE)
+            x = next(x for x in exp if x[0] <= off < x[0] + x[1])
+            want = [x[0] + x[1] - off, x[2]]
+            assert got == want, "%s REQ_ONE at %d: got %r, expected %r" % (
+                name, off, got, want)
+
+
 # Four bitmaps, one workload.
 args = ["--filter=dirty", "memory", "size=%d" % SIZE]
 args += ["bitmap=%s:%d" % (n, g) for n, g in GRANS.items()]
@@ -74,6 +96,7 @@ with Server.nbdcbt(args) as srv:
     ops = workload(5, 4096)
     replay(h, ops)
     check_all(h, ops)
+    check_req_one(h, ops)
     h.shutdown()
 
 # Four connections writing at once (aio, many in flight).
