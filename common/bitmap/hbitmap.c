@@ -799,14 +799,9 @@ dirty_words (const struct hbitmap *hb, uint64_t g)
                                         | __builtin_ctzll (pw_)], 0, 3); \
   } while (0)
 
-/* The walk of hbitmap_walk_dirty and hbitmap_dirty_areas, inlined into
- * each so that the latter's FN, known here, is a direct call the
- * compiler folds into the loop rather than a call through a pointer
- * per area.
- */
-static inline __attribute__ ((always_inline)) int
-walk_dirty (const struct hbitmap *hb, uint64_t offset, uint64_t end,
-            hbitmap_area_fn *fn, void *opaque)
+int
+hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset, uint64_t end,
+                    hbitmap_area_fn *fn, void *opaque)
 {
   uint64_t p, last, e;          /* bits [P, LAST] are left to walk */
   uint64_t ahead = NONE;        /* last level-1 word prefetched for */
@@ -901,38 +896,6 @@ walk_dirty (const struct hbitmap *hb, uint64_t offset, uint64_t end,
  out:
   unlock_hb (hb);
   return r;
-}
-
-int
-hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset, uint64_t end,
-                    hbitmap_area_fn *fn, void *opaque)
-{
-  return walk_dirty (hb, offset, end, fn, opaque);
-}
-
-struct area_batch {
-  struct hbitmap_area *areas;
-  size_t n, max;
-};
-
-static inline int
-add_to_batch (void *opaque, uint64_t start, uint64_t len)
-{
-  struct area_batch *b = opaque;
-
-  b->areas[b->n++] = (struct hbitmap_area) { .start = start, .len = len };
-  return b->n == b->max;
-}
-
-size_t
-hbitmap_dirty_areas (const struct hbitmap *hb, uint64_t offset, uint64_t end,
-                     struct hbitmap_area *areas, size_t max)
-{
-  struct area_batch b = { .areas = areas, .max = max };
-
-  if (max > 0)
-    walk_dirty (hb, offset, end, add_to_batch, &b);
-  return b.n;
 }
 
 /* OR SRC's level-0 word WI into DST.  DST locked. */

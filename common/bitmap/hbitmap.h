@@ -114,19 +114,6 @@ extern int hbitmap_walk_dirty (const struct hbitmap *hb, uint64_t offset,
                                uint64_t end, hbitmap_area_fn *fn,
                                void *opaque);
 
-/* The same areas as hbitmap_walk_dirty, at most MAX of them, stored in
- * AREAS under one lock hold; returns how many.  Fewer than MAX: the
- * walk reached END.  Otherwise go on from the end of the last one.  For
- * callers with little to do per area, which a call per area would cost
- * more than the walk (the map of a sparse bitmap).
- */
-struct hbitmap_area {
-  uint64_t start, len;
-};
-extern size_t hbitmap_dirty_areas (const struct hbitmap *hb, uint64_t offset,
-                                   uint64_t end, struct hbitmap_area *areas,
-                                   size_t max);
-
 /* dst |= src.  Same size and granularity, else -1 with errno EINVAL
  * (dst unchanged).  Merging a bitmap into itself does nothing.
  */

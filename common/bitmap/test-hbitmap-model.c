@@ -248,40 +248,6 @@ check_walk (struct hbitmap *hb, const struct model *m, uint64_t off,
   checks += w.n + 1;
 }
 
-/* hbitmap_dirty_areas over [OFF, END), called again from the end of the
- * last area while it fills its array, finds the same areas in batches
- * of MAX (small ones, to cross many batch ends).
- */
-static void
-check_dirty_areas (struct hbitmap *hb, const struct model *m, uint64_t off,
-                   uint64_t end)
-{
-  struct hbitmap_area areas[8];
-  size_t max = 1 + rnd_below (8), n, i, calls = 0;
-  uint64_t pos = off, s, l;
-
-  do {
-    n = hbitmap_dirty_areas (hb, pos, end, areas, max);
-    if (n > max)
-      FAIL ("dirty_areas returned %zu areas, max %zu", n, max);
-    for (i = 0; i < n && i < max; ++i) {
-      if (!model_area (m, pos, end, 0, &s, &l) || s != areas[i].start
-          || l != areas[i].len) {
-        FAIL ("dirty_areas (%" PRIu64 ", %" PRIu64 ", max %zu) call %zu "
-              "area %zu: %" PRIu64 "+%" PRIu64, off, end, max, calls, i,
-              areas[i].start, areas[i].len);
-        return;
-      }
-      pos = s + l;
-    }
-    calls++;
-  } while (n == max);
-  if (model_area (m, pos, end, 0, &s, &l))
-    FAIL ("dirty_areas (%" PRIu64 ", %" PRIu64 ", max %zu) missed %" PRIu64
-          "+%" PRIu64, off, end, max, s, l);
-  checks += calls;
-}
-
 static void
 check_queries (struct hbitmap *hb, const struct model *m, int nq)
 {
@@ -331,7 +297,6 @@ check_queries (struct hbitmap *hb, const struct model *m, int nq)
             off, end, max_len, a1, s1, l1, a2, s2, l2);
 
     check_walk (hb, m, off, end);
-    check_dirty_areas (hb, m, off, end);
 
     if (hbitmap_is_zero_part (hb, off, len) != (model_next (m, true, off, len) < 0))
       FAIL ("is_zero_part (%" PRIu64 ", %" PRIu64 ")", off, len);

@@ -434,45 +434,57 @@ dirty_flush (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
   return 0;
 }
 
-/* Areas per hbitmap_dirty_areas call: a 4 GiB request over 20,000
- * writes scattered in 1 TiB has about 80.
+struct extents_walk {
+  struct nbdcbt_extents *extents;
+  uint64_t pos;                 /* end of what was added so far */
+  int err;
+};
+
+/* One dirty area: the clean gap before it, then the area.  1 stops the
+ * walk once the list is full, -1 on error.
  */
-#define AREA_BATCH 256
+static int
+add_dirty_area (void *opaque, uint64_t start, uint64_t len)
+{
+  struct extents_walk *w = opaque;
+
+  if (start > w->pos
+      && nbdcbt_add_extent (w->extents, w->pos, start - w->pos, 0) == -1)
+    goto err;
+  if (nbdcbt_extents_full (w->extents))
+    return 1;
+  if (nbdcbt_add_extent (w->extents, start, len, 1) == -1)
+    goto err;
+  w->pos = start + len;
+  return nbdcbt_extents_full (w->extents);
+ err:
+  w->err = errno;
+  return -1;
+}
 
 /* Block status of one bitmap, as qemu-nbd answers it: clean and dirty
  * extents alternating, boundaries on granule multiples except where they
- * are clipped to the request and the export end.  The areas come in
- * batches, a lock hold each, so that the walk's inner loop does not call
- * out per area.  The list is checked after each area: once full (one
- * extent for NBD_CMD_FLAG_REQ_ONE, or the reply's limit) it would take
- * the next gap for a hole in the list and fail.
+ * are clipped to the request and the export end.  One walk under the
+ * bitmap's lock (a 4 GiB request over scattered writes has hundreds of
+ * areas).
  */
 static int
 bitmap_extents (struct hbitmap *hb, uint32_t count, uint64_t offset,
                 struct nbdcbt_extents *extents, int *err)
 {
-  struct hbitmap_area areas[AREA_BATCH];
-  uint64_t end = offset + count, size = hbitmap_size (hb), pos = offset;
-  size_t n, i;
+  struct extents_walk w = { .extents = extents, .pos = offset };
+  uint64_t end = offset + count, size = hbitmap_size (hb);
+  int r;
 
   if (end > size)
     end = size;
-  do {
-    n = hbitmap_dirty_areas (hb, pos, end, areas, AREA_BATCH);
-    for (i = 0; i < n; ++i) {
-      if ((areas[i].start > pos
-           && nbdcbt_add_extent (extents, pos, areas[i].start - pos, 0) == -1)
-          || nbdcbt_add_extent (extents, areas[i].start, areas[i].len,
-                                1) == -1) {
-        *err = errno;
-        return -1;
-      }
-      pos = areas[i].start + areas[i].len;
-      if (nbdcbt_extents_full (extents))
-        return 0;
-    }
-  } while (n == AREA_BATCH);
-  if (pos < end && nbdcbt_add_extent (extents, pos, end - pos, 0) == -1) {
+  r = hbitmap_walk_dirty (hb, offset, end, add_dirty_area, &w);
+  if (r == -1) {
+    *err = w.err;
+    return -1;
+  }
+  if (r == 0 && w.pos < end
+      && nbdcbt_add_extent (extents, w.pos, end - w.pos, 0) == -1) {
     *err = errno;
     return -1;
   }
