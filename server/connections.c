@@ -276,6 +276,55 @@ next_connection (void)
   return conn;
 }
 
+/* Connection threads are joined, not detached: the server unloads the
+ * modules once connections_wait returns, and a thread that has left its
+ * loop may still be running its thread-local destructors (libnbd's, in
+ * the nbd plugin, would find its key deleted and leak the thread's
+ * error record).  A thread that ends puts itself on FINISHED; the
+ * accept loop joins those before it starts another thread, and
+ * connections_wait joins them all.
+ */
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t threads_cond = PTHREAD_COND_INITIALIZER;
+static unsigned nr_threads; /* started and not joined */
+static pthread_t *finished; /* ended, to be joined */
+static size_t nr_finished, finished_cap;
+
+static void
+join_finished_locked (void)
+{
+  size_t i;
+
+  for (i = 0; i < nr_finished; ++i)
+    pthread_join (finished[i], NULL);
+  nr_threads -= nr_finished;
+  nr_finished = 0;
+}
+
+/* The calling connection thread is about to return. */
+static void
+thread_finished (void)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&threads_lock);
+
+  if (nr_finished == finished_cap) {
+    size_t cap = finished_cap ? 2 * finished_cap : 16;
+    pthread_t *p = realloc (finished, cap * sizeof *p);
+
+    if (p == NULL) {
+      /* Nobody can join it then: it cleans up after itself. */
+      pthread_detach (pthread_self ());
+      nr_threads--;
+      pthread_cond_broadcast (&threads_cond);
+      return;
+    }
+    finished = p;
+    finished_cap = cap;
+  }
+  finished[nr_finished++] = pthread_self ();
+  pthread_cond_broadcast (&threads_cond);
+}
+
 static void *
 connection_thread (void *arg)
 {
@@ -286,6 +335,7 @@ connection_thread (void *arg)
     unregister (conn);
     conn_free (conn);
   } while ((conn = next_connection ()) != NULL);
+  thread_finished ();
   return NULL;
 }
 
@@ -335,7 +385,6 @@ void
 accept_connection (int fd, bool is_socket, int outfd)
 {
   struct connection *conn;
-  pthread_attr_t attr;
   pthread_t tid;
 
   conn = register_connection (fd, is_socket, outfd);
@@ -347,14 +396,21 @@ accept_connection (int fd, bool is_socket, int outfd)
   }
   if (hand_to_idle_thread (conn))
     return;
-  pthread_attr_init (&attr);
-  pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
-  if (pthread_create (&tid, &attr, connection_thread, conn) != 0) {
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&threads_lock);
+    join_finished_locked ();
+    nr_threads++;
+  }
+  errno = pthread_create (&tid, NULL, connection_thread, conn);
+  if (errno != 0) {
     nbdcbt_error ("pthread_create: %m");
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&threads_lock);
+      nr_threads--;
+    }
     unregister (conn);
     conn_free (conn);
   }
-  pthread_attr_destroy (&attr);
 }
 
 /* -s: serve one connection in this thread. */
@@ -420,18 +476,27 @@ connections_wait (void)
     while (nr_idle > 0)
       pthread_cond_wait (&idle_gone_cond, &idle_lock);
   }
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&conns_lock);
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&conns_lock);
 
-  while (nr_conns > 0) {
-    struct timespec ts;
+    while (nr_conns > 0) {
+      struct timespec ts;
 
-    clock_gettime (CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 250 * 1000 * 1000;
-    if (ts.tv_nsec >= 1000 * 1000 * 1000) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000 * 1000 * 1000;
+      clock_gettime (CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 250 * 1000 * 1000;
+      if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000 * 1000 * 1000;
+      }
+      pthread_cond_timedwait (&conns_cond, &conns_lock, &ts);
+      drop_stalled_locked (NULL);
     }
-    pthread_cond_timedwait (&conns_cond, &conns_lock, &ts);
-    drop_stalled_locked (NULL);
   }
+  /* Every connection has ended; so do their threads, now or after an
+   * idle wait that idle_stopping cut short.
+   */
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&threads_lock);
+  while (nr_finished < nr_threads)
+    pthread_cond_wait (&threads_cond, &threads_lock);
+  join_finished_locked ();
 }
