@@ -33,11 +33,12 @@
 /* The cost of one request/reply round trip on this machine, for the map
  * section of scripts/bench: a server that does nothing but wait in
  * poll(2), then recv(2), for a 28-byte request (the size of an NBD
- * request) and send(2) a reply of REPLY bytes, and a client that waits THINK microseconds
- * between receiving a reply and sending the next request (as nbdinfo
- * formats the extents it got).  The server's CPU per round trip is what
- * sleeping in recv(2) and waking the client costs, with no work at all:
- * a floor for any server that sleeps while the client thinks.
+ * request) and send(2) a reply of REPLY bytes, and a client that waits
+ * THINK microseconds between receiving a reply and sending the next
+ * request (as nbdinfo formats the extents it got).  The server's CPU per
+ * round trip is what sleeping and waking the client cost between two
+ * processes, with no work at all.  Not a floor: what a wake-up costs
+ * depends on where the scheduler runs the two.
  *
  *   bench-roundtrip [THINK_US [REPLY [N]]]
  *
