@@ -327,9 +327,8 @@ qcow2_intent_persist (struct qcow2 *q, const uint8_t *bits, size_t offset,
     return qcow2_error (EINVAL, "%s: no intent record to update",
                         q->filename);
   memcpy (e->data + bits_offset (e) + offset, bits, len);
-  if (qcow2_file_pwrite (q, bits, len,
-                         e->offset + bits_offset (e) + offset) == -1
-      || qcow2_file_sync (q) == -1) {
+  if (qcow2_file_pwrite_durable (q, bits, len,
+                                 e->offset + bits_offset (e) + offset) == -1) {
     q->write_error = true;
     return -1;
   }

@@ -269,6 +269,8 @@ extern int qcow2_file_pread (struct qcow2 *q, void *buf, size_t count,
                              uint64_t offset);
 extern int qcow2_file_pwrite (struct qcow2 *q, const void *buf, size_t count,
                               uint64_t offset);
+extern int qcow2_file_pwrite_durable (struct qcow2 *q, const void *buf,
+                                      size_t count, uint64_t offset);
 extern int qcow2_file_sync (struct qcow2 *q);
 extern uint64_t qcow2_file_end (struct qcow2 *q);
 

@@ -43,6 +43,10 @@ static int logfd = -1, datafd = -1;
 static off_t dataoff;
 static char *fdpath[MAX_FD];
 static int fdsync[MAX_FD];      /* opened with O_SYNC/O_DSYNC */
+/* CRASHREC_NO_RWF_DSYNC: pwritev2 refuses RWF_DSYNC/RWF_SYNC with
+ * EOPNOTSUPP, as a kernel older than 4.7 does, to test the fallbacks.
+ */
+static int no_rwf_dsync;
 
 static ssize_t (*real_pwrite) (int, const void *, size_t, off_t);
 static ssize_t (*real_write) (int, const void *, size_t);
@@ -77,6 +81,7 @@ init (void)
   real_rename = dlsym (RTLD_NEXT, "rename");
   real_renameat = dlsym (RTLD_NEXT, "renameat");
   real_unlink = dlsym (RTLD_NEXT, "unlink");
+  no_rwf_dsync = getenv ("CRASHREC_NO_RWF_DSYNC") != NULL;
   if (d == NULL || l == NULL)
     return;
   dir = realpath (d, NULL);
@@ -304,6 +309,10 @@ pwritev2 (int fd, const struct iovec *iov, int iovcnt, off_t offset,
   ssize_t r;
   if (!tracked (fd))
     return real_pwritev2 (fd, iov, iovcnt, offset, flags);
+  if (no_rwf_dsync && (flags & (RWF_DSYNC | RWF_SYNC))) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
   pthread_mutex_lock (&lock);
   r = real_pwritev2 (fd, iov, iovcnt, offset, flags);
   if (r > 0)

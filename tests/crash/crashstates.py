@@ -10,7 +10,8 @@
 #   - namespace operations (create, rename, unlink) persist in program
 #     order (nbdcbt fsyncs a file before renaming it into place and the
 #     directory after).
-# Crash points: just before and just after every sync, and the end.
+# Crash points: just before and just after every sync and every durable
+# write, and the end.
 
 import os
 import random
@@ -130,7 +131,7 @@ def crash_states(initial, ops, nrandom, rng, limit=None):
     """Yields (label, {name: bytes}) crash states."""
     points = set()
     for i, op in enumerate(ops):
-        if op[0] == "S":
+        if op[0] in ("S", "D"):
             points.add(i)
             points.add(i + 1)
     points.add(len(ops))
