@@ -22,11 +22,6 @@ class File:
         self.data = bytearray(data)
         self.pending = []           # ("W", off, bytes) / ("Z", off, len)
 
-    def clone(self):
-        f = File(self.data)
-        f.pending = list(self.pending)
-        return f
-
 
 def apply(data, op):
     kind, off, x = op
@@ -100,9 +95,6 @@ class Replay:
         elif k == "U":
             names.pop(op[1], None)
 
-    def snapshot(self):
-        return {n: f.clone() for n, f in self.names.items()}
-
 
 def materialize(files, choice, rng):
     """File contents for one crash state.  CHOICE: "none", "all" or
@@ -128,7 +120,11 @@ def materialize(files, choice, rng):
 
 
 def crash_states(initial, ops, nrandom, rng, limit=None):
-    """Yields (label, {name: bytes}) crash states."""
+    """Yields (label, {name: bytes}) crash states.  The states are chosen
+    first and built one at a time while the log is replayed once more:
+    a long log has thousands of crash points, and a copy of every file at
+    each of them does not fit in memory.
+    """
     points = set()
     for i, op in enumerate(ops):
         if op[0] in ("S", "D"):
@@ -143,19 +139,23 @@ def crash_states(initial, ops, nrandom, rng, limit=None):
         while done < p:
             r.step(ops[done])
             done += 1
-        snap = r.snapshot()
-        has_pending = any(f.pending for f in snap.values())
-        states.append(("%d:none" % p, snap, "none"))
+        has_pending = any(f.pending for f in r.names.values())
+        states.append(("%d:none" % p, p, "none"))
         if has_pending:
-            states.append(("%d:all" % p, snap, "all"))
+            states.append(("%d:all" % p, p, "all"))
             for j in range(nrandom):
-                states.append(("%d:random%d" % (p, j), snap, "random"))
+                states.append(("%d:random%d" % (p, j), p, "random"))
     if limit and len(states) > limit:
         # Keep the last state and a spread of the others.
         keep = rng.sample(states[:-1], limit - 1) + [states[-1]]
-        states = sorted(keep, key=lambda s: int(s[0].split(":")[0]))
-    for label, snap, choice in states:
-        yield label, materialize(snap, choice, rng)
+        states = sorted(keep, key=lambda s: s[1])
+    r = Replay(initial)
+    done = 0
+    for label, p, choice in states:
+        while done < p:
+            r.step(ops[done])
+            done += 1
+        yield label, materialize(r.names, choice, rng)
 
 
 def read_dir(d):
