@@ -34,6 +34,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -66,49 +67,26 @@ qcow2_file_pread (struct qcow2 *q, void *buf, size_t count, uint64_t offset)
   return 0;
 }
 
-int
-qcow2_file_pwrite (struct qcow2 *q, const void *buf, size_t count,
-                   uint64_t offset)
-{
-  const char *p = buf;
-
-  while (count > 0) {
-    ssize_t r = pwrite (q->fd, p, count, offset);
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      return qcow2_error (errno, "%s: write at %" PRIu64 ": %m",
-                          q->filename, offset);
-    }
-    p += r;
-    offset += r;
-    count -= r;
-  }
-  return 0;
-}
-
-/* Write COUNT bytes and make just them durable before returning
- * (RWF_DSYNC).  fdatasync would also write out every dirty page of the
- * image: on the first write into each clean zone, all the data written
- * since the last sync, while the writer and every request behind it
- * wait (a 1 MiB sequential writer spent half its time there).  Where the
- * kernel has no RWF_DSYNC: pwrite, then fdatasync.
+/* Write everything.  With DSYNC each piece is durable on return
+ * (RWF_DSYNC); where the kernel has no RWF_DSYNC (EOPNOTSUPP, ENOSYS),
+ * the rest is written plainly and the image synced.
  */
-int
-qcow2_file_pwrite_durable (struct qcow2 *q, const void *buf, size_t count,
-                           uint64_t offset)
+static int
+write_all (struct qcow2 *q, const void *buf, size_t count, uint64_t offset,
+           bool dsync)
 {
   const char *p = buf;
 
   while (count > 0) {
     struct iovec iov = { .iov_base = (void *) p, .iov_len = count };
-    ssize_t r = pwritev2 (q->fd, &iov, 1, offset, RWF_DSYNC);
+    ssize_t r = dsync ? pwritev2 (q->fd, &iov, 1, offset, RWF_DSYNC)
+      : pwrite (q->fd, p, count, offset);
 
     if (r == -1) {
       if (errno == EINTR)
         continue;
-      if (errno == EOPNOTSUPP || errno == ENOSYS) {
-        if (qcow2_file_pwrite (q, p, count, offset) == -1)
+      if (dsync && (errno == EOPNOTSUPP || errno == ENOSYS)) {
+        if (write_all (q, p, count, offset, false) == -1)
           return -1;
         return qcow2_file_sync (q);
       }
@@ -120,6 +98,26 @@ qcow2_file_pwrite_durable (struct qcow2 *q, const void *buf, size_t count,
     count -= r;
   }
   return 0;
+}
+
+int
+qcow2_file_pwrite (struct qcow2 *q, const void *buf, size_t count,
+                   uint64_t offset)
+{
+  return write_all (q, buf, count, offset, false);
+}
+
+/* Write COUNT bytes and make just them durable before returning.
+ * fdatasync would also write out every dirty page of the image: on the
+ * first write into each clean zone, all the data written since the
+ * last sync, while the writer and every request behind it wait (a
+ * 1 MiB sequential writer spent half its time there).
+ */
+int
+qcow2_file_pwrite_durable (struct qcow2 *q, const void *buf, size_t count,
+                           uint64_t offset)
+{
+  return write_all (q, buf, count, offset, true);
 }
 
 int
