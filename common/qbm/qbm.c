@@ -838,10 +838,7 @@ persist_intent (void *opaque, const uint8_t *bits, size_t offset, size_t len)
 {
   struct qbm *q = opaque;
 
-  if (full_pwrite (q->intent_fd, bits, len, INTENT_HEADER + offset) == -1
-      || fdatasync (q->intent_fd) == -1)
-    return -1;
-  return 0;
+  return full_pwrite_dsync (q->intent_fd, bits, len, INTENT_HEADER + offset);
 }
 
 /* --- public ------------------------------------------------------------ */

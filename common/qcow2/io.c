@@ -34,69 +34,19 @@
 #include <config.h>
 
 #include <errno.h>
-#include <stdbool.h>
-#include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "qcow2-internal.h"
+#include "utils.h"
 
+/* Past the end of the file reads as zeroes, as in QEMU. */
 int
 qcow2_file_pread (struct qcow2 *q, void *buf, size_t count, uint64_t offset)
 {
-  char *p = buf;
-
-  while (count > 0) {
-    ssize_t r = pread (q->fd, p, count, offset);
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      return qcow2_error (errno, "%s: read at %" PRIu64 ": %m",
-                          q->filename, offset);
-    }
-    if (r == 0) {
-      /* Past the end of the file reads as zeroes, as in QEMU. */
-      memset (p, 0, count);
-      return 0;
-    }
-    p += r;
-    offset += r;
-    count -= r;
-  }
-  return 0;
-}
-
-/* Write everything.  With DSYNC each piece is durable on return
- * (RWF_DSYNC); where the kernel has no RWF_DSYNC (EOPNOTSUPP, ENOSYS),
- * the rest is written plainly and the image synced.
- */
-static int
-write_all (struct qcow2 *q, const void *buf, size_t count, uint64_t offset,
-           bool dsync)
-{
-  const char *p = buf;
-
-  while (count > 0) {
-    struct iovec iov = { .iov_base = (void *) p, .iov_len = count };
-    ssize_t r = dsync ? pwritev2 (q->fd, &iov, 1, offset, RWF_DSYNC)
-      : pwrite (q->fd, p, count, offset);
-
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      if (dsync && (errno == EOPNOTSUPP || errno == ENOSYS)) {
-        if (write_all (q, p, count, offset, false) == -1)
-          return -1;
-        return qcow2_file_sync (q);
-      }
-      return qcow2_error (errno, "%s: write at %" PRIu64 ": %m",
-                          q->filename, offset);
-    }
-    p += r;
-    offset += r;
-    count -= r;
-  }
+  if (full_pread (q->fd, buf, count, offset) == -1)
+    return qcow2_error (errno, "%s: read at %" PRIu64 ": %m",
+                        q->filename, offset);
   return 0;
 }
 
@@ -104,20 +54,26 @@ int
 qcow2_file_pwrite (struct qcow2 *q, const void *buf, size_t count,
                    uint64_t offset)
 {
-  return write_all (q, buf, count, offset, false);
+  if (full_pwrite (q->fd, buf, count, offset) == -1)
+    return qcow2_error (errno, "%s: write at %" PRIu64 ": %m",
+                        q->filename, offset);
+  return 0;
 }
 
-/* Write COUNT bytes and make just them durable before returning.
+/* Write COUNT bytes and make just them durable before returning.  An
  * fdatasync would also write out every dirty page of the image: on the
- * first write into each clean zone, all the data written since the
- * last sync, while the writer and every request behind it wait (a
- * 1 MiB sequential writer spent half its time there).
+ * first write into each clean zone, all the data written since the last
+ * sync, while the writer and every request behind it wait (a 1 MiB
+ * sequential writer spent half its time there).
  */
 int
 qcow2_file_pwrite_durable (struct qcow2 *q, const void *buf, size_t count,
                            uint64_t offset)
 {
-  return write_all (q, buf, count, offset, true);
+  if (full_pwrite_dsync (q->fd, buf, count, offset) == -1)
+    return qcow2_error (errno, "%s: durable write at %" PRIu64 ": %m",
+                        q->filename, offset);
+  return 0;
 }
 
 int

@@ -39,16 +39,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/uio.h>
 
 #include "utils.h"
 
-/* The loop of the four full_* functions: transfer COUNT bytes at OFFSET
- * (or at the file position if OFFSET is -1), retrying short transfers and
- * EINTR.  Returns the bytes done, fewer than COUNT only at end of file
- * (reads), or -1 with errno set.
+/* The loop of the full_* functions: transfer COUNT bytes at OFFSET (or
+ * at the file position if OFFSET is -1), retrying short transfers and
+ * EINTR; positioned writes with pwritev2's flags RWF if not 0.  Returns
+ * the bytes done, fewer than COUNT only at end of file (reads), or -1
+ * with errno set.
  */
 static ssize_t
-transfer_all (int fd, char *buf, size_t count, off_t offset, bool is_write)
+transfer_all (int fd, char *buf, size_t count, off_t offset, bool is_write,
+              int rwf)
 {
   size_t done = 0;
 
@@ -57,7 +60,12 @@ transfer_all (int fd, char *buf, size_t count, off_t offset, bool is_write)
     size_t n = count - done;
     ssize_t r;
 
-    if (is_write)
+    if (is_write && rwf) {
+      struct iovec iov = { .iov_base = p, .iov_len = n };
+
+      r = pwritev2 (fd, &iov, 1, offset + done, rwf);
+    }
+    else if (is_write)
       r = offset == -1 ? write (fd, p, n) : pwrite (fd, p, n, offset + done);
     else
       r = offset == -1 ? read (fd, p, n) : pread (fd, p, n, offset + done);
@@ -82,7 +90,7 @@ transfer_all (int fd, char *buf, size_t count, off_t offset, bool is_write)
 int
 full_read (int fd, void *buf, size_t count)
 {
-  ssize_t r = transfer_all (fd, buf, count, -1, false);
+  ssize_t r = transfer_all (fd, buf, count, -1, false, 0);
 
   if (r == -1)
     return -1;
@@ -96,13 +104,13 @@ full_read (int fd, void *buf, size_t count)
 int
 full_write (int fd, const void *buf, size_t count)
 {
-  return transfer_all (fd, (char *) buf, count, -1, true) == -1 ? -1 : 0;
+  return transfer_all (fd, (char *) buf, count, -1, true, 0) == -1 ? -1 : 0;
 }
 
 int
 full_pread (int fd, void *buf, size_t count, off_t offset)
 {
-  ssize_t r = transfer_all (fd, buf, count, offset, false);
+  ssize_t r = transfer_all (fd, buf, count, offset, false, 0);
 
   if (r == -1)
     return -1;
@@ -114,7 +122,23 @@ full_pread (int fd, void *buf, size_t count, off_t offset)
 int
 full_pwrite (int fd, const void *buf, size_t count, off_t offset)
 {
-  return transfer_all (fd, (char *) buf, count, offset, true) == -1 ? -1 : 0;
+  return transfer_all (fd, (char *) buf, count, offset, true, 0) == -1
+    ? -1 : 0;
+}
+
+int
+full_pwrite_dsync (int fd, const void *buf, size_t count, off_t offset)
+{
+  if (transfer_all (fd, (char *) buf, count, offset, true, RWF_DSYNC) != -1)
+    return 0;
+  if (errno != EOPNOTSUPP && errno != ENOSYS)
+    return -1;
+  /* No RWF_DSYNC in this kernel: all of it again (rewriting what the
+   * first try may have written is harmless), then the whole file.
+   */
+  if (full_pwrite (fd, buf, count, offset) == -1)
+    return -1;
+  return fdatasync (fd);
 }
 
 int64_t

@@ -45,6 +45,13 @@ extern int full_read (int fd, void *buf, size_t count);
 extern int full_write (int fd, const void *buf, size_t count);
 extern int full_pread (int fd, void *buf, size_t count, off_t offset);
 extern int full_pwrite (int fd, const void *buf, size_t count, off_t offset);
+/* full_pwrite, durable when it returns: RWF_DSYNC makes the bytes
+ * written durable and nothing else, where fdatasync would also write out
+ * every other dirty page of the file.  Without RWF_DSYNC in the kernel:
+ * full_pwrite, then fdatasync.
+ */
+extern int full_pwrite_dsync (int fd, const void *buf, size_t count,
+                              off_t offset);
 
 /* "512", "4k", "4K", "1M", "1MiB", "2G", "1T", "1E" (powers of 1024).  Returns
  * -1 and sets *err to a static message on bad input.

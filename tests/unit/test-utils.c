@@ -80,6 +80,12 @@ check_full_io (void)
   memset (buf, '?', sizeof buf);
   CHECK (full_pread (fd, buf, 8, 0) == 0);
   CHECK (memcmp (buf, "XYabcdef", 8) == 0);
+  /* A durable write lands where a plain one would. */
+  CHECK (full_pwrite_dsync (fd, "cd", 2, 4) == 0);
+  memset (buf, '?', sizeof buf);
+  CHECK (full_pread (fd, buf, 8, 0) == 0);
+  CHECK (memcmp (buf, "XYabcdef", 8) == 0);
+  CHECK (full_pwrite_dsync (-1, "cd", 2, 4) == -1 && errno == EBADF);
   /* Past the end reads as zeroes. */
   memset (buf, '?', sizeof buf);
   CHECK (full_pread (fd, buf, 8, 4) == 0);
