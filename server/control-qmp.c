@@ -67,6 +67,8 @@ struct qmp_session {
                             * newline */
   bool resync;             /* after a parse error: drop up to a '{' */
   unsigned errors;         /* parse errors since a message or newline */
+  bool held_backslash;     /* the last read ended inside a string on a
+                            * backslash, not yet given to json-c */
 };
 
 /* Set by quit; acted on once its answer is sent. */
@@ -480,6 +482,7 @@ parse_error (struct qmp_session *s, const char *desc)
   json_tokener_reset (s->tok);
   json_text_scan_init (&s->scan);
   s->pending = 0;
+  s->held_backslash = false;
   snprintf (msg, sizeof msg, "JSON parse error, %s", desc);
   if (send_error (s, NULL, QMP_GENERIC_ERROR, msg) == -1)
     return -1;
@@ -488,6 +491,35 @@ parse_error (struct qmp_session *s, const char *desc)
   else
     s->resync = true;
   return 0;
+}
+
+/* Inside a string, and not right after its backslash: where an escape
+ * may start.  The scanner has seen every byte before BUF.
+ */
+static bool
+at_string_char (const struct qmp_session *s)
+{
+  return s->scan.quote != 0 && !s->scan.escape;
+}
+
+/* Give json-c TEXT, standing for the LEN_IN bytes of input IN (the
+ * scanner and the message's length take those).  Only for pieces inside
+ * a string, which cannot complete a value.  1 = taken; 0 = json-c
+ * refused it and the error is answered; -1 = the connection must close.
+ */
+static int
+feed_inside_string (struct qmp_session *s, const char *text,
+                    const char *in, size_t len_in)
+{
+  json_object *obj = json_tokener_parse_ex (s->tok, text, strlen (text));
+  enum json_tokener_error jerr = json_tokener_get_error (s->tok);
+
+  json_object_put (obj);
+  if (jerr != json_tokener_continue)
+    return parse_error (s, json_tokener_error_desc (jerr));
+  json_text_scan_feed (&s->scan, in, len_in);
+  s->pending += len_in;
+  return 1;
 }
 
 int
@@ -541,9 +573,56 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
       s->resync = false;        /* the next byte starts afresh */
       continue;
     }
-    /* json-c sees the bytes up to the next control character. */
-    for (n = 1; n < len && !is_control (buf[n]); n++)
-      ;
+    /* QEMU's parser takes the escape \' in strings, json-c's does not:
+     * json-c is given \u0027 for it.  A backslash that ends the read is
+     * held until the next byte comes.
+     */
+    if (s->held_backslash) {
+      int r;
+
+      s->held_backslash = false;
+      /* The scanner has the backslash already. */
+      r = feed_inside_string (s, *buf == '\'' ? "\\u0027" : "\\", buf, 0);
+      if (r <= 0) {
+        if (r == -1)
+          return -1;
+        continue;
+      }
+      if (*buf == '\'') {
+        json_text_scan_feed (&s->scan, buf, 1);
+        s->pending++;
+        buf++;
+        len--;
+        continue;
+      }
+    }
+    n = 0;
+    if (*buf == '\\' && at_string_char (s)) {
+      if (len == 1) {
+        s->held_backslash = true;
+        json_text_scan_feed (&s->scan, buf, 1);
+        s->pending++;
+        return 0;
+      }
+      if (buf[1] == '\'') {
+        int r = feed_inside_string (s, "\\u0027", buf, 2);
+
+        if (r == -1)
+          return -1;
+        if (r == 1) {
+          buf += 2;
+          len -= 2;
+        }
+        continue;
+      }
+      n = is_control (buf[1]) ? 1 : 2; /* any other escape, as it is */
+    }
+    /* Otherwise json-c sees the bytes up to the next control character
+     * or backslash (which may start \').
+     */
+    if (n == 0)
+      for (n = 1; n < len && !is_control (buf[n]) && buf[n] != '\\'; n++)
+        ;
 
     obj = json_tokener_parse_ex (s->tok, buf, n > INT32_MAX ? INT32_MAX
                                  : (int) n);

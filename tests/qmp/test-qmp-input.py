@@ -42,6 +42,7 @@ After a parse error, the commands that follow on the same line run, as
 in QEMU."""
 
 import json
+import time
 
 from qmptest import NODE, QMP, compare, daemon_classes
 
@@ -123,9 +124,22 @@ GOOD_JSON = [
      "a:b/c,} /* x */ True 01"),
     (b"{'execute': 'query-version', 'id': 'key: \"q\", ] \\\\'}",
      'key: "q", ] \\'),
+    # The escape \' in either kind of string (json-c has no such escape).
+    (b"{'execute': 'query-version', 'id': 'it\\'s'}", "it's"),
+    (b'{"execute": "query-version", "id": "a\\\'b"}', "a'b"),
+    (b"{'execute': 'query-version', 'id': '\\\\\\''}", "\\'"),
     (b'{"execute": "query-version", "id": [0, -0.5, 10, 1e5, 2.0E-3, '
      b'true, false, null, {"a": {"b": []}}]}',
      [0, -0.5, 10, 1e5, 2.0E-3, True, False, None, {"a": {"b": []}}]),
+]
+
+# Messages that come in several reads, split inside an escape.
+SPLIT = [
+    ([b"{'execute': 'query-version', 'id': 'a\\", b"'b'}"], "a'b"),
+    ([b"{'execute': 'query-version', 'id': 'a\\", b"\\", b"\\'b'}"],
+     "a\\'b"),
+    ([b'{"execute": "query-version", "id": "a\\', b'u0041\\', b'"\\', b"'\""
+      b"}"], "aA\"'"),
 ]
 
 NOT_FOUND = [
@@ -180,6 +194,13 @@ def run(d):
         assert len(rs) == 1 and "return" in rs[0], (m, rs)
         assert rs[0]["id"] == ident, (m, rs[0]["id"], ident)
         out.append((m.decode(), "return"))
+    for pieces, ident in SPLIT:
+        for p in pieces:
+            q.send_raw(p)
+            time.sleep(0.05)
+        rs = answers(q, b"")
+        assert len(rs) == 1 and rs[0].get("id") == ident, (pieces, rs, ident)
+        out.append(([p.decode() for p in pieces], "return"))
     for m in NOT_FOUND:
         rs = answers(q, m)
         assert len(rs) == 1, (m, rs)
