@@ -61,7 +61,7 @@ for n in 1 2 3 4 5; do
   # CPU no CRC-32C): a chain may mix them.
   if [ $n -eq 3 ]; then
     NBDCBT_BACKUP_SUM=sha256 $BACKUP inc "$uri" -o "$dir" --bitmap b0
-    head -1 "$dir/backup-0003.sums" | grep -qx 'nbdcbt-backup-sums 1 sha256'
+    head -1 "$dir/backup-0003.sums" | grep -qx 'nbdcbt-backup-sums 2 sha256'
   else
     $BACKUP inc "$uri" -o "$dir" --bitmap b0
   fi

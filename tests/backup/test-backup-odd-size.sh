@@ -132,3 +132,45 @@ $BACKUP verify "$dir" -q
 check_point "$dir/full-0002.qcow2" "$tmpdir/point-2.raw"
 $BACKUP restore "$dir" --until 2 -o "$tmpdir/restored.raw" -q
 cmp "$tmpdir/restored.raw" "$tmpdir/point-2.raw"
+
+# 4. The manifest's virtual size is checked against the size each
+# checksum list records: an edit within the 512-byte rounding of the
+# qcow2 files (10000002 bytes, still 10000384 rounded) used to pass
+# verify and make restore write a disk one byte too long.
+cp -a "$tmpdir/b1" "$tmpdir/b4"
+grep -qx "size $size" <(sed -n 2p "$tmpdir/b4/backup-0000.sums")
+$PYTHON - "$tmpdir/b4/manifest.json" $((size + 1)) <<'EOT'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["virtual-size"] = int(sys.argv[2])
+json.dump(m, open(sys.argv[1], "w"))
+EOT
+for cmd in "verify $tmpdir/b4" "restore $tmpdir/b4 -o $tmpdir/r4.raw"; do
+  if $BACKUP $cmd -q 2> "$tmpdir/err"; then
+    echo "$0: $cmd passed with a damaged virtual size" >&2
+    exit 1
+  fi
+  cat "$tmpdir/err"
+  grep -q "the manifest's virtual size is $((size + 1)) bytes, the backup was of a disk of $size" "$tmpdir/err"
+done
+[ ! -e "$tmpdir/r4.raw" ]
+
+# A list written before the size line (version 1) is still read.
+rm -rf "$tmpdir/b4"
+cp -a "$tmpdir/b1" "$tmpdir/b4"
+$PYTHON - "$tmpdir/b4" <<'EOT'
+import hashlib, json, sys
+d = sys.argv[1]
+lines = open(d + "/backup-0000.sums").read().split("\n")
+assert lines[0].startswith("nbdcbt-backup-sums 2 ") and lines[1].startswith("size ")
+lines[0] = lines[0].replace(" 2 ", " 1 ", 1)
+del lines[1]
+text = "\n".join(lines).encode()
+open(d + "/backup-0000.sums", "wb").write(text)
+m = json.load(open(d + "/manifest.json"))
+m["backups"][0]["sums-sha256"] = hashlib.sha256(text).hexdigest()
+json.dump(m, open(d + "/manifest.json", "w"))
+EOT
+$BACKUP verify "$tmpdir/b4" -q
+$BACKUP restore "$tmpdir/b4" -o "$tmpdir/r4.raw" -q
+cmp "$tmpdir/r4.raw" "$tmpdir/nbdkit.raw"

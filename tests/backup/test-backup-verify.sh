@@ -52,7 +52,7 @@ serve_qemu "$img" -B b0
 # the instruction), backup 1 UMAC-128.
 NBDCBT_BACKUP_SUM=umac128 $BACKUP inc "$uri" -o "$dir" --bitmap b0 -q
 stop_qemu
-grep -q '^nbdcbt-backup-sums 1 umac128 [0-9a-f]\{32\}$' "$dir/backup-0001.sums"
+grep -q '^nbdcbt-backup-sums 2 umac128 [0-9a-f]\{32\}$' "$dir/backup-0001.sums"
 
 $BACKUP verify "$dir" > "$tmpdir/out"
 cat "$tmpdir/out"
@@ -111,7 +111,7 @@ grep -q "backup-0001.qcow2: the file is damaged: it has zero clusters at offset 
 
 # A damaged checksum list.
 rm -rf "$dir"; cp -a "$tmpdir/good" "$dir"
-sed -i '2s/^data 0 /data 1 /' "$dir/backup-0000.sums"
+sed -i '0,/^data 0 /s//data 1 /' "$dir/backup-0000.sums"
 rc=0; $BACKUP verify "$dir" > "$tmpdir/out" 2>&1 || rc=$?
 cat "$tmpdir/out"
 test $rc -eq 1

@@ -178,6 +178,11 @@ enum sum_algorithm {
 struct sum_params {
   enum sum_algorithm algorithm;
   unsigned char key[SUM_KEY_SIZE];
+  /* The disk's size, which a list of version 2 records beside the
+   * manifest's "virtual-size" (a version 1 list: has_disk_size false).
+   */
+  bool has_disk_size;
+  uint64_t disk_size;
 };
 
 struct copy_stats {
@@ -313,7 +318,7 @@ extern void hex_bytes (const unsigned char *digest, size_t len, char *hex);
  * computes CRC-32C (SSE 4.2), else UMAC-128 with a random key where
  * gnutls offers it (not in FIPS mode), else SHA-256.
  */
-extern int sum_params_new (struct sum_params *p);
+extern int sum_params_new (struct sum_params *p, uint64_t disk_size);
 extern const char *sum_algorithm_name (enum sum_algorithm a);
 extern size_t sum_size (enum sum_algorithm a);
 /* One per thread. */

@@ -513,7 +513,7 @@ backup_copy_streamed (struct backup_job *job)
   /* Requests of whole clusters (both are powers of two). */
   if (opts.request_size < STREAM_HEAD_SIZE)
     opts.request_size = STREAM_HEAD_SIZE;
-  if (sum_params_new (&job->sum_params) == -1)
+  if (sum_params_new (&job->sum_params, job->size) == -1)
     return -1;
   part_path = store_dir (job->st) ? job->part : NULL;
   job->upload = store_upload_begin (job->st, job->file, STREAM_HEAD_SIZE);
@@ -575,7 +575,7 @@ backup_copy (struct backup_job *job)
     return -1;
   }
   qcow2_get_info (q, &qi);
-  if (sum_params_new (&job->sum_params) == -1 ||
+  if (sum_params_new (&job->sum_params, job->size) == -1 ||
       (sink = sink_qcow2_wrap (q)) == NULL) {
     qcow2_close (q);
     return -1;

@@ -254,7 +254,7 @@ summer_free (struct summer *s)
 }
 
 int
-sum_params_new (struct sum_params *p)
+sum_params_new (struct sum_params *p, uint64_t disk_size)
 {
   gnutls_hmac_hd_t h;
 
@@ -264,6 +264,8 @@ sum_params_new (struct sum_params *p)
   const char *force = getenv ("NBDCBT_BACKUP_SUM");
 
   memset (p, 0, sizeof *p);
+  p->has_disk_size = true;
+  p->disk_size = disk_size;
   if (force && strcmp (force, "sha256") == 0)
     return 0;
   if (have_crc32c_insn () && !(force && strcmp (force, "umac128") == 0)) {

@@ -271,7 +271,7 @@ write_merged (struct store *st, const struct manifest *m, size_t pos,
     goto out;
   }
   if (target_open (&t) == -1 ||
-      sum_params_new (&params) == -1 ||
+      sum_params_new (&params, m->virtual_size) == -1 ||
       (summer = summer_new (&params)) == NULL)
     goto out;
 

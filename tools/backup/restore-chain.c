@@ -113,7 +113,7 @@ restore_into_chain (const struct manifest *src, int64_t n, struct layer *q,
       error ("restore: %s already holds a backup chain", dir);
     goto out;
   }
-  if (sum_params_new (&params) == -1 || (summer = summer_new (&params)) == NULL)
+  if (sum_params_new (&params, size) == -1 || (summer = summer_new (&params)) == NULL)
     goto out;
   buf = malloc (CHUNK + 512);
   e.started = now_iso8601 ();

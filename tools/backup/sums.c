@@ -35,9 +35,14 @@
  * DIR/backup-NNNN.sums describes everything the backup wrote into its
  * qcow2 layer, one line per write, sorted by guest offset:
  *
- *   nbdcbt-backup-sums 1 ALGORITHM
+ *   nbdcbt-backup-sums 2 ALGORITHM
+ *   size SIZE                   the disk's size in bytes
  *   data OFFSET LENGTH HEX      LENGTH bytes of guest data with this sum
  *   zero OFFSET LENGTH          recorded as zero (zero clusters)
+ *
+ * The size line is what guards the manifest's "virtual-size": the qcow2
+ * layer only holds it rounded up to 512 bytes.  Version 1 lists (written
+ * before it) have no size line; both are read.
  *
  * ALGORITHM is "crc32c-4" (the CRC-32C of each quarter of the block),
  * "umac128 KEY" (UMAC-128, RFC 4418, under the random KEY in hex with
@@ -54,6 +59,7 @@
  */
 #include <config.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -69,7 +75,7 @@
 #include "store.h"
 #include "utils.h"
 
-#define SUMS_MAGIC "nbdcbt-backup-sums 1 "
+#define SUMS_MAGIC "nbdcbt-backup-sums "
 /* A data record is one read request: at most 32M (--request-size). */
 #define MAX_DATA_RECORD (32 * 1024 * 1024)
 
@@ -88,14 +94,16 @@ sums_format (const struct sum_params *params, const sum_list *list,
     error_errno ("open_memstream");
     return -1;
   }
-  fputs (SUMS_MAGIC, fp);
-  fputs (sum_algorithm_name (params->algorithm), fp);
+  fprintf (fp, "%s%d %s", SUMS_MAGIC, params->has_disk_size ? 2 : 1,
+           sum_algorithm_name (params->algorithm));
   if (params->algorithm == SUM_UMAC128) {
     char k[2 * SUM_KEY_SIZE + 1];
     hex_bytes (params->key, SUM_KEY_SIZE, k);
     fprintf (fp, " %s", k);
   }
   fputc ('\n', fp);
+  if (params->has_disk_size)
+    fprintf (fp, "size %" PRIu64 "\n", params->disk_size);
   for (i = 0; i < list->len; ++i) {
     const struct sum_record *r = &list->ptr[i];
     if (r->kind == SUM_DATA) {
@@ -185,7 +193,7 @@ load_sums (const char *what, struct store *st, const char *name,
   unsigned char digest[SUM_SIZE];
   char hex[65], *p, *end;
   size_t len;
-  int got;
+  int got, version;
 
   got = store_get (st, name, &text, &len);
   if (got == 1)
@@ -202,8 +210,11 @@ load_sums (const char *what, struct store *st, const char *name,
   /* Its digest matched: anything malformed now is our own bug. */
   memset (params, 0, sizeof *params);
   p = text + strlen (SUMS_MAGIC);
-  if (strncmp (text, SUMS_MAGIC, strlen (SUMS_MAGIC)) != 0)
+  if (strncmp (text, SUMS_MAGIC, strlen (SUMS_MAGIC)) != 0 ||
+      (*p != '1' && *p != '2') || p[1] != ' ')
     goto bad;
+  version = *p - '0';
+  p += 2;
   if (strncmp (p, "sha256\n", 7) == 0) {
     params->algorithm = SUM_SHA256;
     p += 7;
@@ -220,6 +231,15 @@ load_sums (const char *what, struct store *st, const char *name,
   }
   else
     goto bad;
+  if (version >= 2) {
+    int n = 0;
+
+    if (sscanf (p, "size %" SCNu64 "%n", &params->disk_size, &n) != 1 ||
+        n == 0 || p[n] != '\n' || !isdigit ((unsigned char) p[5]))
+      goto bad;
+    params->has_disk_size = true;
+    p += n + 1;
+  }
 
   for (; *p; p = end) {
     struct sum_record r = { 0 };
@@ -450,6 +470,13 @@ check_contents (const char *what, struct store *st,
                    &params, &list);
   if (bad)
     goto out;
+  if (params.has_disk_size && params.disk_size != disk_size) {
+    error ("%s: %s: the manifest's virtual size is %" PRIu64 " bytes, the "
+           "backup was of a disk of %" PRIu64 " (the manifest is damaged)",
+           what, path, disk_size, params.disk_size);
+    bad = 1;
+    goto out;
+  }
   summer = summer_new (&params);
   if (summer == NULL) {
     bad = 1;
