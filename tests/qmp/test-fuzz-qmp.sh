@@ -55,6 +55,8 @@ seed '{"execute":"block-dirty-bitmap-add","arguments":{"node":"disk0","name":"b0
      '{"execute":"block-dirty-bitmap-disable","arguments":{"node":"disk0","name":"b0"}}' \
      '{"execute":"block-dirty-bitmap-enable","arguments":{"node":"disk0","name":"b0"}}' \
      '{"execute":"block-dirty-bitmap-remove","arguments":{"node":"disk0","name":"b0"}}'
+seed "{'execute':'block-dirty-bitmap-add','arguments':{'node':'disk0','name':'a\\'b\\\\'}}" \
+     '{"execute":"query-version","id":"\'"'"'\"\\"}'
 seed '[1,{"a":[null,true,1.5e3,"\u00e9"]}]' '{"execute":"transaction","arguments":{"actions":[]},"id":[1]}' 'garbage' '{"execute"'
 seed '{"execute":"block-dirty-bitmap-add","arguments":{"node":"disk0","name":"b","granularity":-1,"zz":1}}' \
      '{"execute":"transaction","arguments":{"actions":[{"type":"block-dirty-bitmap-add","data":{"node":"disk0","name":"x"}},{"type":"block-dirty-bitmap-add","data":{"node":"disk0","name":"x"}}],"properties":{"completion-mode":"grouped"}}}'
