@@ -323,16 +323,10 @@ static json_object *
 run_action (const char *type, json_object *args, struct qmp_error *err)
 {
   const struct control_action_type *t = control_action_find (type);
-  struct control_action act = { 0 };
 
   if (control_args_check (args, t->spec, "", err) == -1)
     return NULL;
-  if (t->prepare (args, false, &act, err) == -1) {
-    control_action_finish (&act, false);
-    return NULL;
-  }
-  control_action_finish (&act, true);
-  return json_object_new_object ();
+  return control_run_action (t, args, err);
 }
 
 json_object *

@@ -147,6 +147,35 @@ quiesce (struct control_node *nodes, size_t n, bool on)
   }
 }
 
+/* A bitmap command outside a transaction (block-dirty-bitmap-clear...):
+ * one action, with every node quiesced as in a transaction.  A clear
+ * must wait for the writes the dirty filter has marked and not finished:
+ * cleared before such a write's data lands, the bitmap would lose it.
+ * QEMU needs no drain there, because it marks a write once it is done.
+ */
+json_object *
+control_run_action (const struct control_action_type *t, json_object *args,
+                    struct qmp_error *err)
+{
+  struct control_action act = { 0 };
+  struct control_node *nodes = NULL;
+  size_t nnodes = 0;
+  json_object *ret = NULL;
+
+  if (control_nodes_get (&nodes, &nnodes, err) == -1)
+    return NULL;
+  quiesce (nodes, nnodes, true);
+  if (t->prepare (args, false, &act, err) == -1)
+    control_action_finish (&act, false);
+  else {
+    control_action_finish (&act, true);
+    ret = json_object_new_object ();
+  }
+  quiesce (nodes, nnodes, false);
+  control_nodes_put (nodes, nnodes);
+  return ret;
+}
+
 json_object *
 qmp_transaction (json_object *args, struct qmp_error *err)
 {

@@ -208,6 +208,12 @@ struct control_action_type {
 extern const struct control_action_type *control_action_find (
   const char *type);
 extern void control_action_finish (struct control_action *act, bool commit);
+/* control-transaction.c: one action outside a transaction, with the
+ * nodes quiesced as a transaction quiesces them.
+ */
+extern json_object *control_run_action (const struct control_action_type *t,
+                                        json_object *args,
+                                        struct qmp_error *err);
 
 /* control.c: events to every client that negotiated capabilities.  DATA
  * (may be NULL) is consumed.  Safe from any thread.

@@ -48,8 +48,8 @@
  *   disable   the previous state
  *
  * While a transaction runs the caller holds the instance quiesced: the
- * write path waits in mark (), so undoing a clear or a merge restores the
- * bitmap exactly.  Messages are QEMU's (block/dirty-bitmap.c,
+ * writes already marked are done and new ones wait in write_begin (), so
+ * undoing a clear or a merge restores the bitmap exactly.  Messages are QEMU's (block/dirty-bitmap.c,
  * block/monitor/bitmap-qmp-cmds.c).
  */
 #include <config.h>

@@ -121,13 +121,21 @@ static void *
 dirty_instance_new (void)
 {
   struct dirty_instance *d = calloc (1, sizeof *d);
+  pthread_rwlockattr_t attr;
 
   if (d == NULL) {
     nbdcbt_error ("dirty: calloc: %m");
     return NULL;
   }
   pthread_mutex_init (&d->lock, NULL);
-  pthread_rwlock_init (&d->quiesce, NULL);
+  /* Writer preference: a transaction must not starve behind a stream of
+   * writes, each holding QUIESCE shared until it is done.
+   */
+  pthread_rwlockattr_init (&attr);
+  pthread_rwlockattr_setkind_np (&attr,
+                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init (&d->quiesce, &attr);
+  pthread_rwlockattr_destroy (&attr);
   dirty_control_init (d);
   pthread_cond_init (&d->stop_cond, NULL);
   d->store_interval = DIRTY_DEFAULT_STORE_INTERVAL;
@@ -362,22 +370,39 @@ dirty_list_meta_contexts (nbdcbt_next_list_meta_contexts *next,
 }
 
 /* The write path: the fine bitmaps, then the intent record (store.c),
- * then the request goes down.  QUIESCE is held exclusively only while a
- * control transaction runs: then writes wait here, before they go down.
+ * then the request goes down, all with QUIESCE held shared until the
+ * request is done.  A control transaction holds QUIESCE exclusively, so
+ * it waits for the writes already marked to be done and holds the new
+ * ones before they are marked.  Releasing it after the mark instead let
+ * a clear come between a write's mark and its data: the data landed
+ * after the clear, unrecorded, and the next incremental backup missed
+ * it.  (QEMU marks a write once it is done, and drains the node for a
+ * transaction.  Here the mark comes first: the intent record must hold
+ * the write's zones before its data reaches the disk, and a store
+ * between the record's mark and the bitmap's would clear them.)
  */
 static inline int
-mark (void *handle, uint64_t offset, uint32_t count, int *err)
+write_begin (struct dirty_instance *d, uint64_t offset, uint32_t count,
+             int *err)
 {
-  struct dirty_instance *d = handle;
-
   if (d->bitmaps) {
     pthread_rwlock_rdlock (&d->quiesce);
     dirty_bitmaps_mark (d->bitmaps, offset, count);
-    pthread_rwlock_unlock (&d->quiesce);
   }
-  if (d->intent)
-    return dirty_store_before_write (d, offset, count, err);
+  if (d->intent && dirty_store_before_write (d, offset, count, err) == -1) {
+    if (d->bitmaps)
+      pthread_rwlock_unlock (&d->quiesce);
+    return -1;
+  }
   return 0;
+}
+
+static inline int
+write_end (struct dirty_instance *d, int r)
+{
+  if (d->bitmaps)
+    pthread_rwlock_unlock (&d->quiesce);
+  return r;
 }
 
 /* The control socket's service for this instance (control.c). */
@@ -396,9 +421,12 @@ dirty_pwrite (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
               void *handle, const void *buf, uint32_t count, uint64_t offset,
               uint32_t flags, int *err)
 {
-  if (mark (handle, offset, count, err) == -1)
+  struct dirty_instance *d = handle;
+
+  if (write_begin (d, offset, count, err) == -1)
     return -1;
-  return next_ops->pwrite (nxdata, buf, count, offset, flags, err);
+  return write_end (d, next_ops->pwrite (nxdata, buf, count, offset, flags,
+                                         err));
 }
 
 static int
@@ -406,9 +434,11 @@ dirty_zero (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
             void *handle, uint32_t count, uint64_t offset, uint32_t flags,
             int *err)
 {
-  if (mark (handle, offset, count, err) == -1)
+  struct dirty_instance *d = handle;
+
+  if (write_begin (d, offset, count, err) == -1)
     return -1;
-  return next_ops->zero (nxdata, count, offset, flags, err);
+  return write_end (d, next_ops->zero (nxdata, count, offset, flags, err));
 }
 
 static int
@@ -416,9 +446,11 @@ dirty_trim (const struct nbdcbt_next_ops *next_ops, nbdcbt_context *nxdata,
             void *handle, uint32_t count, uint64_t offset, uint32_t flags,
             int *err)
 {
-  if (mark (handle, offset, count, err) == -1)
+  struct dirty_instance *d = handle;
+
+  if (write_begin (d, offset, count, err) == -1)
     return -1;
-  return next_ops->trim (nxdata, count, offset, flags, err);
+  return write_end (d, next_ops->trim (nxdata, count, offset, flags, err));
 }
 
 static int

@@ -85,7 +85,9 @@ struct dirty_instance {
   bool marked_in_use;
 
   /* The control socket's service (control.c), and the lock that holds
-   * the write path while a transaction runs: mark () takes it shared.
+   * the write path while a transaction runs: each write, zero and trim
+   * holds it shared from its mark until it is done (write_begin,
+   * write_end in dirty.c).
    */
   struct dirty_bitmaps_service service;
   pthread_rwlock_t quiesce;
