@@ -493,6 +493,23 @@ parse_error (struct qmp_session *s, const char *desc)
   return 0;
 }
 
+/* LEN more bytes of the message being read: -1 (answered) once it is
+ * longer than a message may be, and the connection must close.
+ */
+static int
+grow_pending (struct qmp_session *s, size_t len)
+{
+  char msg[128];
+
+  s->pending += len;
+  if (s->pending <= CONTROL_MAX_MESSAGE)
+    return 0;
+  snprintf (msg, sizeof msg, "JSON message too long (more than %d "
+            "bytes): closing the connection", CONTROL_MAX_MESSAGE);
+  send_error (s, NULL, QMP_GENERIC_ERROR, msg);
+  return -1;
+}
+
 /* Inside a string, and not right after its backslash: where an escape
  * may start.  The scanner has seen every byte before BUF.
  */
@@ -518,8 +535,7 @@ feed_inside_string (struct qmp_session *s, const char *text,
   if (jerr != json_tokener_continue)
     return parse_error (s, json_tokener_error_desc (jerr));
   json_text_scan_feed (&s->scan, in, len_in);
-  s->pending += len_in;
-  return 1;
+  return grow_pending (s, len_in) == -1 ? -1 : 1;
 }
 
 int
@@ -590,7 +606,8 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
       }
       if (*buf == '\'') {
         json_text_scan_feed (&s->scan, buf, 1);
-        s->pending++;
+        if (grow_pending (s, 1) == -1)
+          return -1;
         buf++;
         len--;
         continue;
@@ -601,8 +618,7 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
       if (len == 1) {
         s->held_backslash = true;
         json_text_scan_feed (&s->scan, buf, 1);
-        s->pending++;
-        return 0;
+        return grow_pending (s, 1);
       }
       if (buf[1] == '\'') {
         int r = feed_inside_string (s, "\\u0027", buf, 2);
@@ -635,15 +651,8 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
       if (used == 0)
         used = n;
       json_text_scan_feed (&s->scan, buf, used);
-      s->pending += used;
-      if (s->pending > CONTROL_MAX_MESSAGE) {
-        char msg[128];
-
-        snprintf (msg, sizeof msg, "JSON message too long (more than %d "
-                  "bytes): closing the connection", CONTROL_MAX_MESSAGE);
-        send_error (s, NULL, QMP_GENERIC_ERROR, msg);
+      if (grow_pending (s, used) == -1)
         return -1;
-      }
       buf += used;
       len -= used;
       continue;

@@ -131,6 +131,21 @@ try:
         pass
     assert closed_by_server(flood), "an oversized message was accepted"
     nbd_works(d, 128 * K)
+    # The same with nothing but the escape \' (json-c gets \u0027 for
+    # each, on a path of its own), some reads ending on the backslash.
+    flood = raw_client(d.qmp_sock)
+    flood.recv(4096)
+    try:
+        flood.sendall(b"{'execute': 'query-version', 'id': '")
+        for i in range(80):
+            # Ends on the backslash of an escape, the next begins with its
+            # quote.
+            flood.sendall(b"\\'" * 16383 + b"\\" if i % 2 == 0
+                          else b"'" + b"\\'" * 16383)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert closed_by_server(flood), "an oversized message was accepted"
+    nbd_works(d, 128 * K)
 
     # Deep nesting and garbage: errors, the session goes on.
     g = d.connect_qmp()
