@@ -617,6 +617,12 @@ dirty_bitmaps_mark (struct dirty_bitmaps *set, uint64_t offset, uint64_t len)
   if (len == 0)
     return;
   pthread_rwlock_rdlock (&set->lock);
+  /* A bitmap's word for a random write is usually not in the cache (the
+   * 512-byte bitmap of a 3 GiB disk is 768 KiB): ask for every bitmap's
+   * before waiting for the first.
+   */
+  for (i = 0; i < set->nrecording; i++)
+    hbitmap_prefetch (set->recording[i], offset);
   for (i = 0; i < set->nrecording; i++)
     hbitmap_set (set->recording[i], offset, len);
   pthread_rwlock_unlock (&set->lock);

@@ -599,6 +599,15 @@ byte_range_to_bits (const struct hbitmap *hb, uint64_t offset, uint64_t len,
  * over 50%.
  */
 void
+hbitmap_prefetch (const struct hbitmap *hb, uint64_t offset)
+{
+  uint64_t bit = offset >> hb->shift;
+
+  if (bit < hb->nbits)
+    __builtin_prefetch (&hb->any[0][bit >> 6], 1);
+}
+
+void
 hbitmap_set (struct hbitmap *hb, uint64_t offset, uint64_t len)
 {
   uint64_t first, last;

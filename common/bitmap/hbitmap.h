@@ -72,6 +72,13 @@ extern uint64_t hbitmap_nbits (const struct hbitmap *hb);
  * the end are clipped.
  */
 extern void hbitmap_set (struct hbitmap *hb, uint64_t offset, uint64_t len);
+/* A hint before hbitmap_set: start loading the level-0 word that holds
+ * OFFSET's granule, so that the loads of several bitmaps overlap instead
+ * of waiting one after another.  It reads HB's geometry without the
+ * lock: the caller must exclude hbitmap_resize and hbitmap_free (the
+ * dirty filter holds its set's lock).
+ */
+extern void hbitmap_prefetch (const struct hbitmap *hb, uint64_t offset);
 extern void hbitmap_reset (struct hbitmap *hb, uint64_t offset, uint64_t len);
 extern void hbitmap_set_all (struct hbitmap *hb);
 extern void hbitmap_reset_all (struct hbitmap *hb);
