@@ -594,20 +594,19 @@ qmp_session_feed (struct qmp_session *s, const char *buf, size_t len)
      * held until the next byte comes.
      */
     if (s->held_backslash) {
+      bool quote = *buf == '\'';
       int r;
 
       s->held_backslash = false;
-      /* The scanner has the backslash already. */
-      r = feed_inside_string (s, *buf == '\'' ? "\\u0027" : "\\", buf, 0);
-      if (r <= 0) {
-        if (r == -1)
-          return -1;
+      /* The scanner has the backslash already: it gets the quote, if it
+       * is one; any other byte goes on below, as the escape's second.
+       */
+      r = feed_inside_string (s, quote ? "\\u0027" : "\\", buf, quote);
+      if (r == -1)
+        return -1;
+      if (r == 0)
         continue;
-      }
-      if (*buf == '\'') {
-        json_text_scan_feed (&s->scan, buf, 1);
-        if (grow_pending (s, 1) == -1)
-          return -1;
+      if (quote) {
         buf++;
         len--;
         continue;

@@ -147,42 +147,73 @@ quiesce (struct control_node *nodes, size_t n, bool on)
   }
 }
 
+/* Prepare actions TYPES[i] with data DATA[i] in order, with every node
+ * quiesced; then commit them all, or, if one fails, abort the ones
+ * prepared before it in reverse order (its error is the answer).
+ */
+static json_object *
+apply_actions (size_t n, const struct control_action_type *const *types,
+               json_object *const *data, bool grouped, struct qmp_error *err)
+{
+  struct control_action *acts;
+  struct control_node *nodes = NULL;
+  size_t i, nnodes = 0, done = 0;
+  json_object *ret = NULL;
+
+  acts = calloc (n + 1, sizeof *acts);
+  if (acts == NULL) {
+    qmp_error_set (err, QMP_GENERIC_ERROR, "%s", strerror (ENOMEM));
+    return NULL;
+  }
+  if (control_nodes_get (&nodes, &nnodes, err) == -1) {
+    free (acts);
+    return NULL;
+  }
+
+  quiesce (nodes, nnodes, true);
+  for (i = 0; i < n; i++) {
+    if (types[i]->prepare (data[i], grouped, &acts[i], err) == -1) {
+      control_action_finish (&acts[i], false);
+      break;
+    }
+    done++;
+  }
+  if (done == n) {
+    for (i = 0; i < n; i++)
+      control_action_finish (&acts[i], true);
+    ret = json_object_new_object ();
+  }
+  else {
+    while (done > 0)
+      control_action_finish (&acts[--done], false);
+  }
+  quiesce (nodes, nnodes, false);
+
+  control_nodes_put (nodes, nnodes);
+  free (acts);
+  return ret;
+}
+
 /* A bitmap command outside a transaction (block-dirty-bitmap-clear...):
- * one action, with every node quiesced as in a transaction.  A clear
- * must wait for the writes the dirty filter has marked and not finished:
- * cleared before such a write's data lands, the bitmap would lose it.
- * QEMU needs no drain there, because it marks a write once it is done.
+ * quiesced as in a transaction.  A clear must wait for the writes the
+ * dirty filter has marked and not finished: cleared before such a
+ * write's data lands, the bitmap would lose it.  QEMU needs no drain
+ * there, because it marks a write once it is done.
  */
 json_object *
 control_run_action (const struct control_action_type *t, json_object *args,
                     struct qmp_error *err)
 {
-  struct control_action act = { 0 };
-  struct control_node *nodes = NULL;
-  size_t nnodes = 0;
-  json_object *ret = NULL;
-
-  if (control_nodes_get (&nodes, &nnodes, err) == -1)
-    return NULL;
-  quiesce (nodes, nnodes, true);
-  if (t->prepare (args, false, &act, err) == -1)
-    control_action_finish (&act, false);
-  else {
-    control_action_finish (&act, true);
-    ret = json_object_new_object ();
-  }
-  quiesce (nodes, nnodes, false);
-  control_nodes_put (nodes, nnodes);
-  return ret;
+  return apply_actions (1, &t, &args, false, err);
 }
 
 json_object *
 qmp_transaction (json_object *args, struct qmp_error *err)
 {
   json_object *actions, *props;
-  struct control_action *acts = NULL;
-  struct control_node *nodes = NULL;
-  size_t i, n, nnodes = 0, done = 0;
+  const struct control_action_type **types;
+  json_object **data;
+  size_t i, n;
   bool grouped = false;
   json_object *ret = NULL;
 
@@ -209,41 +240,20 @@ qmp_transaction (json_object *args, struct qmp_error *err)
     return NULL;
   n = json_object_array_length (actions);
 
-  acts = calloc (n + 1, sizeof *acts);
-  if (acts == NULL) {
+  types = calloc (n + 1, sizeof *types);
+  data = calloc (n + 1, sizeof *data);
+  if (types == NULL || data == NULL)
     qmp_error_set (err, QMP_GENERIC_ERROR, "%s", strerror (ENOMEM));
-    return NULL;
-  }
-  if (control_nodes_get (&nodes, &nnodes, err) == -1) {
-    free (acts);
-    return NULL;
-  }
-
-  quiesce (nodes, nnodes, true);
-  for (i = 0; i < n; i++) {
-    json_object *a = json_object_array_get_idx (actions, i);
-    const struct control_action_type *t =
-      control_action_find (control_arg_str (a, "type"));
-
-    if (t->prepare (json_object_object_get (a, "data"), grouped, &acts[i],
-                    err) == -1) {
-      control_action_finish (&acts[i], false);
-      break;
-    }
-    done++;
-  }
-  if (done == n) {
-    for (i = 0; i < n; i++)
-      control_action_finish (&acts[i], true);
-    ret = json_object_new_object ();
-  }
   else {
-    while (done > 0)
-      control_action_finish (&acts[--done], false);
-  }
-  quiesce (nodes, nnodes, false);
+    for (i = 0; i < n; i++) {
+      json_object *a = json_object_array_get_idx (actions, i);
 
-  control_nodes_put (nodes, nnodes);
-  free (acts);
+      types[i] = control_action_find (control_arg_str (a, "type"));
+      data[i] = json_object_object_get (a, "data");
+    }
+    ret = apply_actions (n, types, data, grouped, err);
+  }
+  free (types);
+  free (data);
   return ret;
 }

@@ -232,13 +232,14 @@ load_sums (const char *what, struct store *st, const char *name,
   else
     goto bad;
   if (version >= 2) {
-    int n = 0;
-
-    if (sscanf (p, "size %" SCNu64 "%n", &params->disk_size, &n) != 1 ||
-        n == 0 || p[n] != '\n' || !isdigit ((unsigned char) p[5]))
+    if (strncmp (p, "size ", 5) != 0 || !isdigit ((unsigned char) p[5]))
+      goto bad;
+    errno = 0;
+    params->disk_size = strtoull (p + 5, &end, 10);
+    if (errno != 0 || *end != '\n')
       goto bad;
     params->has_disk_size = true;
-    p += n + 1;
+    p = end + 1;
   }
 
   for (; *p; p = end) {
